@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs (Debian and Python packages), then runs it.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need_apt=()
+[ -e /usr/lib/x86_64-linux-gnu/libpmem.so.1 ] || ldconfig -p 2>/dev/null | grep -q 'libpmem.so.1' || need_apt+=(libpmem1)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "warning: missing Debian packages ${need_apt[*]} (run as root to install them)" >&2
+    fi
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m ruff check src tests bench
+python3 -m pytest "$@"
