@@ -48,8 +48,21 @@ class UnpersistableError(TypeError, PersimmonError):
     """A value cannot be stored in persistent memory (an open file, a lambda, ...).
 
     It is a TypeError, so code that expects Python's own error for such values keeps working.
-    The message names the type and the attribute path at which it was stored.
+    The message names the type and the attribute path at which it was stored
+    (``type_name`` and ``path`` hold them too).
     """
+
+    def __init__(self, type_name: str, path: str = "", reason: str = "") -> None:
+        self.type_name = type_name
+        self.path = path
+        self.reason = reason
+        where = f" at {path}" if path else ""
+        why = f": {reason}" if reason else ""
+        super().__init__(f"cannot persist a value of type {type_name}{where}{why}")
+
+    def prefixed(self, prefix: str) -> UnpersistableError:
+        """The same error with ``prefix`` put before its path (used while unwinding)."""
+        return UnpersistableError(self.type_name, prefix + self.path, self.reason)
 
 
 class DivergenceError(PersimmonError):

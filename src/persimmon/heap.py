@@ -1,0 +1,1301 @@
+"""The persistent object heap: the PM copy of a state machine.
+
+A :class:`Heap` lives in a pool file.  It stores a graph of Python objects (dicts, lists,
+sets, deques, tuples, str, bytes, numbers, None, instances of user classes, and anything else
+picklable as an opaque value) and hands it out through proxies that behave like the
+built-ins (:mod:`persimmon.proxies`), so that an operation written for native objects runs
+unchanged on the PM copy.
+
+Every store goes through one write path that first saves the old contents of each touched
+32-byte block in the undo log (:mod:`persimmon.undolog`), at most once per batch, skipping
+memory allocated fresh in the batch.  :meth:`Heap.commit` makes a batch durable with one
+commit record; opening a pool whose last batch did not commit rolls it back.
+
+Typical use (the runtime does this in its shadow process)::
+
+    heap = Heap.create(path, root)      # root: a native object graph
+    heap.root.apply(op)                 # mutate through proxies
+    heap.end_op()                       # operation boundary
+    heap.commit(position)               # durable
+    heap.close()
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+from bisect import bisect_right, insort
+from collections import deque
+from collections.abc import Iterator
+from types import BuiltinFunctionType, FunctionType, GeneratorType, MethodType, ModuleType
+from typing import Any
+
+from . import layout as L
+from .device import Device
+from .errors import CorruptPoolError, PersimmonError, PoolFullError, UnpersistableError
+from .hashing import phash
+from .pool import Pool
+from .undolog import UndoLog
+
+_hdr_pack = L.S_HDR.pack_into
+_hdr_unpack = L.S_HDR.unpack_from
+_q_pack = L.S_q.pack_into
+_q_unpack = L.S_q.unpack_from
+_Q_pack = L.S_Q.pack_into
+_Q_unpack = L.S_Q.unpack_from
+_I_pack = L.S_I.pack_into
+_I_unpack = L.S_I.unpack_from
+_d_unpack = L.S_d.unpack_from
+_d_pack = L.S_d.pack_into
+
+_SMALL_MIN = L.SMALL_MIN
+_SMALL_MAX = L.SMALL_MAX
+_NONE, _FALSE, _TRUE, _DUMMY = L.NONE, L.FALSE, L.TRUE, L.DUMMY
+_IX_EMPTY = 0
+_IX_DUMMY = 0xFFFFFFFF
+_PERTURB_SHIFT = 5
+_MASK64 = (1 << 64) - 1
+
+# Container field offsets
+_LIST_CAP = 16
+_LIST_ITEMS = 24
+_LIST_SIZE = 32
+_HT_NENT = 16
+_HT_ITAB = 24
+_HT_ENTS = 32
+_HT_SIZE = 48
+_DQ_CAP = 16
+_DQ_ITEMS = 24
+_DQ_HEAD = 32
+_DQ_MAXLEN = 40
+_DQ_SIZE = 48
+_OBJ_CLASS = 16
+_OBJ_DICT = 24
+_OBJ_SIZE = 32
+_OPQ_BLOB = 16
+_OPQ_SIZE = 24
+_CONTAINERS = frozenset({L.T_LIST, L.T_DICT, L.T_SET, L.T_DEQUE, L.T_OBJECT})
+_BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not block sets
+_LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
+
+
+class ClassNotFoundError(PersimmonError):
+    """A class recorded in the pool cannot be imported in this process."""
+
+
+def _esize(t: int) -> int:
+    return 24 if t == L.T_DICT else 16
+
+
+def _is_plain_class(cls: type) -> bool:
+    """True for classes whose instances are stored field by field (their __dict__)."""
+    if cls.__module__ == "builtins" or type(cls) is not type:
+        return False
+    if cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__:
+        return False
+    if getattr(cls, "__getstate__", None) is not object.__getstate__:
+        return False
+    if getattr(cls, "__setstate__", None) is not None:
+        return False
+    for k in cls.__mro__[:-1]:
+        # only classes written in Python (heap types); a C type keeps state outside __dict__
+        if k.__module__ == "builtins" or not k.__flags__ & _HEAPTYPE:
+            return False
+        slots = k.__dict__.get("__slots__")
+        if slots is not None:
+            names = [slots] if isinstance(slots, str) else list(slots)
+            if any(n not in ("__dict__", "__weakref__") for n in names):
+                return False
+    return "<locals>" not in cls.__qualname__
+
+
+_HEAPTYPE = 1 << 9
+_UNPERSISTABLE = (FunctionType, BuiltinFunctionType, MethodType, GeneratorType, ModuleType)
+
+
+class Heap:
+    """A persistent object heap in a pool file.  Create with :meth:`create`, :meth:`open`."""
+
+    # ------------------------------------------------------------------ construction
+    def __init__(self, pool: Pool) -> None:
+        from . import proxies  # late import: proxies know the heap only through its methods
+
+        self._px = proxies
+        self.pool = pool
+        self.dev = pool.dev
+        self.buf = self.dev.buf
+        self._meta = pool.arena_off
+        self._arena = pool.arena_off
+        self._seq = 1
+        self.position = 0
+        self._ctop = self._top = pool.arena_off
+        self._nolog: set[int] = set()
+        self._logged: list[int] = []
+        self._fresh: list[tuple[int, int]] = []  # free-list chunks reused in this batch
+        self._fresh_big: list[tuple[int, int]] = []  # sorted (start, end) of big fresh chunks
+        self._zero: list[int] = []
+        self._deferred: list[int] = []
+        self._rc: dict[int, int] = {}
+        self._depth = 0
+        self._freelists: list[list[int]] = [[] for _ in range(L.NCLASSES)]
+        self._proxies: dict[int, Any] = {}
+        self._parents: dict[int, tuple[int, Any, bool]] = {}
+        self._memo: dict[int, int] = {}
+        self._conv: list[tuple[Any, int, Any]] = []
+        self._keep: list[Any] = []
+        self._opaque: dict[int, tuple[Any, bytes]] = {}
+        self._classes: dict[str, type] = {}
+        self._classnames: dict[type, bytes] = {}
+        self._strhash: dict[str, int] = {}
+        self.undo = UndoLog(self.dev, pool.undo_off, pool.undo_size, self._spill_alloc)
+        self.commit_threshold = max(64, self.undo.primary_capacity // 2)
+        self.stats = {"commits": 0, "undo_entries": 0, "rolled_back": 0, "grows": 0}
+        self._closed = False
+        self._root_proxy: Any = None
+
+    @classmethod
+    def create(
+        cls,
+        target: str | Device,
+        root: Any,
+        *,
+        log_size: int = 0,
+        undo_size: int = 1 << 20,
+        initial_size: int = 4 << 20,
+        mode: str = "auto",
+    ) -> Heap:
+        """Create a pool at ``target`` holding a PM copy of ``root``; commit it at position 0.
+
+        ``log_size`` reserves a region for the runtime's operation log.  The pool is locked
+        against other processes until :meth:`close`.
+        """
+        pool = Pool.create(target, log_size=log_size, undo_size=undo_size,
+                           arena_size=initial_size, mode=mode)
+        try:
+            heap = cls(pool)
+            heap._seq = 1
+            heap.undo.begin(1)
+            heap._ctop = heap._top = pool.arena_off
+            m = heap._bump(L.META_SIZE)
+            assert m == heap._meta
+            buf = heap.buf
+            _hdr_pack(buf, m, L.T_META, L.size_class(L.META_SIZE), 0, 1, 0)
+            buf[m + L.HDR : m + L.META_SIZE] = bytes(L.META_SIZE - L.HDR)
+            heap._store_slot(m + L.META_ROOT, heap._convert(root, "root"))
+            heap.end_op()
+            heap.commit(0)
+        except BaseException:
+            pool.close()
+            raise
+        return heap
+
+    @classmethod
+    def open(cls, target: str | Device, *, lock: bool = True, mode: str = "auto") -> Heap:
+        """Open an existing pool; roll back a batch that did not commit.
+
+        ``lock=False`` is for a process that shares the pool with the process holding the
+        lock (the runtime's shadow).
+        """
+        pool = Pool.open(target, lock=lock, mode=mode)
+        try:
+            rec = pool.read_commit()
+            name = pool.dev.path or "<device>"
+            if rec is None:
+                raise CorruptPoolError(
+                    f"{name}: no valid commit record (pool creation did not complete, or the "
+                    "header was overwritten); nothing can be recovered from it"
+                )
+            seq, position, top = rec
+            if not pool.arena_off + L.META_SIZE <= top <= pool.dev.size:
+                raise CorruptPoolError(
+                    f"{name}: the heap top recorded at commit {seq} ({top}) lies outside the "
+                    f"file ({pool.dev.size} bytes): the pool is truncated"
+                )
+            heap = cls(pool)
+            meta_type = heap.buf[heap._meta]
+            if meta_type != L.T_META:
+                raise CorruptPoolError(f"{name}: the heap metadata block is damaged")
+            heap._seq = seq + 1
+            heap.position = position
+            heap._ctop = heap._top = top
+            n = heap.undo.rollback(seq + 1)
+            if n:
+                # Make the rolled-back state a commit of its own, so that stale entries of the
+                # abandoned batch can never be taken for entries of the next one.
+                heap.stats["rolled_back"] = n
+                pool.write_commit(seq + 1, position, top)
+                heap._seq = seq + 2
+            heap.undo.begin(heap._seq)
+            heap._rebuild()
+        except BaseException:
+            pool.close()
+            raise
+        return heap
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def root(self) -> Any:
+        """The root object: a proxy for containers and objects, a value otherwise."""
+        x = _q_unpack(self.buf, self._meta + L.META_ROOT)[0]
+        return self._load(x)
+
+    @root.setter
+    def root(self, value: Any) -> None:
+        self._store_slot(self._meta + L.META_ROOT, self._convert(value, "root"))
+
+    @property
+    def should_commit(self) -> bool:
+        """True when the undo log of the batch in progress has grown past its threshold."""
+        return self.undo.count >= self.commit_threshold
+
+    @property
+    def undo_entries(self) -> int:
+        """Undo entries written by the batch in progress."""
+        return self.undo.count
+
+    def end_op(self) -> None:
+        """Mark an operation boundary.
+
+        Native containers converted during the operation are synchronised again into PM (so
+        ``lst = []; d[k] = lst; lst.append(1)`` ends with ``[1]`` in PM), opaque values handed
+        out are written back if their pickled form changed, and objects whose reference count
+        dropped to zero are freed.
+        """
+        if self._conv:
+            self._resync()
+        if self._opaque:
+            self._writeback_opaque()
+        if self._zero:
+            self._reclaim()
+        if self._memo:
+            self._memo.clear()
+            self._keep.clear()
+
+    def commit(self, position: int) -> None:
+        """Make everything done since the last commit durable, recording ``position``."""
+        self.end_op()
+        dev = self.dev
+        flush = dev.flush
+        logged = self._logged
+        if logged:
+            logged.sort()
+            start = prev = logged[0]
+            for b in logged:
+                if b > prev + 1:
+                    flush(start << 5, (prev - start + 1) << 5)
+                    start = b
+                prev = b
+            flush(start << 5, (prev - start + 1) << 5)
+        for off, n in self._fresh:
+            flush(off, n)
+        if self._top > self._ctop:
+            flush(self._ctop, self._top - self._ctop)
+        dev.drain()
+        self.pool.write_commit(self._seq, position, self._top)
+        st = self.stats
+        st["commits"] += 1
+        st["undo_entries"] += self.undo.count
+        # The batch is durable: start the next one.
+        spilled = self.undo.spilled
+        self._ctop = self._top
+        self._seq += 1
+        self.position = position
+        logged.clear()
+        self._nolog.clear()
+        self._fresh.clear()
+        self._fresh_big.clear()
+        self.undo.begin(self._seq)
+        if self._deferred or spilled:
+            fls = self._freelists
+            buf = self.buf
+            for off in self._deferred:
+                fls[buf[off + 1]].append(off)
+            for off in spilled:
+                fls[buf[off + 1]].append(off)
+            self._deferred.clear()
+        if len(self._proxies) > 4096:
+            self._proxies.clear()
+            self._parents.clear()
+            self._root_proxy = None
+
+    def materialize(self) -> Any:
+        """A native deep copy of the root (shared references, cycles and dict order kept)."""
+        from .materialize import materialize
+
+        return materialize(self)
+
+    def close(self) -> None:
+        """Unmap and unlock the pool.  Uncommitted changes are rolled back at the next open."""
+        if self._closed:
+            return
+        self._closed = True
+        self._proxies.clear()
+        self._root_proxy = None
+        self.buf = None  # type: ignore[assignment]
+        self.pool.close()
+
+    def __enter__(self) -> Heap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str | None:
+        return self.dev.path
+
+    @property
+    def size(self) -> int:
+        """Bytes of the pool file."""
+        return self.dev.size
+
+    @property
+    def heap_top(self) -> int:
+        return self._top
+
+    # ------------------------------------------------------------------ allocation
+    def _grow_to(self, need: int) -> None:
+        size = self.dev.size
+        new = max(need, size + size // 2, size + (1 << 20))
+        new = (new + L.PAGE - 1) // L.PAGE * L.PAGE
+        self.buf = None  # type: ignore[assignment]
+        try:
+            self.dev.grow(new)
+        except OSError as e:
+            self.buf = self.dev.buf
+            raise PoolFullError(f"cannot grow pool {self.dev.path} to {new} bytes: {e}") from e
+        self.buf = self.dev.buf
+        self.stats["grows"] += 1
+
+    def _bump(self, nbytes: int) -> int:
+        cls = L.size_class(nbytes)
+        size = L.CLASS_SIZES[cls]
+        off = self._top
+        end = off + size
+        if end > self.dev.size:
+            self._grow_to(end)
+        self._top = end
+        self.buf[off + 1] = cls
+        return off
+
+    def _spill_alloc(self, nbytes: int) -> tuple[int, int]:
+        off = self._bump(nbytes)
+        size = L.CLASS_SIZES[self.buf[off + 1]]
+        _hdr_pack(self.buf, off, L.T_UNDOSEG, self.buf[off + 1], 0, 0, 0)
+        return off, size
+
+    def _alloc(self, nbytes: int) -> int:
+        """Allocate a chunk; its memory may be written without undo logging.
+
+        Free chunks are kept in DRAM only: a chunk is free when nothing reachable from the
+        root refers to it at the last commit, so after a crash the free lists are rebuilt by a
+        walk of the graph (:meth:`_rebuild`), and writing into a chunk handed out here never
+        needs an undo entry.
+        """
+        cls = L.size_class(nbytes)
+        fl = self._freelists[cls]
+        if not fl:
+            size = L.CLASS_SIZES[cls]
+            off = self._top
+            end = off + size
+            if end > self.dev.size:
+                self._grow_to(end)
+            self._top = end
+            self.buf[off + 1] = cls
+            return off
+        off = fl.pop()
+        size = L.CLASS_SIZES[cls]
+        b0 = off >> 5
+        if size >= _BIG_FRESH:
+            insort(self._fresh_big, (off, off + size))
+        else:
+            self._nolog.update(range(b0, b0 + (size >> 5)))
+        self._fresh.append((off, size))
+        return off
+
+    def _free(self, off: int) -> None:
+        """Free a chunk once this batch commits (until then the last commit may refer to it)."""
+        self._deferred.append(off)
+        if self._proxies.pop(off, None) is not None:
+            self._parents.pop(off, None)
+
+    # ------------------------------------------------------------------ write path
+    def _log_blocks(self, blocks: list[int]) -> None:
+        self.undo.log_blocks([b << 5 for b in blocks])
+        self._nolog.update(blocks)
+        self._logged.extend(blocks)
+
+    def _prepare(self, off: int, n: int) -> None:
+        """Undo-log the blocks covering [off, off+n) that need it."""
+        ctop = self._ctop
+        if off >= ctop:
+            return
+        end = min(off + n, ctop)
+        nolog = self._nolog
+        todo = [b for b in range(off >> 5, ((end - 1) >> 5) + 1) if b not in nolog]
+        if todo and self._fresh_big:
+            todo = [b for b in todo if not self._in_fresh_big(b << 5)]
+        if todo:
+            self._log_blocks(todo)
+
+    def _in_fresh_big(self, a: int) -> bool:
+        fb = self._fresh_big
+        i = bisect_right(fb, (a, _MASK64)) - 1
+        return i >= 0 and fb[i][0] <= a < fb[i][1]
+
+    def _wq(self, off: int, v: int) -> None:
+        if off < self._ctop and (off >> 5) not in self._nolog:
+            self._prepare(off, 8)
+        _q_pack(self.buf, off, v)
+
+    def _wQ(self, off: int, v: int) -> None:
+        if off < self._ctop and (off >> 5) not in self._nolog:
+            self._prepare(off, 8)
+        _Q_pack(self.buf, off, v)
+
+    def _wI(self, off: int, v: int) -> None:
+        if off < self._ctop and (off >> 5) not in self._nolog:
+            self._prepare(off, 4)
+        _I_pack(self.buf, off, v)
+
+    def _wbyte(self, off: int, v: int) -> None:
+        if off < self._ctop and (off >> 5) not in self._nolog:
+            self._prepare(off, 1)
+        self.buf[off] = v
+
+    def _wbytes(self, off: int, data: bytes | memoryview) -> None:
+        n = len(data)
+        if n:
+            self._prepare(off, n)
+            self.buf[off : off + n] = data
+
+    # ------------------------------------------------------------------ reference counts
+    # Reference counts live in DRAM: ``_rc`` maps an object to its count when that count is
+    # not 1 (so most objects cost nothing); the walk at open recomputes them.
+    def _incref(self, x: int) -> None:
+        if x > 0 and not x & 7:
+            rc = self._rc.get(x, 1) + 1
+            if rc == 1:
+                del self._rc[x]
+            else:
+                self._rc[x] = rc
+
+    def _decref(self, x: int) -> None:
+        if x > 0 and not x & 7:
+            rcd = self._rc
+            rc = rcd.get(x, 1) - 1
+            if rc == 1:
+                del rcd[x]
+            else:
+                if rc < 0:
+                    raise CorruptPoolError(f"reference count below zero at {x}")
+                rcd[x] = rc
+                if rc == 0:
+                    self._zero.append(x)
+
+    def _born(self, off: int) -> None:
+        """A new object: reference count 0 until stored; freed at end_op if never stored."""
+        self._rc[off] = 0
+        self._zero.append(off)
+
+    def _store_slot(self, off: int, x: int) -> None:
+        """Store slot value ``x`` at ``off``, adjusting reference counts."""
+        old = _q_unpack(self.buf, off)[0]
+        if old == x:
+            return
+        if x > 0 and not x & 7:
+            self._incref(x)
+        self._wq(off, x)
+        if old > 0 and not old & 7:
+            self._decref(old)
+
+    def _reclaim(self) -> None:
+        stack = self._zero
+        self._zero = []
+        rcd = self._rc
+        while stack:
+            off = stack.pop()
+            if rcd.get(off, 1) != 0:
+                continue
+            del rcd[off]
+            buf = self.buf
+            t, _cls, _fl, _rc, aux = _hdr_unpack(buf, off)
+            for child in self._children(off, t, aux):
+                if child > 0 and not child & 7:
+                    crc = rcd.get(child, 1) - 1
+                    if crc == 1:
+                        del rcd[child]
+                    else:
+                        rcd[child] = crc
+                        if crc == 0:
+                            stack.append(child)
+            for inner in self._internal(off, t):
+                self._free(inner)
+            self._opaque.pop(off, None)
+            self._free(off)
+
+    def _rebuild(self) -> None:
+        """Walk the graph from the root: recompute reference counts and the free lists.
+
+        Everything between the arena start and the committed heap top that is not reachable
+        is free (this also reclaims unreachable cycles).  Runs at open, and by
+        :meth:`collect`.
+        """
+        buf = self.buf
+        arena = self._arena
+        top = self._ctop
+        marks = bytearray((top - arena) >> 5)
+        rcd: dict[int, int] = {}
+        meta = self._meta
+        marks[0] = 1
+        stack = [_q_unpack(buf, meta + L.META_ROOT)[0]]
+        children = self._children
+        internal = self._internal
+        while stack:
+            x = stack.pop()
+            if x <= 0 or x & 7:
+                continue
+            i = (x - arena) >> 5
+            if marks[i]:
+                rcd[x] = rcd.get(x, 1) + 1
+                continue
+            marks[i] = 1
+            t, _c, _f, _r, aux = _hdr_unpack(buf, x)
+            if t in _LEAVES:
+                continue
+            stack.extend(children(x, t, aux))
+            for inner in internal(x, t):
+                marks[(inner - arena) >> 5] = 1
+        fls: list[list[int]] = [[] for _ in range(L.NCLASSES)]
+        sizes = L.CLASS_SIZES
+        off = arena
+        while off < top:
+            cls = buf[off + 1]
+            if not marks[(off - arena) >> 5]:
+                fls[cls].append(off)
+            off += sizes[cls]
+        for fl in fls:
+            fl.reverse()  # allocate low addresses first
+        self._rc = rcd
+        self._freelists = fls
+
+    def collect(self) -> int:
+        """Reclaim unreachable objects, cycles included; call between batches.
+
+        Returns the number of bytes on the free lists afterwards.
+        """
+        if self._logged or self._top != self._ctop or self._zero or self._deferred:
+            raise PersimmonError("collect() must be called right after commit()")
+        self._rebuild()
+        return sum(len(fl) * L.CLASS_SIZES[c] for c, fl in enumerate(self._freelists))
+
+    def _children(self, off: int, t: int, aux: int) -> list[int]:
+        buf = self.buf
+        if t in (L.T_TUPLE, L.T_FROZENSET):
+            return list(buf[off + 16 : off + 16 + 8 * aux].cast("q")) if aux else []
+        if t == L.T_LIST:
+            items = _q_unpack(buf, off + _LIST_ITEMS)[0]
+            return list(buf[items + 16 : items + 16 + 8 * aux].cast("q")) if aux else []
+        if t == L.T_DEQUE:
+            return [x for x in self._deque_slots(off)]
+        if t == L.T_DICT or t == L.T_SET:
+            nent = _q_unpack(buf, off + _HT_NENT)[0]
+            if not nent:
+                return []
+            ents = _q_unpack(buf, off + _HT_ENTS)[0] + 16
+            es = _esize(t)
+            flat = buf[ents : ents + es * nent].cast("q").tolist()
+            w = es >> 3
+            out = []
+            for i in range(0, len(flat), w):
+                if flat[i + 1] != _DUMMY:
+                    out.extend(flat[i + 1 : i + w])
+            return out
+        if t == L.T_OBJECT:
+            return [_q_unpack(buf, off + _OBJ_CLASS)[0], _q_unpack(buf, off + _OBJ_DICT)[0]]
+        if t == L.T_OPAQUE:
+            return [_q_unpack(buf, off + _OPQ_BLOB)[0]]
+        return []
+
+    def _internal(self, off: int, t: int) -> list[int]:
+        buf = self.buf
+        if t == L.T_LIST:
+            items = _q_unpack(buf, off + _LIST_ITEMS)[0]
+            return [items] if items else []
+        if t == L.T_DEQUE:
+            items = _q_unpack(buf, off + _DQ_ITEMS)[0]
+            return [items] if items else []
+        if t == L.T_DICT or t == L.T_SET:
+            out = []
+            for f in (_HT_ITAB, _HT_ENTS):
+                r = _q_unpack(buf, off + f)[0]
+                if r:
+                    out.append(r)
+            return out
+        return []
+
+    # ------------------------------------------------------------------ loading values
+    def _load(self, x: int) -> Any:
+        """The Python value of slot ``x``: natives for immutables, proxies for containers."""
+        if x & 7:
+            if x & 1:
+                return x >> 3
+            if x == _NONE:
+                return None
+            if x == _TRUE:
+                return True
+            if x == _FALSE:
+                return False
+            raise CorruptPoolError(f"invalid slot value {x:#x}")
+        if not x:
+            raise CorruptPoolError("empty slot read as a value")
+        p = self._proxies.get(x)
+        if p is not None:
+            return p
+        buf = self.buf
+        t = buf[x]
+        if t == L.T_BYTES:
+            n = _Q_unpack(buf, x + 8)[0]
+            return bytes(buf[x + 16 : x + 16 + n])
+        if t == L.T_STR:
+            n = _Q_unpack(buf, x + 8)[0]
+            return str(buf[x + 16 : x + 16 + n], "utf-8", "surrogatepass")
+        return self._load_other(x, t)
+
+    def _load_other(self, x: int, t: int) -> Any:
+        buf = self.buf
+        if t == L.T_FLOAT:
+            return _d_unpack(buf, x + 8)[0]
+        if t == L.T_INT:
+            n = _Q_unpack(buf, x + 8)[0]
+            return int.from_bytes(buf[x + 16 : x + 16 + n], "little", signed=True)
+        if t == L.T_TUPLE:
+            n = _Q_unpack(buf, x + 8)[0]
+            return tuple([self._load(y) for y in buf[x + 16 : x + 16 + 8 * n].cast("q")])
+        if t == L.T_FROZENSET:
+            n = _Q_unpack(buf, x + 8)[0]
+            return frozenset([self._load(y) for y in buf[x + 16 : x + 16 + 8 * n].cast("q")])
+        if t == L.T_COMPLEX:
+            return complex(_d_unpack(buf, x + 8)[0], _d_unpack(buf, x + 16)[0])
+        px = self._px
+        if t == L.T_DICT:
+            p = px.PDict(self, x)
+        elif t == L.T_LIST:
+            p = px.PList(self, x)
+        elif t == L.T_SET:
+            p = px.PSet(self, x)
+        elif t == L.T_DEQUE:
+            p = px.PDeque(self, x)
+        elif t == L.T_OBJECT:
+            cls = self._class_of(x)
+            p = px.proxy_class_for(cls)(self, x)
+        elif t == L.T_OPAQUE:
+            if x in self._opaque:
+                return self._opaque[x][0]
+            blob = _q_unpack(buf, x + _OPQ_BLOB)[0]
+            data = self._load(blob)
+            try:
+                value = pickle.loads(data)
+            except Exception as e:
+                raise PersimmonError(
+                    f"an opaque (pickled) value in the pool cannot be loaded here: {e}"
+                ) from e
+            self._opaque[x] = (value, data)
+            return value
+        else:
+            raise CorruptPoolError(f"object at {x} has unknown type {t}")
+        self._proxies[x] = p
+        return p
+
+    def _class_of(self, x: int) -> type:
+        name_ref = _q_unpack(self.buf, x + _OBJ_CLASS)[0]
+        name = self._load(name_ref)
+        cls = self._classes.get(name)
+        if cls is None:
+            cls = self._import_class(name)
+            self._classes[name] = cls
+        return cls
+
+    @staticmethod
+    def _import_class(name: str) -> type:
+        mod_name, _, qual = name.partition(":")
+        try:
+            mod = sys.modules.get(mod_name) or importlib.import_module(mod_name)
+            obj: Any = mod
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise ClassNotFoundError(
+                f"the pool holds instances of {mod_name}.{qual}, which cannot be imported in "
+                f"this process ({e}); import the module that defines it first"
+            ) from None
+        return obj
+
+    # ------------------------------------------------------------------ storing values
+    def _new_blob(self, t: int, data: bytes) -> int:
+        n = len(data)
+        off = self._alloc(16 + n)
+        buf = self.buf
+        _hdr_pack(buf, off, t, buf[off + 1], 0, 0, n)
+        buf[off + 16 : off + 16 + n] = data
+        self._born(off)
+        return off
+
+    def _to_slot(self, v: Any) -> int:
+        """Convert a value to a slot; new objects start with reference count 0.
+
+        Raises :class:`UnpersistableError` whose path is relative to ``v``; callers that know
+        where ``v`` is being stored prefix it (:meth:`_convert`).
+        """
+        t = type(v)
+        if t is bytes:
+            return self._new_blob(L.T_BYTES, v)
+        if t is str:
+            return self._new_blob(L.T_STR, v.encode("utf-8", "surrogatepass"))
+        if t is int:
+            if _SMALL_MIN <= v <= _SMALL_MAX:
+                return (v << 3) | 1
+            n = (v.bit_length() + 8) // 8
+            return self._new_blob(L.T_INT, v.to_bytes(n, "little", signed=True))
+        if v is None:
+            return _NONE
+        if t is bool:
+            return _TRUE if v else _FALSE
+        if t is float:
+            off = self._alloc(16)
+            buf = self.buf
+            _hdr_pack(buf, off, L.T_FLOAT, buf[off + 1], 0, 0, 0)
+            _d_pack(buf, off + 8, v)
+            self._born(off)
+            return off
+        if isinstance(v, self._px.Proxy):
+            if v._h is self:
+                return v._o
+            v = v._native()
+            t = type(v)
+        memo = self._memo
+        if id(v) in memo:
+            return memo[id(v)]
+        self._depth += 1
+        try:
+            return self._to_slot_container(v, t)
+        finally:
+            self._depth -= 1
+
+    def _to_slot_container(self, v: Any, t: type) -> int:
+        if t is tuple:
+            return self._new_seq(L.T_TUPLE, self._convert_items(v))
+        if t is dict:
+            return self._convert_dict(v)
+        if t is list:
+            return self._convert_list(v)
+        if t is set:
+            return self._convert_set(v)
+        if t is deque:
+            return self._convert_deque(v)
+        if t is frozenset:
+            return self._new_seq(L.T_FROZENSET, self._convert_items(v, "{...}"))
+        if t is complex:
+            off = self._alloc(32)
+            buf = self.buf
+            _hdr_pack(buf, off, L.T_COMPLEX, buf[off + 1], 0, 0, 0)
+            _d_pack(buf, off + 8, v.real)
+            _d_pack(buf, off + 16, v.imag)
+            self._born(off)
+            return off
+        if _is_plain_class(t) and hasattr(v, "__dict__"):
+            return self._convert_object(v)
+        return self._convert_opaque(v)
+
+    def _convert(self, v: Any, where: Any, key: Any = None, attr: bool = False) -> int:
+        """:meth:`_to_slot` for a store into the object at ``where`` under ``key``."""
+        if self._depth:  # inside a conversion: the enclosing container adds the path
+            return self._to_slot(v)
+        try:
+            return self._to_slot(v)
+        except UnpersistableError as e:
+            base = self.path_of(where) if isinstance(where, int) else str(where)
+            if key is not None:
+                base += f".{key}" if attr else f"[{key!r}]"
+            raise e.prefixed(base) from None
+
+    def _convert_items(self, items: Any, fmt: str | None = None) -> list[int]:
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(self._to_slot(item))
+            except UnpersistableError as e:
+                raise e.prefixed(fmt if fmt is not None else f"[{i}]") from None
+        return out
+
+    def _new_seq(self, t: int, slots: list[int]) -> int:
+        n = len(slots)
+        off = self._alloc(16 + 8 * n)
+        buf = self.buf
+        _hdr_pack(buf, off, t, buf[off + 1], 0, 0, n)
+        if n:
+            buf[off + 16 : off + 16 + 8 * n] = L.struct_pack_q(slots)
+            for s in slots:
+                if s > 0 and not s & 7:
+                    self._incref(s)
+        self._born(off)
+        return off
+
+    def _remember(self, v: Any, off: int, snapshot: Any) -> None:
+        self._memo[id(v)] = off
+        self._keep.append(v)
+        self._conv.append((v, off, snapshot))
+
+    def _convert_list(self, v: list) -> int:
+        off = self._new_list(len(v))
+        self._remember(v, off, list(v))
+        p = self._px.PList(self, off)
+        self._proxies[off] = p
+        for i, item in enumerate(v):
+            try:
+                s = self._to_slot(item)
+            except UnpersistableError as e:
+                raise e.prefixed(f"[{i}]") from None
+            p._append_slot(s)
+        return off
+
+    def _new_list(self, cap: int) -> int:
+        off = self._alloc(_LIST_SIZE)
+        buf = self.buf
+        _hdr_pack(buf, off, L.T_LIST, buf[off + 1], 0, 0, 0)
+        items = self._new_array(cap) if cap else 0
+        buf = self.buf
+        _q_pack(buf, off + _LIST_CAP, self._array_cap(items) if items else 0)
+        _q_pack(buf, off + _LIST_ITEMS, items)
+        self._born(off)
+        return off
+
+    def _new_array(self, cap: int) -> int:
+        off = self._alloc(16 + 8 * cap)
+        buf = self.buf
+        size = L.CLASS_SIZES[buf[off + 1]]
+        _hdr_pack(buf, off, L.T_ARRAY, buf[off + 1], 0, 1, (size - 16) // 8)
+        return off
+
+    def _array_cap(self, arr: int) -> int:
+        return _Q_unpack(self.buf, arr + 8)[0]
+
+    def _convert_dict(self, v: dict) -> int:
+        off = self._new_table(L.T_DICT, len(v))
+        self._remember(v, off, list(v.items()))
+        p = self._px.PDict(self, off)
+        self._proxies[off] = p
+        for k, val in v.items():
+            try:
+                p._set(k, val)
+            except UnpersistableError as e:
+                raise e.prefixed(f"[{k!r}]") from None
+        return off
+
+    def _convert_set(self, v: set) -> int:
+        off = self._new_table(L.T_SET, len(v))
+        self._remember(v, off, set(v))
+        p = self._px.PSet(self, off)
+        self._proxies[off] = p
+        for k in v:
+            try:
+                p._add(k)
+            except UnpersistableError as e:
+                raise e.prefixed("{...}") from None
+        return off
+
+    def _convert_deque(self, v: deque) -> int:
+        off = self._alloc(_DQ_SIZE)
+        buf = self.buf
+        _hdr_pack(buf, off, L.T_DEQUE, buf[off + 1], 0, 0, 0)
+        cap = max(8, len(v))
+        items = self._new_array(cap)
+        buf = self.buf
+        _q_pack(buf, off + _DQ_CAP, self._array_cap(items))
+        _q_pack(buf, off + _DQ_ITEMS, items)
+        _q_pack(buf, off + _DQ_HEAD, 0)
+        _q_pack(buf, off + _DQ_MAXLEN, -1 if v.maxlen is None else v.maxlen)
+        self._born(off)
+        self._remember(v, off, list(v))
+        p = self._px.PDeque(self, off)
+        self._proxies[off] = p
+        for i, item in enumerate(v):
+            try:
+                s = self._to_slot(item)
+            except UnpersistableError as e:
+                raise e.prefixed(f"[{i}]") from None
+            p._append_slot(s)
+        return off
+
+    def _convert_object(self, v: Any) -> int:
+        cls = type(v)
+        name = self._classnames.get(cls)
+        if name is None:
+            name = f"{cls.__module__}:{cls.__qualname__}"
+            self._classnames[cls] = name
+            self._classes[name] = cls
+        off = self._alloc(_OBJ_SIZE)
+        buf = self.buf
+        _hdr_pack(buf, off, L.T_OBJECT, buf[off + 1], 0, 0, 0)
+        _q_pack(buf, off + _OBJ_CLASS, 0)
+        _q_pack(buf, off + _OBJ_DICT, 0)
+        self._born(off)
+        self._memo[id(v)] = off
+        self._keep.append(v)
+        attrs = vars(v)
+        self._store_slot(off + _OBJ_CLASS, self._to_slot(name))
+        d = self._new_table(L.T_DICT, len(attrs))
+        self._store_slot(off + _OBJ_DICT, d)
+        self._conv.append((v, off, list(attrs.items())))
+        pd = self._px.PDict(self, d)
+        for k, val in attrs.items():
+            try:
+                pd._set(k, val)
+            except UnpersistableError as e:
+                raise e.prefixed(f".{k}") from None
+        return off
+
+    def _convert_opaque(self, v: Any) -> int:
+        t = type(v)
+        tname = f"{t.__module__}.{t.__qualname__}"
+        if isinstance(v, _UNPERSISTABLE) or t.__name__ == "<lambda>":
+            raise UnpersistableError(tname, "", "functions, generators and modules cannot be "
+                                     "stored; store data and keep code in the class")
+        try:
+            data = pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            raise UnpersistableError(
+                tname, "", f"it is neither a supported type nor picklable ({e})"
+            ) from None
+        off = self._alloc(_OPQ_SIZE)
+        buf = self.buf
+        _hdr_pack(buf, off, L.T_OPAQUE, buf[off + 1], 0, 0, 0)
+        _q_pack(buf, off + _OPQ_BLOB, 0)
+        self._born(off)
+        self._store_slot(off + _OPQ_BLOB, self._new_blob(L.T_BYTES, data))
+        self._opaque[off] = (v, data)
+        self._memo[id(v)] = off
+        self._keep.append(v)
+        return off
+
+    def _writeback_opaque(self) -> None:
+        items = list(self._opaque.items())
+        self._opaque.clear()
+        for off, (value, data) in items:
+            if self.buf[off] != L.T_OPAQUE:
+                continue
+            try:
+                now = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:
+                raise UnpersistableError(
+                    type(value).__qualname__, self.path_of(off),
+                    f"it can no longer be pickled after this operation ({e})",
+                ) from None
+            if now != data:
+                self._store_slot(off + _OPQ_BLOB, self._new_blob(L.T_BYTES, now))
+        self._opaque.clear()
+
+    def _resync(self) -> None:
+        """Bring PM copies of native containers converted in this op up to date."""
+        px = self._px
+        i = 0
+        conv = self._conv
+        while i < len(conv):
+            v, off, snap = conv[i]
+            i += 1
+            buf = self.buf
+            if buf[off] == L.T_FREE:
+                continue
+            t = type(v)
+            if t is list or t is deque:
+                if len(v) == len(snap) and all(a is b for a, b in zip(v, snap, strict=True)):
+                    continue
+                p = self._load(off)
+                p.clear()
+                for j, item in enumerate(v):
+                    p._append_slot(self._convert(item, off, j))
+            elif t is dict:
+                items = list(v.items())
+                if len(items) == len(snap) and all(
+                    a[0] is b[0] and a[1] is b[1] for a, b in zip(items, snap, strict=True)
+                ):
+                    continue
+                p = self._load(off)
+                p.clear()
+                for k, val in items:
+                    p._set(k, val)
+            elif t is set:
+                if v == snap:
+                    continue
+                p = self._load(off)
+                p.clear()
+                for k in v:
+                    p._add(k)
+            else:
+                items = list(vars(v).items())
+                if len(items) == len(snap) and all(
+                    a[0] is b[0] and a[1] is b[1] for a, b in zip(items, snap, strict=True)
+                ):
+                    continue
+                d = px.PDict(self, _q_unpack(buf, off + _OBJ_DICT)[0])
+                d.clear()
+                for k, val in items:
+                    d._set(k, val)
+        conv.clear()
+
+    # ------------------------------------------------------------------ hash tables
+    def _new_table(self, t: int, n: int) -> int:
+        size = 8
+        while size * 2 // 3 < n:
+            size *= 2
+        off = self._alloc(_HT_SIZE)
+        buf = self.buf
+        _hdr_pack(buf, off, t, buf[off + 1], 0, 0, 0)
+        _q_pack(buf, off + _HT_NENT, 0)
+        itab, ents = self._new_table_arrays(t, size)
+        buf = self.buf
+        _q_pack(buf, off + _HT_ITAB, itab)
+        _q_pack(buf, off + _HT_ENTS, ents)
+        _q_pack(buf, off + 40, 0)
+        self._born(off)
+        return off
+
+    def _new_table_arrays(self, t: int, size: int) -> tuple[int, int]:
+        itab = self._alloc(16 + 4 * size)
+        buf = self.buf
+        _hdr_pack(buf, itab, L.T_RAW, buf[itab + 1], 0, 1, size)
+        buf[itab + 16 : itab + 16 + 4 * size] = bytes(4 * size)
+        cap = size * 2 // 3
+        es = _esize(t)
+        ents = self._alloc(16 + es * cap)
+        buf = self.buf
+        _hdr_pack(buf, ents, L.T_RAW, buf[ents + 1], 0, 1, cap)
+        return itab, ents
+
+    def _key_matches(self, x: int, key: Any, kb: bytes | None, kt: int) -> bool:
+        """Does stored key slot ``x`` equal ``key``?  ``kb``: encoded str/bytes key."""
+        if kb is None:
+            return self._load(x) == key
+        if x & 7:
+            return False
+        buf = self.buf
+        st = buf[x]
+        if st != kt:
+            if st == L.T_STR or st == L.T_BYTES:
+                return False
+            return self._load(x) == key
+        n = _Q_unpack(buf, x + 8)[0]
+        return n == len(kb) and buf[x + 16 : x + 16 + n] == kb
+
+    def _ht_find(self, d: int, es: int, h: int, key: Any) -> tuple[int, int, int]:
+        """Probe for ``key``: (index-table slot, entry offset or -1, first dummy slot or -1)."""
+        buf = self.buf
+        t = type(key)
+        if t is bytes:
+            kb, kt = key, L.T_BYTES
+        elif t is str:
+            kb, kt = key.encode("utf-8", "surrogatepass"), L.T_STR
+        else:
+            kb, kt = None, 0
+        itab = _q_unpack(buf, d + _HT_ITAB)[0]
+        mask = _Q_unpack(buf, itab + 8)[0] - 1
+        base = itab + 16
+        ents = _q_unpack(buf, d + _HT_ENTS)[0] + 16
+        i = h & mask
+        perturb = h
+        free = -1
+        while True:
+            p = base + 4 * i
+            ix = _I_unpack(buf, p)[0]
+            if ix == _IX_EMPTY:
+                return p, -1, free
+            if ix == _IX_DUMMY:
+                if free < 0:
+                    free = p
+            else:
+                e = ents + (ix - 1) * es
+                if _Q_unpack(buf, e)[0] == h:
+                    x = _q_unpack(buf, e + 8)[0]
+                    if self._key_matches(x, key, kb, kt):
+                        return p, e, free
+                    buf = self.buf
+            perturb >>= _PERTURB_SHIFT
+            i = (i * 5 + perturb + 1) & mask
+
+    def _ht_hash(self, key: Any) -> int:
+        if type(key) is str:
+            h = self._strhash.get(key)
+            if h is None:
+                h = phash(key)
+                if len(self._strhash) < 65536:
+                    self._strhash[key] = h
+            return h
+        return phash(key)
+
+    def _ht_insert_new(self, d: int, es: int, h: int, p: int, kslot: int, vslot: int) -> None:
+        """Append an entry for a key known to be absent; ``p`` is its index-table slot."""
+        buf = self.buf
+        nent = _q_unpack(buf, d + _HT_NENT)[0]
+        ents = _q_unpack(buf, d + _HT_ENTS)[0]
+        cap = _Q_unpack(buf, ents + 8)[0]
+        if nent >= cap:
+            self._ht_resize(d, es)
+            p = self._ht_free_slot(d, h)
+            buf = self.buf
+            nent = _q_unpack(buf, d + _HT_NENT)[0]
+            ents = _q_unpack(buf, d + _HT_ENTS)[0]
+        e = ents + 16 + nent * es
+        if kslot > 0 and not kslot & 7:
+            self._incref(kslot)
+        if es == 24:
+            if vslot > 0 and not vslot & 7:
+                self._incref(vslot)
+            self._prepare(e, 24)
+            L.S_Qqq.pack_into(self.buf, e, h, kslot, vslot)
+        else:
+            self._prepare(e, 16)
+            L.S_Qq.pack_into(self.buf, e, h, kslot)
+        self._wI(p, nent + 1)
+        self._wq(d + _HT_NENT, nent + 1)
+        used = _Q_unpack(self.buf, d + 8)[0]
+        self._wQ(d + 8, used + 1)
+
+    def _ht_free_slot(self, d: int, h: int) -> int:
+        buf = self.buf
+        itab = _q_unpack(buf, d + _HT_ITAB)[0]
+        mask = _Q_unpack(buf, itab + 8)[0] - 1
+        base = itab + 16
+        i = h & mask
+        perturb = h
+        while True:
+            p = base + 4 * i
+            if _I_unpack(buf, p)[0] in (_IX_EMPTY, _IX_DUMMY):
+                return p
+            perturb >>= _PERTURB_SHIFT
+            i = (i * 5 + perturb + 1) & mask
+
+    def _ht_resize(self, d: int, es: int) -> None:
+        buf = self.buf
+        t = buf[d]
+        used = _Q_unpack(buf, d + 8)[0]
+        nent = _q_unpack(buf, d + _HT_NENT)[0]
+        old_itab = _q_unpack(buf, d + _HT_ITAB)[0]
+        old_ents = _q_unpack(buf, d + _HT_ENTS)[0]
+        size = 8
+        while size < used * 3:
+            size *= 2
+        itab, ents = self._new_table_arrays(t, size)
+        buf = self.buf
+        w = es >> 3
+        flat = buf[old_ents + 16 : old_ents + 16 + es * nent].cast("q").tolist()
+        if used != nent:
+            keep: list[int] = []
+            for i in range(0, len(flat), w):
+                if flat[i + 1] != _DUMMY:
+                    keep.extend(flat[i : i + w])
+            flat = keep
+        if flat:
+            buf[ents + 16 : ents + 16 + 8 * len(flat)] = L.struct_pack_q(flat)
+        hashes = flat[0::w]
+        mask = size - 1
+        idx = [0] * size
+        for j, hv in enumerate(hashes):
+            h = hv & _MASK64
+            i = h & mask
+            perturb = h
+            while idx[i]:
+                perturb >>= _PERTURB_SHIFT
+                i = (i * 5 + perturb + 1) & mask
+            idx[i] = j + 1
+        buf[itab + 16 : itab + 16 + 4 * size] = L.struct_pack_I(idx)
+        self._wq(d + _HT_ITAB, itab)
+        self._wq(d + _HT_ENTS, ents)
+        self._wq(d + _HT_NENT, len(hashes))
+        self._free(old_itab)
+        self._free(old_ents)
+
+    def _ht_delete(self, d: int, es: int, p: int, e: int) -> None:
+        """Remove the entry at ``e`` whose index-table slot is ``p`` (reference counts dropped)."""
+        buf = self.buf
+        kslot = _q_unpack(buf, e + 8)[0]
+        vslot = _q_unpack(buf, e + 16)[0] if es == 24 else 0
+        self._wI(p, _IX_DUMMY)
+        self._wq(e + 8, _DUMMY)
+        if es == 24:
+            self._wq(e + 16, 0)
+        used = _Q_unpack(self.buf, d + 8)[0]
+        self._wQ(d + 8, used - 1)
+        if kslot > 0 and not kslot & 7:
+            self._decref(kslot)
+        if vslot > 0 and not vslot & 7:
+            self._decref(vslot)
+
+    def _ht_clear(self, d: int) -> None:
+        buf = self.buf
+        t = buf[d]
+        for child in self._children(d, t, 0):
+            if child > 0 and not child & 7:
+                self._decref(child)
+        old = self._internal(d, t)
+        itab, ents = self._new_table_arrays(t, 8)
+        self._wq(d + _HT_ITAB, itab)
+        self._wq(d + _HT_ENTS, ents)
+        self._wq(d + _HT_NENT, 0)
+        self._wQ(d + 8, 0)
+        for r in old:
+            self._free(r)
+
+    def _ht_entries(self, d: int) -> list[int]:
+        """Flat list [h, k, (v,) ...] of the live and deleted entries, in order."""
+        buf = self.buf
+        nent = _q_unpack(buf, d + _HT_NENT)[0]
+        if not nent:
+            return []
+        ents = _q_unpack(buf, d + _HT_ENTS)[0] + 16
+        es = _esize(buf[d])
+        return buf[ents : ents + es * nent].cast("q").tolist()
+
+    # ------------------------------------------------------------------ deques
+    def _deque_slots(self, off: int) -> Iterator[int]:
+        buf = self.buf
+        n = _Q_unpack(buf, off + 8)[0]
+        cap = _q_unpack(buf, off + _DQ_CAP)[0]
+        items = _q_unpack(buf, off + _DQ_ITEMS)[0] + 16
+        head = _q_unpack(buf, off + _DQ_HEAD)[0]
+        for i in range(n):
+            yield _q_unpack(buf, items + 8 * ((head + i) % cap))[0]
+
+    # ------------------------------------------------------------------ diagnostics
+    def _note_parent(self, x: int, parent: int, key: Any, attr: bool = False) -> None:
+        """Remember how the container at ``x`` was reached (for error messages)."""
+        if x in self._proxies and x not in self._parents:
+            self._parents[x] = (parent, key, attr)
+
+    def path_of(self, off: int) -> str:
+        """Best-effort access path of the object at ``off`` (for error messages)."""
+        parts = []
+        seen = 0
+        while off in self._parents and seen < 64:
+            off, key, attr = self._parents[off]
+            parts.append(f".{key}" if attr else f"[{key!r}]")
+            seen += 1
+        return "root" + "".join(reversed(parts))
+
+    def count_objects(self) -> dict[str, int]:
+        """Objects reachable from the root, by type name (walks the whole graph)."""
+        counts: dict[str, int] = {}
+        seen: set[int] = set()
+        stack = [_q_unpack(self.buf, self._meta + L.META_ROOT)[0]]
+        buf = self.buf
+        while stack:
+            x = stack.pop()
+            if x <= 0 or x & 7 or x in seen:
+                continue
+            seen.add(x)
+            t, _c, _f, _rc, aux = _hdr_unpack(buf, x)
+            name = L.TYPE_NAMES.get(t, str(t))
+            counts[name] = counts.get(name, 0) + 1
+            stack.extend(self._children(x, t, aux))
+        return counts
+

@@ -1,0 +1,372 @@
+"""The heap's object model: every supported type round-trips, proxies behave like built-ins."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+from collections import deque
+
+import pytest
+from persimmon.simdevice import SimDevice
+
+from heap_workload import Account
+from persimmon.errors import (
+    CorruptPoolError,
+    LayoutVersionError,
+    NotAPoolError,
+    PoolExistsError,
+    PoolInUseError,
+    UnpersistableError,
+)
+from persimmon.heap import Heap
+
+
+def make(root, size=1 << 20):
+    return Heap.create(SimDevice(size), root)
+
+
+def test_every_supported_type_round_trips():
+    root = {
+        "none": None, "t": True, "f": False, "small": -12345, "big": -(10**40), "fl": 1.5,
+        "c": 2 + 3j, "s": "héllo\udcff", "b": b"\x00\xff", "tup": (1, ("x", b"y")),
+        "fs": frozenset({1, 2}), "l": [1, [2, [3]]], "d": {1: {"a": 2}}, "set": {1, "a"},
+        "dq": deque([1, 2], maxlen=5), "obj": Account("bob"), "opaque": pickle.PicklingError,
+        "bytearray": bytearray(b"abc"),
+    }
+    h = make(root)
+    m = h.materialize()
+    for k, v in root.items():
+        if k == "obj":
+            assert vars(m[k]) == vars(v) and type(m[k]) is Account
+        else:
+            assert m[k] == v, k
+            assert type(m[k]) is type(v), k
+    assert m["dq"].maxlen == 5
+    p = h.root
+    assert p["big"] == -(10**40) and p["c"] == 2 + 3j and p["s"] == "héllo\udcff"
+    assert isinstance(p, dict) and isinstance(p["l"], list) and isinstance(p["set"], set)
+    assert isinstance(p["dq"], deque) and isinstance(p["obj"], Account)
+    assert type(p) is not dict
+
+
+def test_same_object_gives_same_proxy_and_sharing_is_kept():
+    shared = [1, 2]
+    h = make({"a": shared, "b": shared, "c": {"x": shared}})
+    r = h.root
+    assert r["a"] is r["b"] is r["c"]["x"]
+    r["a"].append(3)
+    assert r["b"] == [1, 2, 3]
+    m = h.materialize()
+    assert m["a"] is m["b"] is m["c"]["x"]
+
+
+def test_cycles_round_trip():
+    d = {"name": "loop"}
+    d["self"] = d
+    lst = [d]
+    d["lst"] = lst
+    h = make(d)
+    m = h.materialize()
+    assert m["self"] is m and m["lst"][0] is m
+    assert h.root["self"] is h.root
+
+
+def test_dict_keys_follow_python_equality():
+    h = make({"d": {}})
+    d = h.root["d"]
+    d[1] = "one"
+    assert d[1.0] == "one" and d[True] == "one" and len(d) == 1
+    d[1.0] = "uno"
+    assert list(d.items()) == [(1, "uno")]
+    d["1"] = "s"
+    d[b"1"] = "b"
+    assert len(d) == 3 and d["1"] == "s" and d[b"1"] == "b"
+    d[(1, "a")] = "t"
+    assert d[(1.0, "a")] == "t"
+    with pytest.raises(TypeError):
+        d[[1]] = 2
+    with pytest.raises(UnpersistableError):
+        d[object()] = 1
+
+
+def test_dict_order_after_deletes_and_reinserts():
+    h = make({"d": {}})
+    d = h.root["d"]
+    native: dict = {}
+    for i in range(200):
+        for t in (d, native):
+            t[f"k{i % 37}"] = i
+            if i % 3 == 0:
+                t.pop(f"k{(i * 7) % 37}", None)
+    assert list(d.items()) == list(native.items())
+    h.commit(1)
+    assert list(h.materialize()["d"].items()) == list(native.items())
+
+
+def test_dict_protocol():
+    h = make({"d": {"a": 1, "b": 2}})
+    d = h.root["d"]
+    n = {"a": 1, "b": 2}
+    assert d == n and n == d and d != {"a": 1}
+    assert d.get("zz", 5) == 5 and "a" in d and "q" not in d
+    assert d.setdefault("c", [3]) == [3] and n.setdefault("c", [3]) == [3]
+    assert d.pop("a") == n.pop("a")
+    assert d.pop("nope", None) is None
+    with pytest.raises(KeyError):
+        d.pop("nope")
+    with pytest.raises(KeyError):
+        d["nope"]
+    d.update({"x": 1}, y=2)
+    n.update({"x": 1}, y=2)
+    d |= {"z": 0}
+    n |= {"z": 0}
+    assert d.popitem() == n.popitem()
+    assert list(d) == list(n) and list(d.values()) == list(n.values())
+    assert set(d.keys()) == set(n.keys()) and len(d) == len(n)
+    assert (d | {"k": 1}) == (n | {"k": 1})
+    assert d.copy() == n and type(d.copy()) is dict
+    with pytest.raises(RuntimeError):
+        for k in d:
+            d[k + "!"] = 1
+    d.clear()
+    assert len(d) == 0 and d == {}
+
+
+def test_list_protocol():
+    h = make({"l": [5, 3, 9]})
+    p = h.root["l"]
+    n = [5, 3, 9]
+    for t in (p, n):
+        t.append(1)
+        t.extend([7, 7])
+        t.insert(0, 0)
+        t.insert(-1, 4)
+        t.insert(100, 8)
+        t[2] = 33
+        t[-1] = 88
+        t.remove(7)
+        t[1:3] = ["a", "b", "c"]
+        del t[0]
+        del t[::3]
+        t += [10]
+        t *= 2
+    assert p == n and p.pop() == n.pop() and p.pop(0) == n.pop(0)
+    assert p.index(n[1]) == n.index(n[1]) and p.count(7) == n.count(7)
+    assert p[1:4] == n[1:4] and p[::-1] == n[::-1] and p[-2] == n[-2]
+    with pytest.raises(IndexError):
+        p[100]
+    q = h.root
+    q["m"] = [3, 1, 2]
+    q["m"].sort()
+    assert q["m"] == [1, 2, 3]
+    q["m"].sort(key=lambda x: -x, reverse=True)
+    assert q["m"] == [1, 2, 3]
+    q["m"].sort(reverse=True)
+    assert q["m"] == [3, 2, 1] and q["m"] < [4] and q["m"] > [3, 1]
+    q["m"].reverse()
+    assert q["m"] == [1, 2, 3] and list(reversed(q["m"])) == [3, 2, 1]
+    assert 2 in q["m"] and 9 not in q["m"] and q["m"] + [4] == [1, 2, 3, 4]
+    q["m"].clear()
+    assert q["m"] == [] and len(q["m"]) == 0
+
+
+def test_set_and_deque_protocol():
+    h = make({"s": {1, 2}, "q": deque([1])})
+    s = h.root["s"]
+    s.add(3)
+    s.discard(1)
+    s |= {9}
+    s -= {2}
+    assert s == {3, 9} and 3 in s and 1 not in s
+    with pytest.raises(KeyError):
+        s.remove(42)
+    assert s.pop() in (3, 9) and len(s) == 1
+    assert s.union({1}) == set(s) | {1} and s.isdisjoint({100})
+    q = h.root["q"]
+    n = deque([1])
+    for t in (q, n):
+        t.append(2)
+        t.appendleft(0)
+        t.extend(range(3, 20))
+        t.rotate(3)
+        t.popleft()
+        t.pop()
+        t[2] = "x"
+        t.remove(5)
+        t.extendleft([-1, -2])
+        t.reverse()
+    assert list(q) == list(n) and q == n and q[-1] == n[-1] and len(q) == len(n)
+    h.root["bounded"] = deque(maxlen=3)
+    b = h.root["bounded"]
+    for i in range(10):
+        b.append(i)
+    assert list(b) == [7, 8, 9] and b.maxlen == 3
+    b.appendleft(100)
+    assert list(b) == [100, 7, 8]
+
+
+def test_user_objects_methods_and_attributes():
+    h = make({"a": Account("cy")})
+    a = h.root["a"]
+    assert a.deposit(5) == 5 and a.deposit(7) == 12
+    assert a.balance == 12 and a.history == [5, 7] and a.owner == "cy"
+    a.nickname = "c"
+    del a.nickname
+    with pytest.raises(AttributeError):
+        _ = a.nickname
+    assert isinstance(a, Account)
+    m = h.materialize()
+    assert type(m["a"]) is Account and m["a"].balance == 12
+
+
+def test_unpersistable_values_name_type_and_path():
+    h = make({"d": {"inner": {}}})
+    with pytest.raises(UnpersistableError) as ei:
+        h.root["d"]["inner"]["fn"] = lambda: 1
+    assert "function" in str(ei.value) and "root['d']['inner']['fn']" in str(ei.value)
+    with open(os.devnull) as f, pytest.raises(UnpersistableError) as ei:
+        h.root["d"]["x"] = {"deep": [1, f]}
+    assert "TextIOWrapper" in str(ei.value) and "root['d']['x']['deep'][1]" in str(ei.value)
+    with socket.socket() as sock, pytest.raises(UnpersistableError) as ei:
+        h.root["d"]["obj"] = Account("s")
+        h.root["d"]["obj"].conn = sock
+    assert "socket" in str(ei.value) and "root['d']['obj'].conn" in str(ei.value)
+    with pytest.raises(TypeError):
+        h.root["d"]["g"] = (i for i in range(3))
+
+
+def test_aliasing_native_container_after_store_is_synced():
+    h = make({"d": {}})
+    lst: list = []
+    h.root["d"]["k"] = lst
+    lst.append(1)
+    inner = {"a": 1}
+    lst.append(inner)
+    inner["b"] = 2
+    h.end_op()
+    assert h.root["d"]["k"] == [1, {"a": 1, "b": 2}]
+    obj = Account("z")
+    h.root["d"]["o"] = obj
+    obj.balance = 99
+    h.end_op()
+    assert h.root["d"]["o"].balance == 99
+
+
+def test_opaque_values_written_back_when_changed():
+    h = make({"ba": bytearray(b"ab")})
+    ba = h.root["ba"]
+    assert h.root["ba"] is ba
+    ba.extend(b"cd")
+    h.end_op()
+    h.commit(1)
+    assert h.materialize()["ba"] == bytearray(b"abcd")
+
+
+def test_reclamation_keeps_pool_size_steady_and_moves_are_not_frees():
+    dev = SimDevice(1 << 20)
+    h = Heap.create(dev, {"d": {}})
+    d = h.root["d"]
+    for rnd in range(30):
+        for i in range(200):
+            d[f"k{i}"] = bytes([rnd]) * 300
+        h.commit(rnd)
+        if rnd == 5:
+            top5 = h.heap_top
+    assert h.heap_top <= top5 * 1.1
+    d["a"] = [1, 2, 3]
+    v = d.pop("a")
+    d["b"] = v
+    h.end_op()
+    h.commit(100)
+    assert h.materialize()["d"]["b"] == [1, 2, 3]
+
+
+def test_cycles_reclaimed_by_collect():
+    h = make({"d": {}})
+    for i in range(50):
+        a: dict = {"pad": b"p" * 500}
+        a["me"] = a
+        h.root["d"][i] = a
+    h.commit(1)
+    h.root["d"].clear()
+    h.commit(2)
+    before = h.heap_top
+    free = h.collect()
+    assert free >= 50 * 500
+    for i in range(50):
+        h.root["d"][i] = b"q" * 500
+    h.commit(3)
+    assert h.heap_top == before
+
+
+def test_reopen_and_large_single_operation_spills_undo_log():
+    dev = SimDevice(1 << 20)
+    h = Heap.create(dev, {"d": {i: i for i in range(3000)}}, undo_size=64 << 10)
+    h.commit(1)
+    d = h.root["d"]
+    for i in range(3000):
+        d[i] = -i  # touches far more blocks than the 64 KiB undo log holds
+    h.end_op()
+    assert h.undo.spilled, "the batch should have spilled past the primary undo log"
+    img = dev.crash_image(1)
+    h2 = Heap.open(SimDevice.from_image(img))
+    assert h2.position == 1 and h2.materialize()["d"] == {i: i for i in range(3000)}
+    h.commit(2)
+    h3 = Heap.open(SimDevice.from_image(dev.persisted_image()))
+    assert h3.position == 2 and h3.materialize()["d"] == {i: -i for i in range(3000)}
+
+
+def test_pool_errors(shm_path, tmp_path):
+    h = Heap.create(shm_path, {"x": 1})
+    with pytest.raises(PoolExistsError):
+        Heap.create(shm_path, {})
+    with pytest.raises(PoolInUseError):
+        Heap.open(shm_path)
+    h.close()
+    h = Heap.open(shm_path)
+    assert h.root["x"] == 1
+    top = h.heap_top
+    h.close()
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"hello world" * 1000)
+    with pytest.raises(NotAPoolError):
+        Heap.open(str(junk))
+    short = tmp_path / "short"
+    short.write_bytes(b"x")
+    with pytest.raises(NotAPoolError):
+        Heap.open(str(short))
+    with pytest.raises(FileNotFoundError):
+        Heap.open(str(tmp_path / "missing"))
+    data = bytearray(open(shm_path, "rb").read())
+    bad = tmp_path / "badver"
+    d2 = bytearray(data)
+    d2[8] = 99
+    bad.write_bytes(bytes(d2))
+    with pytest.raises(LayoutVersionError):
+        Heap.open(str(bad))
+    d3 = bytearray(data)
+    d3[20] ^= 1
+    bad.write_bytes(bytes(d3))
+    with pytest.raises(CorruptPoolError):
+        Heap.open(str(bad))
+    trunc = tmp_path / "trunc"
+    trunc.write_bytes(bytes(data[: top - 64]))
+    with pytest.raises(CorruptPoolError, match="truncated"):
+        Heap.open(str(trunc))
+    trunc.write_bytes(bytes(data[:5000]))
+    with pytest.raises(CorruptPoolError, match="truncated"):
+        Heap.open(str(trunc))
+
+
+def test_pool_grows_when_full(shm_path):
+    h = Heap.create(shm_path, {"d": {}}, initial_size=64 << 10)
+    size0 = h.size
+    for i in range(3000):
+        h.root["d"][i] = b"v" * 200
+    h.commit(7)
+    assert h.size > size0 and h.stats["grows"] > 0
+    h.close()
+    h = Heap.open(shm_path)
+    assert h.position == 7 and len(h.root["d"]) == 3000 and h.root["d"][2999] == b"v" * 200
+    h.close()
