@@ -152,6 +152,7 @@ class Heap:
         self.commit_threshold = max(64, self.undo.primary_capacity // 2)
         self.stats = {"commits": 0, "undo_entries": 0, "rolled_back": 0, "grows": 0}
         self._closed = False
+        self._writable = True
         self._root_proxy: Any = None
 
     @classmethod
@@ -191,13 +192,25 @@ class Heap:
         return heap
 
     @classmethod
-    def open(cls, target: str | Device, *, lock: bool = True, mode: str = "auto") -> Heap:
+    def open(
+        cls,
+        target: str | Device,
+        *,
+        lock: bool = True,
+        mode: str = "auto",
+        writable: bool = True,
+        rollback: bool = True,
+        lock_timeout: float = 0.0,
+    ) -> Heap:
         """Open an existing pool; roll back a batch that did not commit.
 
         ``lock=False`` is for a process that shares the pool with the process holding the
-        lock (the runtime's shadow).
+        lock (the runtime's shadow and foreground).  ``writable=False`` skips the walk that
+        rebuilds reference counts and free lists: enough to read or :meth:`materialize`,
+        and any store raises.  ``rollback=False`` (read-only inspection of a pool another
+        process is writing) leaves an uncommitted batch alone.
         """
-        pool = Pool.open(target, lock=lock, mode=mode)
+        pool = Pool.open(target, lock=lock, mode=mode, lock_timeout=lock_timeout)
         try:
             rec = pool.read_commit()
             name = pool.dev.path or "<device>"
@@ -219,7 +232,7 @@ class Heap:
             heap._seq = seq + 1
             heap.position = position
             heap._ctop = heap._top = top
-            n = heap.undo.rollback(seq + 1)
+            n = heap.undo.rollback(seq + 1) if rollback else 0
             if n:
                 # Make the rolled-back state a commit of its own, so that stale entries of the
                 # abandoned batch can never be taken for entries of the next one.
@@ -227,7 +240,10 @@ class Heap:
                 pool.write_commit(seq + 1, position, top)
                 heap._seq = seq + 2
             heap.undo.begin(heap._seq)
-            heap._rebuild()
+            if writable:
+                heap._rebuild()
+            else:
+                heap._writable = False
         except BaseException:
             pool.close()
             raise
@@ -393,6 +409,8 @@ class Heap:
         walk of the graph (:meth:`_rebuild`), and writing into a chunk handed out here never
         needs an undo entry.
         """
+        if not self._writable:
+            raise PersimmonError("this heap was opened read-only (writable=False)")
         cls = L.size_class(nbytes)
         fl = self._freelists[cls]
         if not fl:
@@ -431,6 +449,8 @@ class Heap:
         ctop = self._ctop
         if off >= ctop:
             return
+        if not self._writable:
+            raise PersimmonError("this heap was opened read-only (writable=False)")
         end = min(off + n, ctop)
         nolog = self._nolog
         todo = [b for b in range(off >> 5, ((end - 1) >> 5) + 1) if b not in nolog]

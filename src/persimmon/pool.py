@@ -92,9 +92,12 @@ class Pool:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, target: str | Device, *, lock: bool = True, mode: str = "auto") -> Pool:
+    def open(cls, target: str | Device, *, lock: bool = True, mode: str = "auto",
+             lock_timeout: float = 0.0) -> Pool:
         """Open an existing pool, check its header, and (by default) lock it.
 
+        ``lock_timeout`` seconds are spent retrying when another process holds the lock (a
+        shadow process of a crashed server needs a moment to notice and exit).
         Raises :class:`NotAPoolError`, :class:`LayoutVersionError`,
         :class:`CorruptPoolError` or :class:`PoolInUseError` with a message naming the file.
         """
@@ -116,7 +119,7 @@ class Pool:
         pool = cls(dev)
         try:
             if lock and not isinstance(target, Device) and dev.fileno() is not None:
-                pool._lock()
+                pool._lock(lock_timeout)
             pool._read_header(name)
         except BaseException:
             pool.close()
@@ -179,11 +182,17 @@ class Pool:
         self.dev.persist(off, 64)
 
     # ------------------------------------------------------------------ locking
-    def _lock(self) -> None:
+    def _lock(self, timeout: float = 0.0) -> None:
         fd = self.dev.fileno()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
             raise PoolInUseError(
                 f"{self.dev.path} is in use by another process; only one process may open a "
                 "pool (stop the other server, or use another pool path)"

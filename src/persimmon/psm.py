@@ -1,0 +1,432 @@
+"""The persistent state machine (PSM): the foreground half of the runtime, and recovery.
+
+The application's state machine stays in DRAM as ordinary Python objects.  Every read-write
+operation is appended to the operation log in PM and made durable before it is
+acknowledged; the shadow process (:mod:`persimmon.shadow`) re-executes the log on the PM copy.
+After a crash, :class:`PSM` rebuilds the DRAM copy from the PM copy plus the log tail.
+
+    psm = PSM(KV, "/dev/shm/kv.pool")
+    psm.invoke_rw(("put", b"k", b"v"))     # durable when it returns
+    psm.invoke_ro(("get", b"k"))           # runs on the DRAM copy only
+    psm.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from . import shadow as S
+from .calls import apply_op
+from .digest import digest
+from .errors import DivergenceError, PersimmonError, PoolError, ShadowError
+from .heap import Heap
+from .opcodec import decode, encode, encode_verified
+from .oplog import OpLog
+from .pool import Pool
+
+log = logging.getLogger("persimmon")
+
+_ENTRY_OVERHEAD = 64  # header + alignment of one log entry, upper bound
+
+
+class PSM:
+    """A persistent state machine backed by the pool at ``path``.
+
+    ``factory()`` builds the initial state machine; it is called only when the pool is new.
+    The state machine is an object with ``apply(op)`` (or methods decorated with
+    :func:`persimmon.rw`); ``apply`` must be deterministic: no clock, random numbers, files,
+    sockets or other outside effects.  Create the PSM after the application is initialised
+    and before it opens its network.
+
+    Parameters:
+        log_size: bytes of the operation log (fixed when the pool is created).
+        verify: divergence detection.  True: the shadow compares the digest of every
+            operation's result and of the whole state after it with the foreground's, and
+            names the first operation that differs (costs a state digest per operation on
+            both sides: a debugging mode).  False (default): off.
+        max_batch: the shadow commits at least every ``max_batch`` operations.
+        pin_cores: pin the foreground to CPU 0 and the shadow to CPU 1.
+        device: "auto", "libpmem" or "msync" (see :func:`persimmon.device.open_device`).
+        lock_timeout: seconds to wait for a previous owner of the pool (e.g. the shadow of a
+            crashed process) to let go before raising :class:`PoolInUseError`.
+        undo_size: bytes of the heap's primary undo log (fixed when the pool is created).
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        path: str,
+        *,
+        log_size: int = 64 << 20,
+        verify: bool = False,
+        max_batch: int = 4096,
+        pin_cores: bool = False,
+        device: str = "auto",
+        lock_timeout: float = 5.0,
+        undo_size: int = 4 << 20,
+        initial_size: int = 16 << 20,
+        progress: bool | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.verify_mode = bool(verify)
+        self.max_batch = max(1, int(max_batch))
+        self.pin_cores = pin_cores
+        self._device = device
+        self._closed = False
+        self._ops_logged = 0
+        self._backlog = 0
+        self._restarts = 0
+        self._lock = threading.Lock()
+        self._shadow: Any = None
+        self._ctx = multiprocessing.get_context("fork")
+        self._counters = self._ctx.Array("q", S.NCOUNTERS, lock=False)
+        self._message = self._ctx.Array("c", S.MSG_SIZE, lock=False)
+        self.recovery_times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if os.path.exists(self.path):
+            self.recovered = True
+            self._recover(lock_timeout, progress)
+        else:
+            self.recovered = False
+            d = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(d, exist_ok=True)
+            state = factory()
+            heap = Heap.create(self.path, state, log_size=log_size, undo_size=undo_size,
+                               initial_size=initial_size, mode=device)
+            OpLog.format(heap.dev, heap.pool.oplog_off, heap.pool.oplog_size)
+            self._pool = heap.pool
+            self.state = state
+            self.recovery_times["create"] = time.perf_counter() - t0
+        self._log = OpLog(self._pool.dev, self._pool.oplog_off, self._pool.oplog_size)
+        self._counters[S.POSITION] = self._log.tail
+        if pin_cores and hasattr(os, "sched_setaffinity"):
+            try:
+                os.sched_setaffinity(0, {0})
+            except OSError:
+                pass
+        self._start_shadow()
+        self._watchdog_stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="persimmon-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
+        _live.add(self)
+
+    # ------------------------------------------------------------------ recovery
+    def _recover(self, lock_timeout: float, progress: bool | None) -> None:
+        pool = Pool.open(self.path, lock=True, mode=self._device, lock_timeout=lock_timeout)
+        try:
+            if pool.oplog_size == 0:
+                raise PoolError(
+                    f"{self.path} is a heap pool without an operation log; a PSM needs a pool "
+                    "created by PSM (or Heap.create with log_size > 0)"
+                )
+            state, times = recover_state(self.path, device=self._device, progress=progress,
+                                         oplog_dev=pool.dev)
+        except BaseException:
+            pool.close()
+            raise
+        self._pool = pool
+        self.state = state
+        self._backlog = int(times["replayed_ops"])
+        self.recovery_times = times
+        log.info(
+            "recovered %s in %.3fs (open+rollback %.3fs of %d undo entries, materialize "
+            "%.3fs, replay %d ops %.3fs)", self.path, times["total"], times["rollback"],
+            times["rolled_back_undo_entries"], times["materialize"], times["replayed_ops"],
+            times["replay"],
+        )
+
+    # ------------------------------------------------------------------ the shadow
+    def _start_shadow(self) -> None:
+        c = self._counters
+        c[S.STOP] = 0
+        c[S.READY] = 0
+        self._message.value = b""
+        cpu = 1 if self.pin_cores and (os.cpu_count() or 1) > 1 else None
+        p = self._ctx.Process(
+            target=S.shadow_main,
+            args=(self.path, os.getpid(), c, self._message, self.verify_mode, self.max_batch,
+                  cpu),
+            name="persimmon-shadow",
+            daemon=True,
+        )
+        p.start()
+        self._shadow = p
+
+    def _watch(self) -> None:
+        while not self._watchdog_stop.wait(0.2):
+            self._ensure_shadow()
+
+    def _ensure_shadow(self) -> None:
+        with self._lock:
+            if self._closed or self._shadow is None:
+                return
+            if self._shadow.is_alive():
+                return
+            code = self._shadow.exitcode
+            msg = self._message.value.decode("utf-8", "replace")
+            log.warning("shadow process %s exited (code %s)%s; starting a new one",
+                        self._shadow.pid, code, f": {msg}" if msg else "")
+            self._restarts += 1
+            if self._restarts > 50 and self._restarts > 10 * (self._counters[S.BATCHES] + 1):
+                raise ShadowError(f"the shadow keeps failing: {msg}")
+            self._start_shadow()
+
+    @property
+    def shadow_pid(self) -> int | None:
+        """Process id of the current shadow process."""
+        return self._shadow.pid if self._shadow is not None else None
+
+    # ------------------------------------------------------------------ operations
+    def invoke_rw(self, op: Any, *, commit: bool = True) -> Any:
+        """Run a read-write operation; it is durable when this returns (if ``commit``).
+
+        With ``commit=False`` the operation is logged but not yet persisted: call
+        :meth:`commit` before acknowledging it (group commit).  An operation whose
+        ``apply`` raises is still logged and made durable, then the exception propagates.
+        """
+        if self._closed:
+            raise PersimmonError("this PSM is closed")
+        payload = encode(op)
+        if self.verify_mode:
+            if len(payload) + 64 > self._log.capacity:
+                self._log.append(payload)  # raises LogFullError with the sizes
+            try:
+                result = apply_op(self.state, op)
+                exc = None
+            except Exception as e:
+                result, exc = e, e
+            payload = encode_verified(op, S._result_digest(result), digest(self.state))
+            self._log.append(payload, wait=self._wait_for_space)
+            self._ops_logged += 1
+            if commit:
+                self._log.commit()
+            if exc is not None:
+                raise exc
+            return result
+        self._log.append(payload, wait=self._wait_for_space)
+        self._ops_logged += 1
+        try:
+            result = apply_op(self.state, op)
+        except Exception:
+            if commit:
+                self._log.commit()
+            raise
+        if commit:
+            self._log.commit()
+        return result
+
+    def commit(self) -> None:
+        """Group commit: every operation logged so far is durable when this returns."""
+        self._log.commit()
+
+    def invoke_ro(self, op: Any) -> Any:
+        """Run a read-only operation on the DRAM copy (never logged).
+
+        ``op`` is passed to ``state.apply`` like a read-write operation, or, if it is
+        callable, called with the state.
+        """
+        if callable(op):
+            return op(self.state)
+        return apply_op(self.state, op)
+
+    def _wait_for_space(self) -> None:
+        # The log is full: make what we appended visible to the shadow, let it catch up.
+        if self._log.pending:
+            self._log.commit()
+        if self._shadow is not None and not self._shadow.is_alive():
+            self._ensure_shadow()
+        time.sleep(0.0002)
+
+    # ------------------------------------------------------------------ inspection
+    def stats(self) -> dict[str, Any]:
+        """Counters of the runtime (see README for the meaning of each)."""
+        c = self._counters
+        lg = self._log
+        head, tail = lg.head, lg.tail
+        batches = c[S.BATCHES]
+        committed = c[S.COMMITTED_OPS]
+        logged_total = self._backlog + self._ops_logged
+        return {
+            "ops_logged": self._ops_logged,
+            "ops_committed": committed,
+            "ops_applied_by_shadow": c[S.APPLIED_OPS],
+            "shadow_lag_ops": max(0, logged_total - committed),
+            "shadow_lag_bytes": head - c[S.POSITION],
+            "log_head": head,
+            "log_tail": tail,
+            "log_used_bytes": head - tail,
+            "log_capacity": lg.capacity,
+            "log_usage": (head - tail) / lg.capacity if lg.capacity else 0.0,
+            "full_waits": getattr(lg, "full_waits", 0),
+            "full_wait_seconds": getattr(lg, "full_wait_seconds", 0.0),
+            "batches": batches,
+            "mean_batch_size": committed / batches if batches else 0.0,
+            "max_batch_size": c[S.MAX_BATCH_SEEN],
+            "undo_entries": c[S.UNDO_ENTRIES],
+            "undo_entries_per_batch": c[S.UNDO_ENTRIES] / batches if batches else 0.0,
+            "shadow_apply_seconds": c[S.APPLY_NS] / 1e9,
+            "shadow_errors": c[S.ERRORS],
+            "shadow_restarts": self._restarts,
+            "shadow_pid": self.shadow_pid,
+            "recovered": self.recovered,
+            "recovery_times": dict(self.recovery_times),
+            "verify": self.verify_mode,
+            "diverged": bool(c[S.DIVERGED]),
+        }
+
+    def sync(self, timeout: float | None = None) -> None:
+        """Wait until the shadow has applied and committed everything logged so far."""
+        self._log.commit()
+        target = self._log.head
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._counters[S.POSITION] < target:
+            if self._counters[S.DIVERGED]:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("the shadow did not catch up with the log in time")
+            self._ensure_shadow()
+            time.sleep(0.0005)
+
+    def verify(self) -> None:
+        """Compare the DRAM state with the PM state at the same log position.
+
+        Waits for the shadow to catch up, then compares canonical digests of the two states.
+        Raises :class:`DivergenceError` naming the first diverging operation when the shadow
+        found one (verify mode), or the log position at which the states differ.
+        """
+        self.sync()
+        c = self._counters
+        if c[S.DIVERGED]:
+            raise DivergenceError(self._message.value.decode("utf-8", "replace"))
+        heap = Heap.open(self.path, lock=False, writable=False, rollback=False,
+                         mode=self._device)
+        try:
+            pm = digest(heap.materialize())
+            pos = heap.position
+        finally:
+            heap.close()
+        if pm != digest(self.state):
+            raise DivergenceError(
+                f"the DRAM and PM states differ at log position {pos} (after "
+                f"{self._backlog + self._ops_logged} operations); the state machine is not "
+                "deterministic or stores something the PM copy cannot reproduce; run with "
+                "verify=True to name the first diverging operation"
+            )
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self, *, drain: bool = True) -> None:
+        """Make the PM copy catch up with the log head, stop the shadow, close the pool.
+
+        With ``drain=False`` the shadow is stopped without catching up (the log keeps the
+        operations; the next open replays them).
+        """
+        if self._closed:
+            return
+        self._log.commit()
+        if drain:
+            self.sync()
+        with self._lock:
+            self._closed = True
+        self._watchdog_stop.set()
+        self._stop_shadow()
+        self._pool.close()
+        _live.discard(self)
+
+    def _stop_shadow(self) -> None:
+        p = self._shadow
+        if p is None:
+            return
+        self._counters[S.STOP] = 1
+        p.join(5.0)
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+        self._shadow = None
+
+    def __enter__(self) -> PSM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def recover_state(
+    target: Any, *, device: str = "auto", progress: bool | None = None, oplog_dev: Any = None
+) -> tuple[Any, dict[str, float]]:
+    """Recovery: roll back an uncommitted batch, materialize the DRAM copy from PM, and
+    re-execute the logged operations the PM copy has not seen.  Returns the state and the
+    time of each phase.  ``target`` is a pool path or a device (tests use a simulated one);
+    ``oplog_dev`` is the device to read the log through (default: the heap's).
+    """
+    t0 = time.perf_counter()
+    heap = Heap.open(target, lock=False, writable=False, mode=device)
+    t1 = time.perf_counter()
+    try:
+        state = heap.materialize()
+        start = heap.position
+        rolled_back = heap.stats["rolled_back"]
+        pool = heap.pool
+        t2 = time.perf_counter()
+        oplog = OpLog(oplog_dev if oplog_dev is not None else heap.dev, pool.oplog_off,
+                      pool.oplog_size)
+        if oplog.tail < start:
+            oplog.set_tail(start)
+        n = replay(state, oplog, start, progress)
+    finally:
+        if isinstance(target, str):
+            heap.close()
+    t3 = time.perf_counter()
+    return state, {
+        "rollback": t1 - t0, "materialize": t2 - t1, "replay": t3 - t2, "total": t3 - t0,
+        "replayed_ops": float(n), "rolled_back_undo_entries": float(rolled_back),
+    }
+
+
+def replay(state: Any, oplog: OpLog, start: int, progress: bool | None = None) -> int:
+    """Re-execute the logged operations from ``start`` up to the head on ``state``."""
+    head = oplog.head
+    bar = None
+    if progress is None:
+        progress = sys.stderr.isatty() and head - start > (8 << 20)
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=head - start, unit="B", unit_scale=True,
+                   desc="persimmon: replaying log")
+    n = 0
+    last = start
+    for pos, payload in oplog.entries(start, head):
+        op = decode(payload)[0]
+        try:
+            apply_op(state, op)
+        except Exception:
+            pass  # it raised the first time too; its partial effects are replayed
+        n += 1
+        if bar is not None:
+            bar.update(pos - last)
+            last = pos
+    if bar is not None:
+        bar.close()
+    return n
+
+
+_live: weakref.WeakSet[PSM] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # pragma: no cover - interpreter shutdown
+    for psm in list(_live):
+        try:
+            psm.close(drain=False)
+        except Exception:
+            pass

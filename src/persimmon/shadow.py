@@ -1,0 +1,198 @@
+"""The shadow process: re-executes the operation log on the PM copy, in batches.
+
+It runs the application's own state-machine code against the heap's proxies
+(``apply_op(heap.root, op)``), marks each operation boundary with ``heap.end_op()`` and
+commits a batch (the commit record carries the log position reached) when the log is idle,
+when the heap asks (its undo log is large), or after ``max_batch`` operations; then it
+advances and persists the log tail, which frees log space for the foreground.
+
+It talks to the foreground through a small shared array of counters (:class:`ShadowStats`)
+and exits when the foreground asks it to stop or when the foreground process has died.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any
+
+from .calls import apply_op
+from .digest import digest
+from .heap import Heap
+from .opcodec import decode
+from .oplog import OpLog
+
+# indexes into the shared counter array
+STOP = 0
+POSITION = 1
+COMMITTED_OPS = 2
+BATCHES = 3
+UNDO_ENTRIES = 4
+ERRORS = 5
+DIVERGED = 6
+DIVERGED_POS = 7
+HEARTBEAT = 8
+READY = 9
+APPLY_NS = 10
+APPLIED_OPS = 11
+MAX_BATCH_SEEN = 12
+NCOUNTERS = 16
+MSG_SIZE = 4096
+
+
+def _say(msg: bytes | str, shared_msg: Any) -> None:
+    data = msg.encode("utf-8", "replace") if isinstance(msg, str) else msg
+    if not shared_msg.value:
+        shared_msg.value = data[: MSG_SIZE - 1]
+
+
+def shadow_main(
+    path: str,
+    parent_pid: int,
+    counters: Any,
+    message: Any,
+    verify: bool,
+    max_batch: int,
+    cpu: int | None,
+) -> None:
+    """Entry point of the shadow process (never returns normally: it exits)."""
+    try:
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            try:
+                os.sched_setaffinity(0, {cpu})
+            except OSError:
+                pass
+        _run(path, parent_pid, counters, message, verify, max_batch)
+    except BaseException:  # the foreground reads the message and restarts us
+        _say("shadow process failed:\n" + traceback.format_exc(), message)
+        os._exit(3)
+    os._exit(0)
+
+
+class _Msg:
+    """Stand-in for the shared message buffer when the applier runs in-process."""
+
+    value = b""
+
+
+class Applier:
+    """Applies log entries to the heap in batches (the body of the shadow process).
+
+    Kept separate from the process loop so tests can drive it step by step on a simulated
+    device.  ``counters``/``message`` are the shared array and buffer (plain stand-ins by
+    default).
+    """
+
+    def __init__(self, heap: Heap, log: OpLog, *, verify: bool = False,
+                 max_batch: int = 4096, counters: Any = None, message: Any = None) -> None:
+        self.heap = heap
+        self.log = log
+        self.verify = verify
+        self.max_batch = max_batch
+        self.c = counters if counters is not None else [0] * NCOUNTERS
+        self.message = message if message is not None else _Msg()
+        self.pos = heap.position
+        self.root = heap.root
+        self.in_batch = 0
+        if log.tail < self.pos:
+            log.set_tail(self.pos)
+        self.c[POSITION] = self.pos
+
+    def step(self) -> bool:
+        """Apply the next logged operation, if any; commit when the batch is full."""
+        ent = self.log.read(self.pos)
+        if ent is None:
+            return False
+        c = self.c
+        heap = self.heap
+        payload, nxt = ent
+        op, rdig, sdig = decode(payload)
+        t0 = time.perf_counter_ns()
+        try:
+            result = apply_op(self.root, op)
+        except Exception as e:  # an operation that raises is still an operation
+            result = e
+            c[ERRORS] += 1
+            if not self.verify and not self.message.value:
+                _say(f"operation at log position {self.pos} raised in the shadow: {e!r}",
+                     self.message)
+        heap.end_op()
+        c[APPLY_NS] += time.perf_counter_ns() - t0
+        c[APPLIED_OPS] += 1
+        if self.verify and not c[DIVERGED]:
+            _check(heap, self.root, op, self.pos, result, rdig, sdig, c, self.message)
+        self.pos = nxt
+        self.in_batch += 1
+        if self.in_batch >= self.max_batch or heap.should_commit:
+            self.commit()
+        return True
+
+    def commit(self) -> None:
+        """Commit the batch in progress and free its log space."""
+        c = self.c
+        n = self.in_batch
+        self.heap.commit(self.pos)
+        self.log.set_tail(self.pos)
+        c[POSITION] = self.pos
+        c[COMMITTED_OPS] += n
+        c[BATCHES] += 1
+        c[UNDO_ENTRIES] = self.heap.stats["undo_entries"]
+        if n > c[MAX_BATCH_SEEN]:
+            c[MAX_BATCH_SEEN] = n
+        self.in_batch = 0
+
+
+def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int) -> None:
+    heap = Heap.open(path, lock=False)
+    pool = heap.pool
+    log = OpLog(heap.dev, pool.oplog_off, pool.oplog_size)
+    ap = Applier(heap, log, verify=verify, max_batch=max_batch, counters=c, message=message)
+    c[READY] = 1
+    idle = 0
+    busy = 0
+    step = ap.step
+    while True:
+        if step():
+            idle = 0
+            busy += 1
+            if busy >= 256:
+                busy = 0
+                if os.getppid() != parent_pid:
+                    return
+            continue
+        if ap.in_batch:
+            ap.commit()
+        if c[STOP] or os.getppid() != parent_pid:
+            return
+        c[HEARTBEAT] += 1
+        idle += 1
+        time.sleep(0.00005 if idle < 20 else 0.0005 if idle < 2000 else 0.002)
+
+
+def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | None,
+           sdig: int | None, c: Any, message: Any) -> None:
+    mine = _result_digest(result)
+    if rdig is not None and mine != rdig:
+        c[DIVERGED] = 1
+        c[DIVERGED_POS] = pos
+        _say(f"divergence: the operation at log position {pos} ({_short(op)}) returned a "
+             f"different result on the PM copy ({_short(result)})", message)
+        return
+    if sdig is not None and digest(heap.materialize()) != sdig:
+        c[DIVERGED] = 1
+        c[DIVERGED_POS] = pos
+        _say(f"divergence: after the operation at log position {pos} ({_short(op)}) the PM "
+             "state differs from the DRAM state (nondeterminism, or a value the port "
+             "stores differently)", message)
+
+
+def _result_digest(result: Any) -> int:
+    if isinstance(result, BaseException):
+        return digest(("exception", type(result).__qualname__, repr(result.args)))
+    return digest(result)
+
+
+def _short(x: Any) -> str:
+    r = repr(x)
+    return r if len(r) <= 200 else r[:197] + "..."

@@ -1,0 +1,186 @@
+"""The runtime: logging, shadow execution, recovery, failures, divergence detection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import persimmon
+from persimmon import PSM
+from persimmon.cli import inspect_pool
+from persimmon.errors import DivergenceError, LogFullError, PoolInUseError
+from psm_apps import KV, Clocky, Counter
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def wait_for(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_invoke_close_reopen(shm_path):
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    assert not psm.recovered
+    for i in range(500):
+        assert psm.invoke_rw(("set", f"k{i}", i)) == i + 1
+    assert psm.invoke_ro(("get", "k7")) == 7
+    assert psm.invoke_ro(lambda s: len(s.data)) == 500
+    psm.close()
+    info = inspect_pool(shm_path)
+    assert info["commit_position"] == info["log_head"] > 0
+    assert info["undo_state"] == "clean"
+    with PSM(KV, shm_path) as again:
+        assert again.recovered and again.state.n == 500 and again.state.data["k499"] == 499
+        assert again.stats()["recovery_times"]["replayed_ops"] == 0
+
+
+def test_decorator_form_and_group_commit(shm_path):
+    with persimmon.open(Counter, shm_path, log_size=1 << 20) as c:
+        assert c.add("a") == 1 and c.add("a", 5) == 6 and c.get("a") == 6
+        assert c.total == 6
+        for _ in range(100):
+            c.psm.invoke_rw(("__persimmon_call__", "add", ("b",), {}), commit=False)
+        c.psm.commit()
+        with pytest.raises(AttributeError):
+            c.total = 5
+    with persimmon.open(Counter, shm_path) as c:
+        assert c.psm.recovered and c.get("a") == 6 and c.get("b") == 100 and c.total == 106
+
+
+def test_operation_that_raises_is_logged_and_reaches_caller(shm_path):
+    with PSM(KV, shm_path, log_size=1 << 20) as psm:
+        with pytest.raises(ValueError, match="boom"):
+            psm.invoke_rw(("boom", 42))
+        assert psm.state.data["before-boom"] == 42
+        psm.sync()
+        assert psm.stats()["shadow_errors"] == 1
+        psm.verify()
+    with PSM(KV, shm_path) as psm:
+        assert psm.state.data["before-boom"] == 42
+
+
+def test_recovery_replays_unapplied_log_tail(shm_path):
+    psm = PSM(KV, shm_path, log_size=4 << 20)
+    for i in range(2000):
+        psm.invoke_rw(("incr", f"c{i % 10}"))
+    psm.close(drain=False)
+    psm2 = PSM(KV, shm_path)
+    t = psm2.stats()["recovery_times"]
+    assert set(t) >= {"rollback", "materialize", "replay", "total"}
+    assert psm2.state.n == 2000 and psm2.state.data["c3"] == 200
+    psm2.close()
+
+
+def test_second_process_gets_clear_error(shm_path):
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from persimmon import PSM; from psm_apps import KV\n"
+        "try:\n    PSM(KV, %r, lock_timeout=0.2)\n"
+        "except Exception as e:\n    print(type(e).__name__, e); sys.exit(0)\n"
+        "sys.exit(1)\n" % (TESTS, shm_path)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "PoolInUseError" in out.stdout and "in use" in out.stdout
+    psm.close()
+    with pytest.raises(PoolInUseError):
+        a = PSM(KV, shm_path)
+        try:
+            PSM(KV, shm_path, lock_timeout=0.1)
+        finally:
+            a.close()
+
+
+def test_shadow_restart_under_load(shm_path):
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    first = psm.shadow_pid
+    for i in range(300):
+        psm.invoke_rw(("set", f"k{i}", i))
+    os.kill(first, signal.SIGKILL)
+    for i in range(300, 3000):
+        psm.invoke_rw(("set", f"k{i}", i))
+    assert wait_for(lambda: psm.stats()["shadow_restarts"] >= 1, 5)
+    assert psm.shadow_pid != first
+    psm.verify()
+    psm.close()
+    with PSM(KV, shm_path) as p2:
+        assert p2.state.n == 3000 and p2.state.data["k2999"] == 2999
+
+
+def test_foreground_death_stops_shadow(shm_path):
+    code = (
+        "import sys, os, time; sys.path.insert(0, %r)\n"
+        "from persimmon import PSM; from psm_apps import KV\n"
+        "p = PSM(KV, %r, log_size=1 << 20)\n"
+        "p.invoke_rw(('set', 'a', 1))\n"
+        "print(p.shadow_pid, flush=True)\n"
+        "time.sleep(60)\n" % (TESTS, shm_path)
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    shadow = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+
+    def gone():
+        try:
+            os.kill(shadow, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{shadow}/stat") as f:
+            return f.read().split()[2] == "Z"
+
+    assert wait_for(gone, 3.0), "the shadow outlived its foreground"
+    with PSM(KV, shm_path) as p:
+        assert p.state.data == {"a": 1}
+
+
+def test_log_full_back_pressure(shm_path):
+    psm = PSM(KV, shm_path, log_size=64 << 10)
+    big = b"x" * 6000
+    for i in range(400):
+        psm.invoke_rw(("set", f"k{i % 50}", big + b"%d" % i))
+    st = psm.stats()
+    assert st["full_waits"] > 0 and st["full_wait_seconds"] > 0
+    with pytest.raises(LogFullError):
+        psm.invoke_rw(("set", "huge", b"y" * (128 << 10)))
+    assert "huge" not in psm.state.data
+    psm.close()
+    with PSM(KV, shm_path) as p2:
+        assert p2.state.data["k49"] == big + b"399"
+
+
+def test_verify_catches_nondeterminism(shm_path):
+    with PSM(Clocky, shm_path, log_size=1 << 20) as psm:
+        psm.invoke_rw(("tick",))
+        with pytest.raises(DivergenceError, match="differ"):
+            psm.verify()
+    os.unlink(shm_path)
+    with PSM(Clocky, shm_path, log_size=1 << 20, verify=True) as psm:
+        psm.invoke_rw(("tick",))
+        psm.invoke_rw(("tick",))
+        with pytest.raises(DivergenceError, match="position") as ei:
+            psm.verify()
+        assert "tick" in str(ei.value)
+        assert psm.stats()["diverged"]
+
+
+def test_verify_mode_passes_for_deterministic_machine(shm_path):
+    with PSM(KV, shm_path, log_size=1 << 20, verify=True) as psm:
+        for i in range(200):
+            psm.invoke_rw(("append", f"l{i % 3}", i))
+        psm.verify()
+        st = psm.stats()
+        assert st["ops_committed"] == 200 and st["batches"] >= 1
+        assert st["shadow_lag_ops"] == 0 and not st["diverged"]

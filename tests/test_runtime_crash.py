@@ -1,0 +1,191 @@
+"""Durability and failure atomicity of the runtime under crashes.
+
+* Real crashes: a workload process writes through ``invoke_rw`` and reports every
+  acknowledged operation over a pipe; it is SIGKILLed at random moments (the foreground, the
+  shadow, or both).  The pool is reopened: every acknowledged operation must be in the
+  recovered state, and the state must be the result of a prefix of the submitted operations.
+* Simulated power failures: the same workload on the crash-simulation device, with the
+  foreground and the shadow interleaved in one process; at every fence, PM images that a
+  power failure could leave are recovered and checked the same way.  The log is small, so
+  the run wraps around it many times, over many shadow batches.
+
+``python -m tests.test_runtime_crash N`` (or ``PERSIMMON_CRASH_ITERATIONS=N``) runs longer.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from persimmon.oplog import OpLog
+from persimmon.simdevice import SimDevice
+
+from heap_workload import canon
+from persimmon.heap import Heap
+from persimmon.opcodec import encode
+from persimmon.psm import PSM, recover_state
+from persimmon.shadow import Applier
+from psm_apps import KV, expected_state, workload_op
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ITERATIONS = int(os.environ.get("PERSIMMON_CRASH_ITERATIONS", "30"))
+
+CHILD = r"""
+import sys
+sys.path.insert(0, {tests!r})
+from persimmon import PSM
+from psm_apps import KV, workload_op
+p = PSM(KV, {path!r}, log_size=256 << 10, lock_timeout=10)
+print("shadow", p.shadow_pid, p.state.n, flush=True)
+i = p.state.n
+while True:
+    p.invoke_rw(workload_op(i))
+    sys.stdout.write("ack %d\n" % i)
+    sys.stdout.flush()
+    i += 1
+"""
+
+
+def _state_dict(kv) -> dict:
+    return {"data": kv.data, "n": kv.n}
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_sigkill_iterations(path: str, iterations: int, seed: int = 1) -> dict:
+    rng = random.Random(seed)
+    modes = {"foreground": 0, "shadow": 0, "both": 0}
+    total_acked = 0
+    for it in range(iterations):
+        mode = ("foreground", "shadow", "both")[it % 3]
+        p = subprocess.Popen(
+            [sys.executable, "-c", CHILD.format(tests=TESTS, path=path)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        first = p.stdout.readline().split()
+        assert first and first[0] == "shadow", first
+        shadow_pid, start_n = int(first[1]), int(first[2])
+        last_ack = start_n - 1
+        deadline = time.monotonic() + rng.uniform(0.05, 0.4)
+        killed_shadow = False
+        while True:
+            line = p.stdout.readline()
+            if line.startswith("ack "):
+                last_ack = int(line.split()[1])
+            if time.monotonic() >= deadline:
+                if mode == "shadow" and not killed_shadow:
+                    _kill(shadow_pid)
+                    killed_shadow = True
+                    deadline = time.monotonic() + rng.uniform(0.05, 0.3)
+                    continue
+                break
+        if mode == "both":
+            _kill(shadow_pid)
+        p.kill()
+        # acknowledgements already in the pipe were sent before the kill
+        for line in p.stdout.read().splitlines():
+            if line.startswith("ack ") and line[4:].isdigit():
+                last_ack = int(line.split()[1])
+        p.wait()
+        modes[mode] += 1
+        psm = PSM(KV, path, lock_timeout=10)
+        try:
+            n = psm.state.n
+            assert n >= last_ack + 1, f"acknowledged op {last_ack} lost (recovered {n})"
+            assert _state_dict(psm.state) == expected_state(n), "not a prefix state"
+            total_acked = last_ack + 1
+        finally:
+            psm.close()
+    return {"modes": modes, "acked": total_acked}
+
+
+def test_sigkill_foreground_shadow_both(shm_path):
+    res = run_sigkill_iterations(shm_path, ITERATIONS)
+    assert sum(res["modes"].values()) == ITERATIONS and min(res["modes"].values()) >= 1
+    assert res["acked"] > ITERATIONS
+
+
+class FenceProbe(SimDevice):
+    check = None
+
+    def drain(self) -> None:
+        if self.check is not None:
+            self.check(self, "before")
+        super().drain()
+        if self.check is not None:
+            self.check(self, "after")
+
+
+def test_crash_at_every_fence_of_runtime_workload():
+    n_ops = 300
+    expected = {0: canon(expected_state(0))}
+    kv = KV()
+    for i in range(n_ops):
+        kv.apply(workload_op(i))
+        expected[i + 1] = canon(_state_dict(kv))
+    dev = FenceProbe(512 << 10)
+    heap = Heap.create(dev, KV(), log_size=4 << 10, undo_size=64 << 10,
+                       initial_size=256 << 10)
+    pool = heap.pool
+    OpLog.format(dev, pool.oplog_off, pool.oplog_size)
+    fg = OpLog(dev, pool.oplog_off, pool.oplog_size)
+    ap = Applier(heap, OpLog(dev, pool.oplog_off, pool.oplog_size), max_batch=17)
+    rng = random.Random(3)
+    prog = {"acked": 0, "submitted": 0, "fences": 0, "checks": 0}
+
+    def check(d: SimDevice, when: str) -> None:
+        prog["fences"] += 1
+        for s in range(3 if when == "before" else 1):
+            img = d.crash_image(prog["fences"] * 10 + s)
+            state, _ = recover_state(SimDevice.from_image(img))
+            n = state.n
+            assert prog["acked"] <= n <= prog["submitted"], (when, prog, n)
+            assert canon(_state_dict(state)) == expected[n], (when, prog, n)
+            prog["checks"] += 1
+
+    def drive_shadow() -> None:
+        if not ap.step():
+            ap.commit()
+
+    dev.check = check
+    native = KV()
+    for i in range(n_ops):
+        op = workload_op(i)
+        prog["submitted"] = i + 1
+        fg.append(encode(op), wait=drive_shadow)
+        native.apply(op)
+        fg.commit()
+        prog["acked"] = i + 1
+        for _ in range(rng.randrange(3)):
+            drive_shadow()
+    while ap.step():
+        pass
+    ap.commit()
+    dev.check = None
+    assert ap.c[3] >= 5  # several shadow batches
+    assert fg.head > 4 * fg.capacity  # wrapped around the log several times
+    assert prog["fences"] > n_ops and prog["checks"] > 3 * n_ops
+    state, _ = recover_state(SimDevice.from_image(dev.persisted_image()))
+    assert canon(_state_dict(state)) == expected[n_ops]
+
+
+if __name__ == "__main__":  # pragma: no cover - the long run
+    import tempfile
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    path = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
+                        f"persimmon-crash-{os.getpid()}.pool")
+    try:
+        print(run_sigkill_iterations(path, n, seed=int(time.time())))
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
