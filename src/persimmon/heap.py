@@ -540,7 +540,11 @@ class Heap:
                 continue
             del rcd[off]
             buf = self.buf
-            t, _cls, _fl, _rc, aux = _hdr_unpack(buf, off)
+            t = buf[off]
+            if t in _LEAVES:
+                self._deferred.append(off)
+                continue
+            aux = _Q_unpack(buf, off + 8)[0]
             for child in self._children(off, t, aux):
                 if child > 0 and not child & 7:
                     crc = rcd.get(child, 1) - 1
