@@ -126,7 +126,7 @@ def apply(root, op):
             tmp: list = []
             root["nested"]["t"] = tmp
             tmp.append(op[1])
-    except (KeyError, IndexError, AttributeError) as e:
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
         return type(e).__name__
     return None
 

@@ -459,6 +459,26 @@ class Heap:
         if todo:
             self._log_blocks(todo)
 
+    def _prepare_spans(self, spans: Any) -> None:
+        """:meth:`_prepare` for several ``(off, n)`` spans with a single undo fence."""
+        ctop = self._ctop
+        nolog = self._nolog
+        todo: list[int] = []
+        for off, n in spans:
+            if off >= ctop:
+                continue
+            end = min(off + n, ctop)
+            for b in range(off >> 5, ((end - 1) >> 5) + 1):
+                if b not in nolog and b not in todo:
+                    todo.append(b)
+        if todo:
+            if not self._writable:
+                raise PersimmonError("this heap was opened read-only (writable=False)")
+            if self._fresh_big:
+                todo = [b for b in todo if not self._in_fresh_big(b << 5)]
+            if todo:
+                self._log_blocks(todo)
+
     def _in_fresh_big(self, a: int) -> bool:
         fb = self._fresh_big
         i = bisect_right(fb, (a, _MASK64)) - 1
@@ -1172,18 +1192,18 @@ class Heap:
         e = ents + 16 + nent * es
         if kslot > 0 and not kslot & 7:
             self._incref(kslot)
+        if vslot > 0 and not vslot & 7:
+            self._incref(vslot)
+        # one undo round (one fence) for every block this insertion touches
+        self._prepare_spans(((e, es), (p, 4), (d + 8, 16)))
+        buf = self.buf
         if es == 24:
-            if vslot > 0 and not vslot & 7:
-                self._incref(vslot)
-            self._prepare(e, 24)
-            L.S_Qqq.pack_into(self.buf, e, h, kslot, vslot)
+            L.S_Qqq.pack_into(buf, e, h, kslot, vslot)
         else:
-            self._prepare(e, 16)
-            L.S_Qq.pack_into(self.buf, e, h, kslot)
-        self._wI(p, nent + 1)
-        self._wq(d + _HT_NENT, nent + 1)
-        used = _Q_unpack(self.buf, d + 8)[0]
-        self._wQ(d + 8, used + 1)
+            L.S_Qq.pack_into(buf, e, h, kslot)
+        _I_pack(buf, p, nent + 1)
+        _q_pack(buf, d + _HT_NENT, nent + 1)
+        _Q_pack(buf, d + 8, _Q_unpack(buf, d + 8)[0] + 1)
 
     def _ht_free_slot(self, d: int, h: int) -> int:
         buf = self.buf
