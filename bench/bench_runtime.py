@@ -23,7 +23,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from kvmachine import BenchKV  # noqa: E402
-
 from persimmon import PSM  # noqa: E402
 
 

@@ -84,8 +84,8 @@ def check_pool(path: str, device: str = "auto") -> list[str]:
             except PersimmonError as e:
                 problems.append(f"operation log: {e}")
         try:
-            heap.count_objects()
-        except (PersimmonError, IndexError, ValueError) as e:
+            heap.check()
+        except PersimmonError as e:
             problems.append(f"heap: {e}")
     finally:
         heap.close()

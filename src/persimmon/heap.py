@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import struct
 import sys
 from bisect import bisect_right, insort
 from collections import deque
@@ -241,7 +242,7 @@ class Heap:
                 heap._seq = seq + 2
             heap.undo.begin(heap._seq)
             if writable:
-                heap._rebuild()
+                heap._rebuild_checked()
             else:
                 heap._writable = False
         except BaseException:
@@ -624,6 +625,45 @@ class Heap:
         self._rc = rcd
         self._freelists = fls
 
+    def _rebuild_checked(self) -> None:
+        try:
+            self._rebuild()
+        except (IndexError, ValueError, KeyError, struct.error) as e:
+            raise CorruptPoolError(
+                f"{self.dev.path or '<device>'}: the object graph is damaged ({e}); the pool "
+                "cannot be used"
+            ) from None
+
+    def check(self) -> None:
+        """Walk the whole object graph; raise :class:`CorruptPoolError` if it is damaged."""
+        buf = self.buf
+        arena, top = self._arena, self._ctop
+        seen: set[int] = set()
+        stack = [_q_unpack(buf, self._meta + L.META_ROOT)[0]]
+        try:
+            while stack:
+                x = stack.pop()
+                if x & 7 or x in seen:
+                    if x & 7 and x & 1 == 0 and x not in (_NONE, _TRUE, _FALSE):
+                        raise CorruptPoolError(f"invalid slot value {x:#x}")
+                    continue
+                if not arena < x < top or (x - arena) & 31:
+                    raise CorruptPoolError(f"reference {x} points outside the heap")
+                seen.add(x)
+                t, cls, _f, _r, aux = _hdr_unpack(buf, x)
+                if t not in L.TYPE_NAMES or t in (L.T_FREE, L.T_META, L.T_UNDOSEG) or (
+                    cls >= L.NCLASSES or x + L.CLASS_SIZES[cls] > top
+                ):
+                    raise CorruptPoolError(f"object at {x} has a damaged header")
+                if t in _LEAVES:
+                    continue
+                for inner in self._internal(x, t):
+                    if not arena < inner < top:
+                        raise CorruptPoolError(f"object at {x} has a damaged array reference")
+                stack.extend(self._children(x, t, aux))
+        except (IndexError, ValueError, struct.error) as e:
+            raise CorruptPoolError(f"the object graph is damaged ({e})") from None
+
     def collect(self) -> int:
         """Reclaim unreachable objects, cycles included; call between batches.
 
@@ -631,7 +671,7 @@ class Heap:
         """
         if self._logged or self._top != self._ctop or self._zero or self._deferred:
             raise PersimmonError("collect() must be called right after commit()")
-        self._rebuild()
+        self._rebuild_checked()
         return sum(len(fl) * L.CLASS_SIZES[c] for c, fl in enumerate(self._freelists))
 
     def _children(self, off: int, t: int, aux: int) -> list[int]:

@@ -9,6 +9,7 @@ which is the insertion order.
 from __future__ import annotations
 
 import pickle
+import struct
 import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -129,5 +130,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
     sys.setrecursionlimit(max(limit, 20000))
     try:
         return mat(x)
+    except (IndexError, ValueError, struct.error, pickle.UnpicklingError) as e:
+        raise CorruptPoolError(f"the object graph is damaged ({e})") from None
     finally:
         sys.setrecursionlimit(limit)
