@@ -24,6 +24,10 @@ def test_inspect_reports_log_undo_and_objects(shm_path):
     psm = PSM(KV, shm_path, log_size=1 << 20)
     for i in range(100):
         psm.invoke_rw(("set", f"k{i}", b"x" * i))
+    psm.sync()
+    psm._stop_shadow()  # what follows stays in the log tail only
+    for i in range(50):
+        psm.invoke_rw(("set", f"t{i}", i))
     psm.close(drain=False)
     out = cli("inspect", "--json", shm_path)
     assert out.returncode == 0, out.stderr

@@ -71,11 +71,13 @@ def test_operation_that_raises_is_logged_and_reaches_caller(shm_path):
 
 def test_recovery_replays_unapplied_log_tail(shm_path):
     psm = PSM(KV, shm_path, log_size=4 << 20)
+    psm._stop_shadow()  # nothing reaches the PM copy: recovery must replay all of it
     for i in range(2000):
         psm.invoke_rw(("incr", f"c{i % 10}"))
     psm.close(drain=False)
     psm2 = PSM(KV, shm_path)
     t = psm2.stats()["recovery_times"]
+    assert t["replayed_ops"] == 2000
     assert set(t) >= {"rollback", "materialize", "replay", "total"}
     assert psm2.state.n == 2000 and psm2.state.data["c3"] == 200
     psm2.close()

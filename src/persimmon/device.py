@@ -1,0 +1,282 @@
+"""The PM device layer: a pool file mapped into memory, with persist primitives.
+
+Two real paths share one interface (:class:`Device`):
+
+* ``libpmem`` — PMDK's libpmem through ctypes: ``pmem_map_file``; when the mapping is real PM
+  (or ``PMEM_IS_PMEM_FORCE=1`` makes libpmem treat it so) flushes are CPU cache flushes
+  (``pmem_flush``) and the fence is ``pmem_drain``; otherwise libpmem's msync fallback
+  (``pmem_msync``) syncs the touched pages;
+* ``msync`` — Python's mmap, with ``msync`` of the touched pages only.
+
+``open_device(..., mode="auto")`` takes libpmem when it is installed (Debian: libpmem1), msync
+otherwise; ``PERSIMMON_DEVICE=libpmem|msync`` forces a path.  The crash-simulation device with
+the same interface is in :mod:`persimmon.simdevice`.
+
+The heap reads and writes ``dev.buf`` (a writable memoryview of the whole mapping) directly.
+:meth:`Device.grow` replaces ``buf``: callers re-read it and must not keep views of the old
+one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+
+from . import libpmem
+from .errors import PersimmonError, PoolExistsError
+
+PAGE = mmap.PAGESIZE
+
+
+class DeviceError(PersimmonError):
+    """The device cannot be opened or mapped."""
+
+
+class Device:
+    """A mapped pool file (base class; see :func:`open_device`)."""
+
+    kind = "none"
+    is_pmem = False
+    path: str | None = None
+    size = 0
+    buf: memoryview
+
+    def flush(self, off: int, n: int) -> None:
+        """Start writing back ``[off, off+n)``; ordered only by the next :meth:`drain`."""
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Fence: everything flushed before is durable when this returns."""
+        raise NotImplementedError
+
+    def persist(self, off: int, n: int) -> None:
+        """Flush and drain ``[off, off+n)``."""
+        self.flush(off, n)
+        self.drain()
+
+    def grow(self, new_size: int) -> None:
+        """Extend the file (zero-filled) and remap it; ``buf`` is replaced."""
+        raise NotImplementedError
+
+    def fileno(self) -> int | None:
+        """The open file descriptor (the pool layer locks it), None without a file."""
+        return None
+
+    def close(self) -> None:
+        """Unmap and close.  Idempotent."""
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} kind={self.kind} is_pmem={self.is_pmem} "
+                f"path={self.path!r} size={self.size}>")
+
+
+class _PageRanges:
+    """Pending write-back ranges, kept as page numbers (merged when synced)."""
+
+    __slots__ = ("pages",)
+
+    def __init__(self) -> None:
+        self.pages: set[int] = set()
+
+    def add(self, off: int, n: int) -> None:
+        first = off // PAGE
+        last = (off + max(n, 1) - 1) // PAGE
+        if first == last:
+            self.pages.add(first)
+        else:
+            self.pages.update(range(first, last + 1))
+
+    def take(self) -> list[tuple[int, int]]:
+        """Merged ``(offset, length)`` page-aligned ranges; clears the set."""
+        if not self.pages:
+            return []
+        pages = sorted(self.pages)
+        self.pages.clear()
+        out = []
+        start = prev = pages[0]
+        for p in pages[1:]:
+            if p != prev + 1:
+                out.append((start * PAGE, (prev - start + 1) * PAGE))
+                start = p
+            prev = p
+        out.append((start * PAGE, (prev - start + 1) * PAGE))
+        return out
+
+
+class MsyncDevice(Device):
+    """mmap + msync of the touched pages."""
+
+    kind = "msync"
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self.size = os.fstat(fd).st_size
+        if self.size == 0:
+            raise DeviceError(f"{path} is empty: nothing to map")
+        self._mm = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.buf = memoryview(self._mm)
+        self._pending = _PageRanges()
+
+    def flush(self, off: int, n: int) -> None:
+        self._pending.add(off, n)
+
+    def drain(self) -> None:
+        mm_flush = self._mm.flush
+        for off, n in self._pending.take():
+            if off + n > self.size:
+                n = self.size - off
+            if n > 0:
+                mm_flush(off, n)
+
+    def grow(self, new_size: int) -> None:
+        if new_size <= self.size:
+            return
+        self.drain()
+        self.buf.release()
+        os.ftruncate(self._fd, new_size)
+        self._mm.resize(new_size)
+        self.size = new_size
+        self.buf = memoryview(self._mm)
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self.drain()
+        finally:
+            self.buf.release()
+            self._mm.close()
+            os.close(self._fd)
+            self._fd = -1
+
+
+class PmemDevice(Device):
+    """PMDK libpmem: cache flushes on PM, libpmem's msync fallback elsewhere."""
+
+    kind = "libpmem"
+
+    def __init__(self, path: str, fd: int, lib: ctypes.CDLL) -> None:
+        self.path = path
+        self._fd = fd
+        self._lib = lib
+        self.size = os.fstat(fd).st_size
+        if self.size == 0:
+            raise DeviceError(f"{path} is empty: nothing to map")
+        self._map()
+
+    def _map(self) -> None:
+        lib = self._lib
+        mapped = ctypes.c_size_t(0)
+        is_pmem = ctypes.c_int(0)
+        addr = lib.pmem_map_file(self.path.encode(), 0, 0, 0, ctypes.byref(mapped),
+                                 ctypes.byref(is_pmem))
+        if not addr:
+            raise DeviceError(f"libpmem cannot map {self.path}: {libpmem.errormsg()}")
+        self._addr = addr
+        self._mapped = mapped.value
+        self.size = mapped.value
+        self.is_pmem = bool(is_pmem.value)
+        self._arr = (ctypes.c_char * self._mapped).from_address(addr)
+        self.buf = memoryview(self._arr).cast("B")
+        if self.is_pmem:
+            fl = lib.pmem_flush
+            self.flush = lambda off, n, _a=addr, _f=fl: _f(_a + off, n)  # type: ignore[method-assign]
+            self.drain = lib.pmem_drain  # type: ignore[method-assign]
+        else:
+            self._pending = _PageRanges()
+            self.flush = self._pending.add  # type: ignore[method-assign]
+            self.drain = self._msync_drain  # type: ignore[method-assign]
+
+    def _msync_drain(self) -> None:
+        ms = self._lib.pmem_msync
+        a = self._addr
+        for off, n in self._pending.take():
+            if off + n > self.size:
+                n = self.size - off
+            if n > 0 and ms(a + off, n) != 0:
+                raise DeviceError(f"pmem_msync failed on {self.path}: {libpmem.errormsg()}")
+
+    def persist(self, off: int, n: int) -> None:
+        if self.is_pmem:
+            self._lib.pmem_persist(self._addr + off, n)
+        else:
+            self.flush(off, n)
+            self.drain()
+
+    def _unmap(self) -> None:
+        self.buf.release()
+        del self._arr
+        self._lib.pmem_unmap(self._addr, self._mapped)
+        self._addr = 0
+
+    def grow(self, new_size: int) -> None:
+        if new_size <= self.size:
+            return
+        self.drain()
+        self._unmap()
+        os.ftruncate(self._fd, new_size)
+        self._map()
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self.drain()
+            self._unmap()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def open_device(path: str, *, size: int | None = None, create: bool = False,
+                mode: str = "auto") -> Device:
+    """Map the file at ``path``.
+
+    ``create=True`` creates it (it must not exist) with ``size`` bytes and mode 0600.
+    ``mode``: "auto" (libpmem when installed, else msync; ``PERSIMMON_DEVICE`` overrides),
+    "libpmem" or "msync".
+    """
+    path = os.fspath(path)
+    if mode == "auto":
+        mode = os.environ.get("PERSIMMON_DEVICE", "auto") or "auto"
+    if mode not in ("auto", "libpmem", "msync"):
+        raise ValueError(f"unknown device mode {mode!r} (auto, libpmem or msync)")
+    lib = None
+    if mode in ("auto", "libpmem"):
+        lib = libpmem.load()
+        if lib is None and mode == "libpmem":
+            raise DeviceError(
+                "the libpmem device path needs PMDK's libpmem (Debian/Ubuntu package libpmem1)"
+            )
+    if create:
+        if size is None or size <= 0:
+            raise ValueError("creating a device needs a positive size")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise PoolExistsError(
+                f"a file already exists at {path}; refusing to overwrite it"
+            ) from None
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+    else:
+        fd = os.open(path, os.O_RDWR)
+    try:
+        if lib is not None:
+            return PmemDevice(path, fd, lib)
+        return MsyncDevice(path, fd)
+    except BaseException:
+        os.close(fd)
+        raise

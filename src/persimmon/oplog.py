@@ -1,0 +1,231 @@
+"""The operation log: a circular buffer in a region of the pool file.
+
+Layout of the region (each line 64 bytes, so head and tail never share a cache line)::
+
+    line 0   magic "PSMOPLOG", u32 version, u32 0, u64 capacity, u64 checksum
+    line 1   u64 head   (written by the producer: end of the last committed entry)
+    line 2   u64 tail   (written by the consumer: end of what the PM copy has committed)
+    data     capacity bytes of entries
+
+Positions are logical byte counts that only grow; an entry at position ``p`` lives at
+``p % capacity``.  An entry is 64-byte aligned: ``[u32 length][u32 checksum][u64 position]``
+then the payload.  The checksum is xxh32 of the payload seeded with the position, so a stale
+entry from an earlier lap never passes for a new one.  An entry that would not fit before the
+end of the buffer leaves a padding marker (length ``0xFFFFFFFF``) and goes to the start.
+
+The producer appends entries (flushing each) and commits a group with one fence and one
+persist of the head; the log never overwrites bytes between the tail and the head.  The
+consumer reads entries below the head and advances the tail once it has committed them.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable, Iterator
+
+from xxhash import xxh3_64_intdigest, xxh32_intdigest
+
+from .device import Device
+from .errors import CorruptPoolError, LogFullError
+
+MAGIC = b"PSMOPLOG"
+VERSION = 1
+_HDR = struct.Struct("<8sIIQ")  # magic, version, 0, capacity; checksum at +24
+_ENT = struct.Struct("<IIQ")
+_Q = struct.Struct("<Q")
+_PAD = 0xFFFFFFFF
+_HEAD = 64
+_TAIL = 128
+_DATA = 192
+
+
+class OpLog:
+    """The operation log in ``[base, base+size)`` of ``dev``."""
+
+    def __init__(self, dev: Device, base: int, size: int) -> None:
+        self.dev = dev
+        self.base = base
+        buf = dev.buf
+        if size < _DATA + 64 or base + size > dev.size:
+            raise CorruptPoolError(f"operation log region [{base}, +{size}) does not fit")
+        magic, version, _z, capacity = _HDR.unpack_from(buf, base)
+        chk = _Q.unpack_from(buf, base + 24)[0]
+        if magic != MAGIC:
+            raise CorruptPoolError("the operation log has not been formatted (bad magic)")
+        if version != VERSION or chk != xxh3_64_intdigest(buf[base : base + 24]):
+            raise CorruptPoolError("the operation log header is damaged or of another version")
+        if capacity != (size - _DATA) // 64 * 64:
+            raise CorruptPoolError("the operation log header does not match its region")
+        self.capacity = capacity
+        self._head_at = base + _HEAD
+        self._tail_at = base + _TAIL
+        self._data = base + _DATA
+        head = self.head
+        if self.tail > head:
+            raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
+        self._res = head  # end of appended (possibly uncommitted) entries
+        self._flushed_from = head
+        self.full_waits = 0
+        self.full_wait_seconds = 0.0
+
+    @staticmethod
+    def format(dev: Device, base: int, size: int) -> None:
+        """Write an empty log into the region (persisted)."""
+        capacity = (size - _DATA) // 64 * 64
+        if capacity < 64:
+            raise ValueError("operation log region too small")
+        buf = dev.buf
+        buf[base : base + _DATA] = bytes(_DATA)
+        _HDR.pack_into(buf, base, MAGIC, VERSION, 0, capacity)
+        _Q.pack_into(buf, base + 24, xxh3_64_intdigest(buf[base : base + 24]))
+        dev.persist(base, _DATA)
+
+    # ------------------------------------------------------------------ positions
+    @property
+    def head(self) -> int:
+        """Position after the last committed entry (persisted)."""
+        return _Q.unpack_from(self.dev.buf, self._head_at)[0]
+
+    @property
+    def tail(self) -> int:
+        """Position up to which the consumer has committed (persisted)."""
+        return _Q.unpack_from(self.dev.buf, self._tail_at)[0]
+
+    @property
+    def pending(self) -> int:
+        """Bytes appended but not yet committed."""
+        return self._res - self.head
+
+    def used(self) -> int:
+        """Bytes between tail and head."""
+        return self.head - self.tail
+
+    # ------------------------------------------------------------------ producer
+    def _wait_free(self, need: int, wait: Callable[[], None] | None) -> None:
+        cap = self.capacity
+        if cap - (self._res - self.tail) >= need:
+            return
+        if wait is None:
+            raise LogFullError(
+                f"the operation log is full ({cap} bytes; {self._res - self.tail} in use)"
+            )
+        t0 = time.perf_counter()
+        self.full_waits += 1
+        while cap - (self._res - self.tail) < need:
+            wait()
+        self.full_wait_seconds += time.perf_counter() - t0
+
+    def append(self, payload: bytes, *, wait: Callable[[], None] | None = None) -> int:
+        """Append one entry (flushed, not yet committed); returns the position after it.
+
+        When the log is full, ``wait()`` is called until the consumer frees space; without
+        ``wait``, :class:`LogFullError` is raised.  An entry larger than the whole log raises
+        :class:`LogFullError` at once.
+        """
+        ln = len(payload)
+        n = (16 + ln + 63) & ~63
+        cap = self.capacity
+        if n > cap:
+            raise LogFullError(
+                f"an operation of {ln} bytes does not fit in the {cap}-byte operation log "
+                "(create the pool with a larger log_size)"
+            )
+        pos = self._res
+        off = pos % cap
+        dev = self.dev
+        if off + n > cap:
+            pad = cap - off
+            self._wait_free(pad, wait)
+            a = self._data + off
+            _ENT.pack_into(dev.buf, a, _PAD, 0, pos)
+            dev.flush(a, 16)
+            pos += pad
+            self._res = pos
+            off = 0
+        self._wait_free(n, wait)
+        buf = dev.buf
+        a = self._data + off
+        _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos)
+        buf[a + 16 : a + 16 + ln] = payload
+        dev.flush(a, 16 + ln)
+        self._res = pos + n
+        return self._res
+
+    def commit(self) -> int:
+        """Make every appended entry durable and publish it: one fence, one head persist."""
+        res = self._res
+        dev = self.dev
+        if res == _Q.unpack_from(dev.buf, self._head_at)[0]:
+            return res
+        dev.drain()
+        _Q.pack_into(dev.buf, self._head_at, res)
+        dev.persist(self._head_at, 8)
+        return res
+
+    # ------------------------------------------------------------------ consumer
+    def read(self, pos: int) -> tuple[bytes, int] | None:
+        """``(payload, next position)`` of the entry at ``pos``, or None at the head."""
+        head = _Q.unpack_from(self.dev.buf, self._head_at)[0]
+        if pos >= head:
+            return None
+        cap = self.capacity
+        off = pos % cap
+        buf = self.dev.buf
+        a = self._data + off
+        ln, chk, epos = _ENT.unpack_from(buf, a)
+        if ln == _PAD:
+            pos += cap - off
+            if pos >= head:
+                return None
+            a = self._data
+            ln, chk, epos = _ENT.unpack_from(buf, a)
+        n = (16 + ln + 63) & ~63
+        if epos != pos or n > cap:
+            raise CorruptPoolError(f"operation log entry at position {pos} is damaged")
+        payload = bytes(buf[a + 16 : a + 16 + ln])
+        if xxh32_intdigest(payload, pos & 0xFFFFFFFF) != chk:
+            raise CorruptPoolError(
+                f"operation log entry at position {pos} fails its checksum"
+            )
+        return payload, pos + n
+
+    def entries(self, start: int, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """``(position after the entry, payload)`` for each entry from ``start`` to ``end``."""
+        if end is None:
+            end = self.head
+        pos = start
+        while pos < end:
+            r = self.read(pos)
+            if r is None:
+                return
+            payload, pos = r
+            yield pos, payload
+
+    def set_tail(self, pos: int) -> None:
+        """Persist the tail: the space before ``pos`` may be reused."""
+        _Q.pack_into(self.dev.buf, self._tail_at, pos)
+        self.dev.persist(self._tail_at, 8)
+
+    # ------------------------------------------------------------------ waiting helpers
+    def wait_for_entries(self, pos: int, timeout: float | None = None) -> bool:
+        """Poll until an entry exists at ``pos`` (head > pos); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.00005
+        while self.head <= pos:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+        return True
+
+    def wait_for_space(self, needed: int, timeout: float | None = None) -> bool:
+        """Poll until ``needed`` bytes are free; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.00005
+        while self.capacity - (self._res - self.tail) < needed:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+        return True
