@@ -1,0 +1,184 @@
+"""The operation log: round trips, wrap-around, back-pressure, corruption, crashes, and two
+processes sharing it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from persimmon.device import open_device
+from persimmon.errors import CorruptPoolError, LogFullError
+from persimmon.oplog import OpLog
+from persimmon.simdevice import SimDevice
+
+BASE = 128
+
+
+def fresh(size=4096 + 192, dev_size=16384):
+    dev = SimDevice(dev_size)
+    OpLog.format(dev, BASE, size)
+    return dev, OpLog(dev, BASE, size)
+
+
+def test_round_trip_and_group_commit():
+    dev, lg = fresh()
+    assert lg.head == lg.tail == 0 and lg.capacity == 4096
+    p1 = lg.append(b"one")
+    p2 = lg.append(b"two" * 10)
+    assert lg.head == 0 and lg.pending == p2 and lg.read(0) is None
+    fences = dev.fences
+    assert lg.commit() == p2
+    assert dev.fences == fences + 2  # one fence for the entries, one persist of the head
+    assert lg.read(0) == (b"one", p1) and lg.read(p1) == (b"two" * 10, p2)
+    assert list(lg.entries(0)) == [(p1, b"one"), (p2, b"two" * 10)]
+    assert lg.commit() == p2 and dev.fences == fences + 2  # nothing new: nothing persisted
+    lg.set_tail(p1)
+    again = OpLog(SimDevice.from_image(dev.persisted_image()), BASE, 4096 + 192)
+    assert again.head == p2 and again.tail == p1 and again.read(p1)[0] == b"two" * 10
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 900), min_size=1, max_size=120), st.randoms())
+def test_wrap_around_many_laps(sizes, rnd):
+    dev, lg = fresh()
+    sent: list[bytes] = []
+    got: list[bytes] = []
+    pos = 0
+
+    def consume() -> None:
+        nonlocal pos
+        r = lg.read(pos)
+        if r is None:
+            lg.commit()
+            r = lg.read(pos)
+        got.append(r[0])
+        pos = r[1]
+        lg.set_tail(pos)
+
+    for n in sizes:
+        payload = bytes([n % 251]) * n
+        lg.append(payload, wait=consume)
+        sent.append(payload)
+        if rnd.random() < 0.5:
+            lg.commit()
+    lg.commit()
+    while (r := lg.read(pos)) is not None:
+        got.append(r[0])
+        pos = r[1]
+    assert got == sent
+
+
+def test_full_log_raises_or_waits():
+    dev, lg = fresh()
+    for _ in range(64):
+        lg.append(b"x" * 48)  # 64 bytes each: exactly the capacity
+    with pytest.raises(LogFullError, match="full"):
+        lg.append(b"y" * 48)
+    lg.commit()
+    freed = {"n": 0}
+
+    def wait():
+        lg.set_tail(lg.tail + 64)
+        freed["n"] += 1
+
+    lg.append(b"z" * 48, wait=wait)
+    assert lg.full_waits == 1 and freed["n"] >= 1 and lg.full_wait_seconds >= 0
+    with pytest.raises(LogFullError, match="does not fit"):
+        lg.append(b"q" * 5000, wait=wait)
+
+
+def test_corruption_is_detected():
+    dev, lg = fresh()
+    lg.append(b"payload-1")
+    lg.append(b"payload-2")
+    lg.commit()
+    dev.buf[BASE + 192 + 20] ^= 0xFF
+    with pytest.raises(CorruptPoolError, match="checksum"):
+        lg.read(0)
+    dev.buf[BASE] ^= 1
+    with pytest.raises(CorruptPoolError):
+        OpLog(dev, BASE, 4096 + 192)
+    blank = SimDevice(16384)
+    with pytest.raises(CorruptPoolError, match="formatted"):
+        OpLog(blank, BASE, 4096 + 192)
+
+
+def test_crash_at_every_fence_keeps_a_prefix_with_all_committed():
+    dev = SimDevice(16384)
+    OpLog.format(dev, BASE, 2048 + 192)
+    lg = OpLog(dev, BASE, 2048 + 192)
+    rng = random.Random(5)
+    sent: list[bytes] = []
+    committed = {"n": 0}
+    consumed = {"pos": 0}
+
+    def check(d: SimDevice) -> None:
+        for s in range(5):
+            img = OpLog(SimDevice.from_image(d.crash_image(d.fences * 7 + s)), BASE, 2048 + 192)
+            got = [p for _, p in img.entries(img.tail)]
+            n_before = consumed_count(img.tail)
+            assert got == sent[n_before : n_before + len(got)]
+            assert n_before + len(got) >= committed["n"]
+
+    positions: list[int] = []
+
+    def consumed_count(tail: int) -> int:
+        return sum(1 for p in positions if p <= tail)
+
+    dev.on_fence = check
+    for i in range(200):
+        payload = bytes([i % 256]) * rng.randrange(0, 300)
+        sent.append(payload)
+
+        def wait():
+            r = lg.read(consumed["pos"])
+            if r is None:
+                lg.commit()
+                committed["n"] = len(sent) - 1
+                r = lg.read(consumed["pos"])
+            consumed["pos"] = r[1]
+            lg.set_tail(consumed["pos"])
+
+        positions.append(lg.append(payload, wait=wait))
+        if rng.random() < 0.4:
+            lg.commit()
+            committed["n"] = len(sent)
+    dev.on_fence = None
+    assert dev.fences > 150
+
+
+def _consumer(path: str, base: int, size: int, count: int, q) -> None:
+    dev = open_device(path)
+    lg = OpLog(dev, base, size)
+    pos = lg.tail
+    out = []
+    while len(out) < count:
+        if not lg.wait_for_entries(pos, timeout=10):
+            break
+        payload, pos = lg.read(pos)
+        out.append(payload)
+        lg.set_tail(pos)
+    q.put(out)
+    dev.close()
+
+
+def test_two_processes_share_the_log(shm_path):
+    dev = open_device(shm_path, size=64 << 10, create=True)
+    OpLog.format(dev, 4096, 8192)
+    lg = OpLog(dev, 4096, 8192)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_consumer, args=(shm_path, 4096, 8192, 500, q))
+    p.start()
+    sent = [b"op-%d-" % i + b"x" * (i % 200) for i in range(500)]
+    for s in sent:
+        lg.append(s, wait=lambda: (lg.commit(), lg.wait_for_space(64, 0.01)))
+        lg.commit()
+    got = q.get(timeout=30)
+    p.join(10)
+    assert got == sent and lg.tail == lg.head
+    dev.close()
