@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 
 def materialize(heap: Heap, x: int | None = None) -> Any:
     """Native deep copy of the object at slot ``x`` (default: the root)."""
-    buf = heap.buf
     if x is None:
-        x = L.S_q.unpack_from(buf, heap._meta + L.META_ROOT)[0]
+        x = L.S_q.unpack_from(heap.buf, heap._meta + L.META_ROOT)[0]
+    # One bulk copy of the used part of the pool: slicing bytes is much cheaper than
+    # slicing a memoryview and copying each piece.
+    buf = heap.buf[: heap.heap_top].tobytes()
+    mv = memoryview(buf)
     memo: dict[int, Any] = {}
     Q = L.S_Q.unpack_from
     q = L.S_q.unpack_from
@@ -46,9 +49,9 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             raise CorruptPoolError(f"invalid slot {x:#x}")
         t = buf[x]
         if t == T_BYTES:
-            return bytes(buf[x + 16 : x + 16 + Q(buf, x + 8)[0]])
+            return buf[x + 16 : x + 16 + Q(buf, x + 8)[0]]
         if t == T_STR:
-            return str(buf[x + 16 : x + 16 + Q(buf, x + 8)[0]], "utf-8", "surrogatepass")
+            return buf[x + 16 : x + 16 + Q(buf, x + 8)[0]].decode("utf-8", "surrogatepass")
         m = memo.get(x)
         if m is not None:
             return m
@@ -58,11 +61,14 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             nent = q(buf, x + 16)[0]
             if nent:
                 ents = q(buf, x + 32)[0] + 16
-                flat = buf[ents : ents + 24 * nent].cast("q").tolist()
-                for i in range(1, len(flat), 3):
-                    k = flat[i]
-                    if k != DUMMY:
-                        out[mat(k)] = mat(flat[i + 1])
+                words = mv[ents : ents + 24 * nent].cast("q")
+                ks = words[1::3].tolist()
+                vs = words[2::3].tolist()
+                if Q(buf, x + 8)[0] != nent:  # deleted entries present
+                    live = [i for i, k in enumerate(ks) if k != DUMMY]
+                    ks = [ks[i] for i in live]
+                    vs = [vs[i] for i in live]
+                out.update(zip(_decode_all(ks), _decode_all(vs)))
             return out
         if t == T_LIST:
             lst: list = []
@@ -70,9 +76,16 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             n = Q(buf, x + 8)[0]
             if n:
                 items = q(buf, x + 24)[0] + 16
-                lst.extend([mat(s) for s in buf[items : items + 8 * n].cast("q").tolist()])
+                lst.extend([mat(s) for s in mv[items : items + 8 * n].cast("q").tolist()])
             return lst
         return other(x, t)
+
+    def _decode_all(slots: list[int]) -> list[Any]:
+        # Bulk path for the commonest case, a run of bytes objects: one list comprehension,
+        # no per-item function call.
+        if not any(s & 7 for s in slots) and all(buf[s] == T_BYTES for s in slots):
+            return [buf[s + 16 : s + 16 + Q(buf, s + 8)[0]] for s in slots]
+        return [mat(s) for s in slots]
 
     def other(x: int, t: int) -> Any:
         if t == L.T_INT:
@@ -84,7 +97,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             return complex(d_unpack(buf, x + 8)[0], d_unpack(buf, x + 16)[0])
         if t == L.T_TUPLE or t == L.T_FROZENSET:
             n = Q(buf, x + 8)[0]
-            vals = [mat(s) for s in buf[x + 16 : x + 16 + 8 * n].cast("q").tolist()] if n else []
+            vals = [mat(s) for s in mv[x + 16 : x + 16 + 8 * n].cast("q").tolist()] if n else []
             r = tuple(vals) if t == L.T_TUPLE else frozenset(vals)
             memo[x] = r
             return r
@@ -94,7 +107,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             nent = q(buf, x + 16)[0]
             if nent:
                 ents = q(buf, x + 32)[0] + 16
-                flat = buf[ents : ents + 16 * nent].cast("q").tolist()
+                flat = mv[ents : ents + 16 * nent].cast("q").tolist()
                 for i in range(1, len(flat), 2):
                     if flat[i] != DUMMY:
                         st.add(mat(flat[i]))
@@ -108,7 +121,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             items = q(buf, x + 24)[0] + 16
             head = q(buf, x + 32)[0]
             if n:
-                raw = buf[items : items + 8 * cap].cast("q").tolist()
+                raw = mv[items : items + 8 * cap].cast("q").tolist()
                 end = head + n
                 slots = raw[head:end] if end <= cap else raw[head:] + raw[: end - cap]
                 dq.extend([mat(s) for s in slots])
