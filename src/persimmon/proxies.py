@@ -954,11 +954,17 @@ class PObject(Proxy):
     """An instance of a user class in persistent memory.
 
     Attribute get/set/del go to the object's ``__dict__`` in PM; methods, properties and class
-    attributes come from the class, with ``self`` bound to the proxy.
+    attributes come from the class, with ``self`` bound to the proxy.  Where an attribute
+    lives in the PM dict is cached per proxy and revalidated on every use (the entry array
+    and the key slot must be unchanged), so a hot ``self.data`` costs a few reads.
     """
 
-    __slots__ = ()
+    __slots__ = ("_ac",)
     _cls: type = object
+
+    def __init__(self, heap: Any, off: int) -> None:
+        Proxy.__init__(self, heap, off)
+        object.__setattr__(self, "_ac", {})
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -968,15 +974,38 @@ class PObject(Proxy):
         h = self._h
         return h._load(_q_unpack(h.buf, self._o + 24)[0])
 
+    def _find(self, name: str) -> int:
+        """Offset of the entry holding attribute ``name`` in the PM dict, or -1."""
+        h = self._h
+        buf = h.buf
+        d = _q_unpack(buf, self._o + 24)[0]
+        ents = _q_unpack(buf, d + 32)[0]
+        c = self._ac.get(name)
+        if c is not None and c[2] == ents:
+            e = c[0]
+            if e >= 0:
+                # same entry array, same key object, same 64-bit key hash: same entry
+                if _q_unpack(buf, e + 8)[0] == c[1] and _Q_unpack(buf, e)[0] == c[3]:
+                    return e
+            elif _q_unpack(buf, d + 16)[0] == c[3]:
+                return -1  # no entry was added since we looked
+        hv = h._ht_hash(name)
+        p, e, _ = h._ht_find(d, 24, hv, name)
+        buf = h.buf
+        if e >= 0:
+            self._ac[name] = (e, _q_unpack(buf, e + 8)[0], ents, hv)
+        else:
+            self._ac[name] = (-1, 0, ents, _q_unpack(buf, d + 16)[0])
+        return e
+
     def __getattr__(self, name: str) -> Any:
         cls = self._cls
-        desc = _class_lookup(cls, name)
-        if desc is not _NOTHING and _is_data_descriptor(desc):
+        desc, is_data = _class_lookup(cls, name)
+        if is_data:
             return desc.__get__(self, cls)
-        h = self._h
-        d = _q_unpack(h.buf, self._o + 24)[0]
-        p, e, _ = h._ht_find(d, 24, h._ht_hash(name), name)
+        e = self._find(name)
         if e >= 0:
+            h = self._h
             x = _q_unpack(h.buf, e + 16)[0]
             v = h._load(x)
             if x in h._proxies:
@@ -988,23 +1017,24 @@ class PObject(Proxy):
         raise AttributeError(f"{cls.__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        desc = _class_lookup(self._cls, name)
+        desc, _ = _class_lookup(self._cls, name)
         if desc is not _NOTHING and hasattr(type(desc), "__set__"):
             desc.__set__(self, value)
             return
         h = self._h
-        d = _q_unpack(h.buf, self._o + 24)[0]
-        hv = h._ht_hash(name)
-        p, e, free = h._ht_find(d, 24, hv, name)
+        e = self._find(name)
         if e >= 0:
             h._store_slot(e + 16, h._convert(value, self._o, name, attr=True))
             return
+        d = _q_unpack(h.buf, self._o + 24)[0]
+        hv = h._ht_hash(name)
+        p, e, free = h._ht_find(d, 24, hv, name)
         kslot = h._convert(name, self._o)
         vslot = h._convert(value, self._o, name, attr=True)
         h._ht_insert_new(d, 24, hv, free if free >= 0 else p, kslot, vslot)
 
     def __delattr__(self, name: str) -> None:
-        desc = _class_lookup(self._cls, name)
+        desc, _ = _class_lookup(self._cls, name)
         if desc is not _NOTHING and hasattr(type(desc), "__delete__"):
             desc.__delete__(self)
             return
@@ -1029,7 +1059,8 @@ class PObject(Proxy):
 _desc_cache: dict[tuple[type, str], Any] = {}
 
 
-def _class_lookup(cls: type, name: str) -> Any:
+def _class_lookup(cls: type, name: str) -> tuple[Any, bool]:
+    """``(class attribute or _NOTHING, is it a data descriptor)``, cached."""
     key = (cls, name)
     try:
         return _desc_cache[key]
@@ -1040,8 +1071,9 @@ def _class_lookup(cls: type, name: str) -> Any:
         if name in k.__dict__:
             found = k.__dict__[name]
             break
-    _desc_cache[key] = found
-    return found
+    r = (found, found is not _NOTHING and _is_data_descriptor(found))
+    _desc_cache[key] = r
+    return r
 
 
 def _is_data_descriptor(d: Any) -> bool:
@@ -1065,7 +1097,7 @@ def proxy_class_for(cls: type) -> type:
         return pc
     ns: dict[str, Any] = {"__slots__": (), "_cls": cls}
     for name in _FORWARDED:
-        impl = _class_lookup(cls, name)
+        impl = _class_lookup(cls, name)[0]
         if impl is _NOTHING or getattr(object, name, None) is impl:
             continue
         if impl is None:
