@@ -227,6 +227,8 @@ class PSM:
 
     def commit(self) -> None:
         """Group commit: every operation logged so far is durable when this returns."""
+        if self._closed:
+            raise PersimmonError("this PSM is closed")
         self._log.commit()
 
     def invoke_ro(self, op: Any) -> Any:

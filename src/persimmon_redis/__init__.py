@@ -1,0 +1,1 @@
+"""persimmon-redis: a Redis-compatible server made persistent by Persimmon."""

@@ -1,0 +1,96 @@
+"""``persimmon-redis``: the Redis-compatible server made persistent by Persimmon.
+
+    persimmon-redis [--port 6379] [--bind 127.0.0.1] [--dir /dev/shm/persimmon-redis]
+                    [--persistence persimmon|none] [--requirepass PW] [--maxclients N]
+                    [--databases 16] [--log-size BYTES]
+    persimmon-redis path/to/redis.conf [--port ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .server import Config, run_server
+
+
+def _size(text: str) -> int:
+    t = text.strip().lower()
+    mult = 1
+    for suffix, m in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 10**9),
+                      ("m", 10**6), ("k", 10**3), ("b", 1)):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], m
+            break
+    return int(t) * mult
+
+
+def read_conf(path: str, cfg: Config) -> None:
+    """Apply the settings of a redis.conf file (unknown directives are warned about)."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split()
+            key, args = parts[0].lower(), parts[1:]
+            try:
+                if key == "port":
+                    cfg.port = int(args[0])
+                elif key == "bind":
+                    cfg.bind = [a for a in args if not a.startswith("-")]
+                elif key == "dir":
+                    cfg.dir = args[0]
+                elif key == "requirepass":
+                    cfg.requirepass = args[0].strip('"')
+                elif key == "maxclients":
+                    cfg.maxclients = int(args[0])
+                elif key == "databases":
+                    cfg.databases = int(args[0])
+                elif key == "proto-max-bulk-len":
+                    cfg.proto_max_bulk_len = _size(args[0])
+                elif key == "client-output-buffer-limit" and args and args[0] == "normal":
+                    hard = _size(args[1])
+                    cfg.client_output_limit = hard if hard else cfg.client_output_limit
+                elif key == "hz":
+                    cfg.hz = int(args[0])
+                elif key in ("persimmon-persistence", "persistence"):
+                    cfg.persistence = args[0]
+                elif key in ("persimmon-log-size",):
+                    cfg.log_size = _size(args[0])
+                else:
+                    print(f"persimmon-redis: {path}:{lineno}: ignoring unsupported directive "
+                          f"'{key}'", file=sys.stderr)
+            except (IndexError, ValueError):
+                raise SystemExit(f"persimmon-redis: {path}:{lineno}: bad value for '{key}'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="persimmon-redis", description=__doc__.splitlines()[0])
+    ap.add_argument("config", nargs="?", help="a redis.conf file")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--bind", nargs="+")
+    ap.add_argument("--dir", help="pool directory (default /dev/shm/persimmon-redis)")
+    ap.add_argument("--persistence", choices=["persimmon", "none"])
+    ap.add_argument("--requirepass")
+    ap.add_argument("--maxclients", type=int)
+    ap.add_argument("--databases", type=int)
+    ap.add_argument("--log-size", type=_size, help="operation log size, e.g. 64mb")
+    ap.add_argument("--device", choices=["auto", "libpmem", "msync"])
+    ap.add_argument("--verify", action="store_true",
+                    help="divergence detection (slow; for testing a port)")
+    args = ap.parse_args(argv)
+    cfg = Config()
+    if args.config:
+        read_conf(args.config, cfg)
+    for name in ("port", "bind", "dir", "persistence", "requirepass", "maxclients",
+                 "databases", "log_size", "device"):
+        v = getattr(args, name)
+        if v is not None:
+            setattr(cfg, name, v)
+    cfg.verify = args.verify
+    return run_server(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The port: every Persimmon-specific line of persimmon-redis is in this module.
+
+The server talks to a persistence object only: ``execute_rw(op)`` for every write (an
+operation of the state machine), ``sync()`` once before the replies of a batch are written
+(group commit), ``checkpoint()`` for SAVE/BGSAVE, ``stats()`` for INFO, ``close()``.
+``--persistence none`` runs the same server on a plain in-memory state.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .state import RedisState
+
+
+class NoPersistence:
+    """The vanilla baseline: the state lives in DRAM only."""
+
+    mode = "none"
+
+    def __init__(self, databases: int) -> None:
+        self.state = RedisState(databases)
+        self.recovered = False
+        self.pool_path = None
+        self.device = "none"
+        self.recovery_seconds = 0.0
+
+    def execute_rw(self, op: Any) -> Any:
+        return self.state.apply(op)
+
+    def sync(self) -> None:
+        pass
+
+    def checkpoint(self, wait: bool) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class PersimmonPersistence:
+    """The state machine made persistent by a Persimmon PSM (pool under ``directory``)."""
+
+    mode = "persimmon"
+
+    def __init__(self, databases: int, directory: str, log_size: int, device: str = "auto",
+                 verify: bool = False) -> None:
+        from persimmon import PSM
+
+        os.makedirs(directory, exist_ok=True)
+        self.pool_path = os.path.join(directory, "persimmon-redis.pool")
+        self.psm = PSM(lambda: RedisState(databases), self.pool_path, log_size=log_size,
+                       device=device, verify=verify)
+        self.state = self.psm.state
+        self.recovered = self.psm.recovered
+        self.device = f"{self.psm._pool.dev.kind} (is_pmem={self.psm._pool.dev.is_pmem})"
+        self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
+        self._invoke = self.psm.invoke_rw
+
+    def execute_rw(self, op: Any) -> Any:
+        return self._invoke(op, commit=False)
+
+    def sync(self) -> None:
+        self.psm.commit()
+
+    def checkpoint(self, wait: bool) -> None:
+        if wait:
+            self.psm.sync()
+        else:
+            self.psm.commit()
+
+    def stats(self) -> dict:
+        return self.psm.stats()
+
+    def close(self) -> None:
+        self.psm.close()

@@ -1,0 +1,1142 @@
+"""The network server: RESP2/RESP3 over asyncio, connections, transactions, pub/sub,
+blocking commands, expiry, and the server/connection commands.
+
+Every write command becomes one operation ``(db, now_ms, argv)`` executed through the
+persistence layer; a command whose effect depends on chance (SPOP, SRANDMEMBER with a
+negative count is a read, ZRANDMEMBER is a read) is turned into an explicit internal
+operation first.  Replies of all commands read in one event-loop round are written after a
+single ``persistence.sync()`` (group commit), so no reply leaves before the writes executed
+before it are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import hiredis
+
+from .commands import COMMANDS, Cmd, Ctx, glob_match, live_keys, to_int
+from .replies import (
+    E_DB,
+    E_NOAUTH,
+    E_SYNTAX,
+    E_WRONGPASS,
+    NULL_ARRAY,
+    OK,
+    PONG,
+    QUEUED,
+    Push,
+    RError,
+    RMap,
+    Status,
+    arity_error,
+    encode,
+)
+from .state import ZSet
+
+log = logging.getLogger("persimmon_redis")
+VERSION = "7.0.0-persimmon"
+_BIGNUM = re.compile(rb"[*$](\d{9,})\r\n")
+INLINE_MAX = 64 * 1024
+
+
+class Config:
+    """Server settings (command line or redis.conf)."""
+
+    def __init__(self) -> None:
+        self.port = 6379
+        self.bind = ["127.0.0.1"]
+        self.dir = "/dev/shm/persimmon-redis"
+        self.persistence = "persimmon"
+        self.requirepass: str | None = None
+        self.maxclients = 10000
+        self.databases = 16
+        self.log_size = 64 << 20
+        self.proto_max_bulk_len = 512 * 1024 * 1024
+        self.client_output_limit = 256 * 1024 * 1024
+        self.device = "auto"
+        self.hz = 10
+        self.verify = False
+
+
+class Client(asyncio.Protocol):
+    """One connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: Any = None
+        self.reader = hiredis.Reader()
+        self.out: list[bytes] = []
+        self.db = 0
+        self.resp3 = False
+        self.authed = server.cfg.requirepass is None
+        self.multi: list | None = None
+        self.multi_error = False
+        self.watched: set = set()
+        self.dirty = False
+        self.name = b""
+        self.id = server.next_id()
+        self.addr = ""
+        self.created = time.time()
+        self.channels: set = set()
+        self.patterns: set = set()
+        self.blocked: Any = None
+        self.backlog: deque = deque()
+        self.closing = False
+        self.fed = 0
+        self.consumed = 0
+        self.inline = b""
+        self.last_cmd = b""
+        self.paused = False
+        self.in_exec = False
+        self.block_timer: Any = None
+
+    # -------------------------------------------------------------- transport
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        s = self.server
+        if len(s.clients) >= s.cfg.maxclients:
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closing = True
+            return
+        s.clients[self.id] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        s = self.server
+        s.clients.pop(self.id, None)
+        s.unwatch_all(self)
+        s.unsubscribe_all(self)
+        if self.blocked is not None:
+            s.cancel_block(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self.fed == self.consumed and (self.inline or data[:1] != b"*"):
+            data = self._inline(data)
+            if data is None:
+                return
+        if self._too_big(data):
+            return
+        self.fed += len(data)
+        self.reader.feed(data)
+        while True:
+            try:
+                argv = self.reader.gets()
+            except hiredis.ProtocolError as e:
+                self.protocol_error(_protocol_message(str(e)))
+                return
+            if argv is False:
+                break
+            if type(argv) is not list or not argv or any(type(x) is not bytes for x in argv):
+                self.protocol_error("expected '$', got something else")
+                return
+            self.consumed += 4 + len(str(len(argv))) + sum(
+                5 + len(x) + len(str(len(x))) for x in argv)
+            if self.blocked is not None or self.backlog:
+                self.backlog.append(argv)
+            else:
+                self.server.safe_dispatch(self, argv)
+            if self.closing:
+                return
+        if self.fed == self.consumed:
+            self.fed = self.consumed = 0
+            self.reader = hiredis.Reader() if self.reader.len() > (1 << 20) else self.reader
+        self.server.schedule(self)
+
+    def _too_big(self, data: bytes) -> bool:
+        limit = self.server.cfg.proto_max_bulk_len
+        for m in _BIGNUM.finditer(data):
+            n = int(m.group(1))
+            if data[m.start()] == 0x2A and n > 1024 * 1024 * 1024 // 8:
+                self.protocol_error("invalid multibulk length")
+                return True
+            if data[m.start()] == 0x24 and n > limit:
+                self.protocol_error("invalid bulk length")
+                return True
+        return False
+
+    def _inline(self, data: bytes) -> bytes | None:
+        buf = self.inline + data
+        while True:
+            if buf[:1] == b"*":
+                self.inline = b""
+                return buf
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > INLINE_MAX:
+                    self.protocol_error("too big inline request")
+                    return None
+                self.inline = buf
+                self.server.schedule(self)
+                return None
+            line, buf = buf[:nl].rstrip(b"\r"), buf[nl + 1 :]
+            try:
+                argv = split_inline(line)
+            except ValueError:
+                self.protocol_error("unbalanced quotes in request")
+                return None
+            if argv:
+                if self.blocked is not None or self.backlog:
+                    self.backlog.append(argv)
+                else:
+                    self.server.safe_dispatch(self, argv)
+                if self.closing:
+                    return None
+            if not buf:
+                self.inline = b""
+                self.server.schedule(self)
+                return None
+
+    def protocol_error(self, msg: str) -> None:
+        self.out.append(b"-ERR Protocol error: %b\r\n" % msg.encode())
+        self.server.schedule(self)
+        self.close_after_reply()
+
+    def close_after_reply(self) -> None:
+        self.closing = True
+        self.server.to_close.add(self)
+
+    def reply(self, v: Any) -> None:
+        self.out.append(encode(v, self.resp3))
+
+
+def _protocol_message(msg: str) -> str:
+    m = msg.lower()
+    if "multi" in m or "aggregate" in m:
+        return "invalid multibulk length"
+    if "bulk" in m:
+        return "invalid bulk length"
+    if "type byte" in m:
+        return "expected '$', got something else"
+    return msg
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """Split an inline command like redis-cli does (quotes and escapes)."""
+    out: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i : i + 1].isspace():
+            i += 1
+        if i >= n:
+            return out
+        cur = bytearray()
+        if line[i : i + 1] in (b'"', b"'"):
+            q = line[i : i + 1]
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError("unbalanced quotes")
+                c = line[i : i + 1]
+                if q == b'"' and c == b"\\" and i + 1 < n:
+                    nx = line[i + 1 : i + 2]
+                    if nx == b"x" and i + 3 < n:
+                        try:
+                            cur.append(int(line[i + 2 : i + 4], 16))
+                            i += 4
+                            continue
+                        except ValueError:
+                            pass
+                    cur += {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b",
+                            b"a": b"\a"}.get(nx, nx)
+                    i += 2
+                    continue
+                if q == b"'" and c == b"\\" and line[i + 1 : i + 2] == b"'":
+                    cur += b"'"
+                    i += 2
+                    continue
+                if c == q:
+                    i += 1
+                    if i < n and not line[i : i + 1].isspace():
+                        raise ValueError("closing quote must be followed by a space")
+                    break
+                cur += c
+                i += 1
+        else:
+            while i < n and not line[i : i + 1].isspace():
+                cur += line[i : i + 1]
+                i += 1
+        out.append(bytes(cur))
+
+
+class Server:
+    """The Redis-compatible server around a persistence layer."""
+
+    def __init__(self, cfg: Config, persistence: Any) -> None:
+        self.cfg = cfg
+        self.p = persistence
+        self.state = persistence.state
+        self.clients: dict[int, Client] = {}
+        self._next_id = 0
+        self.pending: dict[int, Client] = {}
+        self.to_close: set = set()
+        self.flush_scheduled = False
+        self.loop: Any = None
+        self.channels: dict[bytes, set] = {}
+        self.patterns: dict[bytes, set] = {}
+        self.watchers: dict[tuple, set] = {}
+        self.blocked: dict[tuple, deque] = {}
+        self.started = time.time()
+        self.stats = {"connections": 0, "commands": 0, "expired": 0, "rejected": 0}
+        self.cmdstats: dict[bytes, int] = {}
+        self.last_save = int(time.time())
+        self.shutdown_event: asyncio.Event | None = None
+        self.servers: list = []
+        self.closed = False
+
+    def next_id(self) -> int:
+        self._next_id += 1
+        self.stats["connections"] += 1
+        return self._next_id
+
+    # -------------------------------------------------------------- batching
+    def schedule(self, c: Client) -> None:
+        self.pending[c.id] = c
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.closed:
+            return
+        pending = self.pending
+        self.pending = {}
+        self.p.sync()  # group commit: the writes behind these replies are durable now
+        limit = self.cfg.client_output_limit
+        for c in pending.values():
+            if c.out and c.transport is not None:
+                data = b"".join(c.out)
+                c.out.clear()
+                c.transport.write(data)
+                if c.transport.get_write_buffer_size() > limit:
+                    log.warning("client %s exceeded the output buffer limit; closing", c.addr)
+                    c.transport.abort()
+                    c.closing = True
+        for c in list(self.to_close):
+            if c.transport is not None:
+                c.transport.close()
+        self.to_close.clear()
+
+    # -------------------------------------------------------------- dispatch
+    def now(self) -> int:
+        return int(time.time() * 1000)
+
+    def safe_dispatch(self, c: Client, argv: list) -> None:
+        """:meth:`dispatch`, with any unexpected failure turned into an error reply for this
+        client only (and logged): one bad command never takes the server down."""
+        try:
+            self.dispatch(c, argv)
+        except Exception as e:
+            from persimmon.errors import PersimmonError
+
+            if isinstance(e, PersimmonError):
+                log.error("persistence failure on %r: %s", argv[:1], e)
+                c.reply(RError(f"ERR persistence failure: {e}"))
+            else:
+                log.exception("internal error while executing %r", argv[:1])
+                c.reply(RError(f"ERR internal error: {type(e).__name__}: {e}"))
+
+    def dispatch(self, c: Client, argv: list) -> None:
+        name = argv[0].lower()
+        self.stats["commands"] += 1
+        self.cmdstats[name] = self.cmdstats.get(name, 0) + 1
+        c.last_cmd = name
+        if not c.authed and name not in (b"auth", b"hello", b"quit", b"reset"):
+            c.reply(RError(E_NOAUTH))
+            return
+        if c.channels or c.patterns:
+            if not c.resp3 and name not in _PUBSUB_OK:
+                c.reply(RError(
+                    f"ERR Can't execute '{name.decode('utf-8', 'replace')}': only (P|S)"
+                    "SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this "
+                    "context"))
+                return
+        special = _SPECIAL.get(name)
+        cmd = COMMANDS.get(name) if name[:1] != b"\x00" else None
+        if special is None and cmd is None:
+            args = "".join(f"'{a[:128].decode('utf-8', 'replace')}' " for a in argv[1:])
+            err = RError(f"ERR unknown command '{argv[0][:128].decode('utf-8', 'replace')}', "
+                         f"with args beginning with: {args}")
+            if c.multi is not None:
+                c.multi_error = True
+            c.reply(err)
+            return
+        arity = special[1] if special is not None else cmd.arity
+        if (arity > 0 and len(argv) != arity) or (arity < 0 and len(argv) < -arity):
+            if c.multi is not None:
+                c.multi_error = True
+            c.reply(arity_error(name.decode("utf-8", "replace")))
+            return
+        if c.multi is not None and name not in (b"exec", b"discard", b"multi", b"watch",
+                                                b"reset", b"quit"):
+            c.multi.append(argv)
+            c.reply(QUEUED)
+            return
+        if special is not None:
+            special[0](self, c, argv)
+            return
+        self.run(c, cmd, argv)
+
+    def run(self, c: Client, cmd: Cmd, argv: list) -> None:
+        if cmd.write:
+            res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
+            self.touched(c.db, cmd.keys(argv))
+        else:
+            try:
+                res = cmd.fn(Ctx(self.state, c.db, self.now()), argv)
+            except RError as e:
+                res = e
+        c.reply(res)
+
+    def write(self, db: int, argv: tuple) -> Any:
+        """Execute an internal write operation (expiry, resolved random choices)."""
+        return self.p.execute_rw((db, self.now(), argv))
+
+    # -------------------------------------------------------------- watch / blocking
+    def touched(self, db: int, keys: list) -> None:
+        if self.watchers:
+            for k in keys:
+                for w in self.watchers.get((db, k), ()):
+                    w.dirty = True
+        if self.blocked:
+            for k in keys:
+                if (db, k) in self.blocked:
+                    self.serve_blocked(db, k)
+
+    def touched_all(self) -> None:
+        for w in (x for s in self.watchers.values() for x in s):
+            w.dirty = True
+
+    def unwatch_all(self, c: Client) -> None:
+        for key in c.watched:
+            s = self.watchers.get(key)
+            if s is not None:
+                s.discard(c)
+                if not s:
+                    del self.watchers[key]
+        c.watched.clear()
+        c.dirty = False
+
+    def block(self, c: Client, keys: list, timeout: float, retry: Any) -> None:
+        """Park ``c`` until one of ``keys`` can serve it (``retry() -> reply or None``)."""
+        entry = (c, keys, retry)
+        c.blocked = entry
+        for k in keys:
+            self.blocked.setdefault((c.db, k), deque()).append(entry)
+        if timeout > 0:
+            c.block_timer = self.loop.call_later(timeout, self.unblock, c, NULL_ARRAY)
+
+    def cancel_block(self, c: Client) -> None:
+        entry = c.blocked
+        if entry is None:
+            return
+        c.blocked = None
+        t = c.block_timer
+        if t is not None:
+            t.cancel()
+            c.block_timer = None
+        for k in entry[1]:
+            q = self.blocked.get((c.db, k))
+            if q is not None:
+                try:
+                    q.remove(entry)
+                except ValueError:
+                    pass
+                if not q:
+                    del self.blocked[(c.db, k)]
+
+    def unblock(self, c: Client, reply: Any) -> None:
+        self.cancel_block(c)
+        c.reply(reply)
+        self.schedule(c)
+        while c.backlog and c.blocked is None and not c.closing:
+            self.safe_dispatch(c, c.backlog.popleft())
+
+    def serve_blocked(self, db: int, key: bytes) -> None:
+        q = self.blocked.get((db, key))
+        while q:
+            c, _keys, retry = q[0]
+            res = retry()
+            if res is None:
+                return
+            self.unblock(c, res)
+            q = self.blocked.get((db, key))
+
+    # -------------------------------------------------------------- pub/sub
+    def publish(self, channel: bytes, message: bytes) -> int:
+        n = 0
+        for c in list(self.channels.get(channel, ())):
+            c.reply(Push([b"message", channel, message]))
+            self.schedule(c)
+            n += 1
+        for pat, subs in list(self.patterns.items()):
+            if glob_match(pat, channel):
+                for c in list(subs):
+                    c.reply(Push([b"pmessage", pat, channel, message]))
+                    self.schedule(c)
+                    n += 1
+        return n
+
+    def unsubscribe_all(self, c: Client) -> None:
+        for ch in c.channels:
+            s = self.channels.get(ch)
+            if s:
+                s.discard(c)
+                if not s:
+                    del self.channels[ch]
+        for p in c.patterns:
+            s = self.patterns.get(p)
+            if s:
+                s.discard(c)
+                if not s:
+                    del self.patterns[p]
+        c.channels.clear()
+        c.patterns.clear()
+
+    # -------------------------------------------------------------- expiry
+    async def active_expiry(self) -> None:
+        """Like Redis's active expire cycle: sample keys with a deadline, delete the expired
+        ones through a logged operation, repeat while many were expired."""
+        while True:
+            await asyncio.sleep(1 / self.cfg.hz)
+            now = self.now()
+            wrote = False
+            for dbi, db in enumerate(self.state.dbs):
+                exp = db.expires
+                for _ in range(16):
+                    if not exp:
+                        break
+                    sample = random.sample(list(exp.keys()), min(20, len(exp))) \
+                        if len(exp) <= 1000 else _sample_keys(exp, 20)
+                    dead = [k for k in sample if exp.get(k, now + 1) <= now]
+                    if not dead:
+                        break
+                    self.write(dbi, (b"\x00expired", *dead))
+                    self.touched(dbi, dead)
+                    self.stats["expired"] += len(dead)
+                    wrote = True
+                    if len(dead) < 5:
+                        break
+            if wrote:
+                self.p.sync()
+
+    # -------------------------------------------------------------- lifecycle
+    async def serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.shutdown_event = asyncio.Event()
+        for host in self.cfg.bind:
+            srv = await self.loop.create_server(lambda: Client(self), host, self.cfg.port,
+                                                reuse_address=True, backlog=1024)
+            self.servers.append(srv)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.loop.add_signal_handler(sig, self.shutdown_event.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        expiry = asyncio.ensure_future(self.active_expiry())
+        log.info("Ready to accept connections on %s port %d",
+                 ",".join(self.cfg.bind), self.cfg.port)
+        await self.shutdown_event.wait()
+        expiry.cancel()
+        for srv in self.servers:
+            srv.close()
+        for c in list(self.clients.values()):
+            if c.transport is not None:
+                c.transport.close()
+        log.info("Shutting down: making the PM copy catch up and closing the pool")
+        self.flush()
+        self.closed = True
+        self.p.close()
+        log.info("persimmon-redis is now ready to exit, bye bye...")
+
+
+def _sample_keys(d: dict, n: int) -> list:
+    # A window at a random position (dicts do not support random access).
+    keys = list(d.keys()) if len(d) < 100_000 else list(d.keys())[: 100_000]
+    return random.sample(keys, min(n, len(keys)))
+
+
+_PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
+              b"quit", b"reset"}
+
+
+# ------------------------------------------------------------------ special commands
+def _ping(s: Server, c: Client, a: list) -> None:
+    if len(a) > 2:
+        c.reply(arity_error("ping"))
+    elif (c.channels or c.patterns) and not c.resp3:
+        c.reply([b"pong", a[1] if len(a) == 2 else b""])
+    else:
+        c.reply(a[1] if len(a) == 2 else PONG)
+
+
+def _echo(s: Server, c: Client, a: list) -> None:
+    c.reply(a[1])
+
+
+def _quit(s: Server, c: Client, a: list) -> None:
+    c.reply(OK)
+    c.close_after_reply()
+
+
+def _select(s: Server, c: Client, a: list) -> None:
+    try:
+        i = to_int(a[1])
+    except RError as e:
+        c.reply(e)
+        return
+    if not 0 <= i < len(s.state.dbs):
+        c.reply(RError(E_DB))
+        return
+    c.db = i
+    c.reply(OK)
+
+
+def _auth(s: Server, c: Client, a: list) -> None:
+    if len(a) > 3:
+        c.reply(RError(E_SYNTAX))
+        return
+    pw = s.cfg.requirepass
+    if pw is None:
+        c.reply(RError("ERR AUTH <password> called without any password configured for the "
+                       "default user. Are you sure your configuration is correct?"))
+        return
+    user = a[1] if len(a) == 3 else b"default"
+    if user == b"default" and a[-1] == pw.encode():
+        c.authed = True
+        c.reply(OK)
+    else:
+        c.reply(RError(E_WRONGPASS))
+
+
+def _hello(s: Server, c: Client, a: list) -> None:
+    proto = None
+    i = 1
+    if len(a) > 1:
+        try:
+            proto = to_int(a[1])
+        except RError:
+            c.reply(RError("ERR Protocol version is not an integer or out of range"))
+            return
+        if proto not in (2, 3):
+            c.reply(RError("NOPROTO unsupported protocol version"))
+            return
+        i = 2
+    while i < len(a):
+        opt = a[i].upper()
+        if opt == b"AUTH" and i + 2 < len(a):
+            if s.cfg.requirepass is None or a[i + 2] != s.cfg.requirepass.encode():
+                c.reply(RError(E_WRONGPASS))
+                return
+            c.authed = True
+            i += 3
+        elif opt == b"SETNAME" and i + 1 < len(a):
+            c.name = a[i + 1]
+            i += 2
+        else:
+            c.reply(RError(f"ERR Syntax error in HELLO option '{a[i].decode('utf-8', 'replace')}'"))
+            return
+    if not c.authed:
+        c.reply(RError("NOAUTH HELLO must be called with the client already authenticated, "
+                       "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                       "authenticate the client and select the RESP protocol version at the "
+                       "same time"))
+        return
+    if proto is not None:
+        c.resp3 = proto == 3
+    c.reply(RMap([(b"server", b"redis"), (b"version", VERSION.encode()),
+                  (b"proto", 3 if c.resp3 else 2), (b"id", c.id), (b"mode", b"standalone"),
+                  (b"role", b"master"), (b"modules", [])]))
+
+
+def _reset(s: Server, c: Client, a: list) -> None:
+    c.multi = None
+    c.multi_error = False
+    s.unwatch_all(c)
+    s.unsubscribe_all(c)
+    c.db = 0
+    c.resp3 = False
+    c.name = b""
+    c.authed = s.cfg.requirepass is None
+    c.reply(Status("RESET"))
+
+
+def _multi(s: Server, c: Client, a: list) -> None:
+    if c.multi is not None:
+        c.reply(RError("ERR MULTI calls can not be nested"))
+        return
+    c.multi = []
+    c.multi_error = False
+    c.reply(OK)
+
+
+def _discard(s: Server, c: Client, a: list) -> None:
+    if c.multi is None:
+        c.reply(RError("ERR DISCARD without MULTI"))
+        return
+    c.multi = None
+    s.unwatch_all(c)
+    c.reply(OK)
+
+
+def _exec(s: Server, c: Client, a: list) -> None:
+    if c.multi is None:
+        c.reply(RError("ERR EXEC without MULTI"))
+        return
+    queued, c.multi = c.multi, None
+    if c.multi_error:
+        c.multi_error = False
+        s.unwatch_all(c)
+        c.reply(RError("EXECABORT Transaction discarded because of previous errors."))
+        return
+    if c.dirty:
+        s.unwatch_all(c)
+        c.reply(NULL_ARRAY)
+        return
+    s.unwatch_all(c)
+    # Reads and writes of the transaction run as one operation (atomic and durable as one).
+    has_write = any(
+        (COMMANDS.get(q[0].lower()) is not None and COMMANDS[q[0].lower()].write) or
+        q[0].lower() in (b"select",) for q in queued
+    )
+    specials = [q for q in queued if q[0].lower() in _SPECIAL and q[0].lower() != b"select"]
+    if specials or not has_write:
+        # Connection/server commands inside MULTI, or a read-only transaction: run in order.
+        out = []
+        c.in_exec = True
+        try:
+            for q in queued:
+                name = q[0].lower()
+                mark = len(c.out)
+                if name in _SPECIAL:
+                    _SPECIAL[name][0](s, c, q)
+                else:
+                    s.run(c, COMMANDS[name], q)
+                out.append(_decode_last(c, mark))
+        finally:
+            c.in_exec = False
+        c.out.append(b"*%d\r\n" % len(out) + b"".join(out))
+        return
+    op = (c.db, s.now(), (b"exec", *[tuple(q) for q in queued]))
+    res = s.p.execute_rw(op)
+    db = c.db
+    for q in queued:
+        name = q[0].lower()
+        if name == b"select":
+            try:
+                db = int(q[1])
+            except ValueError:
+                pass
+            continue
+        cmd = COMMANDS.get(name)
+        if cmd is not None and cmd.write:
+            s.touched(db, cmd.keys(q))
+    if 0 <= db < len(s.state.dbs):
+        c.db = db
+    c.reply(res)
+
+
+def _decode_last(c: Client, mark: int) -> bytes:
+    data = b"".join(c.out[mark:])
+    del c.out[mark:]
+    return data
+
+
+def _watch(s: Server, c: Client, a: list) -> None:
+    if c.multi is not None:
+        c.reply(RError("ERR WATCH inside MULTI is not allowed"))
+        return
+    for k in a[1:]:
+        key = (c.db, k)
+        s.watchers.setdefault(key, set()).add(c)
+        c.watched.add(key)
+    c.reply(OK)
+
+
+def _unwatch(s: Server, c: Client, a: list) -> None:
+    s.unwatch_all(c)
+    c.reply(OK)
+
+
+def _subscribe(s: Server, c: Client, a: list, pattern: bool = False) -> None:
+    kind = b"psubscribe" if pattern else b"subscribe"
+    target = s.patterns if pattern else s.channels
+    mine = c.patterns if pattern else c.channels
+    for ch in a[1:]:
+        target.setdefault(ch, set()).add(c)
+        mine.add(ch)
+        c.reply(Push([kind, ch, len(c.channels) + len(c.patterns)]))
+
+
+def _psubscribe(s: Server, c: Client, a: list) -> None:
+    _subscribe(s, c, a, pattern=True)
+
+
+def _unsubscribe(s: Server, c: Client, a: list, pattern: bool = False) -> None:
+    kind = b"punsubscribe" if pattern else b"unsubscribe"
+    target = s.patterns if pattern else s.channels
+    mine = c.patterns if pattern else c.channels
+    names = a[1:] or sorted(mine)
+    if not names:
+        c.reply(Push([kind, None, len(c.channels) + len(c.patterns)]))
+        return
+    for ch in names:
+        subs = target.get(ch)
+        if subs is not None:
+            subs.discard(c)
+            if not subs:
+                del target[ch]
+        mine.discard(ch)
+        c.reply(Push([kind, ch, len(c.channels) + len(c.patterns)]))
+
+
+def _punsubscribe(s: Server, c: Client, a: list) -> None:
+    _unsubscribe(s, c, a, pattern=True)
+
+
+def _publish(s: Server, c: Client, a: list) -> None:
+    c.reply(s.publish(a[1], a[2]))
+
+
+def _pubsub(s: Server, c: Client, a: list) -> None:
+    sub = a[1].upper()
+    if sub == b"CHANNELS":
+        pat = a[2] if len(a) > 2 else None
+        c.reply([ch for ch in s.channels if pat is None or glob_match(pat, ch)])
+    elif sub == b"NUMSUB":
+        out: list = []
+        for ch in a[2:]:
+            out += [ch, len(s.channels.get(ch, ()))]
+        c.reply(out)
+    elif sub == b"NUMPAT":
+        c.reply(len(s.patterns))
+    else:
+        c.reply(RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. "
+                       "Try PUBSUB HELP."))
+
+
+def _spop(s: Server, c: Client, a: list) -> None:
+    """SPOP: the members are chosen here (randomly) and logged explicitly."""
+    ctx = Ctx(s.state, c.db, s.now())
+    from .commands import get_set
+
+    try:
+        st = get_set(ctx, a[1])
+        count = None
+        if len(a) == 3:
+            count = to_int(a[2], "ERR value is out of range, must be positive")
+            if count < 0:
+                raise RError("ERR value is out of range, must be positive")
+        elif len(a) > 3:
+            raise RError(E_SYNTAX)
+    except RError as e:
+        c.reply(e)
+        return
+    if st is None:
+        c.reply(None if count is None else [])
+        return
+    members = list(st)
+    chosen = random.sample(members, min(len(members), 1 if count is None else count))
+    res = s.write(c.db, (b"\x00spop", a[1], b"1" if count is None else b"0", *chosen))
+    s.touched(c.db, [a[1]])
+    c.reply(res)
+
+
+def _srandmember(s: Server, c: Client, a: list) -> None:
+    from .commands import get_set
+
+    ctx = Ctx(s.state, c.db, s.now())
+    try:
+        st = get_set(ctx, a[1])
+        count = to_int(a[2]) if len(a) == 3 else None
+        if len(a) > 3:
+            raise RError(E_SYNTAX)
+    except RError as e:
+        c.reply(e)
+        return
+    members = list(st) if st is not None else []
+    if count is None:
+        c.reply(random.choice(members) if members else None)
+    elif count >= 0:
+        c.reply(random.sample(members, min(count, len(members))))
+    else:
+        c.reply([random.choice(members) for _ in range(-count)] if members else [])
+
+
+def _zrandmember(s: Server, c: Client, a: list) -> None:
+    from .commands import get_zset
+    from .replies import RDouble
+
+    ctx = Ctx(s.state, c.db, s.now())
+    try:
+        z = get_zset(ctx, a[1])
+        count = to_int(a[2]) if len(a) >= 3 else None
+        ws = len(a) == 4 and a[3].upper() == b"WITHSCORES"
+        if len(a) > 4 or (len(a) == 4 and not ws):
+            raise RError(E_SYNTAX)
+    except RError as e:
+        c.reply(e)
+        return
+    items = z.items() if z is not None else []
+    if count is None:
+        c.reply(random.choice(items)[1] if items else None)
+        return
+    if count >= 0:
+        pick = random.sample(items, min(count, len(items)))
+    else:
+        pick = [random.choice(items) for _ in range(-count)] if items else []
+    out: list = []
+    for sc, m in pick:
+        out += [m, RDouble(sc)] if ws else [m]
+    c.reply(out)
+
+
+def _hrandfield(s: Server, c: Client, a: list) -> None:
+    from .commands import get_hash
+
+    ctx = Ctx(s.state, c.db, s.now())
+    try:
+        h = get_hash(ctx, a[1])
+        count = to_int(a[2]) if len(a) >= 3 else None
+        ws = len(a) == 4 and a[3].upper() == b"WITHVALUES"
+        if len(a) > 4 or (len(a) == 4 and not ws):
+            raise RError(E_SYNTAX)
+    except RError as e:
+        c.reply(e)
+        return
+    items = list(h.items()) if h is not None else []
+    if count is None:
+        c.reply(random.choice(items)[0] if items else None)
+        return
+    pick = random.sample(items, min(count, len(items))) if count >= 0 else (
+        [random.choice(items) for _ in range(-count)] if items else [])
+    out: list = []
+    for f, v in pick:
+        out += [f, v] if ws else [f]
+    c.reply(out)
+
+
+def _randomkey(s: Server, c: Client, a: list) -> None:
+    keys = live_keys(Ctx(s.state, c.db, s.now()))
+    c.reply(random.choice(keys) if keys else None)
+
+
+def _blocking_pop(s: Server, c: Client, a: list) -> None:
+    """BLPOP / BRPOP / BLMOVE / BRPOPLPUSH / BLMPOP / BZPOPMIN / BZPOPMAX / BZMPOP."""
+    name = a[0].lower()
+    try:
+        if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
+            keys, timeout = a[1:-1], _timeout(a[-1])
+        elif name == b"brpoplpush":
+            keys, timeout = [a[1]], _timeout(a[3])
+        elif name == b"blmove":
+            keys, timeout = [a[1]], _timeout(a[5])
+        else:  # blmpop / bzmpop timeout numkeys ...
+            timeout = _timeout(a[1])
+            from .commands import parse_mpop
+
+            kinds = (b"LEFT", b"RIGHT") if name == b"blmpop" else (b"MIN", b"MAX")
+            keys, _, _ = parse_mpop(a, 2, kinds)
+    except RError as e:
+        c.reply(e)
+        return
+
+    def attempt() -> Any:
+        ctx = Ctx(s.state, c.db, s.now())
+        for k in keys:
+            v = ctx.db.data.get(k)
+            exp = ctx.db.expires.get(k)
+            if v is None or (exp is not None and exp <= ctx.now):
+                continue
+            want = ZSet if name.startswith(b"bz") else deque
+            if not isinstance(v, want):
+                return RError("WRONGTYPE Operation against a key holding the wrong kind of "
+                              "value")
+            if not len(v):
+                continue
+            if name == b"blpop":
+                r = s.write(c.db, (b"lpop", k))
+                out: Any = [k, r]
+            elif name == b"brpop":
+                out = [k, s.write(c.db, (b"rpop", k))]
+            elif name == b"brpoplpush":
+                out = s.write(c.db, (b"rpoplpush", k, a[2]))
+            elif name == b"blmove":
+                out = s.write(c.db, (b"lmove", k, a[2], a[3], a[4]))
+            elif name == b"blmpop":
+                out = s.write(c.db, (b"lmpop", b"1", k, *a[3 + int(a[2]) :]))
+            elif name in (b"bzpopmin", b"bzpopmax"):
+                r = s.write(c.db, (b"zpopmax" if name == b"bzpopmax" else b"zpopmin", k))
+                out = [k, *r]
+            else:
+                out = s.write(c.db, (b"zmpop", b"1", k, *a[3 + int(a[2]) :]))
+            s.touched(c.db, [k] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
+            return out
+        return None
+
+    if c.multi is None and not c.in_exec:
+        res = attempt()
+        if res is not None:
+            c.reply(res)
+            return
+        s.block(c, keys, timeout, attempt)
+    else:
+        res = attempt()
+        c.reply(res if res is not None else NULL_ARRAY)
+
+
+def _timeout(b: bytes) -> float:
+    try:
+        t = float(b)
+    except ValueError:
+        raise RError("ERR timeout is not a float or out of range") from None
+    if t < 0:
+        raise RError("ERR timeout is negative")
+    return t
+
+
+def _info(s: Server, c: Client, a: list) -> None:
+    from .info import render_info
+
+    c.reply(render_info(s, [x.lower() for x in a[1:]]))
+
+
+def _config(s: Server, c: Client, a: list) -> None:
+    from .info import config_cmd
+
+    c.reply(config_cmd(s, a))
+
+
+def _command(s: Server, c: Client, a: list) -> None:
+    from .info import command_cmd
+
+    c.reply(command_cmd(s, a))
+
+
+def _client(s: Server, c: Client, a: list) -> None:
+    from .info import client_cmd
+
+    c.reply(client_cmd(s, c, a))
+
+
+def _time(s: Server, c: Client, a: list) -> None:
+    t = time.time()
+    c.reply([b"%d" % int(t), b"%d" % int((t % 1) * 1_000_000)])
+
+
+def _save(s: Server, c: Client, a: list) -> None:
+    s.p.checkpoint(wait=True)
+    s.last_save = int(time.time())
+    c.reply(OK)
+
+
+def _bgsave(s: Server, c: Client, a: list) -> None:
+    s.p.checkpoint(wait=False)
+    s.last_save = int(time.time())
+    c.reply(Status("Background saving started"))
+
+
+def _lastsave(s: Server, c: Client, a: list) -> None:
+    c.reply(s.last_save)
+
+
+def _shutdown(s: Server, c: Client, a: list) -> None:
+    s.shutdown_event.set()
+
+
+def _debug(s: Server, c: Client, a: list) -> None:
+    sub = a[1].upper()
+    if sub == b"SLEEP" and len(a) == 3:
+        time.sleep(float(a[2]))
+        c.reply(OK)
+    elif sub == b"JMAP":
+        c.reply(OK)
+    else:
+        c.reply(RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'"))
+
+
+_SPECIAL: dict[bytes, tuple] = {
+    b"ping": (_ping, -1), b"echo": (_echo, 2), b"quit": (_quit, -1), b"select": (_select, 2),
+    b"auth": (_auth, -2), b"hello": (_hello, -1), b"reset": (_reset, 1),
+    b"multi": (_multi, 1), b"exec": (_exec, 1), b"discard": (_discard, 1),
+    b"watch": (_watch, -2), b"unwatch": (_unwatch, 1),
+    b"subscribe": (_subscribe, -2), b"psubscribe": (_psubscribe, -2),
+    b"unsubscribe": (_unsubscribe, -1), b"punsubscribe": (_punsubscribe, -1),
+    b"publish": (_publish, 3), b"pubsub": (_pubsub, -2),
+    b"spop": (_spop, -2), b"srandmember": (_srandmember, -2),
+    b"zrandmember": (_zrandmember, -2), b"hrandfield": (_hrandfield, -2),
+    b"randomkey": (_randomkey, 1),
+    b"blpop": (_blocking_pop, -3), b"brpop": (_blocking_pop, -3),
+    b"brpoplpush": (_blocking_pop, 4), b"blmove": (_blocking_pop, 6),
+    b"blmpop": (_blocking_pop, -5), b"bzpopmin": (_blocking_pop, -3),
+    b"bzpopmax": (_blocking_pop, -3), b"bzmpop": (_blocking_pop, -5),
+    b"info": (_info, -1), b"config": (_config, -2), b"command": (_command, -1),
+    b"client": (_client, -2), b"time": (_time, 1), b"save": (_save, -1),
+    b"bgsave": (_bgsave, -1), b"lastsave": (_lastsave, 1), b"shutdown": (_shutdown, -1),
+    b"debug": (_debug, -2),
+}
+
+
+def run_server(cfg: Config) -> int:
+    """Start the server; returns the exit status."""
+    from .persistence import NoPersistence, PersimmonPersistence
+
+    logging.basicConfig(level=logging.INFO, format="%(process)d:M %(asctime)s %(message)s",
+                        datefmt="%d %b %Y %H:%M:%S", stream=sys.stderr)
+    try:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    except ImportError:  # pragma: no cover
+        loop_name = "asyncio"
+    t0 = time.time()
+    if cfg.persistence == "none":
+        p: Any = NoPersistence(cfg.databases)
+    else:
+        from persimmon.errors import PersimmonError
+
+        try:
+            p = PersimmonPersistence(cfg.databases, cfg.dir, cfg.log_size, cfg.device,
+                                     cfg.verify)
+        except PersimmonError as e:
+            log.error("cannot open the persistent pool: %s", e)
+            return 1
+    keys = sum(len(db.data) for db in p.state.dbs)
+    log.info("persimmon-redis %s (pid %d), mode %s, event loop %s", VERSION, os.getpid(),
+             p.mode, loop_name)
+    if p.mode != "none":
+        log.info("pool %s, device %s, %s in %.3f s, %d keys", p.pool_path, p.device,
+                 "recovered" if p.recovered else "created", time.time() - t0, keys)
+    server = Server(cfg, p)
+    try:
+        asyncio.run(server.serve())
+    except OSError as e:
+        log.error("cannot listen on port %d: %s", cfg.port, e)
+        p.close()
+        return 1
+    return 0
