@@ -72,7 +72,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
                     live = [i for i, k in enumerate(ks) if k != DUMMY]
                     ks = [ks[i] for i in live]
                     vs = [vs[i] for i in live]
-                out.update(zip(_decode_all(ks), _decode_all(vs)))
+                out.update(zip(_decode_all(ks), _decode_all(vs), strict=True))
             return out
         if t == T_LIST:
             lst: list = []

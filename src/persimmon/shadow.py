@@ -135,7 +135,7 @@ class Applier:
     def _bind_apply(self) -> Any:
         # The root's apply method, bound once per batch instead of looked up per operation.
         try:
-            return getattr(self.root, "apply")
+            return self.root.apply
         except AttributeError:
             return None
 

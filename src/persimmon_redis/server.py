@@ -218,6 +218,7 @@ class Client(asyncio.Protocol):
     def close_after_reply(self) -> None:
         self.closing = True
         self.server.to_close.add(self)
+        self.server.schedule(self)
 
     def reply(self, v: Any) -> None:
         self.out.append(encode(v, self.resp3))

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+
 import redis
 
 

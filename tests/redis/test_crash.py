@@ -1,0 +1,113 @@
+"""Crash tests of the server: SIGKILL under load, restart on the same pool, and every
+acknowledged write must be there, in a prefix state; the shadow killed while serving."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+
+import redis
+from conftest import ServerProc
+
+
+def _writer(port: int, start: int, acked: list, stop: threading.Event) -> None:
+    c = redis.Redis(port=port, socket_timeout=5)
+    i = start
+    try:
+        while not stop.is_set():
+            c.rpush("log", i)
+            c.set("last", i)
+            acked.append(i)
+            i += 1
+    except (redis.ConnectionError, redis.TimeoutError, ConnectionResetError):
+        pass
+
+
+def test_sigkill_under_load_keeps_every_acknowledged_write():
+    rng = random.Random(11)
+    srv = ServerProc("persimmon")
+    try:
+        expected_len = 0
+        for _ in range(6):
+            srv.start()
+            acked: list = []
+            stop = threading.Event()
+            threads = [threading.Thread(target=_writer, args=(srv.port, expected_len, acked,
+                                                               stop))]
+            threads[0].start()
+            time.sleep(rng.uniform(0.2, 0.8))
+            srv.kill(signal.SIGKILL)
+            stop.set()
+            threads[0].join(10)
+            srv.start()  # recovery on the same pool
+            c = srv.client()
+            log = [int(x) for x in c.lrange("log", 0, -1)]
+            assert log == list(range(len(log))), "recovered state is not a prefix"
+            if acked:
+                assert len(log) >= acked[-1] + 1, f"acknowledged write {acked[-1]} lost"
+                assert int(c.get("last")) >= acked[-1]
+            expected_len = len(log)
+            c.close()
+            srv.stop()
+        assert expected_len > 50
+    finally:
+        srv.cleanup()
+
+
+def test_shadow_killed_while_serving():
+    srv = ServerProc("persimmon").start()
+    try:
+        c = srv.client()
+        for i in range(500):
+            c.rpush("log", i)
+        pid = int(c.info("persimmon")["shadow_pid"])
+        os.kill(pid, signal.SIGKILL)
+        for i in range(500, 3000):
+            c.rpush("log", i)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            st = c.info("persimmon")
+            if st["shadow_restarts"] >= 1 and st["shadow_lag_ops"] == 0:
+                break
+            time.sleep(0.1)
+        assert st["shadow_restarts"] >= 1 and int(st["shadow_pid"]) != pid
+        c.close()
+        srv.kill(signal.SIGKILL)
+        srv.start()
+        c = srv.client()
+        assert [int(x) for x in c.lrange("log", 0, -1)] == list(range(3000))
+        c.close()
+    finally:
+        srv.cleanup()
+
+
+def test_restart_recovers_all_types_and_expiry():
+    srv = ServerProc("persimmon").start()
+    try:
+        c = srv.client()
+        c.set("s", "v")
+        c.set("ttl", "v", ex=1000)
+        c.hset("h", mapping={"a": 1, "b": 2})
+        c.rpush("l", 1, 2, 3)
+        c.sadd("set", "x", "y")
+        c.zadd("z", {"m": 1.5, "n": 2})
+        c.select(3)
+        c.set("db3", "yes")
+        c.close()
+        srv.stop()
+        srv.start()
+        c = srv.client()
+        assert c.get("s") == b"v" and 990 < c.ttl("ttl") <= 1000
+        assert c.hgetall("h") == {b"a": b"1", b"b": b"2"}
+        assert c.lrange("l", 0, -1) == [b"1", b"2", b"3"]
+        assert c.smembers("set") == {b"x", b"y"}
+        assert c.zrange("z", 0, -1, withscores=True) == [(b"m", 1.5), (b"n", 2.0)]
+        c.select(3)
+        assert c.get("db3") == b"yes"
+        assert c.info("persistence")["persimmon_recovered"] == 1
+        c.close()
+    finally:
+        srv.cleanup()

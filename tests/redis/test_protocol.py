@@ -1,0 +1,79 @@
+"""Bad input: malformed RESP, oversized lengths, inline commands, random bytes.  The server
+answers with Redis's error replies, closes only the offending connection, never crashes, and
+other clients are unaffected."""
+
+from __future__ import annotations
+
+import socket
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def raw(server, payload: bytes, timeout: float = 2.0) -> bytes:
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    try:
+        s.sendall(payload)
+        chunks = []
+        while True:
+            try:
+                d = s.recv(65536)
+            except TimeoutError:
+                break
+            if not d:
+                break
+            chunks.append(d)
+            if b"".join(chunks).endswith(b"\r\n") and not payload.endswith(b"QUIT\r\n"):
+                s.settimeout(0.3)
+        return b"".join(chunks)
+    finally:
+        s.close()
+
+
+def alive(server) -> None:
+    c = server.client()
+    assert c.ping()
+    c.close()
+
+
+def test_inline_commands(server):
+    out = raw(server, b"SET inl \"a b\\x41\"\r\nGET inl\r\nPING\r\n\r\nQUIT\r\n")
+    assert out == b"+OK\r\n$4\r\na bA\r\n+PONG\r\n+OK\r\n"
+
+
+def test_malformed_resp_gets_protocol_errors(server):
+    assert raw(server, b"*1\r\n$-5\r\n").startswith(b"-ERR Protocol error: invalid bulk length")
+    assert raw(server, b"*abc\r\n").startswith(b"-ERR Protocol error")
+    assert raw(server, b"SET \"unbalanced\r\n") == \
+        b"-ERR Protocol error: unbalanced quotes in request\r\n"
+    alive(server)
+
+
+def test_absurd_lengths_are_refused_before_allocation(server):
+    assert raw(server, b"*2000000000\r\n").startswith(
+        b"-ERR Protocol error: invalid multibulk length")
+    assert raw(server, b"*2\r\n$3\r\nGET\r\n$99999999999\r\n").startswith(
+        b"-ERR Protocol error: invalid bulk length")
+    assert raw(server, b"x" * (70 * 1024)).startswith(
+        b"-ERR Protocol error: too big inline request")
+    alive(server)
+
+
+def test_errors_do_not_disconnect(server):
+    out = raw(server, b"*1\r\n$3\r\nFOO\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nQUIT\r\n")
+    assert out.startswith(b"-ERR unknown command 'FOO', with args beginning with: \r\n")
+    assert out.endswith(b"$-1\r\n+OK\r\n")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"*", b"$", b"\r\n", b"*3\r\n", b"$5\r\n", b"-1", b":", b"PING\r\n",
+                     b"*1\r\n$4\r\nPING\r\n", b"\x00", b"\"", b"'"]),
+), max_size=12))
+def test_random_bytes_never_crash_the_server(server, parts):
+    try:
+        raw(server, b"".join(parts), timeout=0.15)
+    except OSError:
+        pass
+    alive(server)
