@@ -11,7 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from persimmon.errors import PersimmonError as PersistenceError
+
 from .state import RedisState
+
+__all__ = ["NoPersistence", "PersimmonPersistence", "PersistenceError"]
 
 
 class NoPersistence:

@@ -352,9 +352,9 @@ class Server:
         try:
             self.dispatch(c, argv)
         except Exception as e:
-            from persimmon.errors import PersimmonError
+            from .persistence import PersistenceError
 
-            if isinstance(e, PersimmonError):
+            if isinstance(e, PersistenceError):
                 log.error("persistence failure on %r: %s", argv[:1], e)
                 c.reply(RError(f"ERR persistence failure: {e}"))
             else:
@@ -1119,12 +1119,12 @@ def run_server(cfg: Config) -> int:
     if cfg.persistence == "none":
         p: Any = NoPersistence(cfg.databases)
     else:
-        from persimmon.errors import PersimmonError
+        from .persistence import PersistenceError
 
         try:
             p = PersimmonPersistence(cfg.databases, cfg.dir, cfg.log_size, cfg.device,
                                      cfg.verify)
-        except PersimmonError as e:
+        except PersistenceError as e:
             log.error("cannot open the persistent pool: %s", e)
             return 1
     keys = sum(len(db.data) for db in p.state.dbs)

@@ -1,0 +1,138 @@
+"""persimmon-redis against itself without persistence and against Debian's redis-server.
+
+One run, side by side on this machine (2 cores shared by redis-benchmark, the server and,
+in persimmon mode, the shadow process): redis-benchmark with 50 clients, 100-byte values,
+a 1,000,000-key space,
+  * SET and GET separately, and
+  * a 10%-writes mix (two redis-benchmark processes at once: SET with 5 clients, GET with
+    45; the write share actually achieved is printed),
+each without and with -P 16 pipelining, against
+  persimmon-redis --persistence persimmon, persimmon-redis --persistence none,
+  redis-server (appendonly no), and redis-server (appendonly yes, appendfsync always,
+  AOF on the root file system).
+
+    python bench/bench_redis.py [--n 100000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on {port} did not come up")
+
+
+def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
+    if kind.startswith("persimmon"):
+        mode = kind.split("-")[1]
+        cmd = [sys.executable, "-m", "persimmon_redis", "--port", str(port), "--persistence",
+               mode, "--dir", os.path.join("/dev/shm", f"bench-{uuid.uuid4().hex}")]
+    elif kind == "redis-noaof":
+        cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+               "--bind", "127.0.0.1", "--dir", workdir]
+    else:
+        cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "yes",
+               "--appendfsync", "always", "--bind", "127.0.0.1", "--dir", workdir]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p.pool_dir = cmd[-1] if kind.startswith("persimmon") else None  # type: ignore[attr-defined]
+    wait_port(port)
+    return p
+
+
+def bench(port: int, test: str, n: int, clients: int, pipeline: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["redis-benchmark", "-p", str(port), "-q", "-n", str(n), "-c", str(clients), "-d",
+         "100", "-r", "1000000", "-P", str(pipeline), "-t", test],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def rps(out: str) -> float:
+    m = re.findall(r"([\d.]+) requests per second", out.replace("\r", "\n"))
+    return float(m[-1]) if m else 0.0
+
+
+def run_one(port: int, n: int, pipeline: int) -> dict:
+    res = {}
+    for t in ("set", "get"):
+        p = bench(port, t, n, 50, pipeline)
+        res[t] = rps(p.communicate()[0])
+    w = bench(port, "set", max(n // 10, 1000), 5, pipeline)
+    r = bench(port, "get", n, 45, pipeline)
+    t0 = time.monotonic()
+    ow, orr = w.communicate()[0], r.communicate()[0]
+    del t0
+    wr, rr = rps(ow), rps(orr)
+    res["mix"] = wr + rr
+    res["mix_write_share"] = wr / (wr + rr) if wr + rr else 0.0
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    args = ap.parse_args()
+    n = 5000 if args.quick else args.n
+    if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
+        sys.exit("needs redis-tools and redis-server (apt-get install redis-tools redis-server)")
+    kinds = ["persimmon-persimmon", "persimmon-none", "redis-noaof", "redis-aof-always"]
+    results: dict = {}
+    workroot = tempfile.mkdtemp(prefix="bench-redis-", dir=os.path.expanduser("~"))
+    try:
+        for kind in kinds:
+            port = free_port()
+            wd = os.path.join(workroot, kind)
+            os.makedirs(wd, exist_ok=True)
+            p = start(kind, port, wd)
+            try:
+                for pl in (1, 16):
+                    results[(kind, pl)] = run_one(port, n * (4 if pl > 1 else 1), pl)
+                    print(kind, "P", pl, results[(kind, pl)], flush=True)
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait(60)
+                if p.pool_dir:  # type: ignore[attr-defined]
+                    shutil.rmtree(p.pool_dir, ignore_errors=True)  # type: ignore[attr-defined]
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    print("\nrequests/s (redis-benchmark -c 50 -d 100 -r 1000000; client, server and shadow "
+          f"share 2 cores; n={n})")
+    print(f"{'server':24}{'P':>3}{'SET':>11}{'GET':>11}{'10% mix':>11}{'(writes)':>10}")
+    for (kind, pl), v in results.items():
+        print(f"{kind:24}{pl:>3}{v['set']:>11,.0f}{v['get']:>11,.0f}{v['mix']:>11,.0f}"
+              f"{v['mix_write_share']:>9.1%}")
+    for pl in (1, 16):
+        pm, none = results[("persimmon-persimmon", pl)], results[("persimmon-none", pl)]
+        red = results[("redis-noaof", pl)]
+        print(f"P={pl}: persimmon/none at the 10% mix {pm['mix'] / none['mix']:.3f}; "
+              f"SET {pm['set'] / none['set']:.3f}; GET {pm['get'] / none['get']:.3f}; "
+              f"none/redis-server: SET {none['set'] / red['set']:.3f}, "
+              f"GET {none['get'] / red['get']:.3f}, mix {none['mix'] / red['mix']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
