@@ -125,3 +125,25 @@ def test_sim_device_fence_callback_and_grow():
     assert dev.size == 16384 and bytes(dev.buf[0:3]) == b"abc"
     assert dev.crash(1).persisted_image()[0:3] == b"abc"
     assert SimDevice.from_image(b"xyz" + bytes(61)).buf[0:3] == b"xyz"
+
+
+def test_tmpfs_is_emulated_pm_unless_msync_is_asked(shm_path, tmp_path, monkeypatch):
+    from persimmon.device import on_tmpfs
+
+    if not HAVE_LIBPMEM:
+        pytest.fail("libpmem1 is not installed (scripts/test.sh installs it)")
+    d = open_device(shm_path, size=8192, create=True, mode="libpmem")
+    assert on_tmpfs(shm_path) and d.flush_path == "cache-flush" and not d.is_pmem
+    d.close()
+    os.unlink(shm_path)
+    monkeypatch.setenv("PERSIMMON_TMPFS_MSYNC", "1")
+    d = open_device(shm_path, size=8192, create=True, mode="libpmem")
+    assert d.flush_path == "msync"
+    d.close()
+    other = str(tmp_path / "disk.pool")
+    d = open_device(other, size=8192, create=True, mode="libpmem")
+    assert d.flush_path == ("cache-flush" if on_tmpfs(other) else "msync")
+    d.close()
+    d = open_device(other, mode="msync")
+    assert d.flush_path == "msync"
+    d.close()

@@ -20,6 +20,8 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 PATHS = {
     "msync": {"PERSIMMON_DEVICE": "msync"},
     "libpmem": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "0"},
+    "libpmem-msync-fallback": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "0",
+                               "PERSIMMON_TMPFS_MSYNC": "1"},
     "libpmem-forced-pmem": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "1"},
 }
 
@@ -30,7 +32,8 @@ from heap_workload import initial, op
 from persimmon.heap import Heap
 path = {path!r}
 heap = Heap.open(path) if os.path.exists(path) else Heap.create(path, initial())
-print("device", heap.dev.kind, heap.dev.is_pmem, heap.position, flush=True)
+print("device", heap.dev.kind, heap.dev.is_pmem, heap.position, heap.dev.flush_path,
+      flush=True)
 i = heap.position
 while i < {limit}:
     op(heap.root, i)
@@ -58,9 +61,11 @@ def test_workload_and_sigkill_on_each_device_path(name, shm_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     first = out.stdout.split("\n")[0].split()
-    kind, is_pmem = first[1], first[2]
+    kind, is_pmem, flush_path = first[1], first[2], first[4]
     assert kind == ("msync" if name == "msync" else "libpmem")
     assert is_pmem == ("True" if name == "libpmem-forced-pmem" else "False")
+    assert flush_path == ("msync" if name in ("msync", "libpmem-msync-fallback")
+                          else "cache-flush")
     h = Heap.open(shm_path)
     assert h.position == 300 and canon(h.materialize()) == canon(native_state(300))
     h.close()

@@ -35,6 +35,7 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             "layout_version": L.LAYOUT_VERSION,
             "device": dev.kind,
             "is_pmem": dev.is_pmem,
+            "flush_path": dev.flush_path,
             "file_size": dev.size,
             "commit_seq": heap._seq - 1,
             "commit_position": heap.position,

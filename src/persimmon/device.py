@@ -38,6 +38,7 @@ class Device:
 
     kind = "none"
     is_pmem = False
+    flush_path = "none"  # "cache-flush" or "msync": how persists reach the medium
     path: str | None = None
     size = 0
     buf: memoryview
@@ -68,7 +69,7 @@ class Device:
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} kind={self.kind} is_pmem={self.is_pmem} "
-                f"path={self.path!r} size={self.size}>")
+                f"flush={self.flush_path} path={self.path!r} size={self.size}>")
 
 
 class _PageRanges:
@@ -108,6 +109,7 @@ class MsyncDevice(Device):
     """mmap + msync of the touched pages."""
 
     kind = "msync"
+    flush_path = "msync"
 
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
@@ -155,15 +157,40 @@ class MsyncDevice(Device):
             self._fd = -1
 
 
+def on_tmpfs(path: str) -> bool:
+    """True when ``path`` lives on a tmpfs (such as /dev/shm): emulated PM."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, fstype = mnt, parts[2]
+    except OSError:
+        return False
+    return fstype == "tmpfs"
+
+
 class PmemDevice(Device):
-    """PMDK libpmem: cache flushes on PM, libpmem's msync fallback elsewhere."""
+    """PMDK libpmem: cache flushes on PM, libpmem's msync fallback elsewhere.
+
+    ``emulate=True`` (the default for files on tmpfs) treats the mapping as emulated PM, as
+    ``PMEM_IS_PMEM_FORCE=1`` would: persists are CPU cache flushes plus a fence.  On tmpfs an
+    msync adds nothing (the file survives a process crash either way and no power loss), so
+    it would only cost a system call per fence.
+    """
 
     kind = "libpmem"
 
-    def __init__(self, path: str, fd: int, lib: ctypes.CDLL) -> None:
+    def __init__(self, path: str, fd: int, lib: ctypes.CDLL, emulate: bool = False) -> None:
         self.path = path
         self._fd = fd
         self._lib = lib
+        self._emulate = emulate
         self.size = os.fstat(fd).st_size
         if self.size == 0:
             raise DeviceError(f"{path} is empty: nothing to map")
@@ -183,7 +210,8 @@ class PmemDevice(Device):
         self.is_pmem = bool(is_pmem.value)
         self._arr = (ctypes.c_char * self._mapped).from_address(addr)
         self.buf = memoryview(self._arr).cast("B")
-        if self.is_pmem:
+        self.flush_path = "cache-flush" if (self.is_pmem or self._emulate) else "msync"
+        if self.is_pmem or self._emulate:
             fl = lib.pmem_flush
             self.flush = lambda off, n, _a=addr, _f=fl: _f(_a + off, n)  # type: ignore[method-assign]
             self.drain = lib.pmem_drain  # type: ignore[method-assign]
@@ -202,7 +230,7 @@ class PmemDevice(Device):
                 raise DeviceError(f"pmem_msync failed on {self.path}: {libpmem.errormsg()}")
 
     def persist(self, off: int, n: int) -> None:
-        if self.is_pmem:
+        if self.flush_path == "cache-flush":
             self._lib.pmem_persist(self._addr + off, n)
         else:
             self.flush(off, n)
@@ -242,7 +270,8 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
 
     ``create=True`` creates it (it must not exist) with ``size`` bytes and mode 0600.
     ``mode``: "auto" (libpmem when installed, else msync; ``PERSIMMON_DEVICE`` overrides),
-    "libpmem" or "msync".
+    "libpmem" or "msync".  With libpmem, a file on tmpfs is treated as emulated PM (cache
+    flushes, see :class:`PmemDevice`) unless ``PERSIMMON_TMPFS_MSYNC=1``.
     """
     path = os.fspath(path)
     if mode == "auto":
@@ -275,7 +304,8 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
         fd = os.open(path, os.O_RDWR)
     try:
         if lib is not None:
-            return PmemDevice(path, fd, lib)
+            emulate = on_tmpfs(path) and os.environ.get("PERSIMMON_TMPFS_MSYNC") != "1"
+            return PmemDevice(path, fd, lib, emulate=emulate)
         return MsyncDevice(path, fd)
     except BaseException:
         os.close(fd)

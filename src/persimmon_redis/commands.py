@@ -48,17 +48,19 @@ _FLOAT_RE = re.compile(rb"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity)\Z
 class Ctx:
     """What a handler sees: the state, the database index and the clock of the operation."""
 
-    __slots__ = ("state", "dbi", "db", "now")
+    __slots__ = ("state", "dbi", "db", "now", "data", "expires")
 
     def __init__(self, state: Any, dbi: int, now: int) -> None:
         self.state = state
-        self.dbi = dbi
-        self.db = state.dbs[dbi]
         self.now = now
+        self.select(dbi)
 
     def select(self, dbi: int) -> None:
         self.dbi = dbi
-        self.db = self.state.dbs[dbi]
+        db = self.db = self.state.dbs[dbi]
+        # resolved once per operation: on the PM copy every attribute access costs a lookup
+        self.data = db.data
+        self.expires = db.expires
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -83,11 +85,10 @@ def to_float(b: bytes, err: str = E_FLOAT) -> float:
 # ---------------------------------------------------------------------------- key access
 def lookup(ctx: Ctx, key: bytes) -> Any:
     """The live value of ``key`` or None; a key past its deadline counts as absent."""
-    db = ctx.db
-    v = db.data.get(key)
+    v = ctx.data.get(key)
     if v is None:
         return None
-    exp = db.expires.get(key)
+    exp = ctx.expires.get(key)
     if exp is not None and exp <= ctx.now:
         return None
     return v
@@ -95,23 +96,22 @@ def lookup(ctx: Ctx, key: bytes) -> Any:
 
 def lookup_write(ctx: Ctx, key: bytes) -> Any:
     """Like :func:`lookup`, and deletes an expired key (inside a write operation)."""
-    db = ctx.db
-    v = db.data.get(key)
+    v = ctx.data.get(key)
     if v is None:
         return None
-    exp = db.expires.get(key)
+    exp = ctx.expires.get(key)
     if exp is not None and exp <= ctx.now:
-        del db.data[key]
-        del db.expires[key]
+        del ctx.data[key]
+        del ctx.expires[key]
         return None
     return v
 
 
 def delete(ctx: Ctx, key: bytes) -> bool:
-    db = ctx.db
-    if key in db.data:
-        del db.data[key]
-        db.expires.pop(key, None)
+    data = ctx.data
+    if key in data:
+        del data[key]
+        ctx.expires.pop(key, None)
         return True
     return False
 
@@ -130,32 +130,32 @@ def get_str(ctx: Ctx, key: bytes, write: bool = False) -> bytes | None:
 def get_hash(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
     v = _typed(ctx, key, dict, write)
     if v is None and create:
-        ctx.db.data[key] = {}
-        v = ctx.db.data[key]
+        ctx.data[key] = {}
+        v = ctx.data[key]
     return v
 
 
 def get_list(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
     v = _typed(ctx, key, deque, write)
     if v is None and create:
-        ctx.db.data[key] = deque()
-        v = ctx.db.data[key]
+        ctx.data[key] = deque()
+        v = ctx.data[key]
     return v
 
 
 def get_set(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
     v = _typed(ctx, key, set, write)
     if v is None and create:
-        ctx.db.data[key] = set()
-        v = ctx.db.data[key]
+        ctx.data[key] = set()
+        v = ctx.data[key]
     return v
 
 
 def get_zset(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
     v = _typed(ctx, key, ZSet, write)
     if v is None and create:
-        ctx.db.data[key] = ZSet()
-        v = ctx.db.data[key]
+        ctx.data[key] = ZSet()
+        v = ctx.data[key]
     return v
 
 
@@ -165,10 +165,11 @@ def drop_if_empty(ctx: Ctx, key: bytes, v: Any) -> None:
 
 
 def set_value(ctx: Ctx, key: bytes, value: Any, keep_ttl: bool = False) -> None:
-    db = ctx.db
-    db.data[key] = value
+    ctx.data[key] = value
     if not keep_ttl:
-        db.expires.pop(key, None)
+        expires = ctx.expires
+        if expires and key in expires:
+            del expires[key]
 
 
 # ---------------------------------------------------------------------------- strings
@@ -210,7 +211,7 @@ def cmd_set(ctx: Ctx, a: list) -> Any:
         return old if get else None
     set_value(ctx, key, val, keep_ttl=keepttl)
     if deadline is not None:
-        ctx.db.expires[key] = deadline
+        ctx.expires[key] = deadline
     return old if get else OK
 
 
@@ -226,7 +227,7 @@ def _setex(ctx: Ctx, a: list, unit: int, name: str) -> Any:
     if t <= 0:
         raise RError(f"ERR invalid expire time in '{name}' command")
     set_value(ctx, a[1], a[3])
-    ctx.db.expires[a[1]] = ctx.now + t * unit
+    ctx.expires[a[1]] = ctx.now + t * unit
     return OK
 
 
@@ -296,9 +297,9 @@ def cmd_getex(ctx: Ctx, a: list) -> Any:
     v = get_str(ctx, key, write=True)
     if v is not None:
         if persist:
-            ctx.db.expires.pop(key, None)
+            ctx.expires.pop(key, None)
         elif deadline is not None:
-            ctx.db.expires[key] = deadline
+            ctx.expires[key] = deadline
     return v
 
 
@@ -453,13 +454,13 @@ def cmd_rename(ctx: Ctx, a: list, nx: bool = False) -> Any:
         raise RError(E_NOKEY)
     if nx and lookup_write(ctx, dst) is not None:
         return 0
-    exp = ctx.db.expires.get(src)
+    exp = ctx.expires.get(src)
     if src == dst:
         return 1 if nx else OK
     delete(ctx, src)
     set_value(ctx, dst, v)
     if exp is not None:
-        ctx.db.expires[dst] = exp
+        ctx.expires[dst] = exp
     return 1 if nx else OK
 
 
@@ -473,8 +474,8 @@ def cmd_renamenx(ctx: Ctx, a: list) -> Any:
 
 def live_keys(ctx: Ctx) -> list:
     now = ctx.now
-    exp = ctx.db.expires
-    return [k for k in ctx.db.data if (e := exp.get(k)) is None or e > now]
+    exp = ctx.expires
+    return [k for k in ctx.data if (e := exp.get(k)) is None or e > now]
 
 
 def glob_match(pattern: bytes, s: bytes) -> bool:
@@ -575,7 +576,7 @@ def cmd_scan(ctx: Ctx, a: list) -> Any:
     if rx is not None:
         chunk = [k for k in chunk if rx.match(k)]
     if tfilter is not None:
-        chunk = [k for k in chunk if type_name(ctx.db.data[k]) == tfilter]
+        chunk = [k for k in chunk if type_name(ctx.data[k]) == tfilter]
     return [b"%d" % nxt, chunk]
 
 
@@ -586,7 +587,7 @@ def cmd_dbsize(ctx: Ctx, a: list) -> Any:
 def _ttl(ctx: Ctx, key: bytes, ms: bool, absolute: bool) -> int:
     if lookup(ctx, key) is None:
         return -2
-    e = ctx.db.expires.get(key)
+    e = ctx.expires.get(key)
     if e is None:
         return -1
     if absolute:
@@ -626,7 +627,7 @@ def _expire(ctx: Ctx, a: list, unit: int, absolute: bool, name: str) -> Any:
     deadline = t * unit if absolute else ctx.now + t * unit
     if lookup_write(ctx, key) is None:
         return 0
-    cur = ctx.db.expires.get(key)
+    cur = ctx.expires.get(key)
     if b"NX" in flags and cur is not None:
         return 0
     if b"XX" in flags and cur is None:
@@ -638,7 +639,7 @@ def _expire(ctx: Ctx, a: list, unit: int, absolute: bool, name: str) -> Any:
     if deadline <= ctx.now:
         delete(ctx, key)
     else:
-        ctx.db.expires[key] = deadline
+        ctx.expires[key] = deadline
     return 1
 
 
@@ -661,7 +662,7 @@ def cmd_pexpireat(ctx: Ctx, a: list) -> Any:
 def cmd_persist(ctx: Ctx, a: list) -> Any:
     if lookup_write(ctx, a[1]) is None:
         return 0
-    return 1 if ctx.db.expires.pop(a[1], None) is not None else 0
+    return 1 if ctx.expires.pop(a[1], None) is not None else 0
 
 
 def _copy_value(v: Any) -> Any:
@@ -699,7 +700,7 @@ def cmd_copy(ctx: Ctx, a: list) -> Any:
     v = lookup_write(ctx, src)
     if v is None:
         return 0
-    exp = ctx.db.expires.get(src)
+    exp = ctx.expires.get(src)
     tctx = Ctx(ctx.state, target, ctx.now)
     if src == dst and target == ctx.dbi:
         raise RError("ERR source and destination objects are the same")
@@ -709,7 +710,7 @@ def cmd_copy(ctx: Ctx, a: list) -> Any:
         delete(tctx, dst)
     set_value(tctx, dst, _copy_value(v))
     if exp is not None:
-        tctx.db.expires[dst] = exp
+        tctx.expires[dst] = exp
     return 1
 
 
@@ -723,11 +724,11 @@ def cmd_move(ctx: Ctx, a: list) -> Any:
     tctx = Ctx(ctx.state, target, ctx.now)
     if v is None or lookup_write(tctx, a[1]) is not None:
         return 0
-    exp = ctx.db.expires.get(a[1])
+    exp = ctx.expires.get(a[1])
     delete(ctx, a[1])
     set_value(tctx, a[1], v)
     if exp is not None:
-        tctx.db.expires[a[1]] = exp
+        tctx.expires[a[1]] = exp
     return 1
 
 
@@ -748,8 +749,8 @@ def cmd_swapdb(ctx: Ctx, a: list) -> Any:
 def cmd_flushdb(ctx: Ctx, a: list) -> Any:
     if len(a) > 2 or (len(a) == 2 and a[1].upper() not in (b"ASYNC", b"SYNC")):
         raise RError(E_SYNTAX)
-    ctx.db.data.clear()
-    ctx.db.expires.clear()
+    ctx.data.clear()
+    ctx.expires.clear()
     return OK
 
 
@@ -808,7 +809,7 @@ def cmd_expired(ctx: Ctx, a: list) -> Any:
     """Internal: delete keys the active expiry cycle found past their deadline."""
     n = 0
     for k in a[1:]:
-        e = ctx.db.expires.get(k)
+        e = ctx.expires.get(k)
         if e is not None and e <= ctx.now:
             delete(ctx, k)
             n += 1

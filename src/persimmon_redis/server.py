@@ -150,11 +150,18 @@ class Client(asyncio.Protocol):
                 return
             if argv is False:
                 break
-            if type(argv) is not list or not argv or any(type(x) is not bytes for x in argv):
+            # every element must be a bulk string: join() raises on anything else (C speed)
+            try:
+                total = len(b"".join(argv)) if type(argv) is list and argv else -1
+            except TypeError:
+                total = -1
+            if total < 0:
                 self.protocol_error("expected '$', got something else")
                 return
-            self.consumed += 4 + len(str(len(argv))) + sum(
-                5 + len(x) + len(str(len(x))) for x in argv)
+            n = len(argv)
+            # bytes of this command on the wire, to know when we are between commands
+            self.consumed += 3 + len(str(n)) + total + 5 * n + sum(
+                map(len, map(str, map(len, argv))))
             if self.blocked is not None or self.backlog:
                 self.backlog.append(argv)
             else:
@@ -167,6 +174,8 @@ class Client(asyncio.Protocol):
         self.server.schedule(self)
 
     def _too_big(self, data: bytes) -> bool:
+        if _BIGNUM.search(data) is None:
+            return False
         limit = self.server.cfg.proto_max_bulk_len
         for m in _BIGNUM.finditer(data):
             n = int(m.group(1))
