@@ -316,6 +316,7 @@ class Server:
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False
+        self._exp_walk: dict[int, tuple] = {}
 
     def next_id(self) -> int:
         self._next_id += 1
@@ -529,30 +530,46 @@ class Server:
 
     # -------------------------------------------------------------- expiry
     async def active_expiry(self) -> None:
-        """Like Redis's active expire cycle: sample keys with a deadline, delete the expired
-        ones through a logged operation, repeat while many were expired."""
+        """Like Redis's active expire cycle: look at keys with a deadline, 20 at a time, and
+        delete the expired ones through a logged operation; repeat while many expired."""
         while True:
             await asyncio.sleep(1 / self.cfg.hz)
-            now = self.now()
-            wrote = False
-            for dbi, db in enumerate(self.state.dbs):
-                exp = db.expires
-                for _ in range(16):
-                    if not exp:
-                        break
-                    sample = random.sample(list(exp.keys()), min(20, len(exp))) \
-                        if len(exp) <= 1000 else _sample_keys(exp, 20)
-                    dead = [k for k in sample if exp.get(k, now + 1) <= now]
-                    if not dead:
-                        break
+            try:
+                self.expire_cycle()
+            except Exception:  # never let the cycle die
+                log.exception("active expiry cycle failed")
+
+    def expire_cycle(self) -> None:
+        now = self.now()
+        wrote = False
+        for dbi, db in enumerate(self.state.dbs):
+            exp = db.expires
+            if not exp:
+                continue
+            for _ in range(16):
+                sample = self._next_expiry_sample(dbi, exp)
+                dead = [k for k in sample if exp.get(k, now + 1) <= now]
+                if dead:
                     self.write(dbi, (b"\x00expired", *dead))
                     self.touched(dbi, dead)
                     self.stats["expired"] += len(dead)
                     wrote = True
-                    if len(dead) < 5:
-                        break
-            if wrote:
-                self.p.sync()
+                if len(dead) < 5:
+                    break
+        if wrote:
+            self.p.sync()
+
+    def _next_expiry_sample(self, dbi: int, exp: dict) -> list:
+        # Walk a snapshot of the keys with a deadline with a cursor (refreshed when used
+        # up), so that every key is looked at in turn without copying the dict every time.
+        keys, pos = self._exp_walk.get(dbi, ((), 0))
+        if pos >= len(keys):
+            keys = list(exp.keys())
+            random.shuffle(keys)
+            pos = 0
+        sample = keys[pos : pos + 20]
+        self._exp_walk[dbi] = (keys, pos + 20)
+        return sample
 
     # -------------------------------------------------------------- lifecycle
     async def serve(self) -> None:
@@ -582,12 +599,6 @@ class Server:
         self.closed = True
         self.p.close()
         log.info("persimmon-redis is now ready to exit, bye bye...")
-
-
-def _sample_keys(d: dict, n: int) -> list:
-    # A window at a random position (dicts do not support random access).
-    keys = list(d.keys()) if len(d) < 100_000 else list(d.keys())[: 100_000]
-    return random.sample(keys, min(n, len(keys)))
 
 
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
