@@ -44,7 +44,7 @@ def render_info(s: Any, sections: list[bytes]) -> bytes:
     })
     section("Stats", {
         "total_connections_received": s.stats["connections"],
-        "total_commands_processed": s.stats["commands"], "expired_keys": s.stats["expired"],
+        "total_commands_processed": s.ncommands, "expired_keys": s.stats["expired"],
         "rejected_connections": s.stats["rejected"],
         "pubsub_channels": len(s.channels), "pubsub_patterns": len(s.patterns),
     })
@@ -113,7 +113,7 @@ def config_cmd(s: Any, a: list) -> Any:
     if sub == b"RESETSTAT" and len(a) == 2:
         for k in s.stats:
             s.stats[k] = 0
-        s.cmdstats.clear()
+        s.ncommands = 0
         return OK
     if sub in (b"GET", b"SET", b"RESETSTAT"):
         return RError(f"ERR wrong number of arguments for 'config|{sub.lower().decode()}' "

@@ -230,7 +230,17 @@ class Client(asyncio.Protocol):
         self.server.schedule(self)
 
     def reply(self, v: Any) -> None:
-        self.out.append(encode(v, self.resp3))
+        t = type(v)
+        if t is bytes:
+            self.out.append(b"$%d\r\n%b\r\n" % (len(v), v))
+        elif v is OK:
+            self.out.append(b"+OK\r\n")
+        elif t is int:
+            self.out.append(b":%d\r\n" % v)
+        elif v is None and not self.resp3:
+            self.out.append(b"$-1\r\n")
+        else:
+            self.out.append(encode(v, self.resp3))
 
 
 def _protocol_message(msg: str) -> str:
@@ -310,8 +320,8 @@ class Server:
         self.watchers: dict[tuple, set] = {}
         self.blocked: dict[tuple, deque] = {}
         self.started = time.time()
-        self.stats = {"connections": 0, "commands": 0, "expired": 0, "rejected": 0}
-        self.cmdstats: dict[bytes, int] = {}
+        self.stats = {"connections": 0, "expired": 0, "rejected": 0}
+        self.ncommands = 0
         self.last_save = int(time.time())
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
@@ -373,9 +383,16 @@ class Server:
 
     def dispatch(self, c: Client, argv: list) -> None:
         name = argv[0].lower()
-        self.stats["commands"] += 1
-        self.cmdstats[name] = self.cmdstats.get(name, 0) + 1
+        self.ncommands += 1
         c.last_cmd = name
+        cmd = _DATA.get(name)
+        if cmd is not None and c.authed and c.multi is None and not c.channels \
+                and not c.patterns:
+            n = len(argv)
+            arity = cmd.arity
+            if n == arity or (arity < 0 and n >= -arity):
+                self.run(c, cmd, argv)
+                return
         if not c.authed and name not in (b"auth", b"hello", b"quit", b"reset"):
             c.reply(RError(E_NOAUTH))
             return
@@ -601,6 +618,7 @@ class Server:
         log.info("persimmon-redis is now ready to exit, bye bye...")
 
 
+_DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items() if n[:1] != b"\x00"}
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
               b"quit", b"reset"}
 
