@@ -134,9 +134,16 @@ class RedisState:
         self.dbs = [Db() for _ in range(databases)]
 
     def apply(self, op: Any) -> Any:
-        from .commands import execute_op
+        return _execute(self, op)
 
-        return execute_op(self, op)
+
+def _execute(state: Any, op: Any) -> Any:
+    # Bound to commands.execute_op on first use (commands imports this module).
+    global _execute
+    from .commands import execute_op
+
+    _execute = execute_op
+    return execute_op(state, op)
 
 
 def type_name(v: Any) -> bytes:
