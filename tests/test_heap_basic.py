@@ -8,7 +8,6 @@ import socket
 from collections import deque
 
 import pytest
-from persimmon.simdevice import SimDevice
 
 from heap_workload import Account
 from persimmon.errors import (
@@ -20,6 +19,7 @@ from persimmon.errors import (
     UnpersistableError,
 )
 from persimmon.heap import Heap
+from persimmon.simdevice import SimDevice
 
 
 def make(root, size=1 << 20):

@@ -19,10 +19,9 @@ import subprocess
 import sys
 import time
 
-from persimmon.simdevice import SimDevice
-
 from heap_workload import canon, initial, native_state, op
 from persimmon.heap import Heap
+from persimmon.simdevice import SimDevice
 
 N_OPS = 500
 BATCH = 20

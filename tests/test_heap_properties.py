@@ -7,10 +7,10 @@ from collections import deque
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from persimmon.simdevice import SimDevice
 
 from heap_workload import Account
 from persimmon.heap import Heap
+from persimmon.simdevice import SimDevice
 
 KEYS = st.sampled_from(["a", "b", "c", 1, 2, 1.0, True, b"a", (1, "x"), None, -7])
 LEAF = st.one_of(

@@ -21,14 +21,13 @@ import subprocess
 import sys
 import time
 
-from persimmon.oplog import OpLog
-from persimmon.simdevice import SimDevice
-
 from heap_workload import canon
 from persimmon.heap import Heap
 from persimmon.opcodec import encode
+from persimmon.oplog import OpLog
 from persimmon.psm import PSM, recover_state
 from persimmon.shadow import Applier
+from persimmon.simdevice import SimDevice
 from psm_apps import KV, expected_state, workload_op
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
