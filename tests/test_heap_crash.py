@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from crashsim import FenceProbe
 from heap_workload import canon, initial, native_state, op
 from persimmon.heap import Heap
 from persimmon.simdevice import SimDevice
@@ -27,19 +28,6 @@ N_OPS = 500
 BATCH = 20
 SEEDS_BEFORE = 10
 SEEDS_AFTER = 2
-
-
-class FenceProbe(SimDevice):
-    """A SimDevice that checks crash images just before and just after every fence."""
-
-    check = None
-
-    def drain(self) -> None:
-        if self.check is not None:
-            self.check(self, "before")
-        super().drain()
-        if self.check is not None:
-            self.check(self, "after")
 
 
 def test_crash_at_every_fence_recovers_a_committed_state():

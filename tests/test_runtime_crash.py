@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+from crashsim import FenceProbe
 from heap_workload import canon
 from persimmon.heap import Heap
 from persimmon.opcodec import encode
@@ -111,17 +112,6 @@ def test_sigkill_foreground_shadow_both(shm_path):
     res = run_sigkill_iterations(shm_path, ITERATIONS)
     assert sum(res["modes"].values()) == ITERATIONS and min(res["modes"].values()) >= 1
     assert res["acked"] > ITERATIONS
-
-
-class FenceProbe(SimDevice):
-    check = None
-
-    def drain(self) -> None:
-        if self.check is not None:
-            self.check(self, "before")
-        super().drain()
-        if self.check is not None:
-            self.check(self, "after")
 
 
 def test_crash_at_every_fence_of_runtime_workload():

@@ -934,15 +934,18 @@ class Heap:
     def _convert_list(self, v: list) -> int:
         off = self._new_list(len(v))
         self._remember(v, off, list(v))
-        p = self._px.PList(self, off)
-        self._proxies[off] = p
-        for i, item in enumerate(v):
+        return self._fill_seq(self._px.PList(self, off), v)
+
+    def _fill_seq(self, p: Any, items: Any) -> int:
+        """Append converted ``items`` to the new list or deque proxy ``p``; its offset."""
+        self._proxies[p._o] = p
+        for i, item in enumerate(items):
             try:
                 s = self._to_slot(item)
             except UnpersistableError as e:
                 raise e.prefixed(f"[{i}]") from None
             p._append_slot(s)
-        return off
+        return p._o
 
     def _new_list(self, cap: int) -> int:
         off = self._alloc(_LIST_SIZE)
@@ -1002,15 +1005,7 @@ class Heap:
         _q_pack(buf, off + _DQ_MAXLEN, -1 if v.maxlen is None else v.maxlen)
         self._born(off)
         self._remember(v, off, list(v))
-        p = self._px.PDeque(self, off)
-        self._proxies[off] = p
-        for i, item in enumerate(v):
-            try:
-                s = self._to_slot(item)
-            except UnpersistableError as e:
-                raise e.prefixed(f"[{i}]") from None
-            p._append_slot(s)
-        return off
+        return self._fill_seq(self._px.PDeque(self, off), v)
 
     def _convert_object(self, v: Any) -> int:
         cls = type(v)

@@ -127,36 +127,30 @@ def get_str(ctx: Ctx, key: bytes, write: bool = False) -> bytes | None:
     return _typed(ctx, key, bytes, write)
 
 
-def get_hash(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
-    v = _typed(ctx, key, dict, write)
+def _container(ctx: Ctx, key: bytes, kind: type, write: bool, create: bool) -> Any:
+    """The value at ``key`` if it is a ``kind`` (None if absent; a new empty one if
+    ``create``); WRONGTYPE if it holds something else."""
+    v = _typed(ctx, key, kind, write)
     if v is None and create:
-        ctx.data[key] = {}
+        ctx.data[key] = kind()
         v = ctx.data[key]
     return v
+
+
+def get_hash(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
+    return _container(ctx, key, dict, write, create)
 
 
 def get_list(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
-    v = _typed(ctx, key, deque, write)
-    if v is None and create:
-        ctx.data[key] = deque()
-        v = ctx.data[key]
-    return v
+    return _container(ctx, key, deque, write, create)
 
 
 def get_set(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
-    v = _typed(ctx, key, set, write)
-    if v is None and create:
-        ctx.data[key] = set()
-        v = ctx.data[key]
-    return v
+    return _container(ctx, key, set, write, create)
 
 
 def get_zset(ctx: Ctx, key: bytes, write: bool = False, create: bool = False) -> Any:
-    v = _typed(ctx, key, ZSet, write)
-    if v is None and create:
-        ctx.data[key] = ZSet()
-        v = ctx.data[key]
-    return v
+    return _container(ctx, key, ZSet, write, create)
 
 
 def drop_if_empty(ctx: Ctx, key: bytes, v: Any) -> None:
