@@ -1,0 +1,154 @@
+"""Configuration (redis.conf, requirepass, maxclients) and commands the differential
+scripts do not reach: scans, random reads, multi-key pops, transactions across databases."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from conftest import ServerProc, free_port, wait_port
+
+
+def test_redis_conf_and_requirepass(tmp_path):
+    port = free_port()
+    pool = f"/dev/shm/persimmon-conf-{port}"
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f"# test\nport {port}\nbind 127.0.0.1\ndir {pool}\nrequirepass s3cret\n"
+                    "databases 4\nmaxclients 3\nappendfsync always\n")
+    log = open(tmp_path / "log", "wb")
+    p = subprocess.Popen([sys.executable, "-m", "persimmon_redis", str(conf)], stdout=log,
+                         stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, p)
+        anon = redis.Redis(port=port)
+        with pytest.raises(redis.AuthenticationError):
+            anon.get("x")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, password="wrong").ping()
+        c = redis.Redis(port=port, password="s3cret")
+        assert c.set("x", 1) and c.get("x") == b"1"
+        assert c.config_get("databases") == {"databases": "4"}
+        with pytest.raises(redis.ResponseError, match="DB index is out of range"):
+            c.execute_command("SELECT", "4")
+        # maxclients 3: a fourth connection is refused with Redis's error
+        extra = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(2)
+        assert s.recv(100) == b"-ERR max number of clients reached\r\n"
+        for x in [*extra, s]:
+            x.close()
+        anon.close()
+        c.close()
+        assert b"ignoring unsupported directive 'appendfsync'" in open(tmp_path / "log",
+                                                                       "rb").read()
+    finally:
+        p.terminate()
+        p.wait(30)
+        log.close()
+        subprocess.run(["rm", "-rf", pool])
+
+
+def test_scans_visit_every_key(r):
+    for i in range(237):
+        r.set(f"k{i}", i)
+    r.hset("h", mapping={f"f{i}": i for i in range(57)})
+    r.sadd("s", *[f"m{i}" for i in range(61)])
+    r.zadd("z", {f"z{i}": i for i in range(43)})
+    assert {k.decode() for k in r.scan_iter(count=20)} >= {f"k{i}" for i in range(237)}
+    assert set(r.scan_iter(match="k1*", count=7)) == {f"k{i}".encode() for i in range(237)
+                                                     if str(i).startswith("1")}
+    assert set(r.scan_iter(_type="hash")) == {b"h"}
+    assert len(dict(r.hscan_iter("h", count=10))) == 57
+    assert len(set(r.sscan_iter("s", count=10))) == 61
+    assert len(list(r.zscan_iter("z", count=10))) == 43
+
+
+def test_random_reads(r):
+    r.sadd("s", "a", "b", "c")
+    r.hset("h", mapping={"a": 1, "b": 2})
+    r.zadd("z", {"a": 1, "b": 2})
+    assert r.srandmember("s") in (b"a", b"b", b"c")
+    assert len(r.srandmember("s", 2)) == 2 and len(r.srandmember("s", -5)) == 5
+    assert r.hrandfield("h") in (b"a", b"b") and len(r.hrandfield("h", 2, True)) == 4
+    assert r.zrandmember("z") in (b"a", b"b")
+    assert r.randomkey() in (b"s", b"h", b"z")
+    assert r.scard("s") == 3  # reads do not remove anything
+    popped = r.spop("s", 2)
+    assert len(popped) == 2 and r.scard("s") == 1
+
+
+def test_multi_key_pops_and_blocking_variants(r, server):
+    r.rpush("l1", "a", "b", "c")
+    assert r.execute_command("BLMPOP", "1", "2", "nol", "l1", "RIGHT", "COUNT", "2") == \
+        [b"l1", [b"c", b"b"]]
+    r.zadd("z", {"a": 1, "b": 2})
+    assert r.execute_command("BZMPOP", "1", "1", "z", "MAX") == [b"z", [[b"b", b"2"]]]
+    assert r.execute_command("BLMPOP", "0.1", "1", "nol", "LEFT") is None
+
+
+def test_transaction_across_databases(r):
+    with r.pipeline() as p:
+        p.set("a", "db0")
+        p.execute_command("SELECT", "2")
+        p.set("a", "db2")
+        out = p.execute()
+    assert out == [True, True, True]
+    port = r.connection_pool.connection_kwargs["port"]
+    r0, r2 = redis.Redis(port=port, db=0), redis.Redis(port=port, db=2)
+    assert r2.get("a") == b"db2" and r0.get("a") == b"db0"
+    r0.close()
+    r2.close()
+    r.connection_pool.disconnect()  # that connection was left in db 2, as Redis does
+
+
+def test_slow_reader_is_bounded(tmp_path):
+    conf = tmp_path / "redis.conf"
+    port = free_port()
+    pool = f"/dev/shm/persimmon-obuf-{port}"
+    conf.write_text(f"port {port}\ndir {pool}\nclient-output-buffer-limit normal 1mb 0 0\n")
+    p = subprocess.Popen([sys.executable, "-m", "persimmon_redis", str(conf), "--persistence",
+                          "none"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, p)
+        c = redis.Redis(port=port)
+        c.set("big", b"x" * (256 * 1024))
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        req = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 200  # 50 MB of replies, never read
+        try:
+            s.sendall(req)
+        except OSError:
+            pass
+        import time
+
+        deadline = time.monotonic() + 10
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            info = c.info("clients")
+            closed = info["connected_clients"] == 1
+            time.sleep(0.1)
+        assert closed, "the slow reader was not disconnected"
+        assert c.ping()
+        s.close()
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(30)
+        subprocess.run(["rm", "-rf", pool])
+
+
+def test_server_starts_in_none_mode_and_reports_bad_pool(tmp_path):
+    bad = tmp_path / "pooldir"
+    bad.mkdir()
+    (bad / "persimmon-redis.pool").write_bytes(b"not a pool at all" * 500)
+    srv = ServerProc("persimmon", pool_dir=str(bad))
+    srv.logf = open(srv.log_path, "ab")
+    out = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", str(srv.port),
+                          "--dir", str(bad)], capture_output=True, text=True, timeout=60)
+    srv.logf.close()
+    assert out.returncode == 1
+    assert "not a Persimmon pool" in out.stderr and "Traceback" not in out.stderr
