@@ -61,7 +61,8 @@ class PersimmonPersistence:
                        device=device, verify=verify)
         self.state = self.psm.state
         self.recovered = self.psm.recovered
-        self.device = f"{self.psm._pool.dev.kind} (is_pmem={self.psm._pool.dev.is_pmem})"
+        dev = self.psm._pool.dev
+        self.device = f"{dev.kind} (is_pmem={dev.is_pmem}, persists by {dev.flush_path})"
         self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
         self._invoke = self.psm.invoke_rw
 
