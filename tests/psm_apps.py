@@ -76,3 +76,16 @@ def expected_state(n: int) -> dict:
     for i in range(n):
         kv.apply(workload_op(i))
     return {"data": kv.data, "n": kv.n}
+
+
+class Leaky:
+    """A port bug: stores a value the PM copy cannot hold."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def apply(self, op):
+        if op[0] == "leak":
+            self.items.append(lambda: op[1])
+        else:
+            self.items.append(op[1])

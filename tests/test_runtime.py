@@ -186,3 +186,19 @@ def test_verify_mode_passes_for_deterministic_machine(shm_path):
         st = psm.stats()
         assert st["ops_committed"] == 200 and st["batches"] >= 1
         assert st["shadow_lag_ops"] == 0 and not st["diverged"]
+
+
+def test_unpersistable_value_in_shadow_is_reported_not_fatal(shm_path):
+    from psm_apps import Leaky
+
+    with PSM(Leaky, shm_path, log_size=1 << 20) as psm:
+        psm.invoke_rw(("ok", 1))
+        psm.invoke_rw(("leak", 2))  # stores a lambda: fine in DRAM, impossible in PM
+        psm.invoke_rw(("ok", 3))
+        psm.sync(timeout=10)
+        st = psm.stats()
+        assert st["shadow_errors"] >= 1 and "function" in st["shadow_message"]
+        assert "root.items[1]" in st["shadow_message"]
+        assert st["shadow_restarts"] == 0
+        with pytest.raises(DivergenceError):
+            psm.verify()

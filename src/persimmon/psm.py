@@ -278,6 +278,7 @@ class PSM:
             "undo_entries_per_batch": c[S.UNDO_ENTRIES] / batches if batches else 0.0,
             "shadow_apply_seconds": c[S.APPLY_NS] / 1e9,
             "shadow_errors": c[S.ERRORS],
+            "shadow_message": self._message.value.decode("utf-8", "replace"),
             "shadow_restarts": self._restarts,
             "shadow_pid": self.shadow_pid,
             "recovered": self.recovered,

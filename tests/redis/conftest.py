@@ -13,7 +13,6 @@ import time
 import uuid
 
 import pytest
-
 import redis
 
 

@@ -9,9 +9,8 @@ import threading
 import time
 
 import pytest
-import redis.asyncio as aioredis
-
 import redis
+import redis.asyncio as aioredis
 
 
 def test_pipeline_and_transaction(r):

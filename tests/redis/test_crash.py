@@ -10,6 +10,7 @@ import threading
 import time
 
 import redis
+
 from conftest import ServerProc
 
 

@@ -4,7 +4,6 @@ both servers must give the same replies and the same error strings."""
 from __future__ import annotations
 
 import pytest
-
 import redis
 
 UNORDERED = {b"smembers", b"sinter", b"sunion", b"sdiff", b"keys", b"hkeys", b"hvals",
