@@ -370,3 +370,27 @@ def test_pool_grows_when_full(shm_path):
     h = Heap.open(shm_path)
     assert h.position == 7 and len(h.root["d"]) == 3000 and h.root["d"][2999] == b"v" * 200
     h.close()
+
+
+@pytest.mark.parametrize("where", ["sim", "msync", "libpmem"])
+def test_materialize_bulk_runs_mixed_values_and_a_grown_pool(where, shm_path):
+    """Materialize decodes runs of bytes in bulk; a chunk holding anything else (str, int,
+    None, containers, shared references) takes the per-object path, on every device."""
+    native: dict = {b"k%05d" % i: b"v" * (i % 300) for i in range(5000)}
+    shared = [1, 2]
+    for i in range(0, 5000, 737):
+        native[b"k%05d" % i] = [shared, "s%d" % i, i, None]
+    native["str-key"] = b"x"
+    native[7] = b"int-key"
+    root = {"d": native, "shared": shared, "l": [b"a" * i for i in range(1500)] + ["z"]}
+    if where == "sim":
+        h = Heap.create(SimDevice(1 << 16), root)  # too small: the pool grows while creating
+    else:
+        h = Heap.create(shm_path, root, initial_size=1 << 16, mode=where)
+    h.commit(1)
+    for _ in range(2):  # the second time reads through a fresh view of the grown pool
+        m = h.materialize()
+        assert m == root and list(m["d"]) == list(native)
+        assert all(type(v) is bytes for v in m["l"][:-1])
+        assert m["d"][b"k00000"][0] is m["shared"]
+    h.close()

@@ -64,12 +64,65 @@ class Device:
         """The open file descriptor (the pool layer locks it), None without a file."""
         return None
 
+    def reader(self) -> PoolReader:
+        """A read-only view of the whole pool for bulk reads (see :class:`PoolReader`)."""
+        fd = self.fileno()
+        if fd is None:
+            return PoolReader(bytes(self.buf), None)
+        # A second, read-only shared mapping of the same file: it sees every store made
+        # through ``buf``, and slicing an mmap gives bytes at pool offsets without a copy.
+        mm = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ)
+        return PoolReader(mm, mm)
+
     def close(self) -> None:
         """Unmap and close.  Idempotent."""
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} kind={self.kind} is_pmem={self.is_pmem} "
                 f"flush={self.flush_path} path={self.path!r} size={self.size}>")
+
+
+class PoolReader:
+    """Read-only bytes-like view of a pool: ``data[a:b]`` is ``bytes`` at pool offsets.
+
+    Used by bulk readers (materialize) that slice many objects out of the pool: slicing an
+    mmap or a bytes object is one C call per object, where a memoryview slice would need a
+    second copy.  ``populate(off, n)`` asks the kernel to map a range's pages in one go
+    instead of one page fault at a time.  Close it (or use ``with``) when done.
+    """
+
+    __slots__ = ("data", "_mm")
+
+    def __init__(self, data: bytes | mmap.mmap, mm: mmap.mmap | None) -> None:
+        self.data = data
+        self._mm = mm
+
+    def populate(self, off: int, n: int) -> None:
+        if self._mm is None or n <= 0:
+            return
+        start = off - off % PAGE
+        length = min(n + off - start, len(self._mm) - start)
+        try:
+            self._mm.madvise(_MADV_POPULATE_READ, start, length)
+        except (OSError, ValueError):  # kernels before 5.14: pages fault in on first use
+            pass
+
+    def close(self) -> None:
+        mm, self._mm, self.data = self._mm, None, b""
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:  # a view is still held (e.g. by a traceback): unmapped when freed
+                pass
+
+    def __enter__(self) -> PoolReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 
 
 class _PageRanges:

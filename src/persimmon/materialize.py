@@ -8,10 +8,13 @@ which is the insertion order.
 
 from __future__ import annotations
 
+import gc
 import pickle
 import struct
 import sys
 from collections import deque
+from itertools import repeat
+from operator import and_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from . import layout as L
@@ -20,18 +23,28 @@ from .errors import CorruptPoolError
 if TYPE_CHECKING:
     from .heap import Heap
 
+# Objects decoded per bulk step: their headers (one cache line each) fit in the L2 cache.
+_CHUNK = 512
+
 
 def materialize(heap: Heap, x: int | None = None) -> Any:
     """Native deep copy of the object at slot ``x`` (default: the root)."""
     if x is None:
         x = L.S_q.unpack_from(heap.buf, heap._meta + L.META_ROOT)[0]
-    # One bulk copy of the used part of the pool: slicing bytes is much cheaper than
-    # slicing a memoryview and copying each piece.
-    # Only the arena is copied (the operation log before it may be large); offsets into the
-    # copy are ref - B.
-    B = heap._arena
-    buf = heap.buf[B : heap.heap_top].tobytes()
+    # Objects are sliced straight out of a read-only mapping of the pool (offsets are refs);
+    # the arena's pages are mapped in one call rather than faulted in one by one.
+    reader = heap.dev.reader()
+    reader.populate(heap._arena, heap.heap_top - heap._arena)
+    try:
+        return _materialize(heap, reader.data, x)
+    finally:
+        reader.close()
+
+
+def _materialize(heap: Heap, buf: Any, x: int) -> Any:
     mv = memoryview(buf)
+    # lens[o >> 3] is the header's aux word (the length of a bytes/str) of the object at o.
+    lens = mv[8 : 8 + (len(buf) - 8) // 8 * 8].cast("Q")
     memo: dict[int, Any] = {}
     Q = L.S_Q.unpack_from
     q = L.S_q.unpack_from
@@ -50,7 +63,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             if x == FALSE:
                 return False
             raise CorruptPoolError(f"invalid slot {x:#x}")
-        o = x - B
+        o = x
         t = buf[o]
         if t == T_BYTES:
             return buf[o + 16 : o + 16 + Q(buf, o + 8)[0]]
@@ -64,7 +77,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             memo[x] = out
             nent = q(buf, o + 16)[0]
             if nent:
-                ents = q(buf, o + 32)[0] + 16 - B
+                ents = q(buf, o + 32)[0] + 16
                 words = mv[ents : ents + 24 * nent].cast("q")
                 ks = words[1::3].tolist()
                 vs = words[2::3].tolist()
@@ -79,20 +92,29 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             memo[x] = lst
             n = Q(buf, o + 8)[0]
             if n:
-                items = q(buf, o + 24)[0] + 16 - B
+                items = q(buf, o + 24)[0] + 16
                 lst.extend([mat(s) for s in mv[items : items + 8 * n].cast("q").tolist()])
             return lst
         return other(x, t)
 
     def _decode_all(slots: list[int]) -> list[Any]:
-        # Bulk path for the commonest case, a run of bytes objects: one list comprehension,
-        # no per-item function call.
-        if not any(s & 7 for s in slots) and all(buf[s - B] == T_BYTES for s in slots):
-            return [buf[s - B + 16 : s - B + 16 + Q(buf, s - B + 8)[0]] for s in slots]
-        return [mat(s) for s in slots]
+        # Bulk path for the commonest case, runs of bytes objects.  Slots are taken in chunks
+        # small enough that the headers the type check pulls into the CPU cache are still
+        # there when one comprehension slices the objects out.
+        if any(map(and_, slots, repeat(7))):
+            return [mat(s) for s in slots]
+        out: list[Any] = []
+        add = out.extend
+        for i in range(0, len(slots), _CHUNK):
+            chunk = slots[i : i + _CHUNK]
+            if len(chunk) > 1 and itemgetter(*chunk)(buf).count(T_BYTES) == len(chunk):
+                add([buf[o + 16 : o + 16 + lens[o >> 3]] for o in chunk])
+            else:
+                add([mat(s) for s in chunk])
+        return out
 
     def other(x: int, t: int) -> Any:
-        o = x - B
+        o = x
         if t == L.T_INT:
             n = Q(buf, o + 8)[0]
             return int.from_bytes(buf[o + 16 : o + 16 + n], "little", signed=True)
@@ -111,7 +133,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             memo[x] = st
             nent = q(buf, o + 16)[0]
             if nent:
-                ents = q(buf, o + 32)[0] + 16 - B
+                ents = q(buf, o + 32)[0] + 16
                 flat = mv[ents : ents + 16 * nent].cast("q").tolist()
                 for i in range(1, len(flat), 2):
                     if flat[i] != DUMMY:
@@ -123,7 +145,7 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
             memo[x] = dq
             n = Q(buf, o + 8)[0]
             cap = q(buf, o + 16)[0]
-            items = q(buf, o + 24)[0] + 16 - B
+            items = q(buf, o + 24)[0] + 16
             head = q(buf, o + 32)[0]
             if n:
                 raw = mv[items : items + 8 * cap].cast("q").tolist()
@@ -146,9 +168,17 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
 
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20000))
+    # Nothing built here is garbage, so the cyclic collector would only re-scan the growing
+    # graph again and again; it is paused while the graph is built.
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         return mat(x)
     except (IndexError, ValueError, struct.error, pickle.UnpicklingError) as e:
         raise CorruptPoolError(f"the object graph is damaged ({e})") from None
     finally:
+        if gc_was_on:
+            gc.enable()
         sys.setrecursionlimit(limit)
+        lens.release()
+        mv.release()

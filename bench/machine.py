@@ -1,0 +1,28 @@
+"""How fast this machine runs Python right now, printed beside every benchmark's figures.
+
+The machines we measure on are shared virtual machines whose speed changes from day to day
+(the same code has run 3x slower on one day than on another).  Absolute figures are only
+comparable between runs with a similar calibration figure; ratios taken side by side in one
+run are what the targets are judged on.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def python_loop_seconds() -> float:
+    """Seconds for a fixed pure-Python loop of 10 million additions (best of 3)."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        s = 0
+        for i in range(10_000_000):
+            s += i
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def calibration_line() -> str:
+    return (f"machine speed: a 10M-iteration pure-Python loop takes {python_loop_seconds():.2f} s "
+            f"(best of 3; lower is faster)")
