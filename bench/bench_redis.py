@@ -28,6 +28,12 @@ import tempfile
 import time
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine import calibration_line  # noqa: E402
+
+SHADOW_NICE: int | None = None
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,7 +56,10 @@ def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
     if kind.startswith("persimmon"):
         mode = kind.split("-")[1]
         cmd = [sys.executable, "-m", "persimmon_redis", "--port", str(port), "--persistence",
-               mode, "--dir", os.path.join("/dev/shm", f"bench-{uuid.uuid4().hex}")]
+               mode]
+        if SHADOW_NICE is not None:
+            cmd += ["--shadow-nice", str(SHADOW_NICE)]
+        cmd += ["--dir", os.path.join("/dev/shm", f"bench-{uuid.uuid4().hex}")]
     elif kind == "redis-noaof":
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
                "--bind", "127.0.0.1", "--dir", workdir]
@@ -102,11 +111,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    ap.add_argument("--servers", default="persimmon-persimmon,persimmon-none,redis-noaof,"
+                    "redis-aof-always", help="comma-separated subset of the servers")
+    ap.add_argument("--shadow-nice", type=int, default=None,
+                    help="--shadow-nice passed to persimmon-redis (default: its own)")
     args = ap.parse_args()
     n = 5000 if args.quick else args.n
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         sys.exit("needs redis-tools and redis-server (apt-get install redis-tools redis-server)")
-    kinds = ["persimmon-persimmon", "persimmon-none", "redis-noaof", "redis-aof-always"]
+    kinds = args.servers.split(",")
+    global SHADOW_NICE
+    SHADOW_NICE = args.shadow_nice
+    print(calibration_line(), flush=True)
     results: dict = {}
     workroot = tempfile.mkdtemp(prefix="bench-redis-", dir=os.path.expanduser("~"))
     try:
@@ -134,13 +150,15 @@ def main() -> None:
         print(f"{kind:24}{pl:>3}{v['set']:>11,.0f}{v['get']:>11,.0f}{v['mix']:>11,.0f}"
               f"{v['mix_write_share']:>9.1%}")
     for pl in (1, 16):
-        pm, none = results[("persimmon-persimmon", pl)], results[("persimmon-none", pl)]
-        red = results[("redis-noaof", pl)]
-        print(f"P={pl}: persimmon/none at the 10% mix {pm['mix'] / none['mix']:.3f}; "
-              f"SET {pm['set'] / none['set']:.3f}; GET {pm['get'] / none['get']:.3f}; "
-              f"none/redis-server: SET {none['set'] / red['set']:.3f}, "
-              f"GET {none['get'] / red['get']:.3f}, mix {none['mix'] / red['mix']:.3f}")
-
+        pm = results.get(("persimmon-persimmon", pl))
+        none = results.get(("persimmon-none", pl))
+        red = results.get(("redis-noaof", pl))
+        if pm and none:
+            print(f"P={pl}: persimmon/none at the 10% mix {pm['mix'] / none['mix']:.3f}; "
+                  f"SET {pm['set'] / none['set']:.3f}; GET {pm['get'] / none['get']:.3f}")
+        if none and red:
+            print(f"P={pl}: none/redis-server: SET {none['set'] / red['set']:.3f}, "
+                  f"GET {none['get'] / red['get']:.3f}, mix {none['mix'] / red['mix']:.3f}")
 
 if __name__ == "__main__":
     main()

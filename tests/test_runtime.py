@@ -121,6 +121,16 @@ def test_shadow_restart_under_load(shm_path):
         assert p2.state.n == 3000 and p2.state.data["k2999"] == 2999
 
 
+def test_shadow_runs_niced_by_default_and_as_asked(shm_path):
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    with PSM(KV, shm_path) as psm:
+        assert os.getpriority(os.PRIO_PROCESS, psm.shadow_pid) == min(19, base + 10)
+        psm.invoke_rw(("set", "a", 1))
+    with PSM(KV, shm_path, shadow_nice=0) as psm:
+        assert os.getpriority(os.PRIO_PROCESS, psm.shadow_pid) == base
+        assert psm.state.data["a"] == 1
+
+
 def test_foreground_death_stops_shadow(shm_path):
     code = (
         "import sys, os, time; sys.path.insert(0, %r)\n"

@@ -961,6 +961,8 @@ class PObject(Proxy):
 
     __slots__ = ("_ac",)
     _cls: type = object
+    _own: frozenset[str] = frozenset()  # set below: names the default lookup resolves
+    _dc: dict[str, tuple[Any, bool]] = {}  # per proxy class: name -> _class_lookup(_cls, name)
 
     def __init__(self, heap: Any, off: int) -> None:
         Proxy.__init__(self, heap, off)
@@ -968,48 +970,42 @@ class PObject(Proxy):
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
-        return self._cls
+        return type(self)._cls
 
     def _attrs(self) -> PDict:
-        h = self._h
-        return h._load(_q_unpack(h.buf, self._o + 24)[0])
+        h = _get_h(self)
+        return h._load(_q_unpack(h.buf, _get_o(self) + 24)[0])
 
     def _find(self, name: str) -> int:
         """Offset of the entry holding attribute ``name`` in the PM dict, or -1."""
-        h = self._h
-        buf = h.buf
-        d = _q_unpack(buf, self._o + 24)[0]
-        ents = _q_unpack(buf, d + 32)[0]
-        c = self._ac.get(name)
-        if c is not None and c[2] == ents:
-            e = c[0]
-            if e >= 0:
-                # same entry array, same key object, same 64-bit key hash: same entry
-                if _q_unpack(buf, e + 8)[0] == c[1] and _Q_unpack(buf, e)[0] == c[3]:
-                    return e
-            elif _q_unpack(buf, d + 16)[0] == c[3]:
-                return -1  # no entry was added since we looked
-        hv = h._ht_hash(name)
-        p, e, _ = h._ht_find(d, 24, hv, name)
-        buf = h.buf
-        if e >= 0:
-            self._ac[name] = (e, _q_unpack(buf, e + 8)[0], ents, hv)
-        else:
-            self._ac[name] = (-1, 0, ents, _q_unpack(buf, d + 16)[0])
-        return e
+        return _find_attr(self, _get_h(self), name)
 
-    def __getattr__(self, name: str) -> Any:
-        cls = self._cls
-        desc, is_data = _class_lookup(cls, name)
+    def __getattribute__(self, name: str) -> Any:
+        # Python calls __getattr__ only after the default lookup has failed, and that
+        # failure builds an AttributeError: several microseconds on every ``self.data``.
+        # So user attributes are looked up here first; the proxy's own machinery (names
+        # defined on the proxy class and its bases, ``_own``) takes the default path.
+        pcls = type(self)
+        if name in pcls._own:
+            return _obj_getattr(self, name)
+        cls = pcls._cls
+        r = pcls._dc.get(name)
+        if r is None:
+            r = pcls._dc[name] = _class_lookup(cls, name)
+        desc, is_data = r
         if is_data:
             return desc.__get__(self, cls)
-        e = self._find(name)
+        h = _get_h(self)
+        e = _find_attr(self, h, name)
         if e >= 0:
-            h = self._h
             x = _q_unpack(h.buf, e + 16)[0]
-            v = h._load(x)
-            if x in h._proxies:
-                h._note_parent(x, self._o, name, True)
+            v = h._proxies.get(x)
+            if v is None:
+                v = h._load(x)
+                if x not in h._proxies:
+                    return v
+            if x not in h._parents:
+                h._parents[x] = (_get_o(self), name, True)
             return v
         if desc is not _NOTHING:
             get = getattr(type(desc), "__get__", None)
@@ -1017,24 +1013,25 @@ class PObject(Proxy):
         raise AttributeError(f"{cls.__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        desc, _ = _class_lookup(self._cls, name)
+        desc, _ = _class_lookup(type(self)._cls, name)
         if desc is not _NOTHING and hasattr(type(desc), "__set__"):
             desc.__set__(self, value)
             return
-        h = self._h
-        e = self._find(name)
+        h = _get_h(self)
+        o = _get_o(self)
+        e = _find_attr(self, h, name)
         if e >= 0:
-            h._store_slot(e + 16, h._convert(value, self._o, name, attr=True))
+            h._store_slot(e + 16, h._convert(value, o, name, attr=True))
             return
-        d = _q_unpack(h.buf, self._o + 24)[0]
+        d = _q_unpack(h.buf, o + 24)[0]
         hv = h._ht_hash(name)
         p, e, free = h._ht_find(d, 24, hv, name)
-        kslot = h._convert(name, self._o)
-        vslot = h._convert(value, self._o, name, attr=True)
+        kslot = h._convert(name, o)
+        vslot = h._convert(value, o, name, attr=True)
         h._ht_insert_new(d, 24, hv, free if free >= 0 else p, kslot, vslot)
 
     def __delattr__(self, name: str) -> None:
-        desc, _ = _class_lookup(self._cls, name)
+        desc, _ = _class_lookup(type(self)._cls, name)
         if desc is not _NOTHING and hasattr(type(desc), "__delete__"):
             desc.__delete__(self)
             return
@@ -1048,12 +1045,53 @@ class PObject(Proxy):
         return self._attrs()
 
     def _native(self) -> Any:
-        obj = object.__new__(self._cls)
+        obj = object.__new__(type(self)._cls)
         obj.__dict__.update(self._attrs()._iter(3))
         return obj
 
     def __dir__(self) -> list[str]:
-        return sorted(set(dir(self._cls)) | set(self._attrs()))
+        return sorted(set(dir(type(self)._cls)) | set(self._attrs()))
+
+
+_obj_getattr = object.__getattribute__
+_get_h = Proxy.__dict__["_h"].__get__
+_get_o = Proxy.__dict__["_o"].__get__
+_get_ac = PObject.__dict__["_ac"].__get__
+
+
+def _own_names(pcls: type) -> frozenset[str]:
+    return frozenset(n for k in pcls.__mro__ for n in vars(k)) | {"_own", "_dc"}
+
+
+PObject._own = _own_names(PObject)
+
+
+def _find_attr(self: PObject, h: Any, name: str) -> int:
+    """Offset of the entry holding attribute ``name`` in the object's PM dict, or -1.
+
+    Where an attribute lives is cached per proxy and revalidated on every use (same entry
+    array, same key object, same 64-bit key hash: same entry).
+    """
+    buf = h.buf
+    d = _q_unpack(buf, _get_o(self) + 24)[0]
+    ents = _q_unpack(buf, d + 32)[0]
+    ac = _get_ac(self)
+    c = ac.get(name)
+    if c is not None and c[2] == ents:
+        e = c[0]
+        if e >= 0:
+            if _q_unpack(buf, e + 8)[0] == c[1] and _Q_unpack(buf, e)[0] == c[3]:
+                return e
+        elif _q_unpack(buf, d + 16)[0] == c[3]:
+            return -1  # no entry was added since we looked
+    hv = h._ht_hash(name)
+    p, e, _ = h._ht_find(d, 24, hv, name)
+    buf = h.buf
+    if e >= 0:
+        ac[name] = (e, _q_unpack(buf, e + 8)[0], ents, hv)
+    else:
+        ac[name] = (-1, 0, ents, _q_unpack(buf, d + 16)[0])
+    return e
 
 
 _desc_cache: dict[tuple[type, str], Any] = {}
@@ -1095,7 +1133,7 @@ def proxy_class_for(cls: type) -> type:
     pc = _proxy_classes.get(cls)
     if pc is not None:
         return pc
-    ns: dict[str, Any] = {"__slots__": (), "_cls": cls}
+    ns: dict[str, Any] = {"__slots__": (), "_cls": cls, "_dc": {}}
     for name in _FORWARDED:
         impl = _class_lookup(cls, name)[0]
         if impl is _NOTHING or getattr(object, name, None) is impl:
@@ -1105,13 +1143,14 @@ def proxy_class_for(cls: type) -> type:
             continue
         ns[name] = _forwarder(name)
     pc = type(f"P{cls.__name__}", (PObject,), ns)
+    pc._own = _own_names(pc)
     _proxy_classes[cls] = pc
     return pc
 
 
 def _forwarder(name: str) -> Any:
     def fwd(self: PObject, *args: Any, **kw: Any) -> Any:
-        return getattr(self._cls, name)(self, *args, **kw)
+        return getattr(type(self)._cls, name)(self, *args, **kw)
 
     fwd.__name__ = name
     return fwd

@@ -55,6 +55,12 @@ class PSM:
             both sides: a debugging mode).  False (default): off.
         max_batch: the shadow commits at least every ``max_batch`` operations.
         pin_cores: pin the foreground to CPU 0 and the shadow to CPU 1.
+        shadow_nice: scheduling niceness added to the shadow process (0-19; default 10).
+            The shadow is background work: when the cores are busy serving requests it
+            yields to them and falls behind, the operation log absorbs the difference, and
+            it catches up when the cores are idle.  A full log makes the foreground wait
+            for it (``full_waits`` in :meth:`stats`), so the lag is bounded by the log size,
+            and so is the replay part of a recovery.  0 gives it the foreground's priority.
         device: "auto", "libpmem" or "msync" (see :func:`persimmon.device.open_device`).
         lock_timeout: seconds to wait for a previous owner of the pool (e.g. the shadow of a
             crashed process) to let go before raising :class:`PoolInUseError`.
@@ -70,6 +76,7 @@ class PSM:
         verify: bool = False,
         max_batch: int = 4096,
         pin_cores: bool = False,
+        shadow_nice: int = 10,
         device: str = "auto",
         lock_timeout: float = 5.0,
         undo_size: int = 4 << 20,
@@ -80,6 +87,7 @@ class PSM:
         self.verify_mode = bool(verify)
         self.max_batch = max(1, int(max_batch))
         self.pin_cores = pin_cores
+        self.shadow_nice = min(19, max(0, int(shadow_nice)))
         self._device = device
         self._closed = False
         self._ops_logged = 0
@@ -155,7 +163,7 @@ class PSM:
         p = self._ctx.Process(
             target=S.shadow_main,
             args=(self.path, os.getpid(), c, self._message, self.verify_mode, self.max_batch,
-                  cpu),
+                  cpu, self.shadow_nice),
             name="persimmon-shadow",
             daemon=True,
         )

@@ -55,12 +55,18 @@ def shadow_main(
     verify: bool,
     max_batch: int,
     cpu: int | None,
+    nice: int = 0,
 ) -> None:
     """Entry point of the shadow process (never returns normally: it exits)."""
     try:
         if cpu is not None and hasattr(os, "sched_setaffinity"):
             try:
                 os.sched_setaffinity(0, {cpu})
+            except OSError:
+                pass
+        if nice > 0:
+            try:
+                os.nice(nice)
             except OSError:
                 pass
         _run(path, parent_pid, counters, message, verify, max_batch)

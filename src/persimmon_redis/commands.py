@@ -88,9 +88,11 @@ def lookup(ctx: Ctx, key: bytes) -> Any:
     v = ctx.data.get(key)
     if v is None:
         return None
-    exp = ctx.expires.get(key)
-    if exp is not None and exp <= ctx.now:
-        return None
+    expires = ctx.expires
+    if expires:  # most datasets have no TTLs: skip the second lookup
+        exp = expires.get(key)
+        if exp is not None and exp <= ctx.now:
+            return None
     return v
 
 
@@ -99,11 +101,13 @@ def lookup_write(ctx: Ctx, key: bytes) -> Any:
     v = ctx.data.get(key)
     if v is None:
         return None
-    exp = ctx.expires.get(key)
-    if exp is not None and exp <= ctx.now:
-        del ctx.data[key]
-        del ctx.expires[key]
-        return None
+    expires = ctx.expires
+    if expires:
+        exp = expires.get(key)
+        if exp is not None and exp <= ctx.now:
+            del ctx.data[key]
+            del expires[key]
+            return None
     return v
 
 
@@ -173,10 +177,13 @@ def cmd_get(ctx: Ctx, a: list) -> Any:
 
 def cmd_set(ctx: Ctx, a: list) -> Any:
     key, val = a[1], a[2]
+    n = len(a)
+    if n == 3:  # plain SET: whatever was there (even expired, even another type) is replaced
+        set_value(ctx, key, val)
+        return OK
     nx = xx = get = keepttl = False
     deadline = None
     i = 3
-    n = len(a)
     while i < n:
         opt = a[i].upper()
         if opt == b"NX" and not xx:

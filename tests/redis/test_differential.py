@@ -22,6 +22,8 @@ SCRIPTS = {
         "LCS a b", "SET s1 ohmytext", "SET s2 mynewtext", "LCS s1 s2", "LCS s1 s2 LEN",
         "GETEX s1", "GETEX s1 PERSIST", "GETEX s1 EX 0", "GETEX s1 FOO",
         "SUBSTR s1 0 2", "STRLEN nokey",
+        # a plain SET replaces a value of another type and drops the TTL
+        "SET t v EX 100", "SET t w", "TTL t", "RPUSH tl a", "SET tl s", "TYPE tl", "GET tl",
     ],
     "keys": [
         "SET a 1", "SET b 2", "RPUSH l x", "EXISTS a b nokey a", "TYPE a", "TYPE l", "TYPE no",

@@ -67,3 +67,15 @@ def _fixed_ops() -> list:
 def test_every_write_command_is_in_the_table():
     writes = {n for n, c in COMMANDS.items() if c.write}
     assert {b"set", b"del", b"lpush", b"zadd", b"hset", b"sadd", b"expire"} <= writes
+
+
+def test_plain_set_replaces_expired_and_other_typed_values_and_drops_the_ttl():
+    s = RedisState(1)
+    t = 1_700_000_000_000
+    s.apply((0, t, (b"set", b"a", b"1", b"px", b"5")))
+    s.apply((0, t, (b"rpush", b"l", b"x")))
+    s.apply((0, t, (b"set", b"b", b"1", b"ex", b"100")))
+    assert s.apply((0, t + 10, (b"set", b"a", b"2"))) == s.apply((0, t, (b"set", b"l", b"s")))
+    s.apply((0, t + 10, (b"set", b"b", b"2")))
+    db = s.dbs[0]
+    assert db.data == {b"a": b"2", b"l": b"s", b"b": b"2"} and db.expires == {}
