@@ -78,6 +78,8 @@ _OPQ_BLOB = 16
 _OPQ_SIZE = 24
 _CONTAINERS = frozenset({L.T_LIST, L.T_DICT, L.T_SET, L.T_DEQUE, L.T_OBJECT})
 _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not block sets
+_SMALL_TABLE = L._SMALL_TABLE
+_CLASS_SIZES = L.CLASS_SIZES
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
 
 
@@ -485,24 +487,36 @@ class Heap:
         i = bisect_right(fb, (a, _MASK64)) - 1
         return i >= 0 and fb[i][0] <= a < fb[i][1]
 
+    def _log1(self, off: int) -> None:
+        """Undo-log the one block holding ``off`` if it needs it (``off`` < committed top)."""
+        b = off >> 5
+        if b in self._nolog or (self._fresh_big and self._in_fresh_big(b << 5)):
+            return
+        if not self._writable:
+            raise PersimmonError("this heap was opened read-only (writable=False)")
+        self.undo.log_block(b << 5)
+        self._nolog.add(b)
+        self._logged.append(b)
+
+    # Single-word stores never straddle a 32-byte block (they are aligned to their size).
     def _wq(self, off: int, v: int) -> None:
         if off < self._ctop and (off >> 5) not in self._nolog:
-            self._prepare(off, 8)
+            self._log1(off)
         _q_pack(self.buf, off, v)
 
     def _wQ(self, off: int, v: int) -> None:
         if off < self._ctop and (off >> 5) not in self._nolog:
-            self._prepare(off, 8)
+            self._log1(off)
         _Q_pack(self.buf, off, v)
 
     def _wI(self, off: int, v: int) -> None:
         if off < self._ctop and (off >> 5) not in self._nolog:
-            self._prepare(off, 4)
+            self._log1(off)
         _I_pack(self.buf, off, v)
 
     def _wbyte(self, off: int, v: int) -> None:
         if off < self._ctop and (off >> 5) not in self._nolog:
-            self._prepare(off, 1)
+            self._log1(off)
         self.buf[off] = v
 
     def _wbytes(self, off: int, data: bytes | memoryview) -> None:
@@ -548,6 +562,42 @@ class Heap:
         if x > 0 and not x & 7:
             self._incref(x)
         self._wq(off, x)
+        if old > 0 and not old & 7:
+            self._decref(old)
+
+    def _store_blob(self, off: int, t: int, data: bytes) -> None:
+        """Store a new bytes/str object holding ``data`` into the slot at ``off``.
+
+        The fused form of ``_store_slot(off, _new_blob(t, data))`` for the hottest store (a
+        dict value overwritten with bytes): the slot's block is undo-logged first, so nothing
+        is allocated if that fails, and the new object goes straight to reference count 1.
+        """
+        if off < self._ctop and (off >> 5) not in self._nolog:
+            self._log1(off)
+        n = len(data)
+        need = 16 + n
+        cls = _SMALL_TABLE[(need + 31) >> 5] if need <= 4096 else L.size_class(need)
+        fl = self._freelists[cls]
+        size = _CLASS_SIZES[cls]
+        if fl:
+            x = fl.pop()
+            if size >= _BIG_FRESH:
+                insort(self._fresh_big, (x, x + size))
+            else:
+                b0 = x >> 5
+                self._nolog.update(range(b0, b0 + (size >> 5)))
+            self._fresh.append((x, size))
+        else:
+            x = self._top
+            end = x + size
+            if end > self.dev.size:
+                self._grow_to(end)
+            self._top = end
+        buf = self.buf
+        _hdr_pack(buf, x, t, cls, 0, 0, n)
+        buf[x + 16 : x + 16 + n] = data
+        old = _q_unpack(buf, off)[0]
+        _q_pack(buf, off, x)
         if old > 0 and not old & 7:
             self._decref(old)
 

@@ -34,6 +34,7 @@ from .errors import UnpersistableError
 _q_unpack = L.S_q.unpack_from
 _Q_unpack = L.S_Q.unpack_from
 _DUMMY = L.DUMMY
+_T_BYTES = L.T_BYTES
 _NOTHING = object()
 
 
@@ -141,7 +142,10 @@ class PDict(Proxy, MutableMapping):
         hv = h._ht_hash(key)
         p, e, free = h._ht_find(d, 24, hv, key)
         if e >= 0:
-            h._store_slot(e + 16, h._convert(value, d, key))
+            if type(value) is bytes:
+                h._store_blob(e + 16, _T_BYTES, value)
+            else:
+                h._store_slot(e + 16, h._convert(value, d, key))
             return
         kslot = h._convert(key, d, key)
         vslot = h._convert(value, d, key)

@@ -86,6 +86,22 @@ class UndoLog:
             dev.flush(start, pos - start)
         dev.drain()
 
+    def log_block(self, a: int) -> None:
+        """:meth:`log_blocks` for one block (the common case of a single slot store)."""
+        pos = self._pos
+        if pos + 64 > self._end:
+            self.log_blocks([a])
+            return
+        dev = self.dev
+        buf = dev.buf
+        _ENT.pack_into(buf, pos, a, self.batch,
+                       xxh3_64_intdigest(buf[a : a + 32], a ^ self._bmix), 0)
+        buf[pos + 32 : pos + 64] = buf[a : a + 32]
+        self._pos = pos + 64
+        self.count += 1
+        dev.flush(pos, 64)
+        dev.drain()
+
     def _spill(self) -> int:
         seg, size = self._spill_alloc(max(self.size, 1 << 20))
         buf = self.dev.buf
