@@ -23,6 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from kvmachine import BenchKV  # noqa: E402
+from machine import calibration_line  # noqa: E402
 from persimmon import PSM  # noqa: E402
 
 
@@ -58,6 +59,7 @@ def main() -> None:
     print(f"persimmon runtime benchmark: {args.keys:,} keys, 16-byte keys, 100-byte values, "
           f"{args.ops:,} ops; device={args.device}, pin={args.pin}; foreground + shadow share "
           "2 cores", flush=True)
+    print(calibration_line(), flush=True)
     t = time.perf_counter()
     psm = PSM(lambda: BenchKV(args.keys, val), path, log_size=256 << 20,
               initial_size=512 << 20, device=args.device, pin_cores=args.pin)

@@ -127,22 +127,48 @@ def test_sim_device_fence_callback_and_grow():
     assert SimDevice.from_image(b"xyz" + bytes(61)).buf[0:3] == b"xyz"
 
 
-def test_tmpfs_is_emulated_pm_unless_msync_is_asked(shm_path, tmp_path, monkeypatch):
+def test_tmpfs_persists_by_nothing_unless_asked(shm_path, tmp_path, monkeypatch):
     from persimmon.device import on_tmpfs
 
     if not HAVE_LIBPMEM:
         pytest.fail("libpmem1 is not installed (scripts/test.sh installs it)")
-    d = open_device(shm_path, size=8192, create=True, mode="libpmem")
-    assert on_tmpfs(shm_path) and d.flush_path == "cache-flush" and not d.is_pmem
+    monkeypatch.delenv("PERSIMMON_TMPFS_PERSIST", raising=False)
+    monkeypatch.delenv("PERSIMMON_TMPFS_MSYNC", raising=False)
+    for mode in ("auto", "libpmem"):
+        d = open_device(shm_path, size=8192, create=(mode == "auto"), mode=mode)
+        assert on_tmpfs(shm_path) and d.flush_path == "none" and not d.is_pmem
+        d.buf[0:4] = b"abcd"
+        d.persist(0, 4)
+        d.flush(0, 4)
+        d.drain()
+        d.close()
+    # a store is in the file the moment it is made: another mapping sees it, no flush needed
+    d = open_device(shm_path, mode="auto")
+    d.buf[8:12] = b"wxyz"
+    with open(shm_path, "rb") as f:
+        assert f.read(12) == b"abcd\x00\x00\x00\x00wxyz"
     d.close()
     os.unlink(shm_path)
-    monkeypatch.setenv("PERSIMMON_TMPFS_MSYNC", "1")
-    d = open_device(shm_path, size=8192, create=True, mode="libpmem")
+    for env, want in ((("PERSIMMON_TMPFS_PERSIST", "cache-flush"), "cache-flush"),
+                      (("PERSIMMON_TMPFS_PERSIST", "msync"), "msync"),
+                      (("PERSIMMON_TMPFS_MSYNC", "1"), "msync")):
+        monkeypatch.delenv("PERSIMMON_TMPFS_PERSIST", raising=False)
+        monkeypatch.setenv(*env)
+        d = open_device(shm_path, size=8192, create=True, mode="libpmem")
+        assert d.flush_path == want
+        d.close()
+        os.unlink(shm_path)
+    monkeypatch.setenv("PERSIMMON_TMPFS_PERSIST", "sometimes")
+    with pytest.raises(ValueError, match="PERSIMMON_TMPFS_PERSIST"):
+        open_device(shm_path, size=8192, create=True)
+    monkeypatch.delenv("PERSIMMON_TMPFS_PERSIST")
+    # the msync path asked for by name msyncs even on tmpfs; other file systems are not tmpfs
+    d = open_device(shm_path, size=8192, create=True, mode="msync")
     assert d.flush_path == "msync"
     d.close()
     other = str(tmp_path / "disk.pool")
     d = open_device(other, size=8192, create=True, mode="libpmem")
-    assert d.flush_path == ("cache-flush" if on_tmpfs(other) else "msync")
+    assert d.flush_path == ("none" if on_tmpfs(other) else "msync")
     d.close()
     d = open_device(other, mode="msync")
     assert d.flush_path == "msync"

@@ -1,6 +1,6 @@
-"""The heap on both real device paths: libpmem (forced to treat tmpfs as PM, and its msync
-fallback) and plain mmap + msync; each in a fresh process because libpmem reads
-PMEM_IS_PMEM_FORCE when it is loaded."""
+"""The heap on every real device path: libpmem (forced to treat tmpfs as PM, cache flushes on
+tmpfs, and its msync fallback), plain mmap + msync, and the tmpfs default (no flush); each in
+a fresh process because libpmem reads PMEM_IS_PMEM_FORCE when it is loaded."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 
 PATHS = {
     "msync": {"PERSIMMON_DEVICE": "msync"},
-    "libpmem": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "0"},
+    "tmpfs-default": {"PERSIMMON_DEVICE": "auto", "PMEM_IS_PMEM_FORCE": "0"},
+    "libpmem-cache-flush": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "0",
+                            "PERSIMMON_TMPFS_PERSIST": "cache-flush"},
     "libpmem-msync-fallback": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "0",
-                               "PERSIMMON_TMPFS_MSYNC": "1"},
+                               "PERSIMMON_TMPFS_PERSIST": "msync"},
     "libpmem-forced-pmem": {"PERSIMMON_DEVICE": "libpmem", "PMEM_IS_PMEM_FORCE": "1"},
 }
+FLUSH_PATH = {"msync": "msync", "tmpfs-default": "none", "libpmem-cache-flush": "cache-flush",
+              "libpmem-msync-fallback": "msync", "libpmem-forced-pmem": "cache-flush"}
 
 WORKER = r"""
 import sys, os
@@ -64,8 +68,7 @@ def test_workload_and_sigkill_on_each_device_path(name, shm_path):
     kind, is_pmem, flush_path = first[1], first[2], first[4]
     assert kind == ("msync" if name == "msync" else "libpmem")
     assert is_pmem == ("True" if name == "libpmem-forced-pmem" else "False")
-    assert flush_path == ("msync" if name in ("msync", "libpmem-msync-fallback")
-                          else "cache-flush")
+    assert flush_path == FLUSH_PATH[name]
     h = Heap.open(shm_path)
     assert h.position == 300 and canon(h.materialize()) == canon(native_state(300))
     h.close()

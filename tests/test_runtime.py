@@ -123,11 +123,17 @@ def test_shadow_restart_under_load(shm_path):
 
 def test_shadow_runs_niced_by_default_and_as_asked(shm_path):
     base = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def shadow_nice(psm):
+        psm.sync()  # the shadow has started and applied what was logged
+        return os.getpriority(os.PRIO_PROCESS, psm.shadow_pid)
+
     with PSM(KV, shm_path) as psm:
-        assert os.getpriority(os.PRIO_PROCESS, psm.shadow_pid) == min(19, base + 10)
         psm.invoke_rw(("set", "a", 1))
+        assert shadow_nice(psm) == min(19, base + 10)
     with PSM(KV, shm_path, shadow_nice=0) as psm:
-        assert os.getpriority(os.PRIO_PROCESS, psm.shadow_pid) == base
+        psm.invoke_rw(("set", "b", 2))
+        assert shadow_nice(psm) == base
         assert psm.state.data["a"] == 1
 
 

@@ -8,6 +8,10 @@ Two real paths share one interface (:class:`Device`):
   (``pmem_msync``) syncs the touched pages;
 * ``msync`` — Python's mmap, with ``msync`` of the touched pages only.
 
+Files on tmpfs (``/dev/shm``, the default) are emulated PM and by default persist with no
+flush at all (``flush_path == "none"``); see :func:`tmpfs_persist` for why and how to choose
+cache flushes or msync there instead.
+
 ``open_device(..., mode="auto")`` takes libpmem when it is installed (Debian: libpmem1), msync
 otherwise; ``PERSIMMON_DEVICE=libpmem|msync`` forces a path.  The crash-simulation device with
 the same interface is in :mod:`persimmon.simdevice`.
@@ -164,7 +168,7 @@ class MsyncDevice(Device):
     kind = "msync"
     flush_path = "msync"
 
-    def __init__(self, path: str, fd: int) -> None:
+    def __init__(self, path: str, fd: int, tmpfs: str | None = None) -> None:
         self.path = path
         self._fd = fd
         self.size = os.fstat(fd).st_size
@@ -173,6 +177,8 @@ class MsyncDevice(Device):
         self._mm = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.buf = memoryview(self._mm)
         self._pending = _PageRanges()
+        if tmpfs == "none":
+            _no_persist(self)
 
     def flush(self, off: int, n: int) -> None:
         self._pending.add(off, n)
@@ -210,6 +216,46 @@ class MsyncDevice(Device):
             self._fd = -1
 
 
+def _no_persist(dev: Device) -> None:
+    """Make ``dev``'s persist primitives no-ops (a tmpfs file; see :func:`tmpfs_persist`)."""
+    dev.flush_path = "none"
+    dev.flush = _flush_nothing  # type: ignore[method-assign]
+    dev.drain = _drain_nothing  # type: ignore[method-assign]
+    dev.persist = _flush_nothing  # type: ignore[method-assign]
+
+
+def _flush_nothing(off: int, n: int) -> None:
+    return None
+
+
+def _drain_nothing() -> None:
+    return None
+
+
+TMPFS_PERSIST = ("none", "cache-flush", "msync")
+
+
+def tmpfs_persist() -> str:
+    """How pools on tmpfs persist: ``PERSIMMON_TMPFS_PERSIST``, default ``"none"``.
+
+    A tmpfs file is emulated PM: it survives a process crash and nothing survives a power
+    loss or a kernel crash.  Against a process crash a store is durable the moment it is
+    made (the page *is* the medium and the CPU caches are coherent), so neither a cache flush
+    nor an msync adds anything; on this project's virtual machines a cache-line flush costs
+    1-2 us, most of a committed operation's cost.  ``cache-flush`` keeps the cost real PM
+    would have (for measurements), ``msync`` is libpmem's fallback.  Stores stay in program
+    order for the shadow process reading them (x86-64 keeps stores in order).  The crash
+    simulator (``SimDevice``) still checks every flush and fence the code issues.
+    """
+    v = os.environ.get("PERSIMMON_TMPFS_PERSIST", "")
+    if not v and os.environ.get("PERSIMMON_TMPFS_MSYNC") == "1":  # older spelling
+        v = "msync"
+    v = v or "none"
+    if v not in TMPFS_PERSIST:
+        raise ValueError(f"PERSIMMON_TMPFS_PERSIST={v!r}: expected one of {TMPFS_PERSIST}")
+    return v
+
+
 def on_tmpfs(path: str) -> bool:
     """True when ``path`` lives on a tmpfs (such as /dev/shm): emulated PM."""
     real = os.path.realpath(path)
@@ -231,19 +277,18 @@ def on_tmpfs(path: str) -> bool:
 class PmemDevice(Device):
     """PMDK libpmem: cache flushes on PM, libpmem's msync fallback elsewhere.
 
-    ``emulate=True`` (the default for files on tmpfs) treats the mapping as emulated PM, as
-    ``PMEM_IS_PMEM_FORCE=1`` would: persists are CPU cache flushes plus a fence.  On tmpfs an
-    msync adds nothing (the file survives a process crash either way and no power loss), so
-    it would only cost a system call per fence.
+    ``tmpfs`` chooses how a file on tmpfs (emulated PM) persists: ``"none"`` (the default:
+    see :func:`tmpfs_persist`), ``"cache-flush"`` (as ``PMEM_IS_PMEM_FORCE=1`` would: CPU
+    cache flushes plus a fence, the cost real PM has) or ``"msync"`` (libpmem's fallback).
     """
 
     kind = "libpmem"
 
-    def __init__(self, path: str, fd: int, lib: ctypes.CDLL, emulate: bool = False) -> None:
+    def __init__(self, path: str, fd: int, lib: ctypes.CDLL, tmpfs: str | None = None) -> None:
         self.path = path
         self._fd = fd
         self._lib = lib
-        self._emulate = emulate
+        self._tmpfs = tmpfs
         self.size = os.fstat(fd).st_size
         if self.size == 0:
             raise DeviceError(f"{path} is empty: nothing to map")
@@ -263,8 +308,11 @@ class PmemDevice(Device):
         self.is_pmem = bool(is_pmem.value)
         self._arr = (ctypes.c_char * self._mapped).from_address(addr)
         self.buf = memoryview(self._arr).cast("B")
-        self.flush_path = "cache-flush" if (self.is_pmem or self._emulate) else "msync"
-        if self.is_pmem or self._emulate:
+        tmpfs = None if self.is_pmem else self._tmpfs
+        self.flush_path = "cache-flush" if self.is_pmem else (tmpfs or "msync")
+        if tmpfs == "none":
+            _no_persist(self)
+        elif self.flush_path == "cache-flush":
             fl = lib.pmem_flush
             self.flush = lambda off, n, _a=addr, _f=fl: _f(_a + off, n)  # type: ignore[method-assign]
             self.drain = lib.pmem_drain  # type: ignore[method-assign]
@@ -285,6 +333,8 @@ class PmemDevice(Device):
     def persist(self, off: int, n: int) -> None:
         if self.flush_path == "cache-flush":
             self._lib.pmem_persist(self._addr + off, n)
+        elif self.flush_path == "none":
+            return
         else:
             self.flush(off, n)
             self.drain()
@@ -323,12 +373,15 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
 
     ``create=True`` creates it (it must not exist) with ``size`` bytes and mode 0600.
     ``mode``: "auto" (libpmem when installed, else msync; ``PERSIMMON_DEVICE`` overrides),
-    "libpmem" or "msync".  With libpmem, a file on tmpfs is treated as emulated PM (cache
-    flushes, see :class:`PmemDevice`) unless ``PERSIMMON_TMPFS_MSYNC=1``.
+    "libpmem" or "msync".  A file on tmpfs persists as :func:`tmpfs_persist` says (by
+    default nothing to flush); a forced ``msync`` mode always msyncs.
     """
     path = os.fspath(path)
+    forced = mode != "auto"
     if mode == "auto":
         mode = os.environ.get("PERSIMMON_DEVICE", "auto") or "auto"
+        forced = mode != "auto"
+    tmpfs = tmpfs_persist() if on_tmpfs(path) else None
     if mode not in ("auto", "libpmem", "msync"):
         raise ValueError(f"unknown device mode {mode!r} (auto, libpmem or msync)")
     lib = None
@@ -357,9 +410,9 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
         fd = os.open(path, os.O_RDWR)
     try:
         if lib is not None:
-            emulate = on_tmpfs(path) and os.environ.get("PERSIMMON_TMPFS_MSYNC") != "1"
-            return PmemDevice(path, fd, lib, emulate=emulate)
-        return MsyncDevice(path, fd)
+            return PmemDevice(path, fd, lib, tmpfs=tmpfs)
+        # the msync path asked for by name is the msync path, wherever the file is
+        return MsyncDevice(path, fd, tmpfs=None if forced else tmpfs)
     except BaseException:
         os.close(fd)
         raise

@@ -62,7 +62,7 @@ class PersimmonPersistence:
         self.state = self.psm.state
         self.recovered = self.psm.recovered
         dev = self.psm._pool.dev
-        self.device = f"{dev.kind} (is_pmem={dev.is_pmem}, persists by {dev.flush_path})"
+        self.device = f"{dev.kind} (is_pmem={dev.is_pmem}, flush path: {dev.flush_path})"
         self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
         self._invoke = self.psm.invoke_rw
 
