@@ -46,6 +46,12 @@ from .state import ZSet
 log = logging.getLogger("persimmon_redis")
 VERSION = "7.0.0-persimmon"
 _BIGNUM = re.compile(rb"[*$](\d{9,})\r\n")
+# digits -> '0', '*' and '$' -> '$', anything else -> 'x': a long length shows as _BIG_HINT
+_LEN_CLASSES = bytes(
+    0x30 if 0x30 <= i <= 0x39 else 0x24 if i in (0x24, 0x2A) else 0x78 for i in range(256))
+_BIG_HINT = b"$000000000"
+_TAIL = 24
+_RESP_START = (0x2A, 0x24)  # '*' starts a command, '$' continues a split one
 INLINE_MAX = 64 * 1024
 
 
@@ -93,8 +99,7 @@ class Client(asyncio.Protocol):
         self.blocked: Any = None
         self.backlog: deque = deque()
         self.closing = False
-        self.fed = 0
-        self.consumed = 0
+        self.tail = b""
         self.inline = b""
         self.last_cmd = b""
         self.paused = False
@@ -135,46 +140,54 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        if self.fed == self.consumed and (self.inline or data[:1] != b"*"):
+        reader = self.reader
+        # A new command starting with anything but '*' is an inline command (telnet).  The
+        # reader holds part of a command when it has unread bytes, or when a chunk ended
+        # between two elements of an array, and then the next chunk starts with '$'.
+        if self.inline or (data[0] not in _RESP_START and not reader.has_data()):
             data = self._inline(data)
             if data is None:
                 return
-        if self._too_big(data):
+        if self.tail:
+            if self._too_big(self.tail + data):
+                return
+        elif self._too_big(data):
             return
-        self.fed += len(data)
-        self.reader.feed(data)
+        reader.feed(data)
+        dispatch = self.server.safe_dispatch
         while True:
             try:
-                argv = self.reader.gets()
+                argv = reader.gets()
             except hiredis.ProtocolError as e:
                 self.protocol_error(_protocol_message(str(e)))
                 return
             if argv is False:
                 break
             # every element must be a bulk string: join() raises on anything else (C speed)
-            try:
-                total = len(b"".join(argv)) if type(argv) is list and argv else -1
-            except TypeError:
-                total = -1
-            if total < 0:
+            if type(argv) is not list or not argv:
                 self.protocol_error("expected '$', got something else")
                 return
-            n = len(argv)
-            # bytes of this command on the wire, to know when we are between commands
-            self.consumed += 3 + len(str(n)) + total + 5 * n + sum(
-                map(len, map(str, map(len, argv))))
+            try:
+                b"".join(argv)
+            except TypeError:
+                self.protocol_error("expected '$', got something else")
+                return
             if self.blocked is not None or self.backlog:
                 self.backlog.append(argv)
             else:
-                self.server.safe_dispatch(self, argv)
+                dispatch(self, argv)
             if self.closing:
                 return
-        if self.fed == self.consumed:
-            self.fed = self.consumed = 0
-            self.reader = hiredis.Reader() if self.reader.len() > (1 << 20) else self.reader
+        # a length split across two chunks is checked with the end of the previous one
+        self.tail = data[-_TAIL:] if reader.has_data() else b""
         self.server.schedule(self)
 
     def _too_big(self, data: bytes) -> bool:
+        # Lengths of 9 digits or more are checked before hiredis sees them (it would
+        # allocate a list of that many elements at once).  A translate and a substring
+        # search find candidates; the regex looks only where one is.
+        if _BIG_HINT not in data.translate(_LEN_CLASSES):
+            return False
         if _BIGNUM.search(data) is None:
             return False
         limit = self.server.cfg.proto_max_bulk_len
@@ -433,7 +446,8 @@ class Server:
     def run(self, c: Client, cmd: Cmd, argv: list) -> None:
         if cmd.write:
             res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
-            self.touched(c.db, cmd.keys(argv))
+            if self.watchers or self.blocked:
+                self.touched(c.db, cmd.keys(argv))
         else:
             try:
                 res = cmd.fn(Ctx(self.state, c.db, self.now()), argv)

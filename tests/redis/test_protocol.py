@@ -77,3 +77,45 @@ def test_random_bytes_never_crash_the_server(server, parts):
     except OSError:
         pass
     alive(server)
+
+
+def pieces(server, parts: list[bytes], timeout: float = 2.0) -> bytes:
+    """Send ``parts`` as separate writes with a pause between (separate reads on the server)."""
+    import time
+
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        for p in parts:
+            s.sendall(p)
+            time.sleep(0.05)
+        s.settimeout(0.5)
+        chunks = []
+        while True:
+            try:
+                d = s.recv(65536)
+            except TimeoutError:
+                break
+            if not d:
+                break
+            chunks.append(d)
+        return b"".join(chunks)
+    finally:
+        s.close()
+
+
+def test_commands_split_anywhere_across_reads(server):
+    cmd = b"*3\r\n$3\r\nSET\r\n$5\r\nsplit\r\n$5\r\nvalue\r\n"
+    # between two elements of the array (the next read starts with '$'), inside a length,
+    # inside a bulk payload, and an inline command after a split one
+    out = pieces(server, [cmd[:13], cmd[13:], cmd[:15], cmd[15:30], cmd[30:],
+                          b"*2\r\n$3\r\nGET\r\n", b"$5\r\nsplit\r\n", b"PING\r\n"])
+    assert out == b"+OK\r\n+OK\r\n$5\r\nvalue\r\n+PONG\r\n"
+
+
+def test_absurd_length_split_across_reads_is_refused(server):
+    out = pieces(server, [b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$1234", b"5678901\r\n"])
+    assert out.startswith(b"-ERR Protocol error: invalid bulk length")
+    out = pieces(server, [b"*2000", b"000000\r\n"])
+    assert out.startswith(b"-ERR Protocol error: invalid multibulk length")
+    alive(server)
