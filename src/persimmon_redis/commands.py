@@ -13,9 +13,11 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable
+from fractions import Fraction
 from itertools import islice
 from typing import Any
 
+from . import longdouble
 from .replies import (
     E_DB,
     E_FLOAT,
@@ -35,7 +37,6 @@ from .replies import (
     RMap,
     RPairs,
     fmt_double,
-    fmt_human,
 )
 from .state import ZSet, type_name
 
@@ -380,14 +381,29 @@ def cmd_decrby(ctx: Ctx, a: list) -> Any:
     return _incr(ctx, a[1], -by)
 
 
-def cmd_incrbyfloat(ctx: Ctx, a: list) -> Any:
-    by = to_float(a[2])
-    v = get_str(ctx, a[1], write=True)
-    cur = to_float(v) if v is not None else 0.0
-    n = cur + by
-    if math.isnan(n) or math.isinf(n):
+def _ld(text: bytes, err: str) -> Fraction:
+    if not _FLOAT_RE.match(text):
+        raise RError(err)
+    x = longdouble.parse(text)
+    if x is None:
+        if b"inf" in text.lower():  # strtold accepts infinity: the sum is what fails
+            raise RError(E_NAN)
+        raise RError(err)
+    return x
+
+
+def _ld_add(cur: bytes | None, by: bytes, cur_err: str) -> bytes:
+    """``cur + by`` as Redis computes and stores it (long double; see longdouble.py)."""
+    c = _ld(cur, cur_err) if cur is not None else Fraction(0)
+    n = longdouble.add(c, _ld(by, E_FLOAT))
+    if longdouble.too_big(n):
         raise RError(E_NAN)
-    s = fmt_human(n)
+    return longdouble.human(n)
+
+
+def cmd_incrbyfloat(ctx: Ctx, a: list) -> Any:
+    v = get_str(ctx, a[1], write=True)
+    s = _ld_add(v, a[2], E_FLOAT)
     set_value(ctx, a[1], s, keep_ttl=True)
     return s
 
@@ -904,14 +920,12 @@ def cmd_hincrby(ctx: Ctx, a: list) -> Any:
 
 
 def cmd_hincrbyfloat(ctx: Ctx, a: list) -> Any:
-    by = to_float(a[3])
+    # a bad increment is reported before the key is looked at
+    if _FLOAT_RE.match(a[3]) and b"inf" in a[3].lower():
+        raise RError("ERR value is NaN or Infinity")
+    _ld(a[3], E_FLOAT)
     h = get_hash(ctx, a[1], write=True, create=True)
-    cur = h.get(a[2])
-    c = to_float(cur, E_HASH_FLOAT) if cur is not None else 0.0
-    n = c + by
-    if math.isnan(n) or math.isinf(n):
-        raise RError(E_NAN)
-    s = fmt_human(n)
+    s = _ld_add(h.get(a[2]), a[3], E_HASH_FLOAT)
     h[a[2]] = s
     return s
 

@@ -8,7 +8,6 @@ raised), :class:`RDouble`, :class:`RMap`, :class:`RSet`, :class:`Push` (pub/sub 
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from typing import Any
 
 
@@ -92,14 +91,6 @@ def fmt_double(x: float) -> bytes:
     if x == int(x) and abs(x) < 1e17:
         return b"%d" % int(x)
     return (b"%.17g" % x)
-
-
-def fmt_human(x: float) -> bytes:
-    """The form INCRBYFLOAT and HINCRBYFLOAT store: no exponent, no trailing zeros."""
-    s = format(Decimal(repr(x)), "f")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s.encode()
 
 
 _CRLF = b"\r\n"

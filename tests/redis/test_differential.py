@@ -23,6 +23,14 @@ SCRIPTS = {
         "GETEX s1", "GETEX s1 PERSIST", "GETEX s1 EX 0", "GETEX s1 FOO",
         "SUBSTR s1 0 2", "STRLEN nokey",
         # a plain SET replaces a value of another type and drops the TTL
+        # INCRBYFLOAT computes in long double and prints %.17Lf like Redis
+        "SET f 0.1", "INCRBYFLOAT f 0.2", "SET f2 10.5", "INCRBYFLOAT f2 0.1",
+        "INCRBYFLOAT f3 5.0e3", "INCRBYFLOAT f3 -0.00000000000000000001", "INCRBYFLOAT f3 inf",
+        "INCRBYFLOAT f3 nan", "INCRBYFLOAT f3 1e99999", "INCRBYFLOAT f3 1e-99999",
+        "SET f4 123456789.123456789", "INCRBYFLOAT f4 0.000000001", "SET f5 1e308",
+        "INCRBYFLOAT f5 1e308", "INCRBYFLOAT f5 -2e308", "SET f6 -0.1", "INCRBYFLOAT f6 0.1",
+        "HINCRBYFLOAT hf a 0.1", "HINCRBYFLOAT hf a 0.2", "HINCRBYFLOAT hf a inf",
+        "HINCRBYFLOAT hf a x", "HSET hf s abc", "HINCRBYFLOAT hf s 1", "HGETALL hf",
         "SET t v EX 100", "SET t w", "TTL t", "RPUSH tl a", "SET tl s", "TYPE tl", "GET tl",
     ],
     "keys": [
