@@ -802,18 +802,18 @@ def _exec(s: Server, c: Client, a: list) -> None:
         return
     s.unwatch_all(c)
     # Reads and writes of the transaction run as one operation (atomic and durable as one).
-    has_write = any(
-        (COMMANDS.get(q[0].lower()) is not None and COMMANDS[q[0].lower()].write) or
-        q[0].lower() in (b"select",) for q in queued
-    )
-    specials = [q for q in queued if q[0].lower() in _SPECIAL and q[0].lower() != b"select"]
-    if specials or not has_write:
-        # Connection/server commands inside MULTI, or a read-only transaction: run in order.
+    # Commands that do not touch the dataset (PING, TIME, PUBLISH, ...) are answered by the
+    # server around it, in their place in the reply.  A command whose effect the server
+    # must resolve first (SPOP, RANDOMKEY, a blocking pop, ...) makes the transaction run
+    # command by command instead.
+    names = [q[0].lower() for q in queued]
+    has_write = any(n == b"select" or (n in COMMANDS and COMMANDS[n].write) for n in names)
+    resolved = any(n in _SPECIAL and n != b"select" and n not in _OUTSIDE for n in names)
+    if resolved or not has_write:
         out = []
         c.in_exec = True
         try:
-            for q in queued:
-                name = q[0].lower()
+            for q, name in zip(queued, names, strict=True):
                 mark = len(c.out)
                 if name in _SPECIAL:
                     _SPECIAL[name][0](s, c, q)
@@ -824,11 +824,10 @@ def _exec(s: Server, c: Client, a: list) -> None:
             c.in_exec = False
         c.out.append(b"*%d\r\n" % len(out) + b"".join(out))
         return
-    op = (c.db, s.now(), (b"exec", *[tuple(q) for q in queued]))
-    res = s.p.execute_rw(op)
+    inside = [tuple(q) for q, n in zip(queued, names, strict=True) if n not in _OUTSIDE]
+    res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
     db = c.db
-    for q in queued:
-        name = q[0].lower()
+    for q, name in zip(queued, names, strict=True):
         if name == b"select":
             try:
                 db = int(q[1])
@@ -840,7 +839,23 @@ def _exec(s: Server, c: Client, a: list) -> None:
             s.touched(db, cmd.keys(q))
     if 0 <= db < len(s.state.dbs):
         c.db = db
-    c.reply(res)
+    if len(inside) == len(queued):
+        c.reply(res)
+        return
+    parts = []
+    results = iter(res)
+    c.in_exec = True
+    try:
+        for q, name in zip(queued, names, strict=True):
+            if name in _OUTSIDE:
+                mark = len(c.out)
+                _SPECIAL[name][0](s, c, q)
+                parts.append(_decode_last(c, mark))
+            else:
+                parts.append(encode(next(results), c.resp3))
+    finally:
+        c.in_exec = False
+    c.out.append(b"*%d\r\n" % len(parts) + b"".join(parts))
 
 
 def _decode_last(c: Client, mark: int) -> bytes:
@@ -1182,6 +1197,12 @@ _SPECIAL: dict[bytes, tuple] = {
     b"bgsave": (_bgsave, -1), b"lastsave": (_lastsave, 1), b"shutdown": (_shutdown, -1),
     b"debug": (_debug, -2),
 }
+
+
+# Connection and server commands that neither read nor write the dataset: inside MULTI they
+# are answered around the transaction's one operation (see _exec).
+_OUTSIDE = frozenset({b"ping", b"echo", b"time", b"lastsave", b"command", b"config",
+                      b"client", b"info", b"debug", b"publish", b"pubsub"})
 
 
 def run_server(cfg: Config) -> int:

@@ -152,3 +152,22 @@ def test_server_starts_in_none_mode_and_reports_bad_pool(tmp_path):
     srv.logf.close()
     assert out.returncode == 1
     assert "not a Persimmon pool" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_transaction_with_connection_commands_is_one_operation(r, server):
+    def logged():
+        return int(r.info("persimmon").get("ops_logged", 0))
+
+    before = logged()
+    p = r.pipeline(transaction=True)
+    p.set("tx1", 1).ping().incr("tx1").echo("hi").publish("nobody", "x").get("tx1")
+    p.execute_command("TIME")
+    res = p.execute()
+    assert res[:6] == [True, True, 2, b"hi", 0, b"2"] and len(res[6]) == 2
+    if server.mode == "persimmon":
+        assert logged() == before + 1  # SET, INCR and GET went into the log as one EXEC
+    # a command the server must resolve (SPOP) still runs, command by command
+    r.sadd("txs", "a")
+    p = r.pipeline(transaction=True)
+    p.spop("txs").ping().set("tx2", 5)
+    assert p.execute() == [b"a", True, True] and r.get("tx2") == b"5"
