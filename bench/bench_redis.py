@@ -6,12 +6,13 @@ a 1,000,000-key space,
   * SET and GET separately, and
   * a 10%-writes mix (two redis-benchmark processes at once: SET with 5 clients, GET with
     45; the write share actually achieved is printed),
-each without and with -P 16 pipelining, against
+each without and with -P 16 pipelining, in rounds that visit every server in turn (the
+median is reported), against
   persimmon-redis --persistence persimmon, persimmon-redis --persistence none,
   redis-server (appendonly no), and redis-server (appendonly yes, appendfsync always,
   AOF on the root file system).
 
-    python bench/bench_redis.py [--n 100000] [--quick]
+    python bench/bench_redis.py [--n 100000] [--rounds 3] [--servers a,b] [--quick]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from machine import calibration_line  # noqa: E402
 
-SHADOW_NICE: int | None = None
+SHADOW_PRIORITY: str | None = None
 
 
 def free_port() -> int:
@@ -57,8 +58,8 @@ def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
         mode = kind.split("-")[1]
         cmd = [sys.executable, "-m", "persimmon_redis", "--port", str(port), "--persistence",
                mode]
-        if SHADOW_NICE is not None:
-            cmd += ["--shadow-nice", str(SHADOW_NICE)]
+        if SHADOW_PRIORITY is not None:
+            cmd += ["--shadow-priority", SHADOW_PRIORITY]
         cmd += ["--dir", os.path.join("/dev/shm", f"bench-{uuid.uuid4().hex}")]
     elif kind == "redis-noaof":
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
@@ -91,60 +92,74 @@ def settle(port: int, persistent: bool) -> None:
         subprocess.run(["redis-cli", "-p", str(port), "SAVE"], capture_output=True, timeout=600)
 
 
-def run_one(port: int, n: int, pipeline: int, persistent: bool) -> dict:
-    res = {}
-    for t in ("set", "get"):
-        settle(port, persistent)
-        p = bench(port, t, n, 50, pipeline)
-        res[t] = rps(p.communicate()[0])
+def run_test(port: int, test: str, n: int, pipeline: int, persistent: bool) -> tuple:
+    """requests/s of one test ("set", "get" or "mix"), and the write share for the mix."""
     settle(port, persistent)
+    if test != "mix":
+        return rps(bench(port, test, n, 50, pipeline).communicate()[0]), 0.0
     w = bench(port, "set", max(n // 10, 1000), 5, pipeline)
     r = bench(port, "get", n, 45, pipeline)
-    ow, orr = w.communicate()[0], r.communicate()[0]
-    wr, rr = rps(ow), rps(orr)
-    res["mix"] = wr + rr
-    res["mix_write_share"] = wr / (wr + rr) if wr + rr else 0.0
-    return res
+    wr, rr = rps(w.communicate()[0]), rps(r.communicate()[0])
+    return wr + rr, (wr / (wr + rr) if wr + rr else 0.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each test per server")
     ap.add_argument("--servers", default="persimmon-persimmon,persimmon-none,redis-noaof,"
                     "redis-aof-always", help="comma-separated subset of the servers")
-    ap.add_argument("--shadow-nice", type=int, default=None,
+    ap.add_argument("--shadow-priority", choices=["idle", "normal"], default=None,
                     help="--shadow-nice passed to persimmon-redis (default: its own)")
     args = ap.parse_args()
     n = 5000 if args.quick else args.n
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         sys.exit("needs redis-tools and redis-server (apt-get install redis-tools redis-server)")
     kinds = args.servers.split(",")
-    global SHADOW_NICE
-    SHADOW_NICE = args.shadow_nice
+    global SHADOW_PRIORITY
+    SHADOW_PRIORITY = args.shadow_priority
     print(calibration_line(), flush=True)
     results: dict = {}
     workroot = tempfile.mkdtemp(prefix="bench-redis-", dir=os.path.expanduser("~"))
+    procs: dict = {}
     try:
+        # Every server runs for the whole benchmark (idle ones take no CPU); each test is
+        # repeated in rounds that visit the servers in turn, so the machine's drift over
+        # the run is shared by all of them, and the median of the rounds is reported.
         for kind in kinds:
             port = free_port()
             wd = os.path.join(workroot, kind)
             os.makedirs(wd, exist_ok=True)
-            p = start(kind, port, wd)
-            try:
-                for pl in (1, 16):
-                    results[(kind, pl)] = run_one(port, n * (4 if pl > 1 else 1), pl,
-                                                  kind == "persimmon-persimmon")
-                    print(kind, "P", pl, results[(kind, pl)], flush=True)
-            finally:
-                p.send_signal(signal.SIGTERM)
-                p.wait(60)
-                if p.pool_dir:  # type: ignore[attr-defined]
-                    shutil.rmtree(p.pool_dir, ignore_errors=True)  # type: ignore[attr-defined]
+            procs[kind] = (start(kind, port, wd), port)
+        for pl in (1, 16):
+            nn = n * (4 if pl > 1 else 1)
+            for test in ("set", "get", "mix"):
+                runs: dict = {k: [] for k in kinds}
+                for _ in range(args.rounds):
+                    for kind in kinds:
+                        runs[kind].append(run_test(procs[kind][1], test, nn, pl,
+                                                   kind == "persimmon-persimmon"))
+                for kind in kinds:
+                    vals = sorted(runs[kind])
+                    med = vals[len(vals) // 2]
+                    r = results.setdefault((kind, pl), {})
+                    r[test] = med[0]
+                    if test == "mix":
+                        r["mix_write_share"] = med[1]
+                    r.setdefault("all", {})[test] = [round(v[0]) for v in runs[kind]]
+                print(f"P={pl} {test}: " + ", ".join(
+                    f"{k} {results[(k, pl)][test]:,.0f} {results[(k, pl)]['all'][test]}"
+                    for k in kinds), flush=True)
     finally:
+        for p, _port in procs.values():
+            p.send_signal(signal.SIGTERM)
+            p.wait(60)
+            if p.pool_dir:  # type: ignore[attr-defined]
+                shutil.rmtree(p.pool_dir, ignore_errors=True)  # type: ignore[attr-defined]
         shutil.rmtree(workroot, ignore_errors=True)
-    print("\nrequests/s (redis-benchmark -c 50 -d 100 -r 1000000; client, server and shadow "
-          f"share 2 cores; n={n})")
+    print("\nrequests/s, median of the rounds (redis-benchmark -c 50 -d 100 -r 1000000; client, "
+          f"server and shadow share 2 cores; n={n}, rounds={args.rounds})")
     print(f"{'server':24}{'P':>3}{'SET':>11}{'GET':>11}{'10% mix':>11}{'(writes)':>10}")
     for (kind, pl), v in results.items():
         print(f"{kind:24}{pl:>3}{v['set']:>11,.0f}{v['get']:>11,.0f}{v['mix']:>11,.0f}"

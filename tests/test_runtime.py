@@ -121,20 +121,41 @@ def test_shadow_restart_under_load(shm_path):
         assert p2.state.n == 3000 and p2.state.data["k2999"] == 2999
 
 
-def test_shadow_runs_niced_by_default_and_as_asked(shm_path):
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-
-    def shadow_nice(psm):
+def test_shadow_runs_as_idle_work_by_default_and_normal_when_asked(shm_path):
+    def policy(psm):
         psm.sync()  # the shadow has started and applied what was logged
-        return os.getpriority(os.PRIO_PROCESS, psm.shadow_pid)
+        return os.sched_getscheduler(psm.shadow_pid)
 
     with PSM(KV, shm_path) as psm:
         psm.invoke_rw(("set", "a", 1))
-        assert shadow_nice(psm) == min(19, base + 10)
-    with PSM(KV, shm_path, shadow_nice=0) as psm:
+        assert policy(psm) == os.SCHED_IDLE
+    with PSM(KV, shm_path, shadow_idle=False) as psm:
         psm.invoke_rw(("set", "b", 2))
-        assert shadow_nice(psm) == base
+        assert policy(psm) == os.SCHED_OTHER
         assert psm.state.data["a"] == 1
+
+
+def test_shadow_priority_leaves_idle_past_half_a_log_and_returns_under_an_eighth():
+    from persimmon.shadow import Priority
+
+    calls = []
+
+    def setter(idle):
+        calls.append(idle)
+        return idle
+
+    p = Priority(True, setter)
+    assert p.idle and calls == [True]
+    p.update(400, 1000)  # under half: stays idle
+    p.update(501, 1000)  # past half: normal
+    assert not p.idle and calls == [True, False]
+    p.update(200, 1000)  # not yet under an eighth
+    assert not p.idle
+    p.update(100, 1000)
+    assert p.idle and calls == [True, False, True]
+    off = Priority(False, setter)
+    off.update(10**9, 1000)
+    assert not off.idle and calls == [True, False, True]
 
 
 def test_foreground_death_stops_shadow(shm_path):

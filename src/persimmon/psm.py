@@ -55,12 +55,13 @@ class PSM:
             both sides: a debugging mode).  False (default): off.
         max_batch: the shadow commits at least every ``max_batch`` operations.
         pin_cores: pin the foreground to CPU 0 and the shadow to CPU 1.
-        shadow_nice: scheduling niceness added to the shadow process (0-19; default 10).
-            The shadow is background work: when the cores are busy serving requests it
-            yields to them and falls behind, the operation log absorbs the difference, and
-            it catches up when the cores are idle.  A full log makes the foreground wait
-            for it (``full_waits`` in :meth:`stats`), so the lag is bounded by the log size,
-            and so is the replay part of a recovery.  0 gives it the foreground's priority.
+        shadow_idle: the shadow is background work, so by default (True) it runs under
+            Linux's ``SCHED_IDLE`` policy while the log is less than half full: it takes
+            only CPU time nothing else wants, falls behind while requests keep the cores
+            busy (the log absorbs the difference) and catches up when they are idle.  Past
+            half a log it switches to the normal policy until it is back under an eighth,
+            so the foreground rarely waits for log space and the replay part of a recovery
+            stays bounded.  False: normal priority all the time.
         device: "auto", "libpmem" or "msync" (see :func:`persimmon.device.open_device`).
         lock_timeout: seconds to wait for a previous owner of the pool (e.g. the shadow of a
             crashed process) to let go before raising :class:`PoolInUseError`.
@@ -76,7 +77,7 @@ class PSM:
         verify: bool = False,
         max_batch: int = 4096,
         pin_cores: bool = False,
-        shadow_nice: int = 10,
+        shadow_idle: bool = True,
         device: str = "auto",
         lock_timeout: float = 5.0,
         undo_size: int = 4 << 20,
@@ -87,7 +88,7 @@ class PSM:
         self.verify_mode = bool(verify)
         self.max_batch = max(1, int(max_batch))
         self.pin_cores = pin_cores
-        self.shadow_nice = min(19, max(0, int(shadow_nice)))
+        self.shadow_idle = bool(shadow_idle)
         self._device = device
         self._closed = False
         self._ops_logged = 0
@@ -163,7 +164,7 @@ class PSM:
         p = self._ctx.Process(
             target=S.shadow_main,
             args=(self.path, os.getpid(), c, self._message, self.verify_mode, self.max_batch,
-                  cpu, self.shadow_nice),
+                  cpu, self.shadow_idle),
             name="persimmon-shadow",
             daemon=True,
         )

@@ -55,7 +55,7 @@ def shadow_main(
     verify: bool,
     max_batch: int,
     cpu: int | None,
-    nice: int = 0,
+    idle: bool = False,
 ) -> None:
     """Entry point of the shadow process (never returns normally: it exits)."""
     try:
@@ -64,12 +64,7 @@ def shadow_main(
                 os.sched_setaffinity(0, {cpu})
             except OSError:
                 pass
-        if nice > 0:
-            try:
-                os.nice(nice)
-            except OSError:
-                pass
-        _run(path, parent_pid, counters, message, verify, max_batch)
+        _run(path, parent_pid, counters, message, verify, max_batch, idle)
     except BaseException:  # the foreground reads the message and restarts us
         _say("shadow process failed:\n" + traceback.format_exc(), message)
         os._exit(3)
@@ -169,7 +164,42 @@ class Applier:
         self._apply = self._bind_apply()
 
 
-def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int) -> None:
+class Priority:
+    """The shadow's scheduling policy: ``SCHED_IDLE`` while it is less than half a log
+    behind, the normal policy from there until it is back under an eighth (see
+    ``PSM(shadow_idle=...)``).  ``update(lag, capacity)`` is called every few hundred
+    operations; ``setter(idle)`` applies a change (``os.sched_setscheduler`` by default)."""
+
+    def __init__(self, enabled: bool, setter: Any = None) -> None:
+        self.enabled = enabled
+        self.setter = setter or _set_idle_policy
+        self.idle = False
+        if enabled:
+            self.idle = self.setter(True)
+
+    def update(self, lag: int, capacity: int) -> None:
+        if not self.enabled:
+            return
+        if self.idle and lag > capacity // 2:
+            self.setter(False)
+            self.idle = False
+        elif not self.idle and lag < capacity // 8:
+            self.idle = self.setter(True)
+
+
+def _set_idle_policy(idle: bool) -> bool:
+    """Switch this process to SCHED_IDLE (or back to SCHED_OTHER); True if now idle."""
+    try:
+        policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except (AttributeError, OSError):
+        return False
+    return idle
+
+
+def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
+         idle_policy: bool = False) -> None:
+    prio = Priority(idle_policy)
     heap = Heap.open(path, lock=False)
     pool = heap.pool
     log = OpLog(heap.dev, pool.oplog_off, pool.oplog_size)
@@ -178,6 +208,7 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
     idle = 0
     busy = 0
     step = ap.step
+    cap = log.capacity
     while True:
         if step():
             idle = 0
@@ -186,7 +217,9 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
                 busy = 0
                 if os.getppid() != parent_pid:
                     return
+                prio.update(log.head - ap.pos, cap)
             continue
+        prio.update(0, cap)
         if ap.in_batch:
             ap.commit()
         if c[STOP] or os.getppid() != parent_pid:

@@ -2,7 +2,7 @@
 
     persimmon-redis [--port 6379] [--bind 127.0.0.1] [--dir /dev/shm/persimmon-redis]
                     [--persistence persimmon|none] [--requirepass PW] [--maxclients N]
-                    [--databases 16] [--log-size BYTES] [--shadow-nice 10]
+                    [--databases 16] [--log-size BYTES] [--shadow-priority idle]
     persimmon-redis path/to/redis.conf [--port ...]
 """
 
@@ -58,8 +58,8 @@ def read_conf(path: str, cfg: Config) -> None:
                     cfg.persistence = args[0]
                 elif key in ("persimmon-log-size",):
                     cfg.log_size = _size(args[0])
-                elif key == "persimmon-shadow-nice":
-                    cfg.shadow_nice = int(args[0])
+                elif key == "persimmon-shadow-priority" and args[0] in ("idle", "normal"):
+                    cfg.shadow_priority = args[0]
                 else:
                     print(f"persimmon-redis: {path}:{lineno}: ignoring unsupported directive "
                           f"'{key}'", file=sys.stderr)
@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--databases", type=int)
     ap.add_argument("--log-size", type=_size, help="operation log size, e.g. 64mb")
     ap.add_argument("--device", choices=["auto", "libpmem", "msync"])
-    ap.add_argument("--shadow-nice", type=int, choices=range(20), metavar="0-19",
-                    help="niceness of the shadow process (default 10: it yields to serving)")
+    ap.add_argument("--shadow-priority", choices=["idle", "normal"],
+                    help="idle (default): the shadow runs on CPU time nothing else wants "
+                    "until it is half a log behind; normal: always at normal priority")
     ap.add_argument("--verify", action="store_true",
                     help="divergence detection (slow; for testing a port)")
     args = ap.parse_args(argv)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         read_conf(args.config, cfg)
     for name in ("port", "bind", "dir", "persistence", "requirepass", "maxclients",
-                 "databases", "log_size", "device", "shadow_nice"):
+                 "databases", "log_size", "device", "shadow_priority"):
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)

@@ -52,13 +52,13 @@ class PersimmonPersistence:
     mode = "persimmon"
 
     def __init__(self, databases: int, directory: str, log_size: int, device: str = "auto",
-                 verify: bool = False, shadow_nice: int = 10) -> None:
+                 verify: bool = False, shadow_idle: bool = True) -> None:
         from persimmon import PSM
 
         os.makedirs(directory, exist_ok=True)
         self.pool_path = os.path.join(directory, "persimmon-redis.pool")
         self.psm = PSM(lambda: RedisState(databases), self.pool_path, log_size=log_size,
-                       device=device, verify=verify, shadow_nice=shadow_nice)
+                       device=device, verify=verify, shadow_idle=shadow_idle)
         self.state = self.psm.state
         self.recovered = self.psm.recovered
         dev = self.psm._pool.dev

@@ -76,7 +76,7 @@ class Config:
         self.proto_max_bulk_len = 512 * 1024 * 1024
         self.client_output_limit = 256 * 1024 * 1024
         self.device = "auto"
-        self.shadow_nice = 10
+        self.shadow_priority = "idle"
         self.hz = 10
         self.verify = False
 
@@ -1226,7 +1226,7 @@ def run_server(cfg: Config) -> int:
 
         try:
             p = PersimmonPersistence(cfg.databases, cfg.dir, cfg.log_size, cfg.device,
-                                     cfg.verify, cfg.shadow_nice)
+                                     cfg.verify, cfg.shadow_priority == "idle")
         except PersistenceError as e:
             log.error("cannot open the persistent pool: %s", e)
             return 1
