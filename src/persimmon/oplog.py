@@ -65,6 +65,7 @@ class OpLog:
         if self.tail > head:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
         self._res = head  # end of appended (possibly uncommitted) entries
+        self._tail_seen = self.tail  # the tail only grows: a stale copy errs on the safe side
         self._flushed_from = head
         self.full_waits = 0
         self.full_wait_seconds = 0.0
@@ -104,7 +105,8 @@ class OpLog:
     # ------------------------------------------------------------------ producer
     def _wait_free(self, need: int, wait: Callable[[], None] | None) -> None:
         cap = self.capacity
-        if cap - (self._res - self.tail) >= need:
+        self._tail_seen = tail = self.tail
+        if cap - (self._res - tail) >= need:
             return
         if wait is None:
             raise LogFullError(
@@ -114,6 +116,7 @@ class OpLog:
         self.full_waits += 1
         while cap - (self._res - self.tail) < need:
             wait()
+        self._tail_seen = self.tail
         self.full_wait_seconds += time.perf_counter() - t0
 
     def append(self, payload: bytes, *, wait: Callable[[], None] | None = None) -> int:
@@ -126,6 +129,18 @@ class OpLog:
         ln = len(payload)
         n = (16 + ln + 63) & ~63
         cap = self.capacity
+        pos = self._res
+        off = pos % cap
+        if off + n <= cap and pos + n - self._tail_seen <= cap:
+            # fast path: no wrap, and room even by the last tail we saw
+            dev = self.dev
+            buf = dev.buf
+            a = self._data + off
+            _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos)
+            buf[a + 16 : a + 16 + ln] = payload
+            dev.flush(a, 16 + ln)
+            self._res = pos = pos + n
+            return pos
         if n > cap:
             raise LogFullError(
                 f"an operation of {ln} bytes does not fit in the {cap}-byte operation log "

@@ -116,6 +116,8 @@ class PSM:
             self.state = state
             self.recovery_times["create"] = time.perf_counter() - t0
         self._log = OpLog(self._pool.dev, self._pool.oplog_off, self._pool.oplog_size)
+        self._append = self._log.append  # bound once: invoke_rw is the hot path
+        self._wait = self._wait_for_space
         self._counters[S.POSITION] = self._log.tail
         if pin_cores and hasattr(os, "sched_setaffinity"):
             try:
@@ -222,7 +224,7 @@ class PSM:
             if exc is not None:
                 raise exc
             return result
-        self._log.append(payload, wait=self._wait_for_space)
+        self._append(payload, wait=self._wait)
         self._ops_logged += 1
         try:
             result = apply_op(self.state, op)
