@@ -37,3 +37,27 @@ def test_readme_examples_run_and_recover(tmp_path):
         if i == 1:
             assert first.stdout.split() == ["6", "False", "2"]
             assert second.stdout.split() == ["12", "True", "2"]
+
+
+def _code_lines(path: str) -> int:
+    """Lines of code: not blank, not a comment, not part of a docstring."""
+    import ast
+
+    src = open(path, encoding="utf-8").read()
+    docs: set[int] = set()
+    for node in ast.walk(ast.parse(src)):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            docs.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return sum(1 for i, line in enumerate(src.splitlines(), 1)
+               if line.strip() and not line.strip().startswith("#") and i not in docs)
+
+
+def test_the_port_line_count_in_readme_and_docs_is_true():
+    n = _code_lines(os.path.join(ROOT, "src", "persimmon_redis", "persistence.py"))
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    doc = open(os.path.join(ROOT, "docs", "redis.md"), encoding="utf-8").read()
+    assert f"**{n} lines of code**" in readme
+    assert f"({n} lines of code" in doc
