@@ -5,15 +5,23 @@ other clients are unaffected."""
 from __future__ import annotations
 
 import socket
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-def raw(server, payload: bytes, timeout: float = 2.0) -> bytes:
+def raw(server, payload: bytes | list[bytes], timeout: float = 2.0) -> bytes:
+    """Send ``payload`` and read the replies until the server goes quiet or closes.  A list
+    is sent as separate writes with a pause between (separate reads on the server)."""
+    parts = payload if isinstance(payload, list) else [payload]
     s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        s.sendall(payload)
+        for i, p in enumerate(parts):
+            if i:
+                time.sleep(0.05)
+            s.sendall(p)
         chunks = []
         while True:
             try:
@@ -23,7 +31,7 @@ def raw(server, payload: bytes, timeout: float = 2.0) -> bytes:
             if not d:
                 break
             chunks.append(d)
-            if b"".join(chunks).endswith(b"\r\n") and not payload.endswith(b"QUIT\r\n"):
+            if b"".join(chunks).endswith(b"\r\n") and not parts[-1].endswith(b"QUIT\r\n"):
                 s.settimeout(0.3)
         return b"".join(chunks)
     finally:
@@ -79,43 +87,18 @@ def test_random_bytes_never_crash_the_server(server, parts):
     alive(server)
 
 
-def pieces(server, parts: list[bytes], timeout: float = 2.0) -> bytes:
-    """Send ``parts`` as separate writes with a pause between (separate reads on the server)."""
-    import time
-
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        for p in parts:
-            s.sendall(p)
-            time.sleep(0.05)
-        s.settimeout(0.5)
-        chunks = []
-        while True:
-            try:
-                d = s.recv(65536)
-            except TimeoutError:
-                break
-            if not d:
-                break
-            chunks.append(d)
-        return b"".join(chunks)
-    finally:
-        s.close()
-
-
 def test_commands_split_anywhere_across_reads(server):
     cmd = b"*3\r\n$3\r\nSET\r\n$5\r\nsplit\r\n$5\r\nvalue\r\n"
     # between two elements of the array (the next read starts with '$'), inside a length,
     # inside a bulk payload, and an inline command after a split one
-    out = pieces(server, [cmd[:13], cmd[13:], cmd[:15], cmd[15:30], cmd[30:],
+    out = raw(server, [cmd[:13], cmd[13:], cmd[:15], cmd[15:30], cmd[30:],
                           b"*2\r\n$3\r\nGET\r\n", b"$5\r\nsplit\r\n", b"PING\r\n"])
     assert out == b"+OK\r\n+OK\r\n$5\r\nvalue\r\n+PONG\r\n"
 
 
 def test_absurd_length_split_across_reads_is_refused(server):
-    out = pieces(server, [b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$1234", b"5678901\r\n"])
+    out = raw(server, [b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$1234", b"5678901\r\n"])
     assert out.startswith(b"-ERR Protocol error: invalid bulk length")
-    out = pieces(server, [b"*2000", b"000000\r\n"])
+    out = raw(server, [b"*2000", b"000000\r\n"])
     assert out.startswith(b"-ERR Protocol error: invalid multibulk length")
     alive(server)
