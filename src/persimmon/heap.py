@@ -1264,6 +1264,40 @@ class Heap:
 
     def _ht_insert_new(self, d: int, es: int, h: int, p: int, kslot: int, vslot: int) -> None:
         """Append an entry for a key known to be absent; ``p`` is its index-table slot."""
+        e, p, nent = self._ht_make_room(d, es, h, p)
+        if kslot > 0 and not kslot & 7:
+            self._incref(kslot)
+        if vslot > 0 and not vslot & 7:
+            self._incref(vslot)
+        self._ht_link(d, es, h, p, e, nent, kslot, vslot)
+
+    def _ht_insert_blobs(self, d: int, h: int, p: int, kt: int, kdata: bytes,
+                         vdata: bytes) -> None:
+        """:meth:`_ht_insert_new` of a dict entry whose key (bytes or str, encoded in
+        ``kdata``) and value (bytes) are new objects: the fused form of the hottest insert.
+        Room is made and the undo round done before anything is allocated, so a failure
+        leaves nothing behind; the two objects start at reference count 1."""
+        e, p, nent = self._ht_make_room(d, 24, h, p)
+        self._prepare_spans(((e, 24), (p, 4), (d + 8, 16)))
+        kslot = self._new_owned_blob(kt, kdata)
+        vslot = self._new_owned_blob(L.T_BYTES, vdata)
+        buf = self.buf
+        L.S_Qqq.pack_into(buf, e, h, kslot, vslot)
+        _I_pack(buf, p, nent + 1)
+        _q_pack(buf, d + _HT_NENT, nent + 1)
+        _Q_pack(buf, d + 8, _Q_unpack(buf, d + 8)[0] + 1)
+
+    def _new_owned_blob(self, t: int, data: bytes) -> int:
+        """A new bytes/str object that the caller stores at once (reference count 1)."""
+        n = len(data)
+        off = self._alloc(16 + n)
+        buf = self.buf
+        _hdr_pack(buf, off, t, buf[off + 1], 0, 0, n)
+        buf[off + 16 : off + 16 + n] = data
+        return off
+
+    def _ht_make_room(self, d: int, es: int, h: int, p: int) -> tuple[int, int, int]:
+        """``(entry offset, index slot, entry count)`` for one more entry, resizing first."""
         buf = self.buf
         nent = _q_unpack(buf, d + _HT_NENT)[0]
         ents = _q_unpack(buf, d + _HT_ENTS)[0]
@@ -1274,11 +1308,10 @@ class Heap:
             buf = self.buf
             nent = _q_unpack(buf, d + _HT_NENT)[0]
             ents = _q_unpack(buf, d + _HT_ENTS)[0]
-        e = ents + 16 + nent * es
-        if kslot > 0 and not kslot & 7:
-            self._incref(kslot)
-        if vslot > 0 and not vslot & 7:
-            self._incref(vslot)
+        return ents + 16 + nent * es, p, nent
+
+    def _ht_link(self, d: int, es: int, h: int, p: int, e: int, nent: int, kslot: int,
+                 vslot: int) -> None:
         # one undo round (one fence) for every block this insertion touches
         self._prepare_spans(((e, es), (p, 4), (d + 8, 16)))
         buf = self.buf

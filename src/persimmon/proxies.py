@@ -35,6 +35,7 @@ _q_unpack = L.S_q.unpack_from
 _Q_unpack = L.S_Q.unpack_from
 _DUMMY = L.DUMMY
 _T_BYTES = L.T_BYTES
+_T_STR = L.T_STR
 _NOTHING = object()
 
 
@@ -147,6 +148,15 @@ class PDict(Proxy, MutableMapping):
             else:
                 h._store_slot(e + 16, h._convert(value, d, key))
             return
+        if type(value) is bytes:
+            kt = type(key)
+            if kt is bytes:
+                h._ht_insert_blobs(d, hv, free if free >= 0 else p, _T_BYTES, key, value)
+                return
+            if kt is str:
+                h._ht_insert_blobs(d, hv, free if free >= 0 else p, _T_STR,
+                                   key.encode("utf-8", "surrogatepass"), value)
+                return
         kslot = h._convert(key, d, key)
         vslot = h._convert(value, d, key)
         h._ht_insert_new(d, 24, hv, free if free >= 0 else p, kslot, vslot)

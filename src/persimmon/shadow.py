@@ -97,6 +97,8 @@ class Applier:
         self.root = heap.root
         self._apply = self._bind_apply()
         self.in_batch = 0
+        self._apply_ns = 0  # published to the shared counters by publish()
+        self._applied = 0
         if log.tail < self.pos:
             log.set_tail(self.pos)
         self.c[POSITION] = self.pos
@@ -130,8 +132,8 @@ class Applier:
             c[ERRORS] += 1
             _say(f"end of the operation at log position {self.pos} failed in the shadow: "
                  f"{e!r}", self.message)
-        c[APPLY_NS] += time.perf_counter_ns() - t0
-        c[APPLIED_OPS] += 1
+        self._apply_ns += time.perf_counter_ns() - t0
+        self._applied += 1
         if self.verify and not c[DIVERGED]:
             _check(heap, self.root, op, self.pos, result, rdig, sdig, c, self.message)
         self.pos = nxt
@@ -139,6 +141,13 @@ class Applier:
         if self.in_batch >= self.max_batch or heap.should_commit:
             self.commit()
         return True
+
+    def publish(self) -> None:
+        """Add the apply counters kept locally (cheaper per operation) to the shared ones."""
+        c = self.c
+        c[APPLIED_OPS] += self._applied
+        c[APPLY_NS] += self._apply_ns
+        self._applied = self._apply_ns = 0
 
     def _bind_apply(self) -> Any:
         # The root's apply method, bound once per batch instead of looked up per operation.
@@ -155,6 +164,7 @@ class Applier:
         self.log.set_tail(self.pos)
         c[POSITION] = self.pos
         c[COMMITTED_OPS] += n
+        self.publish()
         c[BATCHES] += 1
         c[UNDO_ENTRIES] = self.heap.stats["undo_entries"]
         if n > c[MAX_BATCH_SEEN]:
@@ -218,6 +228,7 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
                 if os.getppid() != parent_pid:
                     return
                 prio.update(log.head - ap.pos, cap)
+                ap.publish()
             continue
         prio.update(0, cap)
         if ap.in_batch:
