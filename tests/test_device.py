@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from persimmon import libpmem
-from persimmon.device import PAGE, MsyncDevice, _PageRanges, open_device
+from persimmon.device import PAGE, DeviceError, MsyncDevice, _PageRanges, open_device
 from persimmon.errors import PoolExistsError
 from persimmon.simdevice import SimDevice
 
@@ -159,7 +159,7 @@ def test_tmpfs_persists_by_nothing_unless_asked(shm_path, tmp_path, monkeypatch)
         d.close()
         os.unlink(shm_path)
     monkeypatch.setenv("PERSIMMON_TMPFS_PERSIST", "sometimes")
-    with pytest.raises(ValueError, match="PERSIMMON_TMPFS_PERSIST"):
+    with pytest.raises(DeviceError, match="PERSIMMON_TMPFS_PERSIST"):
         open_device(shm_path, size=8192, create=True)
     monkeypatch.delenv("PERSIMMON_TMPFS_PERSIST")
     # the msync path asked for by name msyncs even on tmpfs; other file systems are not tmpfs

@@ -252,7 +252,8 @@ def tmpfs_persist() -> str:
         v = "msync"
     v = v or "none"
     if v not in TMPFS_PERSIST:
-        raise ValueError(f"PERSIMMON_TMPFS_PERSIST={v!r}: expected one of {TMPFS_PERSIST}")
+        raise DeviceError(f"PERSIMMON_TMPFS_PERSIST={v!r}: expected one of "
+                          f"{', '.join(TMPFS_PERSIST)}")
     return v
 
 

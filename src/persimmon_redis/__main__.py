@@ -58,7 +58,9 @@ def read_conf(path: str, cfg: Config) -> None:
                     cfg.persistence = args[0]
                 elif key in ("persimmon-log-size",):
                     cfg.log_size = _size(args[0])
-                elif key == "persimmon-shadow-priority" and args[0] in ("idle", "normal"):
+                elif key == "persimmon-shadow-priority":
+                    if args[0] not in ("idle", "normal"):
+                        raise ValueError(args[0])
                     cfg.shadow_priority = args[0]
                 else:
                     print(f"persimmon-redis: {path}:{lineno}: ignoring unsupported directive "

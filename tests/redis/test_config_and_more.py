@@ -3,6 +3,7 @@ scripts do not reach: scans, random reads, multi-key pops, transactions across d
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -152,6 +153,19 @@ def test_server_starts_in_none_mode_and_reports_bad_pool(tmp_path):
     srv.logf.close()
     assert out.returncode == 1
     assert "not a Persimmon pool" in out.stderr and "Traceback" not in out.stderr
+    # a bad persist setting and a bad redis.conf value are refused the same way
+    env = dict(os.environ, PERSIMMON_TMPFS_PERSIST="bogus")
+    out = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", str(srv.port),
+                          "--dir", f"/dev/shm/persimmon-badenv-{srv.port}"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "PERSIMMON_TMPFS_PERSIST='bogus'" in out.stderr
+    subprocess.run(["rm", "-rf", f"/dev/shm/persimmon-badenv-{srv.port}"])
+    conf = tmp_path / "bad.conf"
+    conf.write_text(f"port {srv.port}\npersimmon-shadow-priority fast\n")
+    out = subprocess.run([sys.executable, "-m", "persimmon_redis", str(conf)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "bad value for 'persimmon-shadow-priority'" in out.stderr
 
 
 def test_transaction_with_connection_commands_is_one_operation(r, server):
