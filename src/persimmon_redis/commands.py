@@ -1930,6 +1930,18 @@ def cmd_zrem_members(ctx: Ctx, a: list) -> Any:
 
 
 # ---------------------------------------------------------------------------- table
+def _cmd_rand(ctx: Ctx, a: list) -> Any:
+    from .chance import rand_op  # chance builds on this module
+
+    return rand_op(ctx, a)
+
+
+def _cmd_bpop(ctx: Ctx, a: list) -> Any:
+    from .chance import bpop_op
+
+    return bpop_op(ctx, a)
+
+
 class Cmd:
     """A command: handler, arity (Redis convention), flags and key positions."""
 
@@ -2015,6 +2027,7 @@ _T: list[tuple] = [
     ("zintercard", cmd_zintercard, -3, R, 0, 0), ("zscan", cmd_zscan, -3, R),
     # internal operations (random choices and expiry resolved by the server)
     ("\x00spop", cmd_spop_members, -3, W), ("\x00zrem", cmd_zrem_members, -2, W),
+    ("\x00rand", _cmd_rand, -3, W, 0, 0), ("\x00bpop", _cmd_bpop, -3, W, 0, 0),
     ("\x00expired", cmd_expired, -1, W, 1, -1),
 ]
 COMMANDS: dict[bytes, Cmd] = {}

@@ -24,7 +24,8 @@ from typing import Any
 
 import hiredis
 
-from .commands import COMMANDS, Cmd, Ctx, glob_match, live_keys, to_int
+from . import chance
+from .commands import COMMANDS, Cmd, Ctx, glob_match, to_int
 from .replies import (
     E_DB,
     E_NOAUTH,
@@ -41,7 +42,6 @@ from .replies import (
     arity_error,
     encode,
 )
-from .state import ZSet
 
 log = logging.getLogger("persimmon_redis")
 VERSION = "7.0.0-persimmon"
@@ -803,13 +803,15 @@ def _exec(s: Server, c: Client, a: list) -> None:
     s.unwatch_all(c)
     # Reads and writes of the transaction run as one operation (atomic and durable as one).
     # Commands that do not touch the dataset (PING, TIME, PUBLISH, ...) are answered by the
-    # server around it, in their place in the reply.  A command whose effect the server
-    # must resolve first (SPOP, RANDOMKEY, a blocking pop, ...) makes the transaction run
-    # command by command instead.
+    # server around it, in their place in the reply; random commands and blocking pops run
+    # inside it in their deterministic forms (chance.py).  Only a transaction with another
+    # server command (SAVE, SUBSCRIBE, ...) runs command by command.
     names = [q[0].lower() for q in queued]
-    has_write = any(n == b"select" or (n in COMMANDS and COMMANDS[n].write) for n in names)
-    resolved = any(n in _SPECIAL and n != b"select" and n not in _OUTSIDE for n in names)
-    if resolved or not has_write:
+    has_write = any(n == b"select" or n == b"spop" or n in chance.BLOCKING
+                    or (n in COMMANDS and COMMANDS[n].write) for n in names)
+    other = any(n in _SPECIAL and n != b"select" and n not in _OUTSIDE
+                and n not in chance.RANDOM and n not in chance.BLOCKING for n in names)
+    if other or not has_write:
         out = []
         c.in_exec = True
         try:
@@ -824,7 +826,14 @@ def _exec(s: Server, c: Client, a: list) -> None:
             c.in_exec = False
         c.out.append(b"*%d\r\n" % len(out) + b"".join(out))
         return
-    inside = [tuple(q) for q, n in zip(queued, names, strict=True) if n not in _OUTSIDE]
+    inside = []
+    for q, n in zip(queued, names, strict=True):
+        if n in chance.RANDOM:
+            inside.append((b"\x00rand", b"%d" % _rng.getrandbits(63), *q))
+        elif n in chance.BLOCKING:
+            inside.append((b"\x00bpop", *q))
+        elif n not in _OUTSIDE:
+            inside.append(tuple(q))
     res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
     db = c.db
     for q, name in zip(queued, names, strict=True):
@@ -837,6 +846,14 @@ def _exec(s: Server, c: Client, a: list) -> None:
         cmd = COMMANDS.get(name)
         if cmd is not None and cmd.write:
             s.touched(db, cmd.keys(q))
+        elif name == b"spop":
+            s.touched(db, [q[1]])
+        elif name in chance.BLOCKING:
+            try:
+                keys = chance.bpop_keys(q)[0]
+            except RError:
+                keys = []
+            s.touched(db, keys + ([q[2]] if name in (b"brpoplpush", b"blmove") else []))
     if 0 <= db < len(s.state.dbs):
         c.db = db
     if len(inside) == len(queued):
@@ -937,164 +954,40 @@ def _pubsub(s: Server, c: Client, a: list) -> None:
                        "Try PUBSUB HELP."))
 
 
-def _spop(s: Server, c: Client, a: list) -> None:
-    """SPOP: the members are chosen here (randomly) and logged explicitly."""
-    ctx = Ctx(s.state, c.db, s.now())
-    from .commands import get_set
-
+def _random(s: Server, c: Client, a: list) -> None:
+    """SPOP, SRANDMEMBER, ZRANDMEMBER, HRANDFIELD, RANDOMKEY: chosen here, at random, from
+    the DRAM copy; SPOP's members are then removed by a logged ``\x00spop`` operation."""
     try:
-        st = get_set(ctx, a[1])
-        count = None
-        if len(a) == 3:
-            count = to_int(a[2], "ERR value is out of range, must be positive")
-            if count < 0:
-                raise RError("ERR value is out of range, must be positive")
-        elif len(a) > 3:
-            raise RError(E_SYNTAX)
+        reply, write = chance.resolve(Ctx(s.state, c.db, s.now()), a, _rng, canonical=False)
     except RError as e:
         c.reply(e)
         return
-    if st is None:
-        c.reply(None if count is None else [])
-        return
-    members = list(st)
-    chosen = random.sample(members, min(len(members), 1 if count is None else count))
-    res = s.write(c.db, (b"\x00spop", a[1], b"1" if count is None else b"0", *chosen))
-    s.touched(c.db, [a[1]])
-    c.reply(res)
+    if write is not None:
+        reply = s.write(c.db, write)
+        s.touched(c.db, [a[1]])
+    c.reply(reply)
 
 
-def _srandmember(s: Server, c: Client, a: list) -> None:
-    from .commands import get_set
-
-    ctx = Ctx(s.state, c.db, s.now())
-    try:
-        st = get_set(ctx, a[1])
-        count = to_int(a[2]) if len(a) == 3 else None
-        if len(a) > 3:
-            raise RError(E_SYNTAX)
-    except RError as e:
-        c.reply(e)
-        return
-    members = list(st) if st is not None else []
-    if count is None:
-        c.reply(random.choice(members) if members else None)
-    elif count >= 0:
-        c.reply(random.sample(members, min(count, len(members))))
-    else:
-        c.reply([random.choice(members) for _ in range(-count)] if members else [])
-
-
-def _zrandmember(s: Server, c: Client, a: list) -> None:
-    from .commands import get_zset
-    from .replies import RDouble
-
-    ctx = Ctx(s.state, c.db, s.now())
-    try:
-        z = get_zset(ctx, a[1])
-        count = to_int(a[2]) if len(a) >= 3 else None
-        ws = len(a) == 4 and a[3].upper() == b"WITHSCORES"
-        if len(a) > 4 or (len(a) == 4 and not ws):
-            raise RError(E_SYNTAX)
-    except RError as e:
-        c.reply(e)
-        return
-    items = z.items() if z is not None else []
-    if count is None:
-        c.reply(random.choice(items)[1] if items else None)
-        return
-    if count >= 0:
-        pick = random.sample(items, min(count, len(items)))
-    else:
-        pick = [random.choice(items) for _ in range(-count)] if items else []
-    out: list = []
-    for sc, m in pick:
-        out += [m, RDouble(sc)] if ws else [m]
-    c.reply(out)
-
-
-def _hrandfield(s: Server, c: Client, a: list) -> None:
-    from .commands import get_hash
-
-    ctx = Ctx(s.state, c.db, s.now())
-    try:
-        h = get_hash(ctx, a[1])
-        count = to_int(a[2]) if len(a) >= 3 else None
-        ws = len(a) == 4 and a[3].upper() == b"WITHVALUES"
-        if len(a) > 4 or (len(a) == 4 and not ws):
-            raise RError(E_SYNTAX)
-    except RError as e:
-        c.reply(e)
-        return
-    items = list(h.items()) if h is not None else []
-    if count is None:
-        c.reply(random.choice(items)[0] if items else None)
-        return
-    pick = random.sample(items, min(count, len(items))) if count >= 0 else (
-        [random.choice(items) for _ in range(-count)] if items else [])
-    out: list = []
-    for f, v in pick:
-        out += [f, v] if ws else [f]
-    c.reply(out)
-
-
-def _randomkey(s: Server, c: Client, a: list) -> None:
-    keys = live_keys(Ctx(s.state, c.db, s.now()))
-    c.reply(random.choice(keys) if keys else None)
+_rng = random.Random()
 
 
 def _blocking_pop(s: Server, c: Client, a: list) -> None:
     """BLPOP / BRPOP / BLMOVE / BRPOPLPUSH / BLMPOP / BZPOPMIN / BZPOPMAX / BZMPOP."""
-    name = a[0].lower()
     try:
-        if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
-            keys, timeout = a[1:-1], _timeout(a[-1])
-        elif name == b"brpoplpush":
-            keys, timeout = [a[1]], _timeout(a[3])
-        elif name == b"blmove":
-            keys, timeout = [a[1]], _timeout(a[5])
-        else:  # blmpop / bzmpop timeout numkeys ...
-            timeout = _timeout(a[1])
-            from .commands import parse_mpop
-
-            kinds = (b"LEFT", b"RIGHT") if name == b"blmpop" else (b"MIN", b"MAX")
-            keys, _, _ = parse_mpop(a, 2, kinds)
+        keys, t = chance.bpop_keys(a)
+        timeout = chance.timeout_arg(t)
     except RError as e:
         c.reply(e)
         return
 
     def attempt() -> Any:
-        ctx = Ctx(s.state, c.db, s.now())
-        for k in keys:
-            v = ctx.db.data.get(k)
-            exp = ctx.db.expires.get(k)
-            if v is None or (exp is not None and exp <= ctx.now):
-                continue
-            want = ZSet if name.startswith(b"bz") else deque
-            if not isinstance(v, want):
-                return RError("WRONGTYPE Operation against a key holding the wrong kind of "
-                              "value")
-            if not len(v):
-                continue
-            if name == b"blpop":
-                r = s.write(c.db, (b"lpop", k))
-                out: Any = [k, r]
-            elif name == b"brpop":
-                out = [k, s.write(c.db, (b"rpop", k))]
-            elif name == b"brpoplpush":
-                out = s.write(c.db, (b"rpoplpush", k, a[2]))
-            elif name == b"blmove":
-                out = s.write(c.db, (b"lmove", k, a[2], a[3], a[4]))
-            elif name == b"blmpop":
-                out = s.write(c.db, (b"lmpop", b"1", k, *a[3 + int(a[2]) :]))
-            elif name in (b"bzpopmin", b"bzpopmax"):
-                r = s.write(c.db, (b"zpopmax" if name == b"bzpopmax" else b"zpopmin", k))
-                out = [k, *r]
-            else:
-                out = s.write(c.db, (b"zmpop", b"1", k, *a[3 + int(a[2]) :]))
-            s.touched(c.db, [k] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
-            return out
-        return None
+        ready = chance.bpop_ready(Ctx(s.state, c.db, s.now()), a)
+        if ready is None or isinstance(ready, RError):
+            return ready
+        out = s.write(c.db, (b"\x00bpop", *a))
+        name = a[0].lower()
+        s.touched(c.db, [ready] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
+        return out
 
     if c.multi is None and not c.in_exec:
         res = attempt()
@@ -1105,16 +998,6 @@ def _blocking_pop(s: Server, c: Client, a: list) -> None:
     else:
         res = attempt()
         c.reply(res if res is not None else NULL_ARRAY)
-
-
-def _timeout(b: bytes) -> float:
-    try:
-        t = float(b)
-    except ValueError:
-        raise RError("ERR timeout is not a float or out of range") from None
-    if t < 0:
-        raise RError("ERR timeout is negative")
-    return t
 
 
 def _info(s: Server, c: Client, a: list) -> None:
@@ -1185,9 +1068,9 @@ _SPECIAL: dict[bytes, tuple] = {
     b"subscribe": (_subscribe, -2), b"psubscribe": (_psubscribe, -2),
     b"unsubscribe": (_unsubscribe, -1), b"punsubscribe": (_punsubscribe, -1),
     b"publish": (_publish, 3), b"pubsub": (_pubsub, -2),
-    b"spop": (_spop, -2), b"srandmember": (_srandmember, -2),
-    b"zrandmember": (_zrandmember, -2), b"hrandfield": (_hrandfield, -2),
-    b"randomkey": (_randomkey, 1),
+    b"spop": (_random, -2), b"srandmember": (_random, -2),
+    b"zrandmember": (_random, -2), b"hrandfield": (_random, -2),
+    b"randomkey": (_random, 1),
     b"blpop": (_blocking_pop, -3), b"brpop": (_blocking_pop, -3),
     b"brpoplpush": (_blocking_pop, 4), b"blmove": (_blocking_pop, 6),
     b"blmpop": (_blocking_pop, -5), b"bzpopmin": (_blocking_pop, -3),

@@ -185,3 +185,45 @@ def test_transaction_with_connection_commands_is_one_operation(r, server):
     p = r.pipeline(transaction=True)
     p.spop("txs").ping().set("tx2", 5)
     assert p.execute() == [b"a", True, True] and r.get("tx2") == b"5"
+
+
+def test_random_and_blocking_commands_in_a_transaction_are_one_deterministic_operation():
+    """SPOP, SRANDMEMBER, ZRANDMEMBER, HRANDFIELD, RANDOMKEY and blocking pops inside MULTI
+    run inside the EXEC's one operation; in verify mode the shadow checks that the PM copy
+    made the same choices, and a restart after SIGKILL shows the same dataset."""
+    srv = ServerProc("persimmon", extra=("--verify",)).start()
+    try:
+        r = srv.client()
+        r.sadd("s", *[f"m{i}" for i in range(200)])
+        r.zadd("z", {f"z{i}": i for i in range(50)})
+        r.hset("h", mapping={f"f{i}": i for i in range(40)})
+        r.rpush("l", *range(10))
+        before = int(r.info("persimmon")["ops_logged"])
+        for _ in range(3):
+            p = r.pipeline(transaction=True)
+            p.spop("s", 5).srandmember("s", -7)
+            p.execute_command("ZRANDMEMBER", "z", "3", "WITHSCORES")
+            p.hrandfield("h", 4).randomkey().blpop(["nokey", "l"], 0).spop("s")
+            p.execute_command("BZPOPMIN", "z", "0").incr("n")
+            res = p.execute()
+            assert len(res[0]) == 5 and len(res[1]) == 7 and len(res[3]) == 4
+            assert res[5][0] == b"l" and res[8] is not None
+            assert not ({*res[0], res[6]} & r.smembers("s"))  # popped members are gone
+        assert int(r.info("persimmon")["ops_logged"]) == before + 3
+        assert r.save()  # the shadow caught up; in verify mode a divergence would fail here
+        info = r.info("persimmon")
+        assert info["diverged"] == 0 and info["shadow_errors"] == 0
+        def dump(c):
+            return (sorted(c.keys()), c.smembers("s"), c.zrange("z", 0, -1, withscores=True),
+                    c.hgetall("h"), c.lrange("l", 0, -1), c.get("n"))
+
+        before_kill = dump(r)
+        r.close()
+        srv.kill()
+        srv.start()
+        r = srv.client()
+        assert dump(r) == before_kill
+        assert r.scard("s") == 200 - 18
+        r.close()
+    finally:
+        srv.cleanup()

@@ -92,6 +92,15 @@ SCRIPTS = {
         "ZRANGE i 0 -1 WITHSCORES", "ZDIFFSTORE d 2 z y", "ZINTERCARD 2 z y",
         "ZUNION 0 z", "ZREM z b nope", "ZSCAN z 0", "SET s x", "ZADD s 1 a",
     ],
+    "transactions": [
+        # random commands and blocking pops inside MULTI run inside the EXEC (one operation)
+        "RPUSH l a b c", "ZADD z 1 m1 2 m2 3 m3", "SET s x", "SADD st a", "SADD st2 x",
+        "HSET hh f v", "MULTI", "BLPOP l 0", "BRPOP nokey 0", "BLMOVE l l2 LEFT RIGHT 0",
+        "BZPOPMIN z 0", "BZPOPMAX nokey 0", "BLMPOP 0 2 nokey l RIGHT COUNT 5", "BLPOP s 0",
+        "BLPOP l abc", "PING", "ECHO hi", "LRANGE l2 0 -1", "SPOP st", "SCARD st",
+        "SRANDMEMBER st2", "SRANDMEMBER nokey", "HRANDFIELD hh", "ZRANDMEMBER nokey",
+        "SPOP st2 5", "SPOP st", "EXEC", "LRANGE l 0 -1", "ZRANGE z 0 -1", "EXISTS st st2",
+    ],
     "errors": [
         "FOO", "FOO a b", "GET", "GET a b", "SET", "EXEC", "DISCARD", "LPOP",
         "SELECT 99", "EXPIRE", "ZADD", "HSET h a", "PING a b", "ECHO", "OBJECT FOO k",
@@ -103,6 +112,8 @@ SCRIPTS = {
 def _norm(cmd: str, v):
     if isinstance(v, redis.ResponseError):
         return ("error", str(v))
+    if cmd.upper() == "EXEC" and isinstance(v, list):  # errors inside a transaction's reply
+        return [("error", str(x)) if isinstance(x, redis.ResponseError) else x for x in v]
     if isinstance(v, set | frozenset):
         return ("set", sorted(v))
     if cmd.split()[0].lower().encode() in UNORDERED and isinstance(v, list | dict):
