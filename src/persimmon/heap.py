@@ -79,7 +79,6 @@ _OPQ_SIZE = 24
 _CONTAINERS = frozenset({L.T_LIST, L.T_DICT, L.T_SET, L.T_DEQUE, L.T_OBJECT})
 _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not block sets
 _SMALL_TABLE = L._SMALL_TABLE
-_CLASS_SIZES = L.CLASS_SIZES
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
 
 
@@ -414,7 +413,7 @@ class Heap:
         """
         if not self._writable:
             raise PersimmonError("this heap was opened read-only (writable=False)")
-        cls = L.size_class(nbytes)
+        cls = _SMALL_TABLE[(nbytes + 31) >> 5] if nbytes <= 4096 else L.size_class(nbytes)
         fl = self._freelists[cls]
         if not fl:
             size = L.CLASS_SIZES[cls]
@@ -574,28 +573,8 @@ class Heap:
         """
         if off < self._ctop and (off >> 5) not in self._nolog:
             self._log1(off)
-        n = len(data)
-        need = 16 + n
-        cls = _SMALL_TABLE[(need + 31) >> 5] if need <= 4096 else L.size_class(need)
-        fl = self._freelists[cls]
-        size = _CLASS_SIZES[cls]
-        if fl:
-            x = fl.pop()
-            if size >= _BIG_FRESH:
-                insort(self._fresh_big, (x, x + size))
-            else:
-                b0 = x >> 5
-                self._nolog.update(range(b0, b0 + (size >> 5)))
-            self._fresh.append((x, size))
-        else:
-            x = self._top
-            end = x + size
-            if end > self.dev.size:
-                self._grow_to(end)
-            self._top = end
+        x = self._new_owned_blob(t, data)
         buf = self.buf
-        _hdr_pack(buf, x, t, cls, 0, 0, n)
-        buf[x + 16 : x + 16 + n] = data
         old = _q_unpack(buf, off)[0]
         _q_pack(buf, off, x)
         if old > 0 and not old & 7:
@@ -868,11 +847,8 @@ class Heap:
 
     # ------------------------------------------------------------------ storing values
     def _new_blob(self, t: int, data: bytes) -> int:
-        n = len(data)
-        off = self._alloc(16 + n)
-        buf = self.buf
-        _hdr_pack(buf, off, t, buf[off + 1], 0, 0, n)
-        buf[off + 16 : off + 16 + n] = data
+        """A new bytes/str/int object, reference count 0 until stored (see :meth:`_born`)."""
+        off = self._new_owned_blob(t, data)
         self._born(off)
         return off
 
@@ -1269,7 +1245,9 @@ class Heap:
             self._incref(kslot)
         if vslot > 0 and not vslot & 7:
             self._incref(vslot)
-        self._ht_link(d, es, h, p, e, nent, kslot, vslot)
+        # one undo round (one fence) for every block this insertion touches
+        self._prepare_spans(((e, es), (p, 4), (d + 8, 16)))
+        self._ht_write_entry(d, es, h, p, e, nent, kslot, vslot)
 
     def _ht_insert_blobs(self, d: int, h: int, p: int, kt: int, kdata: bytes,
                          vdata: bytes) -> None:
@@ -1281,11 +1259,7 @@ class Heap:
         self._prepare_spans(((e, 24), (p, 4), (d + 8, 16)))
         kslot = self._new_owned_blob(kt, kdata)
         vslot = self._new_owned_blob(L.T_BYTES, vdata)
-        buf = self.buf
-        L.S_Qqq.pack_into(buf, e, h, kslot, vslot)
-        _I_pack(buf, p, nent + 1)
-        _q_pack(buf, d + _HT_NENT, nent + 1)
-        _Q_pack(buf, d + 8, _Q_unpack(buf, d + 8)[0] + 1)
+        self._ht_write_entry(d, 24, h, p, e, nent, kslot, vslot)
 
     def _new_owned_blob(self, t: int, data: bytes) -> int:
         """A new bytes/str object that the caller stores at once (reference count 1)."""
@@ -1310,10 +1284,10 @@ class Heap:
             ents = _q_unpack(buf, d + _HT_ENTS)[0]
         return ents + 16 + nent * es, p, nent
 
-    def _ht_link(self, d: int, es: int, h: int, p: int, e: int, nent: int, kslot: int,
-                 vslot: int) -> None:
-        # one undo round (one fence) for every block this insertion touches
-        self._prepare_spans(((e, es), (p, 4), (d + 8, 16)))
+    def _ht_write_entry(self, d: int, es: int, h: int, p: int, e: int, nent: int,
+                        kslot: int, vslot: int) -> None:
+        """Write entry ``nent`` at ``e``, its index slot ``p`` and the counts (undo-logged
+        by the caller)."""
         buf = self.buf
         if es == 24:
             L.S_Qqq.pack_into(buf, e, h, kslot, vslot)
