@@ -187,10 +187,12 @@ class PSM:
             msg = self._message.value.decode("utf-8", "replace")
             log.warning("shadow process %s exited (code %s)%s; starting a new one",
                         self._shadow.pid, code, f": {msg}" if msg else "")
-            self._restarts += 1
-            if self._restarts > 50 and self._restarts > 10 * (self._counters[S.BATCHES] + 1):
+            restarts = self._restarts + 1
+            if restarts > 50 and restarts > 10 * (self._counters[S.BATCHES] + 1):
                 raise ShadowError(f"the shadow keeps failing: {msg}")
             self._start_shadow()
+            # counted once the new shadow is in place: whoever sees the count sees its pid
+            self._restarts = restarts
 
     @property
     def shadow_pid(self) -> int | None:
