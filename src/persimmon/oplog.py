@@ -34,6 +34,17 @@ VERSION = 1
 _HDR = struct.Struct("<8sIIQ")  # magic, version, 0, capacity; checksum at +24
 _ENT = struct.Struct("<IIQ")
 _Q = struct.Struct("<Q")
+
+
+# Head and tail are read by one process while the other writes them.  struct.pack_into
+# zero-fills its field before writing it (and the "<" formats go byte by byte), so a reader
+# could see a torn value such as 0; an 8-byte slice copy is one aligned load or store.
+def _load64(buf: memoryview, off: int) -> int:
+    return int.from_bytes(buf[off : off + 8], "little")
+
+
+def _store64(buf: memoryview, off: int, v: int) -> None:
+    buf[off : off + 8] = v.to_bytes(8, "little")
 _PAD = 0xFFFFFFFF
 _HEAD = 64
 _TAIL = 128
@@ -86,12 +97,12 @@ class OpLog:
     @property
     def head(self) -> int:
         """Position after the last committed entry (persisted)."""
-        return _Q.unpack_from(self.dev.buf, self._head_at)[0]
+        return _load64(self.dev.buf, self._head_at)
 
     @property
     def tail(self) -> int:
         """Position up to which the consumer has committed (persisted)."""
-        return _Q.unpack_from(self.dev.buf, self._tail_at)[0]
+        return _load64(self.dev.buf, self._tail_at)
 
     @property
     def pending(self) -> int:
@@ -171,17 +182,17 @@ class OpLog:
         """Make every appended entry durable and publish it: one fence, one head persist."""
         res = self._res
         dev = self.dev
-        if res == _Q.unpack_from(dev.buf, self._head_at)[0]:
+        if res == _load64(dev.buf, self._head_at):
             return res
         dev.drain()
-        _Q.pack_into(dev.buf, self._head_at, res)
+        _store64(dev.buf, self._head_at, res)
         dev.persist(self._head_at, 8)
         return res
 
     # ------------------------------------------------------------------ consumer
     def read(self, pos: int) -> tuple[bytes, int] | None:
         """``(payload, next position)`` of the entry at ``pos``, or None at the head."""
-        head = _Q.unpack_from(self.dev.buf, self._head_at)[0]
+        head = _load64(self.dev.buf, self._head_at)
         if pos >= head:
             return None
         cap = self.capacity
@@ -219,15 +230,19 @@ class OpLog:
 
     def set_tail(self, pos: int) -> None:
         """Persist the tail: the space before ``pos`` may be reused."""
-        _Q.pack_into(self.dev.buf, self._tail_at, pos)
+        _store64(self.dev.buf, self._tail_at, pos)
         self.dev.persist(self._tail_at, 8)
 
     # ------------------------------------------------------------------ waiting helpers
     def wait_for_entries(self, pos: int, timeout: float | None = None) -> bool:
-        """Poll until an entry exists at ``pos`` (head > pos); False on timeout."""
+        """Poll until :meth:`read` finds an entry at ``pos``; False on timeout.
+
+        ``head > pos`` is not enough: the producer may have committed the padding marker
+        of a wrap-around before the entry that follows it.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.00005
-        while self.head <= pos:
+        while self.read(pos) is None:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(delay)
