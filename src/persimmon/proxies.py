@@ -976,7 +976,7 @@ class PObject(Proxy):
     __slots__ = ("_ac",)
     _cls: type = object
     _own: frozenset[str] = frozenset()  # set below: names the default lookup resolves
-    _dc: dict[str, tuple[Any, bool]] = {}  # per proxy class: name -> _class_lookup(_cls, name)
+    _dc: dict[str, tuple[Any, bool]] = {}  # set below: _class_lookup's cache for _cls
 
     def __init__(self, heap: Any, off: int) -> None:
         Proxy.__init__(self, heap, off)
@@ -990,10 +990,6 @@ class PObject(Proxy):
         h = _get_h(self)
         return h._load(_q_unpack(h.buf, _get_o(self) + 24)[0])
 
-    def _find(self, name: str) -> int:
-        """Offset of the entry holding attribute ``name`` in the PM dict, or -1."""
-        return _find_attr(self, _get_h(self), name)
-
     def __getattribute__(self, name: str) -> Any:
         # Python calls __getattr__ only after the default lookup has failed, and that
         # failure builds an AttributeError: several microseconds on every ``self.data``.
@@ -1004,9 +1000,7 @@ class PObject(Proxy):
             return _obj_getattr(self, name)
         cls = pcls._cls
         r = pcls._dc.get(name)
-        if r is None:
-            r = pcls._dc[name] = _class_lookup(cls, name)
-        desc, is_data = r
+        desc, is_data = r if r is not None else _class_lookup(cls, name)
         if is_data:
             return desc.__get__(self, cls)
         h = _get_h(self)
@@ -1108,23 +1102,26 @@ def _find_attr(self: PObject, h: Any, name: str) -> int:
     return e
 
 
-_desc_cache: dict[tuple[type, str], Any] = {}
+_desc_cache: dict[type, dict[str, tuple[Any, bool]]] = {}  # class -> name -> lookup
+PObject._dc = _desc_cache.setdefault(object, {})
 
 
 def _class_lookup(cls: type, name: str) -> tuple[Any, bool]:
-    """``(class attribute or _NOTHING, is it a data descriptor)``, cached."""
-    key = (cls, name)
-    try:
-        return _desc_cache[key]
-    except KeyError:
-        pass
+    """``(class attribute or _NOTHING, is it a data descriptor)``, cached per class (a
+    proxy class keeps its user class's cache as ``_dc`` to read it without a call)."""
+    per = _desc_cache.get(cls)
+    if per is None:
+        per = _desc_cache[cls] = {}
+    r = per.get(name)
+    if r is not None:
+        return r
     found = _NOTHING
     for k in cls.__mro__:
         if name in k.__dict__:
             found = k.__dict__[name]
             break
     r = (found, found is not _NOTHING and _is_data_descriptor(found))
-    _desc_cache[key] = r
+    per[name] = r
     return r
 
 
@@ -1147,7 +1144,8 @@ def proxy_class_for(cls: type) -> type:
     pc = _proxy_classes.get(cls)
     if pc is not None:
         return pc
-    ns: dict[str, Any] = {"__slots__": (), "_cls": cls, "_dc": {}}
+    ns: dict[str, Any] = {"__slots__": (), "_cls": cls,
+                          "_dc": _desc_cache.setdefault(cls, {})}
     for name in _FORWARDED:
         impl = _class_lookup(cls, name)[0]
         if impl is _NOTHING or getattr(object, name, None) is impl:
