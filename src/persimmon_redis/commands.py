@@ -392,10 +392,10 @@ def _ld(text: bytes, err: str) -> Fraction:
     return x
 
 
-def _ld_add(cur: bytes | None, by: bytes, cur_err: str) -> bytes:
+def _ld_add(cur: bytes | None, by: Fraction, cur_err: str) -> bytes:
     """``cur + by`` as Redis computes and stores it (long double; see longdouble.py)."""
     c = _ld(cur, cur_err) if cur is not None else Fraction(0)
-    n = longdouble.add(c, _ld(by, E_FLOAT))
+    n = longdouble.add(c, by)
     if longdouble.too_big(n):
         raise RError(E_NAN)
     return longdouble.human(n)
@@ -403,7 +403,7 @@ def _ld_add(cur: bytes | None, by: bytes, cur_err: str) -> bytes:
 
 def cmd_incrbyfloat(ctx: Ctx, a: list) -> Any:
     v = get_str(ctx, a[1], write=True)
-    s = _ld_add(v, a[2], E_FLOAT)
+    s = _ld_add(v, _ld(a[2], E_FLOAT), E_FLOAT)
     set_value(ctx, a[1], s, keep_ttl=True)
     return s
 
@@ -923,9 +923,9 @@ def cmd_hincrbyfloat(ctx: Ctx, a: list) -> Any:
     # a bad increment is reported before the key is looked at
     if _FLOAT_RE.match(a[3]) and b"inf" in a[3].lower():
         raise RError("ERR value is NaN or Infinity")
-    _ld(a[3], E_FLOAT)
+    by = _ld(a[3], E_FLOAT)
     h = get_hash(ctx, a[1], write=True, create=True)
-    s = _ld_add(h.get(a[2]), a[3], E_HASH_FLOAT)
+    s = _ld_add(h.get(a[2]), by, E_HASH_FLOAT)
     h[a[2]] = s
     return s
 
