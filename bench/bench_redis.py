@@ -33,8 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from machine import calibration_line  # noqa: E402
 
-SHADOW_PRIORITY: str | None = None
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -53,13 +51,14 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"server on {port} did not come up")
 
 
-def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
+def start(kind: str, port: int, workdir: str,
+          shadow_priority: str | None = None) -> subprocess.Popen:
     if kind.startswith("persimmon"):
         mode = kind.split("-")[1]
         cmd = [sys.executable, "-m", "persimmon_redis", "--port", str(port), "--persistence",
                mode]
-        if SHADOW_PRIORITY is not None:
-            cmd += ["--shadow-priority", SHADOW_PRIORITY]
+        if shadow_priority is not None:
+            cmd += ["--shadow-priority", shadow_priority]
         cmd += ["--dir", os.path.join("/dev/shm", f"bench-{uuid.uuid4().hex}")]
     elif kind == "redis-noaof":
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
@@ -117,8 +116,6 @@ def main() -> None:
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         sys.exit("needs redis-tools and redis-server (apt-get install redis-tools redis-server)")
     kinds = args.servers.split(",")
-    global SHADOW_PRIORITY
-    SHADOW_PRIORITY = args.shadow_priority
     print(calibration_line(), flush=True)
     results: dict = {}
     workroot = tempfile.mkdtemp(prefix="bench-redis-", dir=os.path.expanduser("~"))
@@ -131,7 +128,7 @@ def main() -> None:
             port = free_port()
             wd = os.path.join(workroot, kind)
             os.makedirs(wd, exist_ok=True)
-            procs[kind] = (start(kind, port, wd), port)
+            procs[kind] = (start(kind, port, wd, args.shadow_priority), port)
         for pl in (1, 16):
             nn = n * (4 if pl > 1 else 1)
             for test in ("set", "get", "mix"):
