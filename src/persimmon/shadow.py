@@ -244,17 +244,23 @@ def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | No
            sdig: int | None, c: Any, message: Any) -> None:
     mine = _result_digest(result)
     if rdig is not None and mine != rdig:
-        c[DIVERGED] = 1
-        c[DIVERGED_POS] = pos
-        _say(f"divergence: the operation at log position {pos} ({_short(op)}) returned a "
-             f"different result on the PM copy ({_short(result)})", message)
+        _diverged(c, pos, message,
+                  f"divergence: the operation at log position {pos} ({_short(op)}) returned a "
+                  f"different result on the PM copy ({_short(result)})")
         return
     if sdig is not None and digest(heap.materialize()) != sdig:
-        c[DIVERGED] = 1
-        c[DIVERGED_POS] = pos
-        _say(f"divergence: after the operation at log position {pos} ({_short(op)}) the PM "
-             "state differs from the DRAM state (nondeterminism, or a value the port "
-             "stores differently)", message)
+        _diverged(c, pos, message,
+                  f"divergence: after the operation at log position {pos} ({_short(op)}) the "
+                  "PM state differs from the DRAM state (nondeterminism, or a value the port "
+                  "stores differently)")
+
+
+def _diverged(c: Any, pos: int, message: Any, msg: str) -> None:
+    # The message and position first: the foreground reads them as soon as it sees the flag
+    # (and a shadow under SCHED_IDLE can be paused between any two stores).
+    _say(msg, message)
+    c[DIVERGED_POS] = pos
+    c[DIVERGED] = 1
 
 
 def _result_digest(result: Any) -> int:
