@@ -154,11 +154,14 @@ def canon(x, seen=None):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(OPS, min_size=1, max_size=40))
-def test_random_mutations_match_native(ops):
+@given(st.lists(OPS, min_size=1, max_size=40), st.sampled_from([1 << 20, 3, 0]))
+def test_random_mutations_match_native(ops, index_limit):
+    # index_limit: the tables' DRAM index on (the default), dropped when a table outgrows 3
+    # entries, and off
     native = initial()
     dev = SimDevice(1 << 20)
     heap = Heap.create(dev, initial())
+    heap.index_limit = index_limit
     pos = 0
     for op in ops:
         if op[0] == "commit":
@@ -170,12 +173,14 @@ def test_random_mutations_match_native(ops):
             heap.commit(pos)
             dev = SimDevice.from_image(dev.persisted_image())
             heap = Heap.open(dev)
+            heap.index_limit = index_limit
             assert heap.position == pos
             assert canon(heap.materialize()) == canon(native)
             continue
         r_native = apply(native, op)
         r_pm = apply(heap.root, op)
         heap.end_op()
+        heap.index_check()
         assert canon(r_pm) == canon(r_native), op
         assert canon(heap.materialize()) == canon(native), op
     pos += 1

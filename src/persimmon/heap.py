@@ -23,6 +23,7 @@ Typical use (the runtime does this in its shadow process)::
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 import struct
 import sys
@@ -49,6 +50,7 @@ _I_pack = L.S_I.pack_into
 _I_unpack = L.S_I.unpack_from
 _d_unpack = L.S_d.unpack_from
 _d_pack = L.S_d.pack_into
+_Qqq_pack = L.S_Qqq.pack_into
 
 _SMALL_MIN = L.SMALL_MIN
 _SMALL_MAX = L.SMALL_MAX
@@ -80,6 +82,23 @@ _CONTAINERS = frozenset({L.T_LIST, L.T_DICT, L.T_SET, L.T_DEQUE, L.T_OBJECT})
 _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not block sets
 _SMALL_TABLE = L._SMALL_TABLE
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
+# Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
+_IXT = frozenset({str, bytes, int, float, bool, type(None)})
+_NEVER = -(1 << 62)  # probe count of a table that is not to be indexed (until cleared)
+_NOKEY = object()
+
+
+def _index_limit() -> int:
+    v = os.environ.get("PERSIMMON_INDEX_LIMIT", "")
+    if not v:
+        return 1 << 20
+    try:
+        n = int(v)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise PersimmonError(f"PERSIMMON_INDEX_LIMIT must be a whole number >= 0, not {v!r}")
+    return n
 
 
 class ClassNotFoundError(PersimmonError):
@@ -133,7 +152,7 @@ class Heap:
         self.position = 0
         self._ctop = self._top = pool.arena_off
         self._nolog: set[int] = set()
-        self._logged: list[int] = []
+        self._logged: list[int] = []  # blocks to flush at commit (most are undo-logged)
         self._fresh: list[tuple[int, int]] = []  # free-list chunks reused in this batch
         self._fresh_big: list[tuple[int, int]] = []  # sorted (start, end) of big fresh chunks
         self._zero: list[int] = []
@@ -150,6 +169,10 @@ class Heap:
         self._classes: dict[str, type] = {}
         self._classnames: dict[type, bytes] = {}
         self._strhash: dict[str, int] = {}
+        # DRAM index of hash tables: table offset -> {key: entry offset}; see _ht_lookup
+        self._ix: dict[int, dict[Any, int]] = {}
+        self._ixn: dict[int, int] = {}
+        self.index_limit = _index_limit()
         self.undo = UndoLog(self.dev, pool.undo_off, pool.undo_size, self._spill_alloc)
         self.commit_threshold = max(64, self.undo.primary_capacity // 2)
         self.stats = {"commits": 0, "undo_entries": 0, "rolled_back": 0, "grows": 0}
@@ -442,6 +465,12 @@ class Heap:
 
     # ------------------------------------------------------------------ write path
     def _log_blocks(self, blocks: list[int]) -> None:
+        if len(blocks) == 1:
+            b = blocks[0]
+            self.undo.log_block(b << 5)
+            self._nolog.add(b)
+            self._logged.append(b)
+            return
         self.undo.log_blocks([b << 5 for b in blocks])
         self._nolog.update(blocks)
         self._logged.extend(blocks)
@@ -607,6 +636,9 @@ class Heap:
             for inner in self._internal(off, t):
                 self._free(inner)
             self._opaque.pop(off, None)
+            if off in self._ix or off in self._ixn:
+                self._ix.pop(off, None)
+                self._ixn.pop(off, None)
             self._free(off)
 
     def _rebuild(self) -> None:
@@ -653,6 +685,8 @@ class Heap:
             fl.reverse()  # allocate low addresses first
         self._rc = rcd
         self._freelists = fls
+        self._ix.clear()
+        self._ixn.clear()
 
     def _rebuild_checked(self) -> None:
         try:
@@ -1164,6 +1198,9 @@ class Heap:
         _q_pack(buf, off + _HT_ENTS, ents)
         _q_pack(buf, off + 40, 0)
         self._born(off)
+        self._ixn.pop(off, None)
+        if self.index_limit:
+            self._ix[off] = {}
         return off
 
     def _new_table_arrays(self, t: int, size: int) -> tuple[int, int]:
@@ -1228,6 +1265,89 @@ class Heap:
             perturb >>= _PERTURB_SHIFT
             i = (i * 5 + perturb + 1) & mask
 
+    # A table's DRAM index maps each key to its entry's offset, so that a lookup is one native
+    # dict lookup instead of a hash and a probe through the pool.  It is volatile (rebuilt
+    # from PM when needed, never persisted), exact (every live key, in entry order, so a
+    # resize can renumber it without a probe), and kept only for tables whose keys are all of
+    # the types in _IXT (whose native equality is the table's) and that hold at most
+    # ``index_limit`` entries.  Tables made in this process start indexed; an existing table
+    # gets its index once it has been probed about len/4 times (the build then costs no more
+    # than the probes it saves).
+
+    def _ht_lookup(self, d: int, es: int, key: Any) -> int:
+        """Offset of ``key``'s entry in table ``d``, or -1."""
+        ix = self._ix.get(d)
+        if ix is not None and type(key) in _IXT:
+            return ix.get(key, -1)
+        e = self._ht_find(d, es, self._ht_hash(key), key)[1]
+        self._ix_probed(d, es)
+        return e
+
+    def _ht_seek(self, d: int, es: int, key: Any) -> tuple[int, int, int]:
+        """``(entry, 0, 0)`` if ``key`` is in table ``d``, else ``(-1, hash, insert slot)``."""
+        ix = self._ix.get(d)
+        if ix is not None and type(key) in _IXT:
+            e = ix.get(key, -1)
+            if e >= 0:
+                return e, 0, 0
+            hv = self._ht_hash(key)
+            return -1, hv, self._ht_free_slot(d, hv)
+        hv = self._ht_hash(key)
+        p, e, free = self._ht_find(d, es, hv, key)
+        self._ix_probed(d, es)
+        return e, hv, free if free >= 0 else p
+
+    def _ix_probed(self, d: int, es: int) -> None:
+        n = self._ixn.get(d, 0) + 1
+        self._ixn[d] = n
+        if n > 2 and d not in self._ix:
+            used = _Q_unpack(self.buf, d + 8)[0]
+            if n >= 2 + (used >> 2):
+                self._ix_build(d, es, used)
+
+    def _ix_build(self, d: int, es: int, used: int) -> None:
+        if used > self.index_limit:
+            self._ixn[d] = _NEVER
+            return
+        flat = self._ht_entries(d)
+        base = _q_unpack(self.buf, d + _HT_ENTS)[0] + 16
+        w = es >> 3
+        load = self._load
+        ix: dict[Any, int] = {}
+        for j in range(1, len(flat), w):
+            k = flat[j]
+            if k == _DUMMY:
+                continue
+            key = load(k)
+            if type(key) not in _IXT:
+                self._ixn[d] = _NEVER
+                return
+            ix[key] = base + (j - 1) * 8
+        self._ix[d] = ix
+
+    def _ix_add(self, d: int, key: Any, e: int) -> None:
+        ix = self._ix.get(d)
+        if ix is not None:
+            if type(key) in _IXT and len(ix) < self.index_limit:
+                ix[key] = e
+            else:
+                del self._ix[d]
+                self._ixn[d] = _NEVER
+
+    def index_check(self) -> None:
+        """Compare every DRAM table index with its table in PM (for tests); raise
+        :class:`AssertionError` on any difference."""
+        for d, ix in self._ix.items():
+            flat = self._ht_entries(d)
+            es = _esize(self.buf[d])
+            base = _q_unpack(self.buf, d + _HT_ENTS)[0] + 16
+            w = es >> 3
+            want = [(self._load(flat[j]), base + (j - 1) * 8)
+                    for j in range(1, len(flat), w) if flat[j] != _DUMMY]
+            got = list(ix.items())
+            if [(type(k), k, e) for k, e in got] != [(type(k), k, e) for k, e in want]:
+                raise AssertionError(f"index of table {d} differs: {got[:5]} != {want[:5]}")
+
     def _ht_hash(self, key: Any) -> int:
         if type(key) is str:
             h = self._strhash.get(key)
@@ -1238,28 +1358,80 @@ class Heap:
             return h
         return phash(key)
 
-    def _ht_insert_new(self, d: int, es: int, h: int, p: int, kslot: int, vslot: int) -> None:
-        """Append an entry for a key known to be absent; ``p`` is its index-table slot."""
+    def _ht_insert_new(self, d: int, es: int, h: int, p: int, kslot: int, vslot: int,
+                       key: Any) -> None:
+        """Append an entry for ``key``, known to be absent (converted to ``kslot``); ``p`` is
+        its index-table slot."""
         e, p, nent = self._ht_make_room(d, es, h, p)
         if kslot > 0 and not kslot & 7:
             self._incref(kslot)
         if vslot > 0 and not vslot & 7:
             self._incref(vslot)
-        # one undo round (one fence) for every block this insertion touches
-        self._prepare_spans(((e, es), (p, 4), (d + 8, 16)))
+        self._prepare_insert(d, es, e, p)
         self._ht_write_entry(d, es, h, p, e, nent, kslot, vslot)
+        self._ix_add(d, key, e)
 
     def _ht_insert_blobs(self, d: int, h: int, p: int, kt: int, kdata: bytes,
-                         vdata: bytes) -> None:
+                         vdata: bytes, key: Any) -> None:
         """:meth:`_ht_insert_new` of a dict entry whose key (bytes or str, encoded in
         ``kdata``) and value (bytes) are new objects: the fused form of the hottest insert.
         Room is made and the undo round done before anything is allocated, so a failure
         leaves nothing behind; the two objects start at reference count 1."""
-        e, p, nent = self._ht_make_room(d, 24, h, p)
-        self._prepare_spans(((e, 24), (p, 4), (d + 8, 16)))
+        buf = self.buf
+        nent = _q_unpack(buf, d + _HT_NENT)[0]
+        ents = _q_unpack(buf, d + _HT_ENTS)[0]
+        if nent < _Q_unpack(buf, ents + 8)[0]:
+            e = ents + 16 + 24 * nent
+        else:
+            e, p, nent = self._ht_make_room(d, 24, h, p)
+        self._prepare_insert(d, 24, e, p)
         kslot = self._new_owned_blob(kt, kdata)
         vslot = self._new_owned_blob(L.T_BYTES, vdata)
-        self._ht_write_entry(d, 24, h, p, e, nent, kslot, vslot)
+        buf = self.buf
+        _Qqq_pack(buf, e, h, kslot, vslot)
+        _I_pack(buf, p, nent + 1)
+        _q_pack(buf, d + _HT_NENT, nent + 1)
+        _Q_pack(buf, d + 8, _Q_unpack(buf, d + 8)[0] + 1)
+        ix = self._ix.get(d)
+        if ix is not None:
+            if type(key) in _IXT and len(ix) < self.index_limit:
+                ix[key] = e
+            else:
+                self._ix_add(d, key, e)
+
+    def _prepare_insert(self, d: int, es: int, e: int, p: int) -> None:
+        """Undo-log, in one round (one fence), what appending entry ``e`` (index slot ``p``)
+        to table ``d`` overwrites: the table's header block (the counts) and the index slot.
+
+        The entry itself needs no undo entry (its blocks are only flushed at commit): in a
+        batch a table's entry count never goes down within one entries array (a delete
+        leaves a dummy, a resize or a clear moves to a new array, fresh in the batch), so an
+        appended entry lies past every entry the last commit knew, and rolling back the
+        counts hides it.
+        """
+        ctop = self._ctop
+        nolog = self._nolog
+        todo: list[int] = []
+        hb = d >> 5
+        if d < ctop and hb not in nolog:
+            todo.append(hb)
+        pb = p >> 5
+        if p < ctop and pb not in nolog:
+            todo.append(pb)
+        if e < ctop:
+            b = e >> 5
+            if b not in nolog:
+                self._logged.append(b)
+            b1 = (e + es - 1) >> 5
+            if b1 != b and b1 not in nolog:
+                self._logged.append(b1)
+        if todo:
+            if not self._writable:
+                raise PersimmonError("this heap was opened read-only (writable=False)")
+            if self._fresh_big:
+                todo = [b for b in todo if not self._in_fresh_big(b << 5)]
+            if todo:
+                self._log_blocks(todo)
 
     def _new_owned_blob(self, t: int, data: bytes) -> int:
         """A new bytes/str object that the caller stores at once (reference count 1)."""
@@ -1350,9 +1522,15 @@ class Heap:
         self._wq(d + _HT_NENT, len(hashes))
         self._free(old_itab)
         self._free(old_ents)
+        ix = self._ix.get(d)
+        if ix is not None:  # entries kept their order: renumber
+            base = ents + 16
+            self._ix[d] = dict(zip(ix, range(base, base + es * len(ix), es), strict=True))
 
-    def _ht_delete(self, d: int, es: int, p: int, e: int) -> None:
-        """Remove the entry at ``e`` whose index-table slot is ``p`` (reference counts dropped)."""
+    def _ht_delete(self, d: int, es: int, e: int, key: Any = _NOKEY) -> None:
+        """Remove the entry at ``e`` (reference counts dropped); ``key``: a key equal to its
+        key (without one, the table's DRAM index is dropped)."""
+        p = self._ht_slot_of(d, es, e)
         buf = self.buf
         kslot = _q_unpack(buf, e + 8)[0]
         vslot = _q_unpack(buf, e + 16)[0] if es == 24 else 0
@@ -1366,6 +1544,32 @@ class Heap:
             self._decref(kslot)
         if vslot > 0 and not vslot & 7:
             self._decref(vslot)
+        ix = self._ix.get(d)
+        if ix is not None:
+            if key is not _NOKEY and type(key) in _IXT:
+                del ix[key]
+            else:
+                del self._ix[d]
+
+    def _ht_slot_of(self, d: int, es: int, e: int) -> int:
+        """The index-table slot that refers to entry ``e``."""
+        buf = self.buf
+        itab = _q_unpack(buf, d + _HT_ITAB)[0]
+        mask = _Q_unpack(buf, itab + 8)[0] - 1
+        base = itab + 16
+        want = (e - _q_unpack(buf, d + _HT_ENTS)[0] - 16) // es + 1
+        h = _Q_unpack(buf, e)[0]
+        i = h & mask
+        perturb = h
+        while True:
+            p = base + 4 * i
+            ix = _I_unpack(buf, p)[0]
+            if ix == want:
+                return p
+            if ix == _IX_EMPTY:
+                raise CorruptPoolError(f"hash table at {d} lost the index of an entry")
+            perturb >>= _PERTURB_SHIFT
+            i = (i * 5 + perturb + 1) & mask
 
     def _ht_clear(self, d: int) -> None:
         buf = self.buf
@@ -1381,6 +1585,9 @@ class Heap:
         self._wQ(d + 8, 0)
         for r in old:
             self._free(r)
+        self._ixn.pop(d, None)
+        if self.index_limit:
+            self._ix[d] = {}
 
     def _ht_entries(self, d: int) -> list[int]:
         """Flat list [h, k, (v,) ...] of the live and deleted entries, in order."""

@@ -37,6 +37,7 @@ _DUMMY = L.DUMMY
 _T_BYTES = L.T_BYTES
 _T_STR = L.T_STR
 _NOTHING = object()
+_IXT = frozenset({str, bytes, int, float, bool, type(None)})  # the heap's indexable key types
 
 
 class Proxy:
@@ -105,7 +106,11 @@ class PDict(Proxy, MutableMapping):
 
     def __getitem__(self, key: Any) -> Any:
         h = self._h
-        p, e, _ = h._ht_find(self._o, 24, h._ht_hash(key), key)
+        ix = h._ix.get(self._o)
+        if ix is not None and type(key) in _IXT:
+            e = ix.get(key, -1)
+        else:
+            e = h._ht_lookup(self._o, 24, key)
         if e < 0:
             raise KeyError(key)
         x = _q_unpack(h.buf, e + 16)[0]
@@ -116,7 +121,11 @@ class PDict(Proxy, MutableMapping):
 
     def get(self, key: Any, default: Any = None) -> Any:
         h = self._h
-        p, e, _ = h._ht_find(self._o, 24, h._ht_hash(key), key)
+        ix = h._ix.get(self._o)
+        if ix is not None and type(key) in _IXT:
+            e = ix.get(key, -1)
+        else:
+            e = h._ht_lookup(self._o, 24, key)
         if e < 0:
             return default
         x = _q_unpack(h.buf, e + 16)[0]
@@ -127,12 +136,14 @@ class PDict(Proxy, MutableMapping):
 
     def __contains__(self, key: Any) -> bool:
         h = self._h
+        ix = h._ix.get(self._o)
+        if ix is not None and type(key) in _IXT:
+            return key in ix
         try:
-            hv = h._ht_hash(key)
+            return h._ht_lookup(self._o, 24, key) >= 0
         except UnpersistableError:
             hash(key)  # unhashable -> TypeError like dict
             return False
-        return h._ht_find(self._o, 24, hv, key)[1] >= 0
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._set(key, value)
@@ -140,8 +151,14 @@ class PDict(Proxy, MutableMapping):
     def _set(self, key: Any, value: Any) -> None:
         h = self._h
         d = self._o
-        hv = h._ht_hash(key)
-        p, e, free = h._ht_find(d, 24, hv, key)
+        ix = h._ix.get(d)
+        if ix is not None and type(key) in _IXT:
+            e = ix.get(key, -1)
+            if e < 0:
+                hv = h._ht_hash(key)
+                p = h._ht_free_slot(d, hv)
+        else:
+            e, hv, p = h._ht_seek(d, 24, key)
         if e >= 0:
             if type(value) is bytes:
                 h._store_blob(e + 16, _T_BYTES, value)
@@ -151,22 +168,22 @@ class PDict(Proxy, MutableMapping):
         if type(value) is bytes:
             kt = type(key)
             if kt is bytes:
-                h._ht_insert_blobs(d, hv, free if free >= 0 else p, _T_BYTES, key, value)
+                h._ht_insert_blobs(d, hv, p, _T_BYTES, key, value, key)
                 return
             if kt is str:
-                h._ht_insert_blobs(d, hv, free if free >= 0 else p, _T_STR,
-                                   key.encode("utf-8", "surrogatepass"), value)
+                h._ht_insert_blobs(d, hv, p, _T_STR, key.encode("utf-8", "surrogatepass"),
+                                   value, key)
                 return
         kslot = h._convert(key, d, key)
         vslot = h._convert(value, d, key)
-        h._ht_insert_new(d, 24, hv, free if free >= 0 else p, kslot, vslot)
+        h._ht_insert_new(d, 24, hv, p, kslot, vslot, key)
 
     def __delitem__(self, key: Any) -> None:
         h = self._h
-        p, e, _ = h._ht_find(self._o, 24, h._ht_hash(key), key)
+        e = h._ht_lookup(self._o, 24, key)
         if e < 0:
             raise KeyError(key)
-        h._ht_delete(self._o, 24, p, e)
+        h._ht_delete(self._o, 24, e, key)
 
     def _iter(self, what: int) -> Iterator[Any]:
         h = self._h
@@ -209,13 +226,13 @@ class PDict(Proxy, MutableMapping):
 
     def pop(self, key: Any, default: Any = _NOTHING) -> Any:
         h = self._h
-        p, e, _ = h._ht_find(self._o, 24, h._ht_hash(key), key)
+        e = h._ht_lookup(self._o, 24, key)
         if e < 0:
             if default is _NOTHING:
                 raise KeyError(key)
             return default
         value = h._load(_q_unpack(h.buf, e + 16)[0])
-        h._ht_delete(self._o, 24, p, e)
+        h._ht_delete(self._o, 24, e, key)
         return value
 
     def popitem(self) -> tuple[Any, Any]:
@@ -229,9 +246,7 @@ class PDict(Proxy, MutableMapping):
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         h = self._h
-        d = self._o
-        hv = h._ht_hash(key)
-        p, e, free = h._ht_find(d, 24, hv, key)
+        e = h._ht_lookup(self._o, 24, key)
         if e >= 0:
             return h._load(_q_unpack(h.buf, e + 16)[0])
         self._set(key, default)
@@ -826,12 +841,14 @@ class PSet(Proxy, MutableSet):
 
     def __contains__(self, key: Any) -> bool:
         h = self._h
+        ix = h._ix.get(self._o)
+        if ix is not None and type(key) in _IXT:
+            return key in ix
         try:
-            hv = h._ht_hash(key)
+            return h._ht_lookup(self._o, 16, key) >= 0
         except UnpersistableError:
             hash(key)
             return False
-        return h._ht_find(self._o, 16, hv, key)[1] >= 0
 
     def __iter__(self) -> Iterator[Any]:
         h = self._h
@@ -854,26 +871,25 @@ class PSet(Proxy, MutableSet):
     def _add(self, key: Any) -> None:
         h = self._h
         d = self._o
-        hv = h._ht_hash(key)
-        p, e, free = h._ht_find(d, 16, hv, key)
+        e, hv, p = h._ht_seek(d, 16, key)
         if e < 0:
-            h._ht_insert_new(d, 16, hv, free if free >= 0 else p, h._convert(key, d), 0)
+            h._ht_insert_new(d, 16, hv, p, h._convert(key, d), 0, key)
 
     def add(self, key: Any) -> None:
         self._add(key)
 
     def discard(self, key: Any) -> None:
         h = self._h
-        p, e, _ = h._ht_find(self._o, 16, h._ht_hash(key), key)
+        e = h._ht_lookup(self._o, 16, key)
         if e >= 0:
-            h._ht_delete(self._o, 16, p, e)
+            h._ht_delete(self._o, 16, e, key)
 
     def remove(self, key: Any) -> None:
         h = self._h
-        p, e, _ = h._ht_find(self._o, 16, h._ht_hash(key), key)
+        e = h._ht_lookup(self._o, 16, key)
         if e < 0:
             raise KeyError(key)
-        h._ht_delete(self._o, 16, p, e)
+        h._ht_delete(self._o, 16, e, key)
 
     def pop(self) -> Any:
         for k in self:
@@ -968,19 +984,19 @@ class PObject(Proxy):
     """An instance of a user class in persistent memory.
 
     Attribute get/set/del go to the object's ``__dict__`` in PM; methods, properties and class
-    attributes come from the class, with ``self`` bound to the proxy.  Where an attribute
-    lives in the PM dict is cached per proxy and revalidated on every use (the entry array
-    and the key slot must be unchanged), so a hot ``self.data`` costs a few reads.
+    attributes come from the class, with ``self`` bound to the proxy.  The proxy keeps the
+    offset of that dict (an object never changes it), and the heap's DRAM index of the dict
+    finds the attribute, so a hot ``self.data`` costs two native dict lookups and a read.
     """
 
-    __slots__ = ("_ac",)
+    __slots__ = ("_ad",)
     _cls: type = object
     _own: frozenset[str] = frozenset()  # set below: names the default lookup resolves
     _dc: dict[str, tuple[Any, bool]] = {}  # set below: _class_lookup's cache for _cls
 
     def __init__(self, heap: Any, off: int) -> None:
         Proxy.__init__(self, heap, off)
-        object.__setattr__(self, "_ac", {})
+        object.__setattr__(self, "_ad", 0)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -1027,16 +1043,14 @@ class PObject(Proxy):
             return
         h = _get_h(self)
         o = _get_o(self)
-        e = _find_attr(self, h, name)
+        d = _attr_dict(self, h)
+        e, hv, p = h._ht_seek(d, 24, name)
         if e >= 0:
             h._store_slot(e + 16, h._convert(value, o, name, attr=True))
             return
-        d = _q_unpack(h.buf, o + 24)[0]
-        hv = h._ht_hash(name)
-        p, e, free = h._ht_find(d, 24, hv, name)
         kslot = h._convert(name, o)
         vslot = h._convert(value, o, name, attr=True)
-        h._ht_insert_new(d, 24, hv, free if free >= 0 else p, kslot, vslot)
+        h._ht_insert_new(d, 24, hv, p, kslot, vslot, name)
 
     def __delattr__(self, name: str) -> None:
         desc, _ = _class_lookup(type(self)._cls, name)
@@ -1064,7 +1078,8 @@ class PObject(Proxy):
 _obj_getattr = object.__getattribute__
 _get_h = Proxy.__dict__["_h"].__get__
 _get_o = Proxy.__dict__["_o"].__get__
-_get_ac = PObject.__dict__["_ac"].__get__
+_get_ad = PObject.__dict__["_ad"].__get__
+_set_ad = PObject.__dict__["_ad"].__set__
 
 
 def _own_names(pcls: type) -> frozenset[str]:
@@ -1074,32 +1089,22 @@ def _own_names(pcls: type) -> frozenset[str]:
 PObject._own = _own_names(PObject)
 
 
-def _find_attr(self: PObject, h: Any, name: str) -> int:
-    """Offset of the entry holding attribute ``name`` in the object's PM dict, or -1.
+def _attr_dict(self: PObject, h: Any) -> int:
+    """Offset of the object's attribute dict in PM (read once per proxy)."""
+    d = _get_ad(self)
+    if not d:
+        d = _q_unpack(h.buf, _get_o(self) + 24)[0]
+        _set_ad(self, d)
+    return d
 
-    Where an attribute lives is cached per proxy and revalidated on every use (same entry
-    array, same key object, same 64-bit key hash: same entry).
-    """
-    buf = h.buf
-    d = _q_unpack(buf, _get_o(self) + 24)[0]
-    ents = _q_unpack(buf, d + 32)[0]
-    ac = _get_ac(self)
-    c = ac.get(name)
-    if c is not None and c[2] == ents:
-        e = c[0]
-        if e >= 0:
-            if _q_unpack(buf, e + 8)[0] == c[1] and _Q_unpack(buf, e)[0] == c[3]:
-                return e
-        elif _q_unpack(buf, d + 16)[0] == c[3]:
-            return -1  # no entry was added since we looked
-    hv = h._ht_hash(name)
-    p, e, _ = h._ht_find(d, 24, hv, name)
-    buf = h.buf
-    if e >= 0:
-        ac[name] = (e, _q_unpack(buf, e + 8)[0], ents, hv)
-    else:
-        ac[name] = (-1, 0, ents, _q_unpack(buf, d + 16)[0])
-    return e
+
+def _find_attr(self: PObject, h: Any, name: str) -> int:
+    """Offset of the entry holding attribute ``name`` in the object's PM dict, or -1."""
+    d = _get_ad(self) or _attr_dict(self, h)
+    ix = h._ix.get(d)
+    if ix is not None:
+        return ix.get(name, -1)
+    return h._ht_lookup(d, 24, name)
 
 
 _desc_cache: dict[type, dict[str, tuple[Any, bool]]] = {}  # class -> name -> lookup

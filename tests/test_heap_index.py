@@ -1,0 +1,171 @@
+"""The heap's DRAM index of hash tables: exact, rebuilt when needed, and never a wrong answer.
+
+The index is volatile (never in the pool), so what matters is that every lookup through it
+gives what a probe through PM gives, after every kind of mutation, and that it is dropped or
+renumbered whenever the table under it changes shape.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from heap_workload import Account
+from persimmon.errors import PersimmonError
+from persimmon.heap import Heap
+from persimmon.simdevice import SimDevice
+
+
+def reopen(heap: Heap, pos: int) -> Heap:
+    heap.commit(pos)
+    return Heap.open(SimDevice.from_image(heap.dev.persisted_image()))
+
+
+def test_random_dict_ops_agree_with_native_dict():
+    rng = random.Random(7)
+    heap = Heap.create(SimDevice(16 << 20), {"d": {}})
+    d = heap.root["d"]
+    native: dict = {}
+    # str, bytes and int keys, and float/bool keys equal to ints (1.0 == 1 == True)
+    pool = ([f"k{i}" for i in range(300)] + [b"b%d" % i for i in range(300)]
+            + list(range(300)))
+    for step in range(6000):
+        k = rng.choice(pool)
+        r = rng.random()
+        if r < 0.45:
+            v = rng.randbytes(rng.randrange(1, 40)) if rng.random() < 0.7 else step
+            d[k] = v
+            native[k] = v
+        elif r < 0.6:
+            assert d.pop(k, None) == native.pop(k, None)
+        elif r < 0.65:
+            if native:
+                assert d.popitem() == native.popitem()
+        elif r < 0.67:
+            alias = rng.choice([1.0, True, 2.0, False, 0.0])
+            assert (alias in d) == (alias in native)
+            assert d.get(alias) == native.get(alias)
+        elif r < 0.675:
+            d.clear()
+            native.clear()
+        else:
+            assert d.get(k) == native.get(k)
+            assert (k in d) == (k in native)
+        heap.end_op()
+        if step % 97 == 0:
+            heap.commit(step)
+            heap.index_check()
+            assert list(d.items()) == list(native.items())
+    heap.index_check()
+    assert heap._ix.get(d._o) is not None  # the table stayed indexed all along
+    assert list(d.items()) == list(native.items())
+    heap = reopen(heap, 10**6)
+    assert heap.materialize()["d"] == native
+
+
+def test_index_is_built_after_about_a_quarter_of_the_table_in_probes():
+    heap = Heap.create(SimDevice(16 << 20), {"d": {b"k%d" % i: i for i in range(400)}})
+    heap = reopen(heap, 1)
+    d = heap.root["d"]
+    assert heap._ix.get(d._o) is None  # an existing table starts without an index
+    for i in range(50):
+        assert d[b"k%d" % i] == i
+    assert heap._ix.get(d._o) is None
+    for i in range(50, 110):
+        assert d[b"k%d" % i] == i
+    assert heap._ix.get(d._o) is not None  # 2 + 400/4 probes
+    heap.index_check()
+    assert b"nope" not in d and d.get(b"k399") == 399
+    d[b"new"] = 1
+    del d[b"k0"]
+    heap.end_op()
+    heap.index_check()
+    assert len(d) == 400 and d[b"new"] == 1 and b"k0" not in d
+
+
+def test_keys_of_other_types_make_a_table_unindexed_until_cleared():
+    heap = Heap.create(SimDevice(16 << 20), {"d": {}})
+    d = heap.root["d"]
+    for i in range(20):
+        d[i] = i
+    assert heap._ix.get(d._o) is not None
+    d[(1, "x")] = "tuple key"
+    heap.end_op()
+    assert heap._ix.get(d._o) is None
+    assert d[(1, "x")] == "tuple key" and d[3] == 3 and d.get(3.0) == 3 and 99 not in d
+    for i in range(200):  # probing never rebuilds it
+        assert d[i % 20] == i % 20
+    assert heap._ix.get(d._o) is None
+    d.clear()
+    heap.end_op()
+    assert heap._ix.get(d._o) == {}
+    d["a"] = 1
+    assert d["a"] == 1
+    heap.index_check()
+
+
+def test_index_limit_bounds_the_table_size_indexed():
+    heap = Heap.create(SimDevice(16 << 20), {"d": {}, "s": set()})
+    heap.index_limit = 10
+    d, s = heap.root["d"], heap.root["s"]
+    for i in range(30):
+        d[i] = i
+        s.add(f"m{i}")
+    heap.end_op()
+    assert heap._ix.get(d._o) is None and heap._ix.get(s._o) is None
+    assert [d[i] for i in range(30)] == list(range(30))
+    assert all(f"m{i}" in s for i in range(30)) and "m30" not in s
+    s.discard("m3")
+    del d[3]
+    heap.end_op()
+    assert 3 not in d and "m3" not in s and len(d) == len(s) == 29
+
+
+@pytest.mark.parametrize("value,ok", [("", True), ("0", True), ("5000", True),
+                                      ("lots", False), ("-1", False)])
+def test_index_limit_from_the_environment(monkeypatch, value, ok):
+    monkeypatch.setenv("PERSIMMON_INDEX_LIMIT", value)
+    if not ok:
+        with pytest.raises(PersimmonError, match="PERSIMMON_INDEX_LIMIT"):
+            Heap.create(SimDevice(1 << 20), {})
+        return
+    heap = Heap.create(SimDevice(1 << 20), {"d": {"a": 1}})
+    assert heap.index_limit == (int(value) if value else 1 << 20)
+    d = heap.root["d"]
+    d["b"] = 2
+    assert (heap._ix.get(d._o) is None) == (value == "0")
+    assert d["a"] == 1 and d["b"] == 2
+
+
+def test_object_attributes_through_the_index():
+    heap = Heap.create(SimDevice(16 << 20), {"acct": Account("ann")})
+    heap = reopen(heap, 1)
+    a = heap.root["acct"]
+    for _ in range(5):
+        assert a.owner == "ann" and a.balance == 0
+    a.deposit(5)
+    a.note = "x"
+    del a.note
+    heap.end_op()
+    heap.index_check()
+    with pytest.raises(AttributeError):
+        a.note  # noqa: B018
+    a.note = "y"
+    heap.end_op()
+    assert a.note == "y" and a.balance == 5
+    heap.index_check()
+    assert heap.materialize()["acct"].note == "y"
+
+
+def test_a_freed_table_leaves_no_index_behind():
+    heap = Heap.create(SimDevice(16 << 20), {"d": {}})
+    root = heap.root
+    for rnd in range(30):
+        root["d"] = {f"r{rnd}-{i}": i for i in range(6)}  # the old dict is freed
+        heap.end_op()
+        heap.commit(rnd + 1)  # its chunk can be reused from now on
+        d = root["d"]
+        assert d.get(f"r{rnd}-3") == 3 and f"r{rnd - 1}-3" not in d
+        assert len(heap._ix) <= 3  # root, the live dict (and nothing that was freed)
+        heap.index_check()
