@@ -5,7 +5,9 @@ Single process on this machine (2 cores; nothing else of ours runs during it):
       on, commit every 64 operations: inserts, then overwrites in random order;
   (b) the same on a native dict, for the ratio;
   (c) materialize of that dict;
-  (d) pool bytes per entry against the native dict's memory.
+  (d) pool bytes per entry against the native dict's memory;
+  and what the table's DRAM index costs (bytes per entry) and buys (overwrites with and
+  without it, side by side).
 
     python bench/bench_heap.py [--n 1000000] [--device auto|libpmem|msync] [--dir /dev/shm]
 """
@@ -90,6 +92,24 @@ def main() -> None:
         commit(2 * n)
         t_pm_ovw = time.perf_counter() - t
         undo_ovw = heap.stats["undo_entries"] - undo0
+        ix_bytes = heap.index_bytes()
+        # side by side: the same overwrites without the DRAM index of the table
+        m = min(n, 200_000)
+        t_pm_ix = t_pm_noix = 0.0
+        for rnd in (1, 2):
+            if rnd == 2:
+                heap.set_index_limit(0)
+            t = time.perf_counter()
+            for j, i in enumerate(order[:m]):
+                d[keys[i]] = vals[(i + rnd) & 255]
+                end_op()
+                if j % batch == batch - 1:
+                    commit(rnd * 2 * n + j)
+            commit(rnd * 2 * n + m)
+            if rnd == 1:
+                t_pm_ix = time.perf_counter() - t
+            else:
+                t_pm_noix = time.perf_counter() - t
         heap_bytes = heap.heap_top - heap.pool.arena_off
         dev = f"{heap.dev.kind} (is_pmem={heap.dev.is_pmem})"
         heap.close()
@@ -121,6 +141,9 @@ def main() -> None:
     print(f"{'PDict overwrite (random, undo on)':38}{fmt(n / t_pm_ovw):>14}"
           f"{t_nat_ovw / t_pm_ovw:>11.3f}x")
     print(f"undo entries per overwrite: {undo_ovw / n:.2f}")
+    print(f"DRAM index of the table: {ix_bytes / n:.0f} bytes/entry in the writing process; "
+          f"{m:,} more overwrites with it {m / t_pm_ix:,.0f}/s, without it "
+          f"{m / t_pm_noix:,.0f}/s (ratio {t_pm_noix / t_pm_ix:.2f})")
     print(f"materialize {n:,} entries (fresh process, as in recovery): median {t_mat:.3f} s "
           f"of {', '.join(f'{t:.3f}' for t in t_mats)}")
     print(f"pool bytes per entry: {heap_bytes / n:.1f}  (native dict incl. keys+values: "

@@ -169,3 +169,24 @@ def test_a_freed_table_leaves_no_index_behind():
         assert d.get(f"r{rnd}-3") == 3 and f"r{rnd - 1}-3" not in d
         assert len(heap._ix) <= 3  # root, the live dict (and nothing that was freed)
         heap.index_check()
+
+
+def test_set_index_limit_drops_and_allows_indexes_and_index_bytes_counts_them():
+    heap = Heap.create(SimDevice(16 << 20), {"d": {b"k%d" % i: i for i in range(100)},
+                                             "small": {"a": 1}})
+    d, small = heap.root["d"], heap.root["small"]
+    assert heap._ix.get(d._o) is not None
+    full = heap.index_bytes()
+    assert full > 100 * 50  # a dict slot, a key and an offset per entry
+    heap.set_index_limit(10)
+    assert heap._ix.get(d._o) is None and heap._ix.get(small._o) is not None
+    assert heap.index_bytes() < full // 5
+    assert [d[b"k%d" % i] for i in range(100)] == list(range(100))  # probes, never built
+    assert heap._ix.get(d._o) is None
+    heap.set_index_limit(1000)
+    for i in range(40):  # about len/4 probes build it again
+        assert d[b"k%d" % i] == i
+    assert heap._ix.get(d._o) is not None
+    heap.index_check()
+    with pytest.raises(ValueError):
+        heap.set_index_limit(-1)

@@ -1309,21 +1309,27 @@ class Heap:
         if used > self.index_limit:
             self._ixn[d] = _NEVER
             return
-        flat = self._ht_entries(d)
-        base = _q_unpack(self.buf, d + _HT_ENTS)[0] + 16
-        w = es >> 3
-        load = self._load
-        ix: dict[Any, int] = {}
-        for j in range(1, len(flat), w):
-            k = flat[j]
-            if k == _DUMMY:
-                continue
-            key = load(k)
-            if type(key) not in _IXT:
+        buf = self.buf
+        kslots = self._ht_entries(d)[1 :: es >> 3]
+        base = _q_unpack(buf, d + _HT_ENTS)[0] + 16
+        offs: Any = range(base, base + es * len(kslots), es)
+        if _DUMMY in kslots:
+            live = [(k, e) for k, e in zip(kslots, offs, strict=True) if k != _DUMMY]
+            kslots = [k for k, _ in live]
+            offs = [e for _, e in live]
+        if not any(k & 7 for k in kslots) and set(map(buf.__getitem__, kslots)) == {L.T_BYTES}:
+            # the common table of bytes keys, in bulk: lens[(k + 8) >> 3] is k's length
+            lens = buf[: len(buf) & ~7].cast("Q")
+            try:
+                keys = [bytes(buf[k + 16 : k + 16 + lens[(k + 8) >> 3]]) for k in kslots]
+            finally:
+                lens.release()
+        else:
+            keys = [self._load(k) for k in kslots]
+            if not all(type(k) in _IXT for k in keys):
                 self._ixn[d] = _NEVER
                 return
-            ix[key] = base + (j - 1) * 8
-        self._ix[d] = ix
+        self._ix[d] = dict(zip(keys, offs, strict=True))
 
     def _ix_add(self, d: int, key: Any, e: int) -> None:
         ix = self._ix.get(d)
@@ -1333,6 +1339,29 @@ class Heap:
             else:
                 del self._ix[d]
                 self._ixn[d] = _NEVER
+
+    def set_index_limit(self, n: int) -> None:
+        """Index hash tables of at most ``n`` entries in DRAM (0: none); drops the indexes
+        of larger tables.  The default comes from ``PERSIMMON_INDEX_LIMIT`` (1,048,576)."""
+        if n < 0:
+            raise ValueError("the index limit must be >= 0")
+        self.index_limit = n
+        self._ixn.clear()  # tables may be indexed again (or now never, the next time)
+        for d in [d for d, ix in self._ix.items() if len(ix) > n]:
+            del self._ix[d]
+
+    def index_bytes(self) -> int:
+        """DRAM held by the tables' indexes (dicts, keys and offsets), in bytes."""
+        seen: set[int] = set()
+        total = 0
+        for ix in self._ix.values():
+            total += sys.getsizeof(ix)
+            for k, e in ix.items():
+                if id(k) not in seen:
+                    seen.add(id(k))
+                    total += sys.getsizeof(k)
+                total += sys.getsizeof(e)
+        return total
 
     def index_check(self) -> None:
         """Compare every DRAM table index with its table in PM (for tests); raise

@@ -1020,7 +1020,9 @@ class PObject(Proxy):
         if is_data:
             return desc.__get__(self, cls)
         h = _get_h(self)
-        e = _find_attr(self, h, name)
+        d = _get_ad(self) or _attr_dict(self, h)
+        ix = h._ix.get(d)
+        e = ix.get(name, -1) if ix is not None else h._ht_lookup(d, 24, name)
         if e >= 0:
             x = _q_unpack(h.buf, e + 16)[0]
             v = h._proxies.get(x)
@@ -1096,15 +1098,6 @@ def _attr_dict(self: PObject, h: Any) -> int:
         d = _q_unpack(h.buf, _get_o(self) + 24)[0]
         _set_ad(self, d)
     return d
-
-
-def _find_attr(self: PObject, h: Any, name: str) -> int:
-    """Offset of the entry holding attribute ``name`` in the object's PM dict, or -1."""
-    d = _get_ad(self) or _attr_dict(self, h)
-    ix = h._ix.get(d)
-    if ix is not None:
-        return ix.get(name, -1)
-    return h._ht_lookup(d, 24, name)
 
 
 _desc_cache: dict[type, dict[str, tuple[Any, bool]]] = {}  # class -> name -> lookup
