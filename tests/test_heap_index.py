@@ -64,17 +64,17 @@ def test_random_dict_ops_agree_with_native_dict():
     assert heap.materialize()["d"] == native
 
 
-def test_index_is_built_after_about_a_quarter_of_the_table_in_probes():
+def test_index_is_built_after_about_a_sixteenth_of_the_table_in_probes():
     heap = Heap.create(SimDevice(16 << 20), {"d": {b"k%d" % i: i for i in range(400)}})
     heap = reopen(heap, 1)
     d = heap.root["d"]
     assert heap._ix.get(d._o) is None  # an existing table starts without an index
-    for i in range(50):
+    for i in range(20):
         assert d[b"k%d" % i] == i
     assert heap._ix.get(d._o) is None
-    for i in range(50, 110):
+    for i in range(20, 30):
         assert d[b"k%d" % i] == i
-    assert heap._ix.get(d._o) is not None  # 2 + 400/4 probes
+    assert heap._ix.get(d._o) is not None  # 2 + 400/16 probes
     heap.index_check()
     assert b"nope" not in d and d.get(b"k399") == 399
     d[b"new"] = 1
@@ -184,7 +184,7 @@ def test_set_index_limit_drops_and_allows_indexes_and_index_bytes_counts_them():
     assert [d[b"k%d" % i] for i in range(100)] == list(range(100))  # probes, never built
     assert heap._ix.get(d._o) is None
     heap.set_index_limit(1000)
-    for i in range(40):  # about len/4 probes build it again
+    for i in range(10):  # about len/16 probes build it again
         assert d[b"k%d" % i] == i
     assert heap._ix.get(d._o) is not None
     heap.index_check()

@@ -1271,8 +1271,7 @@ class Heap:
     # resize can renumber it without a probe), and kept only for tables whose keys are all of
     # the types in _IXT (whose native equality is the table's) and that hold at most
     # ``index_limit`` entries.  Tables made in this process start indexed; an existing table
-    # gets its index once it has been probed about len/4 times (the build then costs no more
-    # than the probes it saves).
+    # gets its index once it has been probed about len/16 times (docs/heap.md says why).
 
     def _ht_lookup(self, d: int, es: int, key: Any) -> int:
         """Offset of ``key``'s entry in table ``d``, or -1."""
@@ -1302,7 +1301,7 @@ class Heap:
         self._ixn[d] = n
         if n > 2 and d not in self._ix:
             used = _Q_unpack(self.buf, d + 8)[0]
-            if n >= 2 + (used >> 2):
+            if n >= 2 + (used >> 4):
                 self._ix_build(d, es, used)
 
     def _ix_build(self, d: int, es: int, used: int) -> None:

@@ -76,6 +76,7 @@ class OpLog:
         if self.tail > head:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
         self._res = head  # end of appended (possibly uncommitted) entries
+        self._committed = head  # the head as this process last wrote it (one producer)
         self._tail_seen = self.tail  # the tail only grows: a stale copy errs on the safe side
         self._flushed_from = head
         self.full_waits = 0
@@ -181,12 +182,13 @@ class OpLog:
     def commit(self) -> int:
         """Make every appended entry durable and publish it: one fence, one head persist."""
         res = self._res
-        dev = self.dev
-        if res == _load64(dev.buf, self._head_at):
+        if res == self._committed:
             return res
+        dev = self.dev
         dev.drain()
         _store64(dev.buf, self._head_at, res)
         dev.persist(self._head_at, 8)
+        self._committed = res
         return res
 
     # ------------------------------------------------------------------ consumer
