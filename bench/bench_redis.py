@@ -116,6 +116,10 @@ def main() -> None:
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         sys.exit("needs redis-tools and redis-server (apt-get install redis-tools redis-server)")
     kinds = args.servers.split(",")
+    known = ("persimmon-persimmon", "persimmon-none", "redis-noaof", "redis-aof-always")
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        ap.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     print(calibration_line(), flush=True)
     results: dict = {}
     workroot = tempfile.mkdtemp(prefix="bench-redis-", dir=os.path.expanduser("~"))

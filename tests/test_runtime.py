@@ -158,6 +158,26 @@ def test_shadow_priority_leaves_idle_past_half_a_log_and_returns_under_an_eighth
     assert not off.idle and calls == [True, False, True]
 
 
+def test_shadow_batches_a_light_steady_load_and_commits_when_the_log_goes_idle(shm_path):
+    # An operation every ~200 us: the log is never idle for the ~1 ms the shadow waits for
+    # before committing, so its batches hold many operations (a commit per operation, as
+    # when it committed at the first empty poll, doubled its CPU time for such a load).
+    psm = PSM(KV, shm_path, log_size=1 << 22)
+    try:
+        n = 0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            psm.invoke_rw(("set", f"k{n % 50}", n))
+            n += 1
+            time.sleep(0.0002)
+        time.sleep(0.05)  # now idle: the batch in progress gets committed without a sync
+        st = psm.stats()
+        assert st["ops_committed"] == n == st["ops_logged"], st
+        assert st["mean_batch_size"] >= 4, st
+    finally:
+        psm.close()
+
+
 def test_foreground_death_stops_shadow(shm_path):
     code = (
         "import sys, os, time; sys.path.insert(0, %r)\n"

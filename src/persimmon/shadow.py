@@ -207,6 +207,9 @@ def _set_idle_policy(idle: bool) -> bool:
     return idle
 
 
+_IDLE_POLLS_BEFORE_COMMIT = 5  # polls 200 us apart
+
+
 def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
          idle_policy: bool = False) -> None:
     prio = Priority(idle_policy)
@@ -230,14 +233,19 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
                 prio.update(log.head - ap.pos, cap)
                 ap.publish()
             continue
-        prio.update(0, cap)
-        if ap.in_batch:
+        if not idle:
+            prio.update(0, cap)
+        idle += 1
+        # The log is idle once nothing came for about a millisecond: commit then.  Under a
+        # light but steady load (a write every few hundred microseconds) this keeps batches
+        # of several operations instead of a commit per operation, and a poll every 200 us
+        # rather than every 50 wakes this process a quarter as often beside the server.
+        if ap.in_batch and idle >= _IDLE_POLLS_BEFORE_COMMIT:
             ap.commit()
         if c[STOP] or os.getppid() != parent_pid:
             return
         c[HEARTBEAT] += 1
-        idle += 1
-        time.sleep(0.00005 if idle < 20 else 0.0005 if idle < 2000 else 0.002)
+        time.sleep(0.0002 if idle < 100 else 0.001 if idle < 2000 else 0.002)
 
 
 def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | None,
