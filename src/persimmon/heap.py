@@ -570,6 +570,10 @@ class Heap:
             rc = rcd.get(x, 1) - 1
             if rc == 1:
                 del rcd[x]
+            elif rc == 0 and x not in rcd and self.buf[x] in _LEAVES:
+                # A str/bytes/number is never handed out as a proxy nor memoized, so nothing
+                # can store it again: free it now (reusable after the commit), not at end_op.
+                self._deferred.append(x)
             else:
                 if rc < 0:
                     raise CorruptPoolError(f"reference count below zero at {x}")
@@ -607,7 +611,10 @@ class Heap:
         old = _q_unpack(buf, off)[0]
         _q_pack(buf, off, x)
         if old > 0 and not old & 7:
-            self._decref(old)
+            if old not in self._rc and buf[old] in _LEAVES:
+                self._deferred.append(old)  # as in _decref: a leaf at count 0 is freed now
+            else:
+                self._decref(old)
 
     def _reclaim(self) -> None:
         stack = self._zero
