@@ -43,6 +43,7 @@ class Device:
     kind = "none"
     is_pmem = False
     flush_path = "none"  # "cache-flush" or "msync": how persists reach the medium
+    persists_nothing = False  # True when flush/drain/persist are no-ops (a tmpfs pool)
     path: str | None = None
     size = 0
     buf: memoryview
@@ -219,6 +220,7 @@ class MsyncDevice(Device):
 def _no_persist(dev: Device) -> None:
     """Make ``dev``'s persist primitives no-ops (a tmpfs file; see :func:`tmpfs_persist`)."""
     dev.flush_path = "none"
+    dev.persists_nothing = True
     dev.flush = _flush_nothing  # type: ignore[method-assign]
     dev.drain = _drain_nothing  # type: ignore[method-assign]
     dev.persist = _flush_nothing  # type: ignore[method-assign]

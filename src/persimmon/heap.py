@@ -319,7 +319,7 @@ class Heap:
         dev = self.dev
         flush = dev.flush
         logged = self._logged
-        if logged:
+        if logged and not dev.persists_nothing:
             logged.sort()
             start = prev = logged[0]
             for b in logged:

@@ -77,6 +77,8 @@ class OpLog:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
         self._res = head  # end of appended (possibly uncommitted) entries
         self._committed = head  # the head as this process last wrote it (one producer)
+        # a tmpfs pool that persists by no flush at all (docs/device.md): skip the calls
+        self._persists = not dev.persists_nothing
         self._tail_seen = self.tail  # the tail only grows: a stale copy errs on the safe side
         self._flushed_from = head
         self.full_waits = 0
@@ -150,7 +152,8 @@ class OpLog:
             a = self._data + off
             _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos)
             buf[a + 16 : a + 16 + ln] = payload
-            dev.flush(a, 16 + ln)
+            if self._persists:
+                dev.flush(a, 16 + ln)
             self._res = pos = pos + n
             return pos
         if n > cap:
@@ -185,9 +188,13 @@ class OpLog:
         if res == self._committed:
             return res
         dev = self.dev
-        dev.drain()
-        _store64(dev.buf, self._head_at, res)
-        dev.persist(self._head_at, 8)
+        if self._persists:
+            dev.drain()
+            _store64(dev.buf, self._head_at, res)
+            dev.persist(self._head_at, 8)
+        else:
+            h = self._head_at
+            dev.buf[h : h + 8] = res.to_bytes(8, "little")  # _store64, inlined
         self._committed = res
         return res
 

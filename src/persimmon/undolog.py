@@ -47,6 +47,7 @@ class UndoLog:
         self._pos = off + _SEG_DATA
         self._end = off + size
         self._link_at = off
+        self._persists = not dev.persists_nothing
 
     def begin(self, batch: int) -> None:
         """Start logging for ``batch`` (the number its commit record will carry)."""
@@ -99,8 +100,9 @@ class UndoLog:
         buf[pos + 32 : pos + 64] = buf[a : a + 32]
         self._pos = pos + 64
         self.count += 1
-        dev.flush(pos, 64)
-        dev.drain()
+        if self._persists:
+            dev.flush(pos, 64)
+            dev.drain()
 
     def _spill(self) -> int:
         seg, size = self._spill_alloc(max(self.size, 1 << 20))
