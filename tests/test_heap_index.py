@@ -190,3 +190,24 @@ def test_set_index_limit_drops_and_allows_indexes_and_index_bytes_counts_them():
     heap.index_check()
     with pytest.raises(ValueError):
         heap.set_index_limit(-1)
+
+
+def test_indexes_of_many_tables_stay_within_the_budget():
+    # 1,000 small dicts (Redis hashes, say): the keys held by all indexes together stay under
+    # twice the per-table limit, whatever the number of tables; answers never change.
+    heap = Heap.create(SimDevice(32 << 20), {"h": {}})
+    heap.set_index_limit(40)
+    hs = heap.root["h"]
+    for i in range(1000):
+        hs[i] = {f"f{j}": j for j in range(5)}
+        heap.end_op()
+        held = sum(len(ix) for ix in heap._ix.values())
+        assert held <= 80, (i, held)
+    for i in range(0, 1000, 7):
+        h = hs[i]
+        assert [h[f"f{j}"] for j in range(5)] == list(range(5)) and "f5" not in h
+        h["f9"] = i
+        heap.end_op()
+    heap.index_check()
+    assert all(hs[i]["f9"] == i for i in range(0, 1000, 7))
+    assert 0 < sum(len(ix) for ix in heap._ix.values()) <= 80

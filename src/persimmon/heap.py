@@ -173,6 +173,8 @@ class Heap:
         self._ix: dict[int, dict[Any, int]] = {}
         self._ixn: dict[int, int] = {}
         self.index_limit = _index_limit()
+        self._ix_budget = 2 * self.index_limit  # keys added to indexes before all are dropped
+        self._ix_adds = 0
         self.undo = UndoLog(self.dev, pool.undo_off, pool.undo_size, self._spill_alloc)
         self.commit_threshold = max(64, self.undo.primary_capacity // 2)
         self.stats = {"commits": 0, "undo_entries": 0, "rolled_back": 0, "grows": 0}
@@ -692,8 +694,7 @@ class Heap:
             fl.reverse()  # allocate low addresses first
         self._rc = rcd
         self._freelists = fls
-        self._ix.clear()
-        self._ixn.clear()
+        self._ix_reset()
 
     def _rebuild_checked(self) -> None:
         try:
@@ -1335,6 +1336,10 @@ class Heap:
             if not all(type(k) in _IXT for k in keys):
                 self._ixn[d] = _NEVER
                 return
+        self._ix_adds += len(keys)
+        if self._ix_adds > self._ix_budget:
+            self._ix_reset()
+            return
         self._ix[d] = dict(zip(keys, offs, strict=True))
 
     def _ix_add(self, d: int, key: Any, e: int) -> None:
@@ -1342,9 +1347,18 @@ class Heap:
         if ix is not None:
             if type(key) in _IXT and len(ix) < self.index_limit:
                 ix[key] = e
+                self._ix_adds += 1
+                if self._ix_adds > self._ix_budget:
+                    self._ix_reset()
             else:
                 del self._ix[d]
                 self._ixn[d] = _NEVER
+
+    def _ix_reset(self) -> None:
+        """Drop every index (memory bound: see docs/heap.md); hot tables get theirs back."""
+        self._ix.clear()
+        self._ixn.clear()
+        self._ix_adds = 0
 
     def set_index_limit(self, n: int) -> None:
         """Index hash tables of at most ``n`` entries in DRAM (0: none); drops the indexes
@@ -1352,6 +1366,7 @@ class Heap:
         if n < 0:
             raise ValueError("the index limit must be >= 0")
         self.index_limit = n
+        self._ix_budget = 2 * n
         self._ixn.clear()  # tables may be indexed again (or now never, the next time)
         for d in [d for d, ix in self._ix.items() if len(ix) > n]:
             del self._ix[d]
@@ -1431,6 +1446,9 @@ class Heap:
         if ix is not None:
             if type(key) in _IXT and len(ix) < self.index_limit:
                 ix[key] = e
+                self._ix_adds += 1
+                if self._ix_adds > self._ix_budget:
+                    self._ix_reset()
             else:
                 self._ix_add(d, key, e)
 
