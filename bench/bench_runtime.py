@@ -107,8 +107,8 @@ def main() -> None:
     print(f"(b) group commit 32   median {mg:7.2f} us/op              "
           f"{len(ops) / t_g:>10,.0f} ops/s  (overhead {mg - md:.2f} us/op)")
     rate = applied / apply_s if apply_s else 0
-    print(f"(c) shadow apply rate {rate:,.0f} ops/s (apply time only); after the per-op run "
-          f"it needed {shadow_catchup:.2f} s more to catch up; log full waits "
+    print(f"(c) shadow apply rate {rate:,.0f} ops/s (busy time, commits excluded); after the "
+          f"per-op run it needed {shadow_catchup:.2f} s more to catch up; log full waits "
           f"{st['full_waits']} ({st['full_wait_seconds']:.2f} s); batches {st2['batches']}, "
           f"mean batch {st2['mean_batch_size']:.0f}, undo entries/batch "
           f"{st2['undo_entries_per_batch']:.0f}")

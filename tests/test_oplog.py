@@ -72,6 +72,31 @@ def test_wrap_around_many_laps(sizes, rnd):
     assert got == sent
 
 
+def test_a_reader_that_saw_a_lone_padding_marker_sees_the_entry_after_it():
+    # A reader keeps the last head it loaded and reloads it only when it is used up; the
+    # producer can publish a wrap-around padding marker alone (it commits while it waits for
+    # room for the entry after it), and the reader must then find that entry once committed.
+    dev, producer = fresh()
+    consumer = OpLog(dev, BASE, 4096 + 192)
+    while producer._res < 4096 - 128:
+        producer.append(b"x" * 48)  # 64-byte entries
+    pos = 0
+    waits = []
+
+    def wait() -> None:
+        nonlocal pos
+        producer.commit()  # the entries and the lone padding marker
+        while (r := consumer.read(pos)) is not None:
+            pos = r[1]
+        waits.append(pos)
+        consumer.set_tail(pos)
+
+    producer.append(b"y" * 1000, wait=wait)
+    assert waits == [4096 - 128] and consumer.read(pos) is None
+    producer.commit()
+    assert consumer.read(pos) == (b"y" * 1000, 4096 + 1024)
+
+
 def test_full_log_raises_or_waits():
     dev, lg = fresh()
     for _ in range(64):

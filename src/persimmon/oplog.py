@@ -77,6 +77,7 @@ class OpLog:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
         self._res = head  # end of appended (possibly uncommitted) entries
         self._committed = head  # the head as this process last wrote it (one producer)
+        self._head_seen = head  # the head as a reader last loaded it (it only grows)
         # a tmpfs pool that persists by no flush at all (docs/device.md): skip the calls
         self._persists = not dev.persists_nothing
         self._tail_seen = self.tail  # the tail only grows: a stale copy errs on the safe side
@@ -201,9 +202,11 @@ class OpLog:
     # ------------------------------------------------------------------ consumer
     def read(self, pos: int) -> tuple[bytes, int] | None:
         """``(payload, next position)`` of the entry at ``pos``, or None at the head."""
-        head = _load64(self.dev.buf, self._head_at)
-        if pos >= head:
-            return None
+        head = self._head_seen
+        if pos >= head:  # load the head only when what we saw of it is used up
+            head = self._head_seen = _load64(self.dev.buf, self._head_at)
+            if pos >= head:
+                return None
         cap = self.capacity
         off = pos % cap
         buf = self.dev.buf
@@ -212,7 +215,9 @@ class OpLog:
         if ln == _PAD:
             pos += cap - off
             if pos >= head:
-                return None
+                head = self._head_seen = _load64(buf, self._head_at)
+                if pos >= head:
+                    return None
             a = self._data
             ln, chk, epos = _ENT.unpack_from(buf, a)
         n = (16 + ln + 63) & ~63

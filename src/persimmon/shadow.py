@@ -105,42 +105,62 @@ class Applier:
 
     def step(self) -> bool:
         """Apply the next logged operation, if any; commit when the batch is full."""
-        ent = self.log.read(self.pos)
-        if ent is None:
-            return False
-        c = self.c
+        return self.run(1) == 1
+
+    def run(self, limit: int = 256) -> int:
+        """Apply up to ``limit`` logged operations, committing each batch that fills up;
+        returns how many were applied (0: the log is empty)."""
+        read = self.log.read
         heap = self.heap
-        payload, nxt = ent
-        op, rdig, sdig = decode(payload)
-        t0 = time.perf_counter_ns()
-        try:
-            if self._apply is not None and not (type(op) is tuple and op and op[0] == CALL):
-                result = self._apply(op)
-            else:
-                result = apply_op(self.root, op)
-        except Exception as e:  # an operation that raises is still an operation
-            result = e
-            c[ERRORS] += 1
-            if not self.verify and not self.message.value:
-                _say(f"operation at log position {self.pos} raised in the shadow: {e!r}",
-                     self.message)
-        try:
-            heap.end_op()
-        except Exception as e:
-            # e.g. a native value stored during the operation cannot be persisted: a bug in
-            # the port, reported (stats, verify) rather than crashing the shadow in a loop.
-            c[ERRORS] += 1
-            _say(f"end of the operation at log position {self.pos} failed in the shadow: "
-                 f"{e!r}", self.message)
-        self._apply_ns += time.perf_counter_ns() - t0
-        self._applied += 1
-        if self.verify and not c[DIVERGED]:
-            _check(heap, self.root, op, self.pos, result, rdig, sdig, c, self.message)
-        self.pos = nxt
-        self.in_batch += 1
-        if self.in_batch >= self.max_batch or heap.should_commit:
-            self.commit()
-        return True
+        end_op = heap.end_op
+        undo = heap.undo
+        threshold = heap.commit_threshold
+        max_batch = self.max_batch
+        verify = self.verify
+        c = self.c
+        pos = self.pos
+        n = 0
+        clock = time.perf_counter_ns
+        t0 = clock()
+        while n < limit:
+            ent = read(pos)
+            if ent is None:
+                break
+            payload, nxt = ent
+            op, rdig, sdig = decode(payload)
+            try:
+                if self._apply is not None and not (type(op) is tuple and op and op[0] == CALL):
+                    result = self._apply(op)
+                else:
+                    result = apply_op(self.root, op)
+            except Exception as e:  # an operation that raises is still an operation
+                result = e
+                c[ERRORS] += 1
+                if not verify and not self.message.value:
+                    _say(f"operation at log position {pos} raised in the shadow: {e!r}",
+                         self.message)
+            try:
+                end_op()
+            except Exception as e:
+                # e.g. a native value stored during the operation cannot be persisted: a bug
+                # in the port, reported (stats, verify) rather than crashing the shadow in a
+                # loop.
+                c[ERRORS] += 1
+                _say(f"end of the operation at log position {pos} failed in the shadow: "
+                     f"{e!r}", self.message)
+            if verify and not c[DIVERGED]:
+                _check(heap, self.root, op, pos, result, rdig, sdig, c, self.message)
+            n += 1
+            self.pos = pos = nxt
+            self.in_batch += 1
+            if self.in_batch >= max_batch or undo.count >= threshold:
+                t1 = clock()
+                self._apply_ns += t1 - t0
+                self.commit()  # (commit time is not apply time)
+                t0 = clock()
+        self._apply_ns += clock() - t0
+        self._applied += n
+        return n
 
     def publish(self) -> None:
         """Add the apply counters kept locally (cheaper per operation) to the shared ones."""
@@ -219,19 +239,15 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
     ap = Applier(heap, log, verify=verify, max_batch=max_batch, counters=c, message=message)
     c[READY] = 1
     idle = 0
-    busy = 0
-    step = ap.step
+    run = ap.run
     cap = log.capacity
     while True:
-        if step():
+        if run(256):
             idle = 0
-            busy += 1
-            if busy >= 256:
-                busy = 0
-                if os.getppid() != parent_pid:
-                    return
-                prio.update(log.head - ap.pos, cap)
-                ap.publish()
+            if os.getppid() != parent_pid:
+                return
+            prio.update(log.head - ap.pos, cap)
+            ap.publish()
             continue
         if not idle:
             prio.update(0, cap)
