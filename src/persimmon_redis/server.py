@@ -464,6 +464,10 @@ class Server:
             return
         if c.multi is not None and name not in (b"exec", b"discard", b"multi", b"watch",
                                                 b"reset", b"quit"):
+            if name in _NO_MULTI:
+                c.multi_error = True
+                c.reply(RError("ERR Command not allowed inside a transaction"))
+                return
             c.multi.append(argv)
             c.reply(QUEUED)
             return
@@ -802,16 +806,15 @@ def _exec(s: Server, c: Client, a: list) -> None:
         return
     s.unwatch_all(c)
     # Reads and writes of the transaction run as one operation (atomic and durable as one).
-    # Commands that do not touch the dataset (PING, TIME, PUBLISH, ...) are answered by the
-    # server around it, in their place in the reply; random commands and blocking pops run
-    # inside it in their deterministic forms (chance.py).  Only a transaction with another
-    # server command (SAVE, SUBSCRIBE, ...) runs command by command.
+    # Commands that do not touch the dataset (PING, TIME, PUBLISH, AUTH, SUBSCRIBE, ...) are
+    # answered by the server around it, in their place in the reply; random commands and
+    # blocking pops run inside it in their deterministic forms (chance.py).  SAVE and
+    # SHUTDOWN are refused at MULTI time, as by Redis.  A transaction without a write needs
+    # no operation and runs command by command.
     names = [q[0].lower() for q in queued]
     has_write = any(n == b"select" or n == b"spop" or n in chance.BLOCKING
                     or (n in COMMANDS and COMMANDS[n].write) for n in names)
-    other = any(n in _SPECIAL and n != b"select" and n not in _OUTSIDE
-                and n not in chance.RANDOM and n not in chance.BLOCKING for n in names)
-    if other or not has_write:
+    if not has_write:
         out = []
         c.in_exec = True
         try:
@@ -1085,7 +1088,11 @@ _SPECIAL: dict[bytes, tuple] = {
 # Connection and server commands that neither read nor write the dataset: inside MULTI they
 # are answered around the transaction's one operation (see _exec).
 _OUTSIDE = frozenset({b"ping", b"echo", b"time", b"lastsave", b"command", b"config",
-                      b"client", b"info", b"debug", b"publish", b"pubsub"})
+                      b"client", b"info", b"debug", b"publish", b"pubsub", b"auth", b"hello",
+                      b"bgsave", b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe",
+                      b"unwatch"})
+# Commands Redis 7 flags no-multi (that we have): refused while a transaction is queued.
+_NO_MULTI = frozenset({b"save", b"shutdown"})
 
 
 def run_server(cfg: Config) -> int:

@@ -187,6 +187,39 @@ def test_transaction_with_connection_commands_is_one_operation(r, server):
     assert p.execute() == [b"a", True, True] and r.get("tx2") == b"5"
 
 
+def test_connection_commands_in_a_write_transaction_keep_it_one_operation(r, server):
+    # AUTH, HELLO, UNWATCH and SUBSCRIBE touch only the connection: they are answered in
+    # their place around the EXEC's one operation (before, such a transaction ran command by
+    # command and was not atomic across a crash).
+    import hiredis
+
+    before = int(r.info("persimmon").get("ops_logged", 0))
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        def send(*args):
+            s.sendall(b"*%d\r\n" % len(args) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+
+        for cmd in ([b"MULTI"], [b"SET", b"txc", b"1"], [b"AUTH", b"nopass"],
+                    [b"HELLO", b"2"], [b"UNWATCH"], [b"INCR", b"txc"],
+                    [b"SUBSCRIBE", b"txch"], [b"GET", b"txc"], [b"EXEC"]):
+            send(*cmd)
+        reader = hiredis.Reader()
+        replies: list = []
+        s.settimeout(10)
+        while len(replies) < 9:
+            reader.feed(s.recv(65536))
+            while (x := reader.gets()) is not False:
+                replies.append(x)
+    assert replies[:8] == [b"OK"] + [b"QUEUED"] * 7
+    res = replies[8]
+    assert res[0] == b"OK" and isinstance(res[1], hiredis.ReplyError)
+    assert res[2][:2] == [b"server", b"redis"] and res[3] == b"OK" and res[4] == 2
+    assert res[5] == [b"subscribe", b"txch", 1] and res[6] == b"2"
+    if server.mode == "persimmon":
+        assert int(r.info("persimmon")["ops_logged"]) == before + 1
+    assert r.get("txc") == b"2"
+
+
 def test_random_and_blocking_commands_in_a_transaction_are_one_deterministic_operation():
     """SPOP, SRANDMEMBER, ZRANDMEMBER, HRANDFIELD, RANDOMKEY and blocking pops inside MULTI
     run inside the EXEC's one operation; in verify mode the shadow checks that the PM copy

@@ -101,6 +101,12 @@ SCRIPTS = {
         "SRANDMEMBER st2", "SRANDMEMBER nokey", "HRANDFIELD hh", "ZRANDMEMBER nokey",
         "SPOP st2 5", "SPOP st", "EXEC", "LRANGE l 0 -1", "ZRANGE z 0 -1", "EXISTS st st2",
     ],
+    "transactions_refused": [
+        # SAVE and SHUTDOWN are no-multi commands: refused when queued, and EXEC aborts
+        "SET a 1", "MULTI", "SET a 2", "SAVE", "SET b 3", "EXEC", "GET a", "EXISTS b",
+        "MULTI", "SHUTDOWN", "EXEC", "MULTI", "SET c 1", "AUTH nopass", "INCR c", "EXEC",
+        "GET c",
+    ],
     "errors": [
         "FOO", "FOO a b", "GET", "GET a b", "SET", "EXEC", "DISCARD", "LPOP",
         "SELECT 99", "EXPIRE", "ZADD", "HSET h a", "PING a b", "ECHO", "OBJECT FOO k",
@@ -113,7 +119,7 @@ def _norm(cmd: str, v):
     if isinstance(v, redis.ResponseError):
         return ("error", str(v))
     if cmd.upper() == "EXEC" and isinstance(v, list):  # errors inside a transaction's reply
-        return [("error", str(x)) if isinstance(x, redis.ResponseError) else x for x in v]
+        return [("error", str(x)) if isinstance(x, redis.RedisError) else x for x in v]
     if isinstance(v, set | frozenset):
         return ("set", sorted(v))
     if cmd.split()[0].lower().encode() in UNORDERED and isinstance(v, list | dict):
