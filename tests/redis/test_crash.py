@@ -58,6 +58,49 @@ def test_sigkill_under_load_keeps_every_acknowledged_write():
         srv.cleanup()
 
 
+def _tx_writer(port: int, acked: list, stop: threading.Event) -> None:
+    c = redis.Redis(port=port, socket_timeout=5)
+    try:
+        while not stop.is_set():
+            p = c.pipeline(transaction=True)
+            # connection commands ride along: answered around the EXEC's one operation
+            p.incr("a").ping().rpush("seq", "x").execute_command("UNWATCH").incr("b")
+            res = p.execute()
+            acked.append(res[0])
+    except (redis.ConnectionError, redis.TimeoutError, ConnectionResetError):
+        pass
+
+
+def test_sigkill_never_splits_a_transaction():
+    rng = random.Random(5)
+    srv = ServerProc("persimmon")
+    try:
+        last = 0
+        for _ in range(4):
+            srv.start()
+            acked: list = []
+            stop = threading.Event()
+            t = threading.Thread(target=_tx_writer, args=(srv.port, acked, stop))
+            t.start()
+            time.sleep(rng.uniform(0.3, 0.8))
+            srv.kill(signal.SIGKILL)
+            stop.set()
+            t.join(10)
+            srv.start()
+            c = srv.client()
+            a, b = int(c.get("a") or 0), int(c.get("b") or 0)
+            assert a == b == c.llen("seq"), "a transaction was split by the crash"
+            if acked:
+                assert a >= acked[-1], f"acknowledged transaction {acked[-1]} lost"
+            assert a >= last
+            last = a
+            c.close()
+            srv.stop()
+        assert last > 20
+    finally:
+        srv.cleanup()
+
+
 def test_shadow_killed_while_serving():
     srv = ServerProc("persimmon").start()
     try:
