@@ -145,9 +145,6 @@ class PDict(Proxy, MutableMapping):
             hash(key)  # unhashable -> TypeError like dict
             return False
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._set(key, value)
-
     def _set(self, key: Any, value: Any) -> None:
         h = self._h
         d = self._o
@@ -177,6 +174,8 @@ class PDict(Proxy, MutableMapping):
         kslot = h._convert(key, d, key)
         vslot = h._convert(value, d, key)
         h._ht_insert_new(d, 24, hv, p, kslot, vslot, key)
+
+    __setitem__ = _set  # the same function: no second call on the hottest store
 
     def __delitem__(self, key: Any) -> None:
         h = self._h
