@@ -133,9 +133,10 @@ def test_index_limit_from_the_environment(monkeypatch, value, ok):
     heap = Heap.create(SimDevice(1 << 20), {"d": {"a": 1}})
     assert heap.index_limit == (int(value) if value else 1 << 20)
     d = heap.root["d"]
+    assert heap._ix.get(d._o) is None  # the initial image leaves no index behind
     d["b"] = 2
+    assert d["a"] == 1 and d["b"] == 2 and "c" not in d
     assert (heap._ix.get(d._o) is None) == (value == "0")
-    assert d["a"] == 1 and d["b"] == 2
 
 
 def test_object_attributes_through_the_index():
@@ -175,6 +176,9 @@ def test_set_index_limit_drops_and_allows_indexes_and_index_bytes_counts_them():
     heap = Heap.create(SimDevice(16 << 20), {"d": {b"k%d" % i: i for i in range(100)},
                                              "small": {"a": 1}})
     d, small = heap.root["d"], heap.root["small"]
+    assert heap._ix.get(d._o) is None  # the initial image leaves no index behind
+    for _ in range(10):
+        assert d[b"k1"] == 1 and small["a"] == 1
     assert heap._ix.get(d._o) is not None
     full = heap.index_bytes()
     assert full > 100 * 50  # a dict slot, a key and an offset per entry

@@ -210,9 +210,15 @@ class Heap:
             buf = heap.buf
             _hdr_pack(buf, m, L.T_META, L.size_class(L.META_SIZE), 0, 1, 0)
             buf[m + L.HDR : m + L.META_SIZE] = bytes(L.META_SIZE - L.HDR)
+            # The initial image is written without table indexes: whoever mutates the pool
+            # next (the shadow) builds its own, and a big initial state would otherwise leave
+            # one behind here (about 120 bytes per key).
+            limit, heap.index_limit = heap.index_limit, 0
             heap._store_slot(m + L.META_ROOT, heap._convert(root, "root"))
             heap.end_op()
             heap.commit(0)
+            heap.index_limit = limit
+            heap._ixn.clear()  # (tables probed meanwhile were marked never to index)
         except BaseException:
             pool.close()
             raise
