@@ -1448,15 +1448,7 @@ class Heap:
         _I_pack(buf, p, nent + 1)
         _q_pack(buf, d + _HT_NENT, nent + 1)
         _Q_pack(buf, d + 8, _Q_unpack(buf, d + 8)[0] + 1)
-        ix = self._ix.get(d)
-        if ix is not None:
-            if type(key) in _IXT and len(ix) < self.index_limit:
-                ix[key] = e
-                self._ix_adds += 1
-                if self._ix_adds > self._ix_budget:
-                    self._ix_reset()
-            else:
-                self._ix_add(d, key, e)
+        self._ix_add(d, key, e)
 
     def _prepare_insert(self, d: int, es: int, e: int, p: int) -> None:
         """Undo-log, in one round (one fence), what appending entry ``e`` (index slot ``p``)
