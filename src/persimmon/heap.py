@@ -83,7 +83,8 @@ _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not b
 _SMALL_TABLE = L._SMALL_TABLE
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
 # Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
-_IXT = frozenset({str, bytes, int, float, bool, type(None)})
+INDEX_KEY_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
+_IXT = INDEX_KEY_TYPES
 _NEVER = -(1 << 62)  # probe count of a table that is not to be indexed (until cleared)
 _NOKEY = object()
 

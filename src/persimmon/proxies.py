@@ -30,6 +30,7 @@ from typing import Any
 
 from . import layout as L
 from .errors import UnpersistableError
+from .heap import INDEX_KEY_TYPES as _IXT
 
 _q_unpack = L.S_q.unpack_from
 _Q_unpack = L.S_Q.unpack_from
@@ -37,7 +38,6 @@ _DUMMY = L.DUMMY
 _T_BYTES = L.T_BYTES
 _T_STR = L.T_STR
 _NOTHING = object()
-_IXT = frozenset({str, bytes, int, float, bool, type(None)})  # the heap's indexable key types
 
 
 class Proxy:
