@@ -214,12 +214,12 @@ class Heap:
             # The initial image is written without table indexes: whoever mutates the pool
             # next (the shadow) builds its own, and a big initial state would otherwise leave
             # one behind here (about 120 bytes per key).
-            limit, heap.index_limit = heap.index_limit, 0
+            limit = heap.index_limit
+            heap.set_index_limit(0)
             heap._store_slot(m + L.META_ROOT, heap._convert(root, "root"))
             heap.end_op()
             heap.commit(0)
-            heap.index_limit = limit
-            heap._ixn.clear()  # (tables probed meanwhile were marked never to index)
+            heap.set_index_limit(limit)
         except BaseException:
             pool.close()
             raise
@@ -494,10 +494,8 @@ class Heap:
         end = min(off + n, ctop)
         nolog = self._nolog
         todo = [b for b in range(off >> 5, ((end - 1) >> 5) + 1) if b not in nolog]
-        if todo and self._fresh_big:
-            todo = [b for b in todo if not self._in_fresh_big(b << 5)]
         if todo:
-            self._log_blocks(todo)
+            self._log_round(todo)
 
     def _prepare_spans(self, spans: Any) -> None:
         """:meth:`_prepare` for several ``(off, n)`` spans with a single undo fence."""
@@ -512,12 +510,17 @@ class Heap:
                 if b not in nolog and b not in todo:
                     todo.append(b)
         if todo:
-            if not self._writable:
-                raise PersimmonError("this heap was opened read-only (writable=False)")
-            if self._fresh_big:
-                todo = [b for b in todo if not self._in_fresh_big(b << 5)]
-            if todo:
-                self._log_blocks(todo)
+            self._log_round(todo)
+
+    def _log_round(self, todo: list[int]) -> None:
+        """Undo-log committed blocks ``todo`` (none of them logged yet in this batch) in one
+        round, leaving out those inside big chunks fresh in the batch."""
+        if not self._writable:
+            raise PersimmonError("this heap was opened read-only (writable=False)")
+        if self._fresh_big:
+            todo = [b for b in todo if not self._in_fresh_big(b << 5)]
+        if todo:
+            self._log_blocks(todo)
 
     def _in_fresh_big(self, a: int) -> bool:
         fb = self._fresh_big
@@ -620,10 +623,7 @@ class Heap:
         old = _q_unpack(buf, off)[0]
         _q_pack(buf, off, x)
         if old > 0 and not old & 7:
-            if old not in self._rc and buf[old] in _LEAVES:
-                self._deferred.append(old)  # as in _decref: a leaf at count 0 is freed now
-            else:
-                self._decref(old)
+            self._decref(old)
 
     def _reclaim(self) -> None:
         stack = self._zero
@@ -652,9 +652,8 @@ class Heap:
             for inner in self._internal(off, t):
                 self._free(inner)
             self._opaque.pop(off, None)
-            if off in self._ix or off in self._ixn:
-                self._ix.pop(off, None)
-                self._ixn.pop(off, None)
+            self._ix.pop(off, None)
+            self._ixn.pop(off, None)
             self._free(off)
 
     def _rebuild(self) -> None:
@@ -1478,12 +1477,7 @@ class Heap:
             if b1 != b and b1 not in nolog:
                 self._logged.append(b1)
         if todo:
-            if not self._writable:
-                raise PersimmonError("this heap was opened read-only (writable=False)")
-            if self._fresh_big:
-                todo = [b for b in todo if not self._in_fresh_big(b << 5)]
-            if todo:
-                self._log_blocks(todo)
+            self._log_round(todo)
 
     def _new_owned_blob(self, t: int, data: bytes) -> int:
         """A new bytes/str object that the caller stores at once (reference count 1)."""
