@@ -81,7 +81,6 @@ class OpLog:
         # a tmpfs pool that persists by no flush at all (docs/device.md): skip the calls
         self._persists = not dev.persists_nothing
         self._tail_seen = self.tail  # the tail only grows: a stale copy errs on the safe side
-        self._flushed_from = head
         self.full_waits = 0
         self.full_wait_seconds = 0.0
 
@@ -191,11 +190,9 @@ class OpLog:
         dev = self.dev
         if self._persists:
             dev.drain()
-            _store64(dev.buf, self._head_at, res)
+        _store64(dev.buf, self._head_at, res)
+        if self._persists:
             dev.persist(self._head_at, 8)
-        else:
-            h = self._head_at
-            dev.buf[h : h + 8] = res.to_bytes(8, "little")  # _store64, inlined
         self._committed = res
         return res
 
