@@ -135,12 +135,8 @@ class PDict(Proxy, MutableMapping):
         return v
 
     def __contains__(self, key: Any) -> bool:
-        h = self._h
-        ix = h._ix.get(self._o)
-        if ix is not None and type(key) in _IXT:
-            return key in ix
         try:
-            return h._ht_lookup(self._o, 24, key) >= 0
+            return self._h._ht_lookup(self._o, 24, key) >= 0
         except UnpersistableError:
             hash(key)  # unhashable -> TypeError like dict
             return False
@@ -839,14 +835,10 @@ class PSet(Proxy, MutableSet):
         return _Q_unpack(self._h.buf, self._o + 8)[0]
 
     def __contains__(self, key: Any) -> bool:
-        h = self._h
-        ix = h._ix.get(self._o)
-        if ix is not None and type(key) in _IXT:
-            return key in ix
         try:
-            return h._ht_lookup(self._o, 16, key) >= 0
+            return self._h._ht_lookup(self._o, 16, key) >= 0
         except UnpersistableError:
-            hash(key)
+            hash(key)  # unhashable -> TypeError like set
             return False
 
     def __iter__(self) -> Iterator[Any]:
