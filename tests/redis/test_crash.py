@@ -3,6 +3,7 @@ acknowledged write must be there, in a prefix state; the shadow killed while ser
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -14,17 +15,27 @@ import redis
 from conftest import ServerProc
 
 
-def _writer(port: int, start: int, acked: list, stop: threading.Event) -> None:
+def _write_until_cut(port: int, step, acked: list, stop: threading.Event) -> None:
+    """Call ``step(client)`` until ``stop`` or the server goes away; ``acked`` gets what
+    each acknowledged step returned."""
     c = redis.Redis(port=port, socket_timeout=5)
-    i = start
     try:
         while not stop.is_set():
-            c.rpush("log", i)
-            c.set("last", i)
-            acked.append(i)
-            i += 1
+            acked.append(step(c))
     except (redis.ConnectionError, redis.TimeoutError, ConnectionResetError):
         pass
+
+
+def _log_appender(start: int):
+    numbers = itertools.count(start)
+
+    def step(c: redis.Redis) -> int:
+        i = next(numbers)
+        c.rpush("log", i)
+        c.set("last", i)
+        return i
+
+    return step
 
 
 def test_sigkill_under_load_keeps_every_acknowledged_write():
@@ -36,8 +47,9 @@ def test_sigkill_under_load_keeps_every_acknowledged_write():
             srv.start()
             acked: list = []
             stop = threading.Event()
-            threads = [threading.Thread(target=_writer, args=(srv.port, expected_len, acked,
-                                                               stop))]
+            threads = [threading.Thread(target=_write_until_cut,
+                                        args=(srv.port, _log_appender(expected_len), acked,
+                                              stop))]
             threads[0].start()
             time.sleep(rng.uniform(0.2, 0.8))
             srv.kill(signal.SIGKILL)
@@ -58,17 +70,11 @@ def test_sigkill_under_load_keeps_every_acknowledged_write():
         srv.cleanup()
 
 
-def _tx_writer(port: int, acked: list, stop: threading.Event) -> None:
-    c = redis.Redis(port=port, socket_timeout=5)
-    try:
-        while not stop.is_set():
-            p = c.pipeline(transaction=True)
-            # connection commands ride along: answered around the EXEC's one operation
-            p.incr("a").ping().rpush("seq", "x").execute_command("UNWATCH").incr("b")
-            res = p.execute()
-            acked.append(res[0])
-    except (redis.ConnectionError, redis.TimeoutError, ConnectionResetError):
-        pass
+def _transaction(c: redis.Redis) -> int:
+    p = c.pipeline(transaction=True)
+    # connection commands ride along: answered around the EXEC's one operation
+    p.incr("a").ping().rpush("seq", "x").execute_command("UNWATCH").incr("b")
+    return p.execute()[0]
 
 
 def test_sigkill_never_splits_a_transaction():
@@ -80,7 +86,8 @@ def test_sigkill_never_splits_a_transaction():
             srv.start()
             acked: list = []
             stop = threading.Event()
-            t = threading.Thread(target=_tx_writer, args=(srv.port, acked, stop))
+            t = threading.Thread(target=_write_until_cut,
+                                 args=(srv.port, _transaction, acked, stop))
             t.start()
             time.sleep(rng.uniform(0.3, 0.8))
             srv.kill(signal.SIGKILL)
