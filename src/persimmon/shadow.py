@@ -113,8 +113,6 @@ class Applier:
         read = self.log.read
         heap = self.heap
         end_op = heap.end_op
-        undo = heap.undo
-        threshold = heap.commit_threshold
         max_batch = self.max_batch
         verify = self.verify
         c = self.c
@@ -153,7 +151,7 @@ class Applier:
             n += 1
             self.pos = pos = nxt
             self.in_batch += 1
-            if self.in_batch >= max_batch or undo.count >= threshold:
+            if self.in_batch >= max_batch or heap.should_commit:
                 t1 = clock()
                 self._apply_ns += t1 - t0
                 self.commit()  # (commit time is not apply time)
