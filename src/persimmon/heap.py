@@ -81,6 +81,7 @@ _OPQ_SIZE = 24
 _CONTAINERS = frozenset({L.T_LIST, L.T_DICT, L.T_SET, L.T_DEQUE, L.T_OBJECT})
 _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not block sets
 _SMALL_TABLE = L._SMALL_TABLE
+_CLASS_SIZES = L.CLASS_SIZES
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
 # Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
 INDEX_KEY_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
@@ -614,7 +615,8 @@ class Heap:
 
         The fused form of ``_store_slot(off, _new_blob(t, data))`` for the hottest store (a
         dict value overwritten with bytes): the slot's block is undo-logged first, so nothing
-        is allocated if that fails, and the new object goes straight to reference count 1.
+        is allocated if that fails, the new object goes straight to reference count 1, and
+        the old value, if it was a leaf held once, is freed without a second call.
         """
         if off < self._ctop and (off >> 5) not in self._nolog:
             self._log1(off)
@@ -623,7 +625,10 @@ class Heap:
         old = _q_unpack(buf, off)[0]
         _q_pack(buf, off, x)
         if old > 0 and not old & 7:
-            self._decref(old)
+            if old not in self._rc and buf[old] in _LEAVES:
+                self._deferred.append(old)  # count 1 -> 0 (see _decref)
+            else:
+                self._decref(old)
 
     def _reclaim(self) -> None:
         stack = self._zero
@@ -1462,13 +1467,6 @@ class Heap:
         """
         ctop = self._ctop
         nolog = self._nolog
-        todo: list[int] = []
-        hb = d >> 5
-        if d < ctop and hb not in nolog:
-            todo.append(hb)
-        pb = p >> 5
-        if p < ctop and pb not in nolog:
-            todo.append(pb)
         if e < ctop:
             b = e >> 5
             if b not in nolog:
@@ -1476,16 +1474,43 @@ class Heap:
             b1 = (e + es - 1) >> 5
             if b1 != b and b1 not in nolog:
                 self._logged.append(b1)
-        if todo:
-            self._log_round(todo)
+        pb = p >> 5
+        plog = p < ctop and pb not in nolog
+        hb = d >> 5
+        if d < ctop and hb not in nolog:
+            self._log_round([hb, pb] if plog else [hb])
+        elif plog:
+            self._log1(p)  # the common case: the counts' block is logged already
 
     def _new_owned_blob(self, t: int, data: bytes) -> int:
-        """A new bytes/str object that the caller stores at once (reference count 1)."""
+        """A new bytes/str object that the caller stores at once (reference count 1).
+
+        A chunk reused from a free list is not marked as exempt from undo logging, as
+        :meth:`_alloc` marks it: nothing writes into a bytes/str object after this, and an
+        undo entry for a block that was free at the last commit would only be wasted work.
+        """
         n = len(data)
-        off = self._alloc(16 + n)
-        buf = self.buf
-        _hdr_pack(buf, off, t, buf[off + 1], 0, 0, n)
-        buf[off + 16 : off + 16 + n] = data
+        nb = 16 + n
+        fl = self._freelists[_SMALL_TABLE[(nb + 31) >> 5] if nb <= 4096 else L.size_class(nb)]
+        if fl and nb < _BIG_FRESH:
+            off = fl.pop()
+            buf = self.buf
+            cls = buf[off + 1]
+            self._fresh.append((off, _CLASS_SIZES[cls]))
+        elif nb <= 4096 and self._writable:  # bump allocation, inline
+            cls = _SMALL_TABLE[(nb + 31) >> 5]
+            off = self._top
+            end = off + _CLASS_SIZES[cls]
+            if end > self.dev.size:
+                self._grow_to(end)
+            self._top = end
+            buf = self.buf
+        else:
+            off = self._alloc(nb)
+            buf = self.buf
+            cls = buf[off + 1]
+        _hdr_pack(buf, off, t, cls, 0, 0, n)
+        buf[off + 16 : off + nb] = data
         return off
 
     def _ht_make_room(self, d: int, es: int, h: int, p: int) -> tuple[int, int, int]:

@@ -95,9 +95,9 @@ class UndoLog:
             return
         dev = self.dev
         buf = dev.buf
-        _ENT.pack_into(buf, pos, a, self.batch,
-                       xxh3_64_intdigest(buf[a : a + 32], a ^ self._bmix), 0)
-        buf[pos + 32 : pos + 64] = buf[a : a + 32]
+        blk = buf[a : a + 32]
+        _ENT.pack_into(buf, pos, a, self.batch, xxh3_64_intdigest(blk, a ^ self._bmix), 0)
+        buf[pos + 32 : pos + 64] = blk
         self._pos = pos + 64
         self.count += 1
         if self._persists:
