@@ -429,3 +429,40 @@ def test_materialize_bulk_runs_mixed_values_and_a_grown_pool(where, shm_path):
         assert all(type(v) is bytes for v in m["l"][:-1])
         assert m["d"][b"k00000"][0] is m["shared"]
     h.close()
+
+
+def test_materialize_evenly_spaced_bytes_and_the_chunks_that_break_the_pattern():
+    """Keys and values inserted one after another lie at one stride and are sliced out by
+    one struct call per chunk; an overwritten value of another length, a deleted entry, a
+    value of the same length at another place, or a shared object breaks the pattern for
+    its chunk only.  Every variant decodes to the native dict, in order."""
+    h = make({"d": {}}, size=8 << 20)
+    d = h.root["d"]
+    native = {}
+    for i in range(3000):
+        k, v = b"key:%08d" % i, b"%07d" % i * 10
+        d[k] = v
+        native[k] = v
+    h.commit(1)
+    for i in range(0, 3000, 611):  # another length inside a run
+        d[b"key:%08d" % i] = native[b"key:%08d" % i] = b"short"
+    for i in range(5, 3000, 997):  # same length, a chunk elsewhere
+        d[b"key:%08d" % i] = native[b"key:%08d" % i] = b"%070d" % i
+    for i in range(7, 3000, 1201):
+        del d[b"key:%08d" % i]
+        del native[b"key:%08d" % i]
+    # lengths that differ within one size class: the same stride, not the same length
+    h.root["e"] = {}
+    e = h.root["e"]
+    native_e = {}
+    for i in range(2000):
+        k, v = b"e%08d" % i, b"w" * (60 + i % 7)
+        e[k] = native_e[k] = v
+    h.end_op()
+    h.commit(2)
+    got = h.materialize()
+    m = got["d"]
+    assert m == native and list(m) == list(native)
+    assert all(type(v) is bytes for v in m.values())
+    assert got["e"] == native_e and list(got["e"]) == list(native_e)
+    h.close()

@@ -23,6 +23,9 @@ from .errors import CorruptPoolError
 if TYPE_CHECKING:
     from .heap import Heap
 
+# Low bytes of slots that are references (the low three bits of a reference are zero).
+_REF_LOW_BYTES = bytes(b for b in range(256) if not b & 7)
+
 # Objects decoded per bulk step: their headers (one cache line each) fit in the L2 cache.
 _CHUNK = 512
 
@@ -46,6 +49,7 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
     # lens[o >> 3] is the header's aux word (the length of a bytes/str) of the object at o.
     lens = mv[8 : 8 + (len(buf) - 8) // 8 * 8].cast("Q")
     memo: dict[int, Any] = {}
+    structs: dict[tuple[int, int, int], struct.Struct] = {}
     Q = L.S_Q.unpack_from
     q = L.S_q.unpack_from
     d_unpack = L.S_d.unpack_from
@@ -85,7 +89,13 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
                     live = [i for i, k in enumerate(ks) if k != DUMMY]
                     ks = [ks[i] for i in live]
                     vs = [vs[i] for i in live]
-                out.update(zip(_decode_all(ks), _decode_all(vs), strict=True))
+                    refs = None
+                else:
+                    # every key and value a reference (no immediate), from the low bytes
+                    raw = mv[ents : ents + 24 * nent]
+                    refs = not (raw[8::24].tobytes() + raw[16::24].tobytes()).translate(
+                        None, _REF_LOW_BYTES)
+                out.update(zip(_decode_all(ks, refs), _decode_all(vs, refs), strict=True))
             return out
         if t == T_LIST:
             lst: list = []
@@ -97,21 +107,45 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
             return lst
         return other(x, t)
 
-    def _decode_all(slots: list[int]) -> list[Any]:
+    def _decode_all(slots: list[int], refs: bool | None = None) -> list[Any]:
         # Bulk path for the commonest case, runs of bytes objects.  Slots are taken in chunks
         # small enough that the headers the type check pulls into the CPU cache are still
-        # there when one comprehension slices the objects out.
-        if any(map(and_, slots, repeat(7))):
+        # there when one comprehension slices the objects out.  ``refs``: whether every
+        # slot is known to be a reference (None: not known, checked here).
+        if refs is False or (refs is None and any(map(and_, slots, repeat(7)))):
             return [mat(s) for s in slots]
         out: list[Any] = []
         add = out.extend
         for i in range(0, len(slots), _CHUNK):
             chunk = slots[i : i + _CHUNK]
-            if len(chunk) > 1 and itemgetter(*chunk)(buf).count(T_BYTES) == len(chunk):
-                add([buf[o + 16 : o + 16 + lens[o >> 3]] for o in chunk])
+            m = len(chunk)
+            if m > 1 and itemgetter(*chunk)(buf).count(T_BYTES) == m:
+                add(_evenly_spaced(chunk, m)
+                    or [buf[o + 16 : o + 16 + lens[o >> 3]] for o in chunk])
             else:
                 add([mat(s) for s in chunk])
         return out
+
+    def _evenly_spaced(chunk: list[int], m: int) -> tuple | None:
+        # Objects allocated one after another (the keys of a dict filled by inserts, and
+        # its values until they are overwritten) lie at a fixed stride: when every bytes
+        # object of the chunk is the same length at the same stride, one struct call slices
+        # them all out in C, about three times faster than a slice per object.
+        c0 = chunk[0]
+        s = chunk[1] - c0
+        if s <= 0 or chunk[-1] != c0 + s * (m - 1) or chunk != list(range(c0, c0 + s * m, s)):
+            return None
+        ln = lens[c0 >> 3 : (c0 >> 3) + (s >> 3) * m : s >> 3].tolist()
+        n = ln[0]
+        if 16 + n > s or ln.count(n) != m:
+            return None
+        key = (s, n, m)
+        st = structs.get(key)
+        if st is None:
+            if len(structs) >= 64:
+                structs.clear()
+            st = structs[key] = struct.Struct(f"16x{n}s{s - 16 - n}x" * (m - 1) + f"16x{n}s")
+        return st.unpack_from(buf, c0)
 
     def other(x: int, t: int) -> Any:
         o = x
