@@ -329,20 +329,21 @@ class Heap:
         dev = self.dev
         flush = dev.flush
         logged = self._logged
-        if logged and not dev.persists_nothing:
-            logged.sort()
-            start = prev = logged[0]
-            for b in logged:
-                if b > prev + 1:
-                    flush(start << 5, (prev - start + 1) << 5)
-                    start = b
-                prev = b
-            flush(start << 5, (prev - start + 1) << 5)
-        for off, n in self._fresh:
-            flush(off, n)
-        if self._top > self._ctop:
-            flush(self._ctop, self._top - self._ctop)
-        dev.drain()
+        if not dev.persists_nothing:
+            if logged:
+                logged.sort()
+                start = prev = logged[0]
+                for b in logged:
+                    if b > prev + 1:
+                        flush(start << 5, (prev - start + 1) << 5)
+                        start = b
+                    prev = b
+                flush(start << 5, (prev - start + 1) << 5)
+            for off, n in self._fresh:
+                flush(off, n)
+            if self._top > self._ctop:
+                flush(self._ctop, self._top - self._ctop)
+            dev.drain()
         self.pool.write_commit(self._seq, position, self._top)
         st = self.stats
         st["commits"] += 1
@@ -618,8 +619,14 @@ class Heap:
         is allocated if that fails, the new object goes straight to reference count 1, and
         the old value, if it was a leaf held once, is freed without a second call.
         """
-        if off < self._ctop and (off >> 5) not in self._nolog:
-            self._log1(off)
+        b = off >> 5
+        if off < self._ctop and b not in self._nolog:
+            if self._fresh_big or not self._writable:
+                self._log1(off)
+            else:  # _log1 inline, for the common case
+                self.undo.log_block(b << 5)
+                self._nolog.add(b)
+                self._logged.append(b)
         x = self._new_owned_blob(t, data)
         buf = self.buf
         old = _q_unpack(buf, off)[0]
