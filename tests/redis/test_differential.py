@@ -101,6 +101,13 @@ SCRIPTS = {
         "SRANDMEMBER st2", "SRANDMEMBER nokey", "HRANDFIELD hh", "ZRANDMEMBER nokey",
         "SPOP st2 5", "SPOP st", "EXEC", "LRANGE l 0 -1", "ZRANGE z 0 -1", "EXISTS st st2",
     ],
+    "transactions_swapdb": [
+        # after SWAPDB inside a transaction, the rest of it sees the swapped databases
+        "SET k zero", "SELECT 1", "SET k one", "SELECT 0", "MULTI", "GET k", "SWAPDB 0 1",
+        "GET k", "SET k2 after", "SELECT 1", "GET k", "SWAPDB 1 0", "GET k", "EXEC", "GET k",
+        "GET k2", "SELECT 0", "GET k", "GET k2", "SWAPDB 0 1", "GET k", "SELECT 1", "GET k",
+        "SELECT 0",
+    ],
     "transactions_refused": [
         # SAVE and SHUTDOWN are no-multi commands: refused when queued, and EXEC aborts
         "SET a 1", "MULTI", "SET a 2", "SAVE", "SET b 3", "EXEC", "GET a", "EXISTS b",

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from persimmon.heap import Heap
+from persimmon.simdevice import SimDevice
 from persimmon_redis.commands import COMMANDS
 from persimmon_redis.state import RedisState, dump
 
@@ -29,6 +31,8 @@ def ops(seed: int, n: int = 400) -> list:
             (b"exec", (b"incr", b"ctr"), (b"lpush", b"lst", m), (b"select", b"2"),
              (b"set", b"indb2", m)),
             (b"zunionstore", b"zu", b"2", k, b"k1"), (b"sinterstore", b"si", k, b"k2"),
+            (b"swapdb", b"0", b"%d" % rng.randrange(3)),
+            (b"exec", (b"set", k, m), (b"swapdb", b"1", b"2"), (b"incr", k), (b"get", k)),
         ])
         out.append((rng.randrange(3), now, argv))
     return out
@@ -36,10 +40,34 @@ def ops(seed: int, n: int = 400) -> list:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_same_ops_same_state(seed):
+    # the two states take turns, op by op (the databases resolved for one must never
+    # serve the other), and SWAPDB in and outside transactions is among the operations
     a, b = RedisState(4), RedisState(4)
-    ra = [a.apply(op) for op in ops(seed)]
-    rb = [b.apply(op) for op in ops(seed)]
+    ra, rb = [], []
+    for op in ops(seed):
+        ra.append(a.apply(op))
+        rb.append(b.apply(op))
     assert ra == rb and dump(a) == dump(b)
+    c = RedisState(4)  # and the same as a state that ran alone
+    assert [c.apply(op) for op in ops(seed)] == ra and dump(c) == dump(a)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_pm_copy_reaches_the_dram_state_op_by_op(seed):
+    """The same operations on the DRAM copy and on the PM copy (through proxies, as the
+    shadow runs them), interleaved: equal replies, and equal datasets after a reopen."""
+    dram = RedisState(4)
+    heap = Heap.create(SimDevice(4 << 20), RedisState(4))
+    pm = heap.root
+    for i, op in enumerate(ops(seed, 600)):
+        r1, r2 = dram.apply(op), pm.apply(op)
+        heap.end_op()
+        assert repr(r1) == repr(r2), (i, op)
+        if i % 50 == 49:
+            heap.commit(i)
+            pm = heap.root  # a fresh root proxy after a commit, as the shadow takes
+    heap.commit(600)
+    assert dump(heap.materialize()) == dump(dram)
 
 
 def test_apply_reads_no_clock_and_no_randomness(monkeypatch):
