@@ -466,3 +466,31 @@ def test_materialize_evenly_spaced_bytes_and_the_chunks_that_break_the_pattern()
     assert all(type(v) is bytes for v in m.values())
     assert got["e"] == native_e and list(got["e"]) == list(native_e)
     h.close()
+
+
+def test_a_damaged_graph_is_reported_with_where_and_what():
+    """Opening a pool whose committed graph is damaged names the damage: a reference past
+    the committed heap top, or an unreachable chunk whose size class is garbage."""
+    from persimmon import layout as L
+
+    dev = SimDevice(1 << 20)
+    h = Heap.create(dev, {"d": {b"k%d" % i: b"v" * 40 for i in range(50)}})
+    d = h.root["d"]
+    for i in range(0, 50, 2):
+        del d[b"k%d" % i]
+    h.end_op()
+    h.commit(1)
+    free = next(off for fl in h._freelists for off in fl)
+    top, meta = h.heap_top, h._meta
+    image = bytearray(dev.persisted_image())
+    h.close()
+
+    bad = bytearray(image)
+    bad[free + 1] = 200
+    with pytest.raises(CorruptPoolError, match=rf"chunk at {free} .* size class 200"):
+        Heap.open(SimDevice.from_image(bad))
+
+    bad = bytearray(image)
+    L.S_q.pack_into(bad, meta + L.META_ROOT, top + 64)
+    with pytest.raises(CorruptPoolError, match=rf"{top + 64} points outside the heap"):
+        Heap.open(SimDevice.from_image(bad))

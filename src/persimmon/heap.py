@@ -719,9 +719,25 @@ class Heap:
             self._rebuild()
         except (IndexError, ValueError, KeyError, struct.error) as e:
             raise CorruptPoolError(
-                f"{self.dev.path or '<device>'}: the object graph is damaged ({e}); the pool "
-                "cannot be used"
+                f"{self.dev.path or '<device>'}: the object graph is damaged "
+                f"({self._diagnose() or e}); the pool cannot be used"
             ) from None
+
+    def _diagnose(self) -> str | None:
+        """Where the graph or the chunk sequence is damaged, for the error message."""
+        try:
+            self.check()
+        except CorruptPoolError as e:
+            return f"{e}; committed heap top {self._ctop}"
+        buf = self.buf
+        off, top = self._arena, self._ctop
+        while off < top:
+            cls = buf[off + 1]
+            if cls >= L.NCLASSES:
+                return (f"the chunk at {off} (unreachable) has size class {cls}; committed "
+                        f"heap top {top}")
+            off += L.CLASS_SIZES[cls]
+        return None
 
     def check(self) -> None:
         """Walk the whole object graph; raise :class:`CorruptPoolError` if it is damaged."""
