@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from crashsim import FenceProbe
@@ -109,7 +111,15 @@ def run_sigkill_iterations(path: str, iterations: int, seed: int = 1) -> dict:
 
 
 def test_sigkill_foreground_shadow_both(shm_path):
-    res = run_sigkill_iterations(shm_path, ITERATIONS)
+    try:
+        res = run_sigkill_iterations(shm_path, ITERATIONS)
+    except BaseException:
+        # keep the pool for a post-mortem (`persimmon inspect`/`check`), and say where
+        kept = os.path.join(tempfile.gettempdir(), "persimmon-failed-" + os.path.basename(shm_path))
+        if os.path.exists(shm_path):
+            shutil.copyfile(shm_path, kept)
+            print(f"the pool at the failure is kept at {kept}")
+        raise
     assert sum(res["modes"].values()) == ITERATIONS and min(res["modes"].values()) >= 1
     assert res["acked"] > ITERATIONS
 
