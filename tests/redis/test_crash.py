@@ -26,6 +26,23 @@ def _write_until_cut(port: int, step, acked: list, stop: threading.Event) -> Non
         pass
 
 
+def _sigkill_while_writing(srv: ServerProc, step, seconds: float) -> list:
+    """Start the server, call ``step(client)`` from a thread, SIGKILL the server after
+    ``seconds`` and start it again on the same pool (recovery); returns what each
+    acknowledged step returned."""
+    srv.start()
+    acked: list = []
+    stop = threading.Event()
+    t = threading.Thread(target=_write_until_cut, args=(srv.port, step, acked, stop))
+    t.start()
+    time.sleep(seconds)
+    srv.kill(signal.SIGKILL)
+    stop.set()
+    t.join(10)
+    srv.start()  # recovery on the same pool
+    return acked
+
+
 def _log_appender(start: int):
     numbers = itertools.count(start)
 
@@ -44,18 +61,8 @@ def test_sigkill_under_load_keeps_every_acknowledged_write():
     try:
         expected_len = 0
         for _ in range(6):
-            srv.start()
-            acked: list = []
-            stop = threading.Event()
-            threads = [threading.Thread(target=_write_until_cut,
-                                        args=(srv.port, _log_appender(expected_len), acked,
-                                              stop))]
-            threads[0].start()
-            time.sleep(rng.uniform(0.2, 0.8))
-            srv.kill(signal.SIGKILL)
-            stop.set()
-            threads[0].join(10)
-            srv.start()  # recovery on the same pool
+            acked = _sigkill_while_writing(srv, _log_appender(expected_len),
+                                           rng.uniform(0.2, 0.8))
             c = srv.client()
             log = [int(x) for x in c.lrange("log", 0, -1)]
             assert log == list(range(len(log))), "recovered state is not a prefix"
@@ -83,17 +90,7 @@ def test_sigkill_never_splits_a_transaction():
     try:
         last = 0
         for _ in range(4):
-            srv.start()
-            acked: list = []
-            stop = threading.Event()
-            t = threading.Thread(target=_write_until_cut,
-                                 args=(srv.port, _transaction, acked, stop))
-            t.start()
-            time.sleep(rng.uniform(0.3, 0.8))
-            srv.kill(signal.SIGKILL)
-            stop.set()
-            t.join(10)
-            srv.start()
+            acked = _sigkill_while_writing(srv, _transaction, rng.uniform(0.3, 0.8))
             c = srv.client()
             a, b = int(c.get("a") or 0), int(c.get("b") or 0)
             assert a == b == c.llen("seq"), "a transaction was split by the crash"
