@@ -443,7 +443,8 @@ class Heap:
         Free chunks are kept in DRAM only: a chunk is free when nothing reachable from the
         root refers to it at the last commit, so after a crash the free lists are rebuilt by a
         walk of the graph (:meth:`_rebuild`), and writing into a chunk handed out here never
-        needs an undo entry.
+        needs an undo entry.  (:meth:`_new_owned_blob` repeats the bump and free-list paths
+        inline for the hottest store, without the exemption marks: change both together.)
         """
         if not self._writable:
             raise PersimmonError("this heap was opened read-only (writable=False)")
@@ -530,7 +531,10 @@ class Heap:
         return i >= 0 and fb[i][0] <= a < fb[i][1]
 
     def _log1(self, off: int) -> None:
-        """Undo-log the one block holding ``off`` if it needs it (``off`` < committed top)."""
+        """Undo-log the one block holding ``off`` if it needs it (``off`` < committed top).
+
+        :meth:`_store_blob` repeats the last three lines inline (the hottest store): change
+        both together."""
         b = off >> 5
         if b in self._nolog or (self._fresh_big and self._in_fresh_big(b << 5)):
             return
