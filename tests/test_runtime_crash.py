@@ -23,10 +23,12 @@ import sys
 import tempfile
 import time
 
+import pytest
+
 from crashsim import FenceProbe
 from heap_workload import canon
 from persimmon.heap import Heap
-from persimmon.opcodec import encode
+from persimmon.opcodec import encode, encode_group
 from persimmon.oplog import OpLog
 from persimmon.psm import PSM, recover_state
 from persimmon.shadow import Applier
@@ -51,6 +53,27 @@ while True:
     i += 1
 """
 
+# the same with group commit: groups of 1-40 operations logged with commit=False, all
+# acknowledged after one commit() (the persimmon-redis server's pattern)
+CHILD_GROUPS = r"""
+import random, sys
+sys.path.insert(0, {tests!r})
+from persimmon import PSM
+from psm_apps import KV, workload_op
+p = PSM(KV, {path!r}, log_size=256 << 10, lock_timeout=10)
+print("shadow", p.shadow_pid, p.state.n, flush=True)
+i = p.state.n
+rng = random.Random(i)
+while True:
+    k = rng.randrange(1, 41)
+    for j in range(i, i + k):
+        p.invoke_rw(workload_op(j), commit=False)
+    p.commit()
+    i += k
+    sys.stdout.write("ack %d\n" % (i - 1))
+    sys.stdout.flush()
+"""
+
 
 def _state_dict(kv) -> dict:
     return {"data": kv.data, "n": kv.n}
@@ -63,14 +86,16 @@ def _kill(pid: int) -> None:
         pass
 
 
-def run_sigkill_iterations(path: str, iterations: int, seed: int = 1) -> dict:
+def run_sigkill_iterations(path: str, iterations: int, seed: int = 1,
+                           groups: bool = False) -> dict:
     rng = random.Random(seed)
+    child = CHILD_GROUPS if groups else CHILD
     modes = {"foreground": 0, "shadow": 0, "both": 0}
     total_acked = 0
     for it in range(iterations):
         mode = ("foreground", "shadow", "both")[it % 3]
         p = subprocess.Popen(
-            [sys.executable, "-c", CHILD.format(tests=TESTS, path=path)],
+            [sys.executable, "-c", child.format(tests=TESTS, path=path)],
             stdout=subprocess.PIPE, text=True,
         )
         first = p.stdout.readline().split()
@@ -110,9 +135,10 @@ def run_sigkill_iterations(path: str, iterations: int, seed: int = 1) -> dict:
     return {"modes": modes, "acked": total_acked}
 
 
-def test_sigkill_foreground_shadow_both(shm_path):
+@pytest.mark.parametrize("groups", [False, True], ids=["commit-per-op", "group-commit"])
+def test_sigkill_foreground_shadow_both(shm_path, groups):
     try:
-        res = run_sigkill_iterations(shm_path, ITERATIONS)
+        res = run_sigkill_iterations(shm_path, ITERATIONS, groups=groups)
     except BaseException:
         # keep the pool for a post-mortem (`persimmon inspect`/`check`), and say where
         kept = os.path.join(tempfile.gettempdir(), "persimmon-failed-" + os.path.basename(shm_path))
@@ -124,7 +150,11 @@ def test_sigkill_foreground_shadow_both(shm_path):
     assert res["acked"] > ITERATIONS
 
 
-def test_crash_at_every_fence_of_runtime_workload():
+@pytest.mark.parametrize("max_group", [1, 7], ids=["entry-per-op", "group-entries"])
+def test_crash_at_every_fence_of_runtime_workload(max_group):
+    """With ``max_group`` > 1 the foreground logs groups of 1..max_group operations as one
+    entry each (as ``PSM.invoke_rw(commit=False)`` + ``commit()`` do), acknowledged together;
+    the shadow must commit only at entry boundaries for every image to be a prefix state."""
     n_ops = 300
     expected = {0: canon(expected_state(0))}
     kv = KV()
@@ -156,14 +186,15 @@ def test_crash_at_every_fence_of_runtime_workload():
             ap.commit()
 
     dev.check = check
-    native = KV()
-    for i in range(n_ops):
-        op = workload_op(i)
-        prog["submitted"] = i + 1
-        fg.append(encode(op), wait=drive_shadow)
-        native.apply(op)
+    i = 0
+    while i < n_ops:
+        k = min(rng.randrange(1, max_group + 1), n_ops - i)
+        payloads = [encode(workload_op(j)) for j in range(i, i + k)]
+        prog["submitted"] = i + k
+        fg.append(payloads[0] if k == 1 else encode_group(payloads), wait=drive_shadow)
         fg.commit()
-        prog["acked"] = i + 1
+        i += k
+        prog["acked"] = i
         for _ in range(rng.randrange(3)):
             drive_shadow()
     while ap.step():
@@ -171,6 +202,7 @@ def test_crash_at_every_fence_of_runtime_workload():
     ap.commit()
     dev.check = None
     assert ap.c[3] >= 5  # several shadow batches
+    assert ap.c[2] == n_ops  # every operation counted once, groups included
     assert fg.head > 4 * fg.capacity  # wrapped around the log several times
     assert prog["fences"] > n_ops and prog["checks"] > 3 * n_ops
     state, _ = recover_state(SimDevice.from_image(dev.persisted_image()))

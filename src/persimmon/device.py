@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+from typing import Any
 
 from . import libpmem
 from .errors import PersimmonError, PoolExistsError
@@ -44,6 +45,7 @@ class Device:
     is_pmem = False
     flush_path = "none"  # "cache-flush" or "msync": how persists reach the medium
     persists_nothing = False  # True when flush/drain/persist are no-ops (a tmpfs pool)
+    in_ram = False  # the file is on tmpfs (emulated PM: its pages are RAM): see prefault()
     path: str | None = None
     size = 0
     buf: memoryview
@@ -68,6 +70,13 @@ class Device:
     def fileno(self) -> int | None:
         """The open file descriptor (the pool layer locks it), None without a file."""
         return None
+
+    def prefault(self, off: int, n: int) -> bool:
+        """Map the pages of ``[off, off+n)`` writable now, in one system call, instead of one
+        page fault at the first store into each page (``MADV_POPULATE_WRITE``, Linux 5.14
+        and later).  The bytes are not changed.  Returns False where the kernel or the
+        device cannot (nothing happens then: the pages fault in on first use)."""
+        return False
 
     def reader(self) -> PoolReader:
         """A read-only view of the whole pool for bulk reads (see :class:`PoolReader`)."""
@@ -105,8 +114,7 @@ class PoolReader:
     def populate(self, off: int, n: int) -> None:
         if self._mm is None or n <= 0:
             return
-        start = off - off % PAGE
-        length = min(n + off - start, len(self._mm) - start)
+        start, length = _page_span(off, n, len(self._mm))
         try:
             self._mm.madvise(_MADV_POPULATE_READ, start, length)
         except (OSError, ValueError):  # kernels before 5.14: pages fault in on first use
@@ -128,6 +136,26 @@ class PoolReader:
 
 
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+
+
+def _page_span(off: int, n: int, size: int) -> tuple[int, int]:
+    """``(start, length)`` of the whole pages covering ``[off, off+n)`` within ``size``."""
+    start = off - off % PAGE
+    return start, min(n + off - start, size - start)
+
+
+_libc: Any = None
+
+
+def _madvise(addr: int, length: int, advice: int) -> bool:
+    """libc's madvise on a raw mapping (one libpmem made); False when it fails."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        _libc.madvise.restype = ctypes.c_int
+    return bool(_libc.madvise(addr, length, advice) == 0)
 
 
 class _PageRanges:
@@ -183,6 +211,16 @@ class MsyncDevice(Device):
 
     def flush(self, off: int, n: int) -> None:
         self._pending.add(off, n)
+
+    def prefault(self, off: int, n: int) -> bool:
+        start, length = _page_span(off, n, self.size)
+        if length <= 0:
+            return False
+        try:
+            self._mm.madvise(_MADV_POPULATE_WRITE, start, length)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def drain(self) -> None:
         mm_flush = self._mm.flush
@@ -324,6 +362,10 @@ class PmemDevice(Device):
             self.flush = self._pending.add  # type: ignore[method-assign]
             self.drain = self._msync_drain  # type: ignore[method-assign]
 
+    def prefault(self, off: int, n: int) -> bool:
+        start, length = _page_span(off, n, self.size)
+        return length > 0 and _madvise(self._addr + start, length, _MADV_POPULATE_WRITE)
+
     def _msync_drain(self) -> None:
         ms = self._lib.pmem_msync
         a = self._addr
@@ -384,7 +426,8 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
     if mode == "auto":
         mode = os.environ.get("PERSIMMON_DEVICE", "auto") or "auto"
         forced = mode != "auto"
-    tmpfs = tmpfs_persist() if on_tmpfs(path) else None
+    ram = on_tmpfs(path)
+    tmpfs = tmpfs_persist() if ram else None
     if mode not in ("auto", "libpmem", "msync"):
         raise ValueError(f"unknown device mode {mode!r} (auto, libpmem or msync)")
     lib = None
@@ -412,10 +455,14 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
     else:
         fd = os.open(path, os.O_RDWR)
     try:
+        dev: Device
         if lib is not None:
-            return PmemDevice(path, fd, lib, tmpfs=tmpfs)
-        # the msync path asked for by name is the msync path, wherever the file is
-        return MsyncDevice(path, fd, tmpfs=None if forced else tmpfs)
+            dev = PmemDevice(path, fd, lib, tmpfs=tmpfs)
+        else:
+            # the msync path asked for by name is the msync path, wherever the file is
+            dev = MsyncDevice(path, fd, tmpfs=None if forced else tmpfs)
+        dev.in_ram = ram
+        return dev
     except BaseException:
         os.close(fd)
         raise

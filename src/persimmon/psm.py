@@ -29,7 +29,7 @@ from .calls import apply_op
 from .digest import digest
 from .errors import DivergenceError, PersimmonError, PoolError, ShadowError
 from .heap import Heap
-from .opcodec import decode, encode, encode_verified
+from .opcodec import GROUP_OVERHEAD, decode, encode, encode_group, encode_verified, split
 from .oplog import OpLog
 from .pool import Pool
 
@@ -116,8 +116,18 @@ class PSM:
             self.state = state
             self.recovery_times["create"] = time.perf_counter() - t0
         self._log = OpLog(self._pool.dev, self._pool.oplog_off, self._pool.oplog_size)
+        if self._pool.dev.in_ram:
+            # Map the whole log now (milliseconds per 64 MB) rather than take a page fault
+            # every few operations on the request path until the log has wrapped once.
+            self._pool.dev.prefault(self._pool.oplog_off, self._pool.oplog_size)
         self._append = self._log.append  # bound once: invoke_rw is the hot path
         self._wait = self._wait_for_space
+        # Operations logged with commit=False wait here, encoded, and go into the log as one
+        # group entry at the next commit (see invoke_rw).  A group is cut before it would
+        # pass _group_max bytes, so any group fits the log with room to spare.
+        self._group: list[bytes] = []
+        self._group_bytes = GROUP_OVERHEAD
+        self._group_max = max(4096, min(1 << 20, self._log.capacity // 4))
         self._counters[S.POSITION] = self._log.tail
         if pin_cores and hasattr(os, "sched_setaffinity"):
             try:
@@ -210,6 +220,22 @@ class PSM:
         if self._closed:
             raise PersimmonError("this PSM is closed")
         payload = encode(op)
+        if not commit and not self.verify_mode:
+            # Group commit: keep the encoded operation until commit() writes the group as
+            # one log entry.  It is encoded first, so an operation that cannot be logged
+            # raises before it touches the state; it is applied now, and nothing is
+            # acknowledged before commit() has made the group durable.
+            size = self._group_bytes + len(payload) + 4
+            if size > self._group_max:
+                self._flush_group()
+                size = self._group_bytes + len(payload) + 4
+                if size > self._group_max:  # too big to share an entry: one of its own
+                    self._append(payload, wait=self._wait)
+                    self._ops_logged += 1
+                    return apply_op(self.state, op)
+            self._group.append(payload)
+            self._group_bytes = size
+            return apply_op(self.state, op)
         if self.verify_mode:
             if len(payload) + 64 > self._log.capacity:
                 self._log.append(payload)  # raises LogFullError with the sizes
@@ -226,23 +252,33 @@ class PSM:
             if exc is not None:
                 raise exc
             return result
+        if self._group:
+            self._flush_group()
         self._append(payload, wait=self._wait)
         self._ops_logged += 1
         try:
             result = apply_op(self.state, op)
         except Exception:
-            if commit:
-                self._log.commit()
-            raise
-        if commit:
             self._log.commit()
+            raise
+        self._log.commit()
         return result
 
     def commit(self) -> None:
         """Group commit: every operation logged so far is durable when this returns."""
         if self._closed:
             raise PersimmonError("this PSM is closed")
+        if self._group:
+            self._flush_group()
         self._log.commit()
+
+    def _flush_group(self) -> None:
+        # Write the waiting operations into the log as one entry (flushed, not committed).
+        g = self._group
+        self._append(g[0] if len(g) == 1 else encode_group(g), wait=self._wait)
+        self._ops_logged += len(g)  # (counted here, not per operation: see stats())
+        g.clear()
+        self._group_bytes = GROUP_OVERHEAD
 
     def invoke_ro(self, op: Any) -> Any:
         """Run a read-only operation on the DRAM copy (never logged).
@@ -270,9 +306,10 @@ class PSM:
         head, tail = lg.head, lg.tail
         batches = c[S.BATCHES]
         committed = c[S.COMMITTED_OPS]
-        logged_total = self._backlog + self._ops_logged
+        logged = self._ops_logged + len(self._group)
+        logged_total = self._backlog + logged
         return {
-            "ops_logged": self._ops_logged,
+            "ops_logged": logged,
             "ops_committed": committed,
             "ops_applied_by_shadow": c[S.APPLIED_OPS],
             "shadow_lag_ops": max(0, logged_total - committed),
@@ -302,6 +339,8 @@ class PSM:
 
     def sync(self, timeout: float | None = None) -> None:
         """Wait until the shadow has applied and committed everything logged so far."""
+        if self._group:
+            self._flush_group()
         self._log.commit()
         target = self._log.head
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -348,6 +387,8 @@ class PSM:
         """
         if self._closed:
             return
+        if self._group:
+            self._flush_group()
         self._log.commit()
         if drain:
             self.sync()
@@ -422,12 +463,13 @@ def replay(state: Any, oplog: OpLog, start: int, progress: bool | None = None) -
     n = 0
     last = start
     for pos, payload in oplog.entries(start, head):
-        op = decode(payload)[0]
-        try:
-            apply_op(state, op)
-        except Exception:
-            pass  # it raised the first time too; its partial effects are replayed
-        n += 1
+        for item in split(payload):
+            op = decode(item)[0]
+            try:
+                apply_op(state, op)
+            except Exception:
+                pass  # it raised the first time too; its partial effects are replayed
+            n += 1
         if bar is not None:
             bar.update(pos - last)
             last = pos

@@ -20,7 +20,9 @@ from typing import Any
 from .calls import CALL, apply_op
 from .digest import digest
 from .heap import Heap
-from .opcodec import decode
+from .opcodec import TAG_BYTES as _TAG_BYTES
+from .opcodec import TAG_GROUP as _TAG_GROUP
+from .opcodec import decode, split
 from .oplog import OpLog
 
 # indexes into the shared counter array
@@ -39,6 +41,13 @@ APPLIED_OPS = 11
 MAX_BATCH_SEEN = 12
 NCOUNTERS = 16
 MSG_SIZE = 4096
+
+
+def _where(pos: int, i: int, items: Any) -> str:
+    """Where an operation is in the log: its entry's position, and its place in a group."""
+    if len(items) == 1:
+        return f"log position {pos}"
+    return f"log position {pos} (operation {i + 1} of the {len(items)} in a group entry)"
 
 
 def _say(msg: bytes | str, shared_msg: Any) -> None:
@@ -104,19 +113,26 @@ class Applier:
         self.c[POSITION] = self.pos
 
     def step(self) -> bool:
-        """Apply the next logged operation, if any; commit when the batch is full."""
-        return self.run(1) == 1
+        """Apply the next log entry (one operation, or a group of them), if any; commit when
+        the batch is full."""
+        return self.run(1) >= 1
 
     def run(self, limit: int = 256) -> int:
-        """Apply up to ``limit`` logged operations, committing each batch that fills up;
-        returns how many were applied (0: the log is empty)."""
+        """Apply about ``limit`` logged operations, committing each batch that fills up;
+        returns how many were applied (0: the log is empty).  A group entry is applied
+        whole (a commit records a log position, so it never falls inside an entry), which
+        can take the count past ``limit``."""
         read = self.log.read
         heap = self.heap
         end_op = heap.end_op
+        undo = heap.undo
+        threshold = heap.commit_threshold
         max_batch = self.max_batch
         verify = self.verify
         c = self.c
         pos = self.pos
+        in_batch = self.in_batch
+        apply = self._apply
         n = 0
         clock = time.perf_counter_ns
         t0 = clock()
@@ -125,37 +141,49 @@ class Applier:
             if ent is None:
                 break
             payload, nxt = ent
-            op, rdig, sdig = decode(payload)
-            try:
-                if self._apply is not None and not (type(op) is tuple and op and op[0] == CALL):
-                    result = self._apply(op)
+            items = split(payload) if payload[0] == _TAG_GROUP else (payload,)
+            for i, item in enumerate(items):
+                if item[0] == _TAG_BYTES:  # decode() inline for the common bytes operation
+                    op = item[1:]
+                    rdig = sdig = None
                 else:
-                    result = apply_op(self.root, op)
-            except Exception as e:  # an operation that raises is still an operation
-                result = e
-                c[ERRORS] += 1
-                if not verify and not self.message.value:
-                    _say(f"operation at log position {pos} raised in the shadow: {e!r}",
-                         self.message)
-            try:
-                end_op()
-            except Exception as e:
-                # e.g. a native value stored during the operation cannot be persisted: a bug
-                # in the port, reported (stats, verify) rather than crashing the shadow in a
-                # loop.
-                c[ERRORS] += 1
-                _say(f"end of the operation at log position {pos} failed in the shadow: "
-                     f"{e!r}", self.message)
-            if verify and not c[DIVERGED]:
-                _check(heap, self.root, op, pos, result, rdig, sdig, c, self.message)
-            n += 1
-            self.pos = pos = nxt
-            self.in_batch += 1
-            if self.in_batch >= max_batch or heap.should_commit:
+                    op, rdig, sdig = decode(item)
+                try:
+                    if apply is not None and not (type(op) is tuple and op and op[0] == CALL):
+                        result = apply(op)
+                    else:
+                        result = apply_op(self.root, op)
+                except Exception as e:  # an operation that raises is still an operation
+                    result = e
+                    c[ERRORS] += 1
+                    if not verify and not self.message.value:
+                        _say(f"operation at {_where(pos, i, items)} raised in the shadow: "
+                             f"{e!r}", self.message)
+                try:
+                    end_op()
+                except Exception as e:
+                    # e.g. a native value stored during the operation cannot be persisted:
+                    # a bug in the port, reported (stats, verify) rather than crashing the
+                    # shadow in a loop.
+                    c[ERRORS] += 1
+                    _say(f"end of the operation at {_where(pos, i, items)} failed in the "
+                         f"shadow: {e!r}", self.message)
+                if verify and not c[DIVERGED]:
+                    _check(heap, self.root, op, pos, result, rdig, sdig, c, self.message)
+            n += len(items)
+            pos = nxt
+            in_batch += len(items)
+            if in_batch >= max_batch or undo.count >= threshold:  # heap.should_commit
                 t1 = clock()
                 self._apply_ns += t1 - t0
+                self.pos = pos
+                self.in_batch = in_batch
                 self.commit()  # (commit time is not apply time)
+                in_batch = 0
+                apply = self._apply
                 t0 = clock()
+        self.pos = pos
+        self.in_batch = in_batch
         self._apply_ns += clock() - t0
         self._applied += n
         return n

@@ -1,0 +1,139 @@
+"""Group commit: operations logged with ``commit=False`` go into the log as one group entry
+at the next ``commit()``; the entry format, the foreground's rules, the shadow and
+recovery.  (Crash tests of group commit: tests/test_runtime_crash.py.)"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from persimmon import PSM
+from persimmon.errors import LogFullError, UnpersistableError
+from persimmon.heap import Heap
+from persimmon.opcodec import decode, encode, encode_group, split
+from persimmon.oplog import OpLog
+from persimmon.shadow import Applier
+from persimmon.simdevice import SimDevice
+from psm_apps import KV
+
+
+def test_group_payload_round_trip_keeps_every_form_and_the_order():
+    ops = [b"raw bytes", ("set", "k", 1), b"", {"a": [1, 2.5, None]}, "text"]
+    payloads = [encode(op) for op in ops]
+    group = encode_group(payloads)
+    assert split(group) == payloads
+    assert [decode(p)[0] for p in split(group)] == ops
+    # a single payload is not a group; payloads of earlier versions ("P" + pickle) still read
+    assert split(payloads[1]) == [payloads[1]]
+    assert decode(b"P" + pickle.dumps(("set", "old", 2)))[0] == ("set", "old", 2)
+    assert encode(("set", "k", 1))[0] == 0x80  # a pickle is its own tag
+
+
+@pytest.mark.parametrize("cut", [1, 6, 9, -1])
+def test_damaged_group_is_refused_not_misread(cut):
+    group = encode_group([encode(b"abc"), encode(("x", 1))])
+    bad = group[:cut] if cut > 0 else group + b"!"
+    with pytest.raises(ValueError, match="group entry"):
+        split(bad)
+
+
+def _entries(psm: PSM, start: int) -> list[bytes]:
+    lg = psm._log
+    return [p for _, p in lg.entries(start, lg.head)]
+
+
+def test_a_commit_writes_the_group_as_one_entry_and_recovery_replays_it(shm_path):
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    psm._stop_shadow()  # keep everything in the log tail
+    h0 = psm._log.head
+    for i in range(100):
+        assert psm.invoke_rw(("set", f"k{i}", i), commit=False) == i + 1
+    assert psm.stats()["ops_logged"] == 100  # counted when invoked
+    assert psm._log.head == h0  # nothing written before the commit
+    psm.commit()
+    ents = _entries(psm, h0)
+    assert len(ents) == 1 and len(split(ents[0])) == 100
+    psm.invoke_rw(("set", "alone", 1))  # commit=True: an entry of its own
+    assert len(_entries(psm, h0)) == 2 and len(split(_entries(psm, h0)[1])) == 1
+    psm.close(drain=False)
+    with PSM(KV, shm_path) as again:
+        assert again.state.n == 101 and again.state.data["k99"] == 99
+        assert again.stats()["recovery_times"]["replayed_ops"] == 101
+        again.verify()  # the shadow replayed the group on PM too
+
+
+def test_groups_are_cut_to_a_bounded_size(shm_path):
+    psm = PSM(KV, shm_path, log_size=64 << 10)  # groups of at most 16 KB
+    psm._stop_shadow()
+    h0 = psm._log.head
+    for i in range(400):
+        psm.invoke_rw(("set", f"k{i}", b"v" * 100), commit=False)
+    psm.commit()
+    ents = _entries(psm, h0)
+    assert len(ents) >= 3
+    assert all(len(e) <= psm._group_max for e in ents)
+    assert sum(len(split(e)) for e in ents) == 400
+    psm.close(drain=False)
+    with PSM(KV, shm_path) as again:
+        assert again.state.n == 400
+
+
+def test_an_operation_that_cannot_be_logged_changes_nothing_in_a_group(shm_path):
+    with PSM(KV, shm_path, log_size=64 << 10) as psm:
+        psm.invoke_rw(("set", "a", 1), commit=False)
+        with pytest.raises(UnpersistableError):
+            psm.invoke_rw(("set", "f", lambda: 1), commit=False)
+        with pytest.raises(LogFullError):
+            psm.invoke_rw(("set", "huge", b"y" * (128 << 10)), commit=False)
+        big = b"z" * (20 << 10)  # past the group bound, within the log: its own entry
+        psm.invoke_rw(("set", "big", big), commit=False)
+        psm.invoke_rw(("set", "b", 2), commit=False)
+        psm.commit()
+        assert "f" not in psm.state.data and "huge" not in psm.state.data
+        assert psm.state.n == 3
+    with PSM(KV, shm_path) as again:
+        assert again.state.data == {"a": 1, "big": big, "b": 2}
+
+
+def test_an_operation_that_raises_in_a_group_is_still_logged(shm_path):
+    with PSM(KV, shm_path, log_size=1 << 20) as psm:
+        psm.invoke_rw(("set", "a", 1), commit=False)
+        with pytest.raises(ValueError, match="boom"):
+            psm.invoke_rw(("boom", 7), commit=False)
+        psm.invoke_rw(("set", "b", 2), commit=False)
+        psm.commit()
+        psm.sync()
+        st = psm.stats()
+        assert st["shadow_errors"] == 1
+        assert "operation 2 of the 3 in a group entry" in st["shadow_message"]
+        psm.verify()
+    with PSM(KV, shm_path) as again:
+        assert again.state.data == {"a": 1, "before-boom": 7, "b": 2}
+
+
+def test_the_shadow_commits_only_between_entries():
+    dev = SimDevice(1 << 20)
+    heap = Heap.create(dev, KV(), log_size=64 << 10, undo_size=64 << 10,
+                       initial_size=256 << 10)
+    OpLog.format(dev, heap.pool.oplog_off, heap.pool.oplog_size)
+    lg = OpLog(dev, heap.pool.oplog_off, heap.pool.oplog_size)
+    bounds = [0]
+    for g in range(6):
+        lg.append(encode_group([encode(("set", f"k{g}.{j}", j)) for j in range(10)]))
+        bounds.append(lg.commit())
+    ap = Applier(heap, OpLog(dev, heap.pool.oplog_off, heap.pool.oplog_size), max_batch=3)
+    positions = []
+    real_commit = heap.commit
+
+    def spy(position):
+        positions.append(position)
+        real_commit(position)
+
+    heap.commit = spy  # type: ignore[method-assign]
+    assert ap.run(4) == 10  # a group is applied whole even past the limit
+    while ap.run(100):
+        pass
+    ap.commit()
+    assert positions and set(positions) <= set(bounds)
+    assert ap.c[2] == 60 and heap.root.n == 60
