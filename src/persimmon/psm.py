@@ -17,6 +17,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import socket
 import sys
 import threading
 import time
@@ -100,6 +101,39 @@ class PSM:
         self._counters = self._ctx.Array("q", S.NCOUNTERS, lock=False)
         self._message = self._ctx.Array("c", S.MSG_SIZE, lock=False)
         self.recovery_times: dict[str, float] = {}
+        # The first shadow is forked now, before this process holds the state: a shadow
+        # forked later would share, copy-on-write, every page of the DRAM copy and keep the
+        # originals as the foreground writes them (after a recovery, a second copy of the
+        # state's memory held by a process that never reads it).  It waits until the pool
+        # is ready and the foreground hands it the locked pool file (_hand_over).
+        handoff, theirs = socket.socketpair()
+        try:
+            self._start_shadow(theirs)
+        finally:
+            theirs.close()
+        try:
+            self._open_and_recover(factory, log_size, undo_size, initial_size, device,
+                                   lock_timeout, progress, pin_cores)
+            self._hand_over(handoff)
+        except BaseException:
+            handoff.close()  # the waiting shadow sees the end of the socket and exits
+            self._stop_shadow()
+            pool = getattr(self, "_pool", None)
+            if pool is not None:
+                pool.close()
+            raise
+        finally:
+            handoff.close()
+        self._watchdog_stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="persimmon-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
+        _live.add(self)
+
+    def _open_and_recover(self, factory: Callable[[], Any], log_size: int, undo_size: int,
+                          initial_size: int, device: str, lock_timeout: float,
+                          progress: bool | None, pin_cores: bool) -> None:
+        # recover the pool at self.path, or create it with factory()'s state
         t0 = time.perf_counter()
         if os.path.exists(self.path):
             self.recovered = True
@@ -134,12 +168,11 @@ class PSM:
                 os.sched_setaffinity(0, {0})
             except OSError:
                 pass
-        self._start_shadow()
-        self._watchdog_stop = threading.Event()
-        self._watchdog = threading.Thread(target=self._watch, name="persimmon-watchdog",
-                                          daemon=True)
-        self._watchdog.start()
-        _live.add(self)
+
+    def _hand_over(self, sock: socket.socket) -> None:
+        # Pass the locked pool file to the waiting shadow (SCM_RIGHTS: the same open file,
+        # so the shadow holds the pool's lock as long as it lives, as a forked one does).
+        socket.send_fds(sock, [b"go"], [self._pool.dev.fileno()])
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, lock_timeout: float, progress: bool | None) -> None:
@@ -167,7 +200,7 @@ class PSM:
         )
 
     # ------------------------------------------------------------------ the shadow
-    def _start_shadow(self) -> None:
+    def _start_shadow(self, handoff: socket.socket | None = None) -> None:
         c = self._counters
         c[S.STOP] = 0
         c[S.READY] = 0
@@ -176,7 +209,7 @@ class PSM:
         p = self._ctx.Process(
             target=S.shadow_main,
             args=(self.path, os.getpid(), c, self._message, self.verify_mode, self.max_batch,
-                  cpu, self.shadow_idle),
+                  cpu, self.shadow_idle, handoff),
             name="persimmon-shadow",
             daemon=True,
         )

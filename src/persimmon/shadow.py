@@ -13,6 +13,7 @@ and exits when the foreground asks it to stop or when the foreground process has
 from __future__ import annotations
 
 import os
+import socket
 import time
 import traceback
 from typing import Any
@@ -65,9 +66,17 @@ def shadow_main(
     max_batch: int,
     cpu: int | None,
     idle: bool = False,
+    handoff: socket.socket | None = None,
 ) -> None:
-    """Entry point of the shadow process (never returns normally: it exits)."""
+    """Entry point of the shadow process (never returns normally: it exits).
+
+    With ``handoff`` the process was forked before the pool was open: it first waits for
+    the foreground to send the locked pool file over that socket, and exits quietly if the
+    foreground gives up (closes the socket), asks it to stop, or dies.
+    """
     try:
+        if handoff is not None and not _await_pool(handoff, parent_pid, counters):
+            os._exit(0)
         if cpu is not None and hasattr(os, "sched_setaffinity"):
             try:
                 os.sched_setaffinity(0, {cpu})
@@ -78,6 +87,28 @@ def shadow_main(
         _say("shadow process failed:\n" + traceback.format_exc(), message)
         os._exit(3)
     os._exit(0)
+
+
+_held_fds: list[int] = []  # the pool file handed over: kept open, it holds the pool's lock
+
+
+def _await_pool(sock: socket.socket, parent_pid: int, c: Any) -> bool:
+    """Wait for the pool file the foreground hands over (SCM_RIGHTS); keep it open, which
+    keeps the pool locked while this process lives, as an inherited descriptor would.
+    False when the foreground closed the socket, asked us to stop, or died."""
+    sock.settimeout(0.2)
+    try:
+        while True:
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
+            except TimeoutError:
+                if os.getppid() != parent_pid or c[STOP]:
+                    return False
+                continue
+            _held_fds.extend(fds)
+            return msg == b"go" and len(fds) == 1
+    finally:
+        sock.close()
 
 
 class _Msg:
