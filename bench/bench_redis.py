@@ -91,15 +91,44 @@ def settle(port: int, persistent: bool) -> None:
         subprocess.run(["redis-cli", "-p", str(port), "SAVE"], capture_output=True, timeout=600)
 
 
-def run_test(port: int, test: str, n: int, pipeline: int, persistent: bool) -> tuple:
-    """requests/s of one test ("set", "get" or "mix"), and the write share for the mix."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def run_test(port: int, test: str, n: int, pipeline: int, persistent: bool,
+             pid: int) -> tuple:
+    """One test ("set", "get" or "mix") against the server ``pid``: requests/s, the write
+    share (mix), and CPU seconds per request of the server and of its shadow.  The shadow's
+    CPU is counted until it has caught up after the run (its work for these requests)."""
     settle(port, persistent)
+    kids = children(pid)
+    s0, k0 = cpu_seconds(pid), sum(cpu_seconds(k) for k in kids)
     if test != "mix":
-        return rps(bench(port, test, n, 50, pipeline).communicate()[0]), 0.0
-    w = bench(port, "set", max(n // 10, 1000), 5, pipeline)
-    r = bench(port, "get", n, 45, pipeline)
-    wr, rr = rps(w.communicate()[0]), rps(r.communicate()[0])
-    return wr + rr, (wr / (wr + rr) if wr + rr else 0.0)
+        rate, share, reqs = rps(bench(port, test, n, 50, pipeline).communicate()[0]), 0.0, n
+    else:
+        nw = max(n // 10, 1000)
+        w = bench(port, "set", nw, 5, pipeline)
+        r = bench(port, "get", n, 45, pipeline)
+        wr, rr = rps(w.communicate()[0]), rps(r.communicate()[0])
+        rate, share, reqs = wr + rr, (wr / (wr + rr) if wr + rr else 0.0), n + nw
+    s1 = cpu_seconds(pid)
+    settle(port, persistent)
+    k1 = sum(cpu_seconds(k) for k in kids)
+    return rate, share, (s1 - s0) / reqs, (k1 - k0) / reqs
 
 
 def main() -> None:
@@ -140,7 +169,8 @@ def main() -> None:
                 for _ in range(args.rounds):
                     for kind in kinds:
                         runs[kind].append(run_test(procs[kind][1], test, nn, pl,
-                                                   kind == "persimmon-persimmon"))
+                                                   kind == "persimmon-persimmon",
+                                                   procs[kind][0].pid))
                 for kind in kinds:
                     vals = sorted(runs[kind])
                     med = vals[len(vals) // 2]
@@ -148,6 +178,9 @@ def main() -> None:
                     r[test] = med[0]
                     if test == "mix":
                         r["mix_write_share"] = med[1]
+                    srv = sorted(v[2] for v in runs[kind])
+                    shd = sorted(v[3] for v in runs[kind])
+                    r.setdefault("cpu", {})[test] = (srv[len(srv) // 2], shd[len(shd) // 2])
                     r.setdefault("all", {})[test] = [round(v[0]) for v in runs[kind]]
                 print(f"P={pl} {test}: " + ", ".join(
                     f"{k} {results[(k, pl)][test]:,.0f} {results[(k, pl)]['all'][test]}"
@@ -165,6 +198,13 @@ def main() -> None:
     for (kind, pl), v in results.items():
         print(f"{kind:24}{pl:>3}{v['set']:>11,.0f}{v['get']:>11,.0f}{v['mix']:>11,.0f}"
               f"{v['mix_write_share']:>9.1%}")
+    print("\nCPU per request, us (median of the rounds; server process + its shadow, the "
+          "shadow counted until it has caught up)")
+    print(f"{'server':24}{'P':>3}{'SET':>15}{'GET':>15}{'10% mix':>15}")
+    for (kind, pl), v in results.items():
+        cells = "".join(f"{v['cpu'][t][0] * 1e6:>9.2f}+{v['cpu'][t][1] * 1e6:<5.2f}"
+                        for t in ("set", "get", "mix"))
+        print(f"{kind:24}{pl:>3}{cells}")
     for pl in (1, 16):
         pm = results.get(("persimmon-persimmon", pl))
         none = results.get(("persimmon-none", pl))
@@ -172,6 +212,11 @@ def main() -> None:
         if pm and none:
             print(f"P={pl}: persimmon/none at the 10% mix {pm['mix'] / none['mix']:.3f}; "
                   f"SET {pm['set'] / none['set']:.3f}; GET {pm['get'] / none['get']:.3f}")
+            srv = {t: none["cpu"][t][0] / pm["cpu"][t][0] for t in ("set", "get", "mix")}
+            tot = {t: none["cpu"][t][0] / sum(pm["cpu"][t]) for t in ("set", "get", "mix")}
+            print(f"P={pl}: server CPU per request, none/persimmon: mix {srv['mix']:.3f}, "
+                  f"SET {srv['set']:.3f}, GET {srv['get']:.3f}; counting the shadow too: "
+                  f"mix {tot['mix']:.3f}, SET {tot['set']:.3f}, GET {tot['get']:.3f}")
         if none and red:
             print(f"P={pl}: none/redis-server: SET {none['set'] / red['set']:.3f}, "
                   f"GET {none['get'] / red['get']:.3f}, mix {none['mix'] / red['mix']:.3f}")

@@ -137,3 +137,23 @@ def test_the_shadow_commits_only_between_entries():
     ap.commit()
     assert positions and set(positions) <= set(bounds)
     assert ap.c[2] == 60 and heap.root.n == 60
+
+
+def test_invoke_rw_grouped_is_invoke_rw_without_commit(shm_path):
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    psm._stop_shadow()
+    h0 = psm._log.head
+    assert [psm.invoke_rw_grouped(("incr", "c")) for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert psm._log.head == h0
+    psm.commit()
+    assert [len(split(e)) for e in _entries(psm, h0)] == [5]
+    psm.close(drain=False)
+    with pytest.raises(Exception, match="closed"):
+        psm.invoke_rw_grouped(("incr", "c"))
+    with PSM(KV, shm_path, verify=True) as psm:  # verify mode: one entry per operation
+        assert psm.state.data["c"] == 5
+        psm.invoke_rw_grouped(("incr", "c"))
+        psm.commit()
+        psm.verify()
+    with PSM(KV, shm_path) as psm:
+        assert psm.state.data["c"] == 6

@@ -252,23 +252,9 @@ class PSM:
         """
         if self._closed:
             raise PersimmonError("this PSM is closed")
-        payload = encode(op)
         if not commit and not self.verify_mode:
-            # Group commit: keep the encoded operation until commit() writes the group as
-            # one log entry.  It is encoded first, so an operation that cannot be logged
-            # raises before it touches the state; it is applied now, and nothing is
-            # acknowledged before commit() has made the group durable.
-            size = self._group_bytes + len(payload) + 4
-            if size > self._group_max:
-                self._flush_group()
-                size = self._group_bytes + len(payload) + 4
-                if size > self._group_max:  # too big to share an entry: one of its own
-                    self._append(payload, wait=self._wait)
-                    self._ops_logged += 1
-                    return apply_op(self.state, op)
-            self._group.append(payload)
-            self._group_bytes = size
-            return apply_op(self.state, op)
+            return self.invoke_rw_grouped(op)
+        payload = encode(op)
         if self.verify_mode:
             if len(payload) + 64 > self._log.capacity:
                 self._log.append(payload)  # raises LogFullError with the sizes
@@ -296,6 +282,29 @@ class PSM:
             raise
         self._log.commit()
         return result
+
+    def invoke_rw_grouped(self, op: Any) -> Any:
+        """``invoke_rw(op, commit=False)`` in one positional call, for request loops that
+        commit once per batch: the operation is logged and applied now, and durable when
+        the next :meth:`commit` returns (which writes all of them as one log entry)."""
+        if self._closed or self.verify_mode:
+            if self._closed:
+                raise PersimmonError("this PSM is closed")
+            return self.invoke_rw(op, commit=False)
+        # Encoded first, so an operation that cannot be logged raises before it touches the
+        # state; applied now; nothing is acknowledged before commit() made the group durable.
+        payload = encode(op)
+        size = self._group_bytes + len(payload) + 4
+        if size > self._group_max:
+            self._flush_group()
+            size = self._group_bytes + len(payload) + 4
+            if size > self._group_max:  # too big to share an entry: one of its own
+                self._append(payload, wait=self._wait)
+                self._ops_logged += 1
+                return apply_op(self.state, op)
+        self._group.append(payload)
+        self._group_bytes = size
+        return apply_op(self.state, op)
 
     def commit(self) -> None:
         """Group commit: every operation logged so far is durable when this returns."""
