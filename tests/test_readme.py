@@ -35,8 +35,8 @@ def test_readme_examples_run_and_recover(tmp_path):
             assert first.stdout.split() == ["42", "recovered:", "False"]
             assert second.stdout.split() == ["42", "recovered:", "True"]
         if i == 1:
-            assert first.stdout.split() == ["6", "False", "2"]
-            assert second.stdout.split() == ["12", "True", "2"]
+            assert first.stdout.split() == ["8", "False", "3"]
+            assert second.stdout.split() == ["16", "True", "3"]
 
 
 def _code_lines(path: str) -> int:
