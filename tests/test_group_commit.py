@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from persimmon import PSM
-from persimmon.errors import LogFullError, UnpersistableError
+from persimmon.errors import CorruptPoolError, LogFullError, UnpersistableError
 from persimmon.heap import Heap
 from persimmon.opcodec import decode, encode, encode_group, split
 from persimmon.oplog import OpLog
@@ -34,8 +34,10 @@ def test_group_payload_round_trip_keeps_every_form_and_the_order():
 def test_damaged_group_is_refused_not_misread(cut):
     group = encode_group([encode(b"abc"), encode(("x", 1))])
     bad = group[:cut] if cut > 0 else group + b"!"
-    with pytest.raises(ValueError, match="group entry"):
+    with pytest.raises(CorruptPoolError, match="group entry"):
         split(bad)
+    with pytest.raises(CorruptPoolError, match="unknown operation-log entry tag"):
+        decode(b"Zjunk")
 
 
 def _entries(psm: PSM, start: int) -> list[bytes]:

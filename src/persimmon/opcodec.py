@@ -19,7 +19,7 @@ import pickle
 import struct
 from typing import Any
 
-from .errors import UnpersistableError
+from .errors import CorruptPoolError, UnpersistableError
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -62,7 +62,8 @@ def decode(payload: bytes | memoryview) -> tuple[Any, int | None, int | None]:
     if tag == 0x56:  # V
         op, r, s = _loads(payload[1:])
         return op, r, s
-    raise ValueError(f"unknown operation-log entry tag {tag!r}")
+    raise CorruptPoolError(f"unknown operation-log entry tag {tag!r}: the entry is damaged or "
+                           "was written by a newer version")
 
 
 def encode_group(payloads: list[bytes]) -> bytes:
@@ -75,8 +76,8 @@ def encode_group(payloads: list[bytes]) -> bytes:
 def split(payload: bytes) -> list[bytes]:
     """The operation payloads in a log payload: the members of a group, else ``[payload]``.
 
-    Raises ValueError when a group's lengths do not add up to its size (a damaged entry
-    that still passed its checksum: never expected, but never silently misread).
+    Raises :class:`CorruptPoolError` when a group's lengths do not add up to its size (a
+    damaged entry that still passed its checksum: never expected, never silently misread).
     """
     if payload[0] != TAG_GROUP:
         return [payload]
@@ -85,7 +86,8 @@ def split(payload: bytes) -> list[bytes]:
     lens = struct.unpack_from(f"<{n}I", payload, GROUP_OVERHEAD) if 0 <= n and o <= len(
         payload) else ()
     if n < 0 or len(lens) != n or o + sum(lens) != len(payload):
-        raise ValueError("a group entry's lengths do not match its size")
+        raise CorruptPoolError("a group entry of the operation log is damaged (its lengths "
+                               "do not match its size)")
     out = []
     for ln in lens:
         out.append(payload[o : o + ln])
