@@ -288,16 +288,15 @@ class PSM:
         commit once per batch: the operation is logged and applied now, and durable when
         the next :meth:`commit` returns (which writes all of them as one log entry)."""
         if self._closed or self.verify_mode:
-            if self._closed:
-                raise PersimmonError("this PSM is closed")
-            return self.invoke_rw(op, commit=False)
+            return self.invoke_rw(op, commit=False)  # (raises if closed; verify: no groups)
         # Encoded first, so an operation that cannot be logged raises before it touches the
         # state; applied now; nothing is acknowledged before commit() made the group durable.
         payload = encode(op)
-        size = self._group_bytes + len(payload) + 4
+        n = len(payload) + 4  # its bytes in a group: the payload and its length
+        size = self._group_bytes + n
         if size > self._group_max:
             self._flush_group()
-            size = self._group_bytes + len(payload) + 4
+            size = GROUP_OVERHEAD + n
             if size > self._group_max:  # too big to share an entry: one of its own
                 self._append(payload, wait=self._wait)
                 self._ops_logged += 1
