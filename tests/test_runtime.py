@@ -230,6 +230,38 @@ def test_shadow_batches_a_light_steady_load_and_commits_when_the_log_goes_idle(s
         psm.close()
 
 
+def test_sync_is_served_while_the_log_never_goes_idle(shm_path):
+    # A write every ~200 us seldom leaves the log idle for the millisecond after which the
+    # shadow commits by itself (a few times in 10,000 writes here), and max_batch is out of
+    # reach: the position a sync() asks for (the WANTED counter, which sync() sets) makes
+    # the shadow commit within a few writes, not at the next chance gap thousands of
+    # writes later.  (One thread: a second one would leave GIL-sized gaps in the writes.)
+    from persimmon import shadow as S
+
+    psm = PSM(KV, shm_path, log_size=1 << 24, max_batch=10**9)
+    try:
+        c = psm._counters
+        n = 0
+        start = time.monotonic()
+        target = None
+        after = 0  # writes since the position was asked for
+        while time.monotonic() < start + 6.0:
+            psm.invoke_rw(("set", f"k{n % 50}", n))
+            n += 1
+            if target is None and time.monotonic() > start + 0.3:
+                target = psm._log.head
+                c[S.WANTED] = target
+            elif target is not None:
+                after += 1
+                if c[S.POSITION] >= target:
+                    break
+            time.sleep(0.0001)
+        assert target is not None and c[S.POSITION] >= target, (c[S.POSITION], target, n)
+        assert after < 500, after
+    finally:
+        psm.close()
+
+
 def test_foreground_death_stops_shadow(shm_path):
     code = (
         "import sys, os, time; sys.path.insert(0, %r)\n"

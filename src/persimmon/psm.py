@@ -384,8 +384,11 @@ class PSM:
             self._flush_group()
         self._log.commit()
         target = self._log.head
+        c = self._counters
+        if c[S.WANTED] < target:
+            c[S.WANTED] = target  # the shadow commits as soon as it reaches it
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._counters[S.POSITION] < target:
+        while c[S.POSITION] < target:
             if self._counters[S.DIVERGED]:
                 return
             if deadline is not None and time.monotonic() > deadline:
