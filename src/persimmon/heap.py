@@ -83,6 +83,24 @@ _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not b
 _SMALL_TABLE = L._SMALL_TABLE
 _CLASS_SIZES = L.CLASS_SIZES
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
+
+
+def _load_fast_path() -> Any:
+    """The compiled ``store_blob`` (``persimmon._speedups``), configured with this module's
+    tables; None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (not "0")."""
+    if os.environ.get("PERSIMMON_PURE_PYTHON", "0") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    from xxhash import xxh3_64_intdigest
+
+    _speedups.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
+    return _speedups.store_blob
+
+
+FAST_STORE_BLOB = _load_fast_path()
 # Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
 INDEX_KEY_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 _IXT = INDEX_KEY_TYPES
@@ -183,6 +201,10 @@ class Heap:
         self._closed = False
         self._writable = True
         self._root_proxy: Any = None
+        # The compiled fast path of _store_blob, or None: callers try it first and fall
+        # back to _store_blob when it returns False (docs/heap.md).  Per heap, so tests
+        # can run both paths side by side.
+        self.fast_store_blob: Any = FAST_STORE_BLOB
 
     @classmethod
     def create(
