@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,12 @@ def run_test(port: int, test: str, n: int, pipeline: int, persistent: bool,
     return rate, share, (s1 - s0) / reqs, (k1 - k0) / reqs
 
 
+def paired_median(xs: list[float], ys: list[float]) -> float:
+    """The median of ``x / y`` over rounds (pairs measured side by side)."""
+    rs = [x / y for x, y in zip(xs, ys, strict=True) if y]
+    return statistics.median(rs) if rs else 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
@@ -222,6 +229,16 @@ def main() -> None:
         if pm and none:
             print(f"P={pl}: persimmon/none at the 10% mix {pm['mix'] / none['mix']:.3f}; "
                   f"SET {pm['set'] / none['set']:.3f}; GET {pm['get'] / none['get']:.3f}")
+            # Each round measures the two servers one right after the other: the median of
+            # those paired ratios is less exposed to the machine's drift than the ratio of
+            # the two medians.
+            paired = {t: paired_median(pm["all"][t], none["all"][t]) for t in ("set", "get",
+                                                                                "mix")}
+            rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(pm["all"]["mix"],
+                                                              none["all"]["mix"], strict=True))
+            print(f"P={pl}: persimmon/none, median of the rounds' paired ratios: mix "
+                  f"{paired['mix']:.3f} (rounds: {rounds}); SET {paired['set']:.3f}; "
+                  f"GET {paired['get']:.3f}")
             srv = {t: none["cpu"][t][0] / pm["cpu"][t][0] for t in ("set", "get", "mix")}
             tot = {t: none["cpu"][t][0] / sum(pm["cpu"][t]) for t in ("set", "get", "mix")}
             print(f"P={pl}: server CPU per request, none/persimmon: mix {srv['mix']:.3f}, "
