@@ -289,8 +289,14 @@ static PyObject *store_blob(PyObject *self, PyObject *const *args, Py_ssize_t na
         bkey = NULL;
     }
     if (use_fl) {
+        /* (Re-read: the device's drain above is Python code.  Should the free list have
+         * changed under it, the Python path finishes the store: the undo entry is made
+         * and marked, so it skips that part.) */
         Py_ssize_t last = PyList_GET_SIZE(fl) - 1;
+        if (last < 0) goto fallback;
         x = PyLong_AsLongLong(PyList_GET_ITEM(fl, last));
+        if (x == -1 && PyErr_Occurred()) goto error;
+        if (x < 0 || x + (long long)nb > blen) goto fallback;
         if (PyList_SetSlice(fl, last, last + 1, NULL) < 0) goto error;
         xcls = base[x + 1];
         if (xcls >= nclasses) {
