@@ -33,7 +33,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from machine import calibration_line  # noqa: E402
+from machine import calibration_line, cpu_seconds  # noqa: E402
 
 
 def free_port() -> int:
@@ -91,16 +91,6 @@ def settle(port: int, persistent: bool) -> None:
     # next run's CPU (SAVE returns when the PM copy has reached the log head).
     if persistent:
         subprocess.run(["redis-cli", "-p", str(port), "SAVE"], capture_output=True, timeout=600)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:

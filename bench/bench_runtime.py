@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from kvmachine import BenchKV  # noqa: E402
-from machine import calibration_line  # noqa: E402
+from machine import calibration_line, cpu_seconds  # noqa: E402
 from persimmon import PSM  # noqa: E402
 
 
@@ -42,13 +42,6 @@ def run_ops(fn, ops) -> tuple[list[float], float]:
         fn(op)
         lat.append(perf() - a)
     return lat, perf() - t0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def light_load(psm: PSM, ops: list, gap: float = 150e-6, secs: float = 2.0) -> tuple:

@@ -1,4 +1,5 @@
-"""How fast this machine runs Python right now, printed beside every benchmark's figures.
+"""What the benchmarks measure the machine with: how fast it runs Python right now (printed
+beside every benchmark's figures), and the CPU time a process has used.
 
 The machines we measure on are shared virtual machines whose speed changes from day to day
 (the same code has run 3x slower on one day than on another).  Absolute figures are only
@@ -8,6 +9,7 @@ run are what the targets are judged on.
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -26,3 +28,13 @@ def python_loop_seconds() -> float:
 def calibration_line() -> str:
     return (f"machine speed: a 10M-iteration pure-Python loop takes {python_loop_seconds():.2f} s "
             f"(best of 3; lower is faster)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -96,7 +96,10 @@ def _load_fast_path() -> Any:
         return None
     from xxhash import xxh3_64_intdigest
 
-    _speedups.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
+    try:
+        _speedups.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
+    except (RuntimeError, ValueError):  # a big-endian machine, or tables it cannot hold
+        return None
     return _speedups.store_blob
 
 

@@ -389,7 +389,7 @@ class PSM:
             c[S.WANTED] = target  # the shadow commits as soon as it reaches it
         deadline = None if timeout is None else time.monotonic() + timeout
         while c[S.POSITION] < target:
-            if self._counters[S.DIVERGED]:
+            if c[S.DIVERGED]:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the shadow did not catch up with the log in time")
