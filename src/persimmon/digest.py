@@ -80,7 +80,15 @@ def _feed(value: Any, h: Any, seen: dict[int, int]) -> None:
         cls = value.__class__
         h.update(f"o{cls.__module__}:{cls.__qualname__};".encode())
         attrs = value._attrs() if isinstance(value, PObject) else vars(value)
-        _feed(dict(attrs.items()), h, seen)
+        # Fed as a dict, numbered as one, but keyed by its object: a temporary dict keyed
+        # by id() would be freed after this, and the next object's temporary could get
+        # the same id and be fed as a back-reference to it (allocator-dependent, so the
+        # foreground and the shadow could disagree on one state).
+        seen[("attrs", key)] = len(seen)
+        h.update(b"d%d" % len(attrs))
+        for k, v in attrs.items():
+            _feed(k, h, seen)
+            _feed(v, h, seen)
     elif isinstance(value, BaseException):
         h.update(f"x{type(value).__qualname__}:{value.args!r};".encode())
     else:

@@ -245,7 +245,7 @@ def test_random_and_blocking_commands_in_a_transaction_are_one_deterministic_ope
         assert int(r.info("persimmon")["ops_logged"]) == before + 3
         assert r.save()  # the shadow caught up; in verify mode a divergence would fail here
         info = r.info("persimmon")
-        assert info["diverged"] == 0 and info["shadow_errors"] == 0
+        assert info["diverged"] == 0 and info["shadow_errors"] == 0, info.get("shadow_message")
         def dump(c):
             return (sorted(c.keys()), c.smembers("s"), c.zrange("z", 0, -1, withscores=True),
                     c.hgetall("h"), c.lrange("l", 0, -1), c.get("n"))
