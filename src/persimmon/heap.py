@@ -85,9 +85,27 @@ _CLASS_SIZES = L.CLASS_SIZES
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
 
 
+def _build_index(hashes: list[int], size: int) -> bytes:
+    """The packed index table (u32 per slot, 0 = empty) of a hash table of ``size`` slots
+    holding entries 1..n with ``hashes``: perturbed linear probing, CPython's dict scheme.
+    (``_speedups.build_index`` computes the same bytes.)"""
+    mask = size - 1
+    idx = [0] * size
+    for j, hv in enumerate(hashes):
+        h = hv & _MASK64
+        i = h & mask
+        perturb = h
+        while idx[i]:
+            perturb >>= _PERTURB_SHIFT
+            i = (i * 5 + perturb + 1) & mask
+        idx[i] = j + 1
+    return L.struct_pack_I(idx)
+
+
 def _load_fast_path() -> Any:
-    """The compiled ``store_blob`` (``persimmon._speedups``), configured with this module's
-    tables; None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (not "0")."""
+    """The compiled fast paths (the module ``persimmon._speedups``), configured with this
+    module's tables; None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (not
+    "0")."""
     if os.environ.get("PERSIMMON_PURE_PYTHON", "0") not in ("", "0"):
         return None
     try:
@@ -100,10 +118,10 @@ def _load_fast_path() -> Any:
         _speedups.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
     except (RuntimeError, ValueError):  # a big-endian machine, or tables it cannot hold
         return None
-    return _speedups.store_blob
+    return _speedups
 
 
-FAST_STORE_BLOB = _load_fast_path()
+FAST = _load_fast_path()
 # Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
 INDEX_KEY_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 _IXT = INDEX_KEY_TYPES
@@ -204,10 +222,10 @@ class Heap:
         self._closed = False
         self._writable = True
         self._root_proxy: Any = None
-        # The compiled fast path of _store_blob, or None: callers try it first and fall
-        # back to _store_blob when it returns False (docs/heap.md).  Per heap, so tests
-        # can run both paths side by side.
-        self.fast_store_blob: Any = FAST_STORE_BLOB
+        # The compiled fast paths of _store_blob and _ht_insert_blobs, or None: tried
+        # first, the Python code runs when they decline (docs/heap.md).  Per heap, so
+        # tests can run both side by side.
+        self.fast: Any = FAST
 
     @classmethod
     def create(
@@ -1490,6 +1508,12 @@ class Heap:
         ``kdata``) and value (bytes) are new objects: the fused form of the hottest insert.
         Room is made and the undo round done before anything is allocated, so a failure
         leaves nothing behind; the two objects start at reference count 1."""
+        fast = self.fast
+        if fast is not None:
+            e = fast.insert_blobs(self, d, h, p, kt, kdata, vdata)
+            if e is not None:
+                self._ix_add(d, key, e)
+                return
         buf = self.buf
         nent = _q_unpack(buf, d + _HT_NENT)[0]
         ents = _q_unpack(buf, d + _HT_ENTS)[0]
@@ -1629,17 +1653,9 @@ class Heap:
         if flat:
             buf[ents + 16 : ents + 16 + 8 * len(flat)] = L.struct_pack_q(flat)
         hashes = flat[0::w]
-        mask = size - 1
-        idx = [0] * size
-        for j, hv in enumerate(hashes):
-            h = hv & _MASK64
-            i = h & mask
-            perturb = h
-            while idx[i]:
-                perturb >>= _PERTURB_SHIFT
-                i = (i * 5 + perturb + 1) & mask
-            idx[i] = j + 1
-        buf[itab + 16 : itab + 16 + 4 * size] = L.struct_pack_I(idx)
+        buf[itab + 16 : itab + 16 + 4 * size] = (
+            _build_index(hashes, size) if self.fast is None
+            else self.fast.build_index(hashes, size))
         self._wq(d + _HT_ITAB, itab)
         self._wq(d + _HT_ENTS, ents)
         self._wq(d + _HT_NENT, len(hashes))
