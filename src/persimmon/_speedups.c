@@ -224,17 +224,6 @@ static int h_load(H *h, PyObject *heap) {
     return 1;
 }
 
-/* 1 if the block holding off must be undo-logged before a store (committed memory not yet
- * logged in this batch), 0 if not, -1 on error */
-static int h_needs_log(H *h, long long off) {
-    if (off >= h->ctop) return 0;
-    PyObject *b = PyLong_FromLongLong(off >> 5);
-    if (!b) return -1;
-    int c = PySet_Contains(h->nolog, b);
-    Py_DECREF(b);
-    return c < 0 ? -1 : !c;
-}
-
 /* 1 if block number b is marked as logged, 0 if not, -1 on error */
 static int h_marked(H *h, long long b) {
     PyObject *k = PyLong_FromLongLong(b);
@@ -242,6 +231,25 @@ static int h_marked(H *h, long long b) {
     int c = PySet_Contains(h->nolog, k);
     Py_DECREF(k);
     return c;
+}
+
+/* 1 if the block holding off must be undo-logged before a store (committed memory not yet
+ * logged in this batch), 0 if not, -1 on error */
+static int h_needs_log(H *h, long long off) {
+    if (off >= h->ctop) return 0;
+    int c = h_marked(h, off >> 5);
+    return c < 0 ? -1 : !c;
+}
+
+/* List block number b for the flush at commit unless it is marked as logged already:
+ * 0, or -1 on error */
+static int h_list_for_flush(H *h, long long b) {
+    PyObject *k = PyLong_FromLongLong(b);
+    if (!k) return -1;
+    int r = PySet_Contains(h->nolog, k);
+    r = r == 0 ? PyList_Append(h->logged, k) : (r < 0 ? -1 : 0);
+    Py_DECREF(k);
+    return r;
 }
 
 /* Undo-log the block holding off (the caller checked it needs it and that the segment has
@@ -486,28 +494,8 @@ static PyObject *insert_blobs(PyObject *self, PyObject *const *args, Py_ssize_t 
     r = -1;
     if (e < h.ctop) { /* the entry's blocks: flushed at commit, never undo-logged */
         long long b = e >> 5, b1 = (e + ENTRY - 1) >> 5;
-        int m = h_marked(&h, b);
-        if (m < 0) goto out;
-        if (!m) {
-            PyObject *k = PyLong_FromLongLong(b);
-            if (!k || PyList_Append(h.logged, k) < 0) {
-                Py_XDECREF(k);
-                goto out;
-            }
-            Py_DECREF(k);
-        }
-        if (b1 != b) {
-            m = h_marked(&h, b1);
-            if (m < 0) goto out;
-            if (!m) {
-                PyObject *k = PyLong_FromLongLong(b1);
-                if (!k || PyList_Append(h.logged, k) < 0) {
-                    Py_XDECREF(k);
-                    goto out;
-                }
-                Py_DECREF(k);
-            }
-        }
+        if (h_list_for_flush(&h, b) < 0 || (b1 != b && h_list_for_flush(&h, b1) < 0))
+            goto out;
     }
     if (pneed) {
         if (h_log_block(&h, p) < 0) goto out;
