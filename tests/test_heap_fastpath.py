@@ -28,6 +28,18 @@ def test_the_fast_path_is_built_and_on():
         assert heap_mod.FAST is not None
 
 
+def test_a_stale_build_is_ignored_with_a_warning():
+    # an editable install keeps the .so it built: after the C source changed, an old build
+    # must not be called with arguments it does not know
+    import types
+
+    stale = types.SimpleNamespace(API=heap_mod.FAST_API - 1, configure=None)
+    with pytest.warns(RuntimeWarning, match="rebuild it"):
+        assert heap_mod._configure_fast_path(stale) is None
+    if heap_mod.FAST is not None:
+        assert heap_mod.FAST.API == heap_mod.FAST_API
+
+
 def test_pure_python_switch_turns_it_off():
     code = "from persimmon import heap; print(heap.FAST is None)"
     env = dict(os.environ, PERSIMMON_PURE_PYTHON="1")

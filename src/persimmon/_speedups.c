@@ -588,7 +588,16 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
                                     "Compiled fast paths of the persistent heap.", -1, methods};
 
+/* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
+ * change of these functions' arguments or behaviour. */
+#define API 2
+
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "API", API) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

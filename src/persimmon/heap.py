@@ -27,6 +27,7 @@ import os
 import pickle
 import struct
 import sys
+import warnings
 from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Iterator
@@ -102,6 +103,9 @@ def _build_index(hashes: list[int], size: int) -> bytes:
     return L.struct_pack_I(idx)
 
 
+FAST_API = 2  # the _speedups.API this heap was written against
+
+
 def _load_fast_path() -> Any:
     """The compiled fast paths (the module ``persimmon._speedups``), configured with this
     module's tables; None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (not
@@ -112,13 +116,25 @@ def _load_fast_path() -> Any:
         from . import _speedups
     except ImportError:
         return None
+    return _configure_fast_path(_speedups)
+
+
+def _configure_fast_path(mod: Any) -> Any:
+    """``mod`` configured with this module's tables, or None (with a warning) when it is not
+    the one this heap expects: a stale build left behind by an editable install whose C
+    source changed since (``pip install -e .`` again rebuilds it)."""
+    if getattr(mod, "API", None) != FAST_API:
+        warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
+                      f"{getattr(mod, 'API', None)}, expected {FAST_API}: rebuild it with "
+                      "pip install); the heap runs in Python", RuntimeWarning, stacklevel=2)
+        return None
     from xxhash import xxh3_64_intdigest
 
     try:
-        _speedups.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
+        mod.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
     except (RuntimeError, ValueError):  # a big-endian machine, or tables it cannot hold
         return None
-    return _speedups
+    return mod
 
 
 FAST = _load_fast_path()
