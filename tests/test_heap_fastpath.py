@@ -1,9 +1,9 @@
-"""The compiled fast path of the heap's hottest store (``persimmon._speedups``).
+"""The compiled fast paths of the heap's hottest stores (``persimmon._speedups``).
 
-It must leave every byte of the pool exactly as the Python store path does: two copies of
-one pool, one driven with the fast path and one without, are compared byte for byte
-after every operation of a random workload that reaches each of its fallbacks.  The crash
-tests (simulated power failures at every fence, SIGKILLs) run with it on by default.
+They must leave every byte of the pool exactly as the Python code does: two copies of one
+pool, one driven with the fast paths and one without, are compared byte for byte after
+every operation of a random workload that reaches each of their fallbacks.  The crash tests
+(simulated power failures at every fence, SIGKILLs) run with them on by default.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from persimmon.heap import Heap
 
 def test_the_fast_path_is_built_and_on():
     # The install builds it (setup.py); a missing compiler would only show up here.
-    if os.environ.get("PERSIMMON_PURE_PYTHON", "0") not in ("", "0"):
+    if heap_mod.pure_python_requested():
         assert heap_mod.FAST is None
     else:
         assert heap_mod.FAST is not None

@@ -106,11 +106,16 @@ def _build_index(hashes: list[int], size: int) -> bytes:
 FAST_API = 2  # the _speedups.API this heap was written against
 
 
+def pure_python_requested() -> bool:
+    """True when ``PERSIMMON_PURE_PYTHON`` asks for no compiled fast path (set, not "0")."""
+    return os.environ.get("PERSIMMON_PURE_PYTHON", "0") not in ("", "0")
+
+
 def _load_fast_path() -> Any:
     """The compiled fast paths (the module ``persimmon._speedups``), configured with this
     module's tables; None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (not
     "0")."""
-    if os.environ.get("PERSIMMON_PURE_PYTHON", "0") not in ("", "0"):
+    if pure_python_requested():
         return None
     try:
         from . import _speedups
@@ -238,8 +243,8 @@ class Heap:
         self._closed = False
         self._writable = True
         self._root_proxy: Any = None
-        # The compiled fast paths of _store_blob and _ht_insert_blobs, or None: tried
-        # first, the Python code runs when they decline (docs/heap.md).  Per heap, so
+        # The compiled fast paths of _store_blob, _ht_insert_blobs and _ht_resize's index,
+        # or None: tried first, the Python code runs when they decline (docs/heap.md).  Per heap, so
         # tests can run both side by side.
         self.fast: Any = FAST
 
@@ -681,7 +686,11 @@ class Heap:
         dict value overwritten with bytes): the slot's block is undo-logged first, so nothing
         is allocated if that fails, the new object goes straight to reference count 1, and
         the old value, if it was a leaf held once, is freed without a second call.
+        The compiled fast path, when there is one, does the common case.
         """
+        fast = self.fast
+        if fast is not None and fast.store_blob(self, off, t, data):
+            return
         b = off >> 5
         if off < self._ctop and b not in self._nolog:
             if self._fresh_big or not self._writable:

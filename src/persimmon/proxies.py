@@ -154,9 +154,7 @@ class PDict(Proxy, MutableMapping):
             e, hv, p = h._ht_seek(d, 24, key)
         if e >= 0:
             if type(value) is bytes:
-                fast = h.fast
-                if fast is None or not fast.store_blob(h, e + 16, _T_BYTES, value):
-                    h._store_blob(e + 16, _T_BYTES, value)
+                h._store_blob(e + 16, _T_BYTES, value)
             else:
                 h._store_slot(e + 16, h._convert(value, d, key))
             return
