@@ -1,4 +1,4 @@
-/* Compiled fast paths of the heap's two hottest stores (optional; see docs/heap.md).
+/* Compiled fast paths of the heap's hottest stores (optional; see docs/heap.md).
  *
  * store_blob(heap, off, t, data) does what Heap._store_blob does on its common path:
  * undo-log the slot's 32-byte block if it needs it, take a chunk for a new bytes/str object
@@ -11,6 +11,15 @@
  * with room, whose header block is already logged in this batch): it returns the new
  * entry's offset (the caller adds it to the table's DRAM index), or None, having changed
  * nothing.
+ *
+ * dict_set(heap, d, key, value) is PDict.__setitem__ whole on its common path (a bytes value
+ * under a bytes or str key, in a table with a DRAM index): the index lookup, then the store
+ * above or the insert above (the key hashed as hashing.phash hashes it, the slot found as
+ * Heap._ht_free_slot finds it) and the index update through Heap._ix_add.  False, having
+ * changed nothing, for anything else.
+ *
+ * The heap's and undo log's attributes are read from their instance dicts, and the layout
+ * constants compiled in are exported for heap.py to check against its own.
  *
  * The rarer paths (an undo segment that is full, a big object, a heap that must grow, a
  * table that must grow, a read-only heap or one with fresh ranges) stay in Python, which
@@ -31,6 +40,10 @@
 #define HT_ENTS 32       /* a table header's entries array (heap.py _HT_ENTS) */
 #define ENTRY 24         /* bytes of a dict entry: hash, key slot, value slot */
 #define T_BYTES 2
+#define T_STR 1
+#define HT_ITAB 24       /* a table header's index table (heap.py _HT_ITAB) */
+#define IX_EMPTY 0
+#define IX_DUMMY 0xFFFFFFFFu
 
 static int configured = 0;
 static uint32_t small_table[SMALL_LIMIT / 32 + 1];
@@ -41,7 +54,8 @@ static PyObject *xxh3 = NULL;    /* xxhash.xxh3_64_intdigest */
 
 static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *s_end,
     *s_batch, *s_bmix, *s_count, *s_persists, *s_buf, *s_logged, *s_freelists, *s_fresh,
-    *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain;
+    *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain, *s_ix,
+    *s_ix_add;
 
 static int intern_all(void) {
 #define I(var, name) if (!(var = PyUnicode_InternFromString(name))) return -1;
@@ -51,7 +65,7 @@ static int intern_all(void) {
     I(s_buf, "buf") I(s_logged, "_logged") I(s_freelists, "_freelists") I(s_fresh, "_fresh")
     I(s_top, "_top") I(s_dev, "dev") I(s_size, "size") I(s_rc, "_rc")
     I(s_deferred, "_deferred") I(s_decref, "_decref") I(s_flush, "flush")
-    I(s_drain, "drain")
+    I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add")
 #undef I
     return 0;
 }
@@ -130,35 +144,60 @@ static inline int64_t get64(const uint8_t *p) {
     return v;
 }
 
-/* getattr as a C integer: 0, or -1 with an error set */
-static int get_i64(PyObject *o, PyObject *name, long long *out) {
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (!v) return -1;
-    *out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+/* The heap's and the undo log's attributes are read from their instance dicts: neither class
+ * defines a descriptor for any of these names, so this is what getattr finds, without the
+ * type lookup getattr makes first (a store reads about twenty of them). */
+
+/* an attribute (borrowed), or NULL: with an error set, or without one when it is missing */
+static PyObject *d_item(PyObject *dict, PyObject *name) {
+    return PyDict_GetItemWithError(dict, name);
 }
 
-static int set_i64(PyObject *o, PyObject *name, long long value) {
+/* an attribute as a C integer: 1, 0 when it is missing or not an int, -1 on error */
+static int d_i64(PyObject *dict, PyObject *name, long long *out) {
+    PyObject *v = d_item(dict, name);
+    if (!v) return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(v)) return 0;
+    *out = PyLong_AsLongLong(v);
+    if (*out == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* an attribute's truth: 1 or 0; -1 on error; 2 when it is missing */
+static int d_truth(PyObject *dict, PyObject *name) {
+    PyObject *v = d_item(dict, name);
+    if (!v) return PyErr_Occurred() ? -1 : 2;
+    return PyObject_IsTrue(v);
+}
+
+static int d_set_i64(PyObject *dict, PyObject *name, long long value) {
     PyObject *v = PyLong_FromLongLong(value);
     if (!v) return -1;
-    int r = PyObject_SetAttr(o, name, v);
+    int r = PyDict_SetItem(dict, name, v);
     Py_DECREF(v);
     return r;
 }
 
-/* 1 if truthy, 0 if not, -1 on error */
-static int get_truth(PyObject *o, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (!v) return -1;
-    int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
+/* the instance dict of o (a new reference), or NULL: with an error set, or without one when
+ * o has none (a class with __slots__: the Python path) */
+static PyObject *inst_dict(PyObject *o) {
+    PyObject *dict = PyObject_GenericGetDict(o, NULL);
+    if (!dict && PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
+    if (dict && !PyDict_CheckExact(dict)) {
+        Py_DECREF(dict);
+        return NULL;
+    }
+    return dict;
 }
 
-/* What both stores read of the heap, fetched once per call. */
+/* What the stores read of the heap, fetched once per call (owned references). */
 typedef struct {
-    PyObject *heap, *undo, *udev, *nolog, *logged, *freelists, *fresh, *rc, *deferred, *buf;
+    PyObject *heap, *hd, *ud, *udev, *nolog, *logged, *freelists, *fresh, *rc, *deferred,
+        *buf;
     Py_buffer view;
     int have_view, persists;
     uint8_t *base;
@@ -169,7 +208,8 @@ typedef struct {
 static void h_release(H *h) {
     if (h->have_view) PyBuffer_Release(&h->view);
     h->have_view = 0;
-    Py_CLEAR(h->undo);
+    Py_CLEAR(h->hd);
+    Py_CLEAR(h->ud);
     Py_CLEAR(h->udev);
     Py_CLEAR(h->nolog);
     Py_CLEAR(h->logged);
@@ -180,43 +220,59 @@ static void h_release(H *h) {
     Py_CLEAR(h->buf);
 }
 
+/* an attribute (a new reference into *dst): 1, 0 when missing, -1 on error */
+static int d_ref(PyObject *dict, PyObject *name, PyObject **dst) {
+    PyObject *v = d_item(dict, name);
+    if (!v) return PyErr_Occurred() ? -1 : 0;
+    Py_INCREF(v);
+    *dst = v;
+    return 1;
+}
+
 /* 1: loaded; 0: this heap needs the Python path; -1: error.  Release with h_release. */
 static int h_load(H *h, PyObject *heap) {
     memset(h, 0, sizeof *h);
     h->heap = heap;
     int r;
     if (!configured) return 0;
-    if ((r = get_truth(heap, s_fresh_big)) != 0) return r < 0 ? -1 : 0;
-    if ((r = get_truth(heap, s_writable)) != 1) return r < 0 ? -1 : 0;
-    if (get_i64(heap, s_ctop, &h->ctop) < 0 || get_i64(heap, s_top, &h->top) < 0) return -1;
-    if (!(h->nolog = PyObject_GetAttr(heap, s_nolog))) return -1;
-    if (!(h->logged = PyObject_GetAttr(heap, s_logged))) return -1;
-    if (!(h->freelists = PyObject_GetAttr(heap, s_freelists))) return -1;
-    if (!(h->fresh = PyObject_GetAttr(heap, s_fresh))) return -1;
-    if (!(h->rc = PyObject_GetAttr(heap, s_rc))) return -1;
-    if (!(h->deferred = PyObject_GetAttr(heap, s_deferred))) return -1;
+    if (!(h->hd = inst_dict(heap))) return PyErr_Occurred() ? -1 : 0;
+    PyObject *hd = h->hd;
+    if ((r = d_truth(hd, s_fresh_big)) != 0) return r < 0 ? -1 : 0;
+    if ((r = d_truth(hd, s_writable)) != 1) return r < 0 ? -1 : 0;
+    if ((r = d_i64(hd, s_ctop, &h->ctop)) != 1 || (r = d_i64(hd, s_top, &h->top)) != 1)
+        return r;
+    if ((r = d_ref(hd, s_nolog, &h->nolog)) != 1 || (r = d_ref(hd, s_logged, &h->logged)) != 1 ||
+        (r = d_ref(hd, s_freelists, &h->freelists)) != 1 ||
+        (r = d_ref(hd, s_fresh, &h->fresh)) != 1 || (r = d_ref(hd, s_rc, &h->rc)) != 1 ||
+        (r = d_ref(hd, s_deferred, &h->deferred)) != 1)
+        return r;
     if (!PySet_Check(h->nolog) || !PyList_CheckExact(h->logged) ||
         !PyList_CheckExact(h->freelists) || PyList_GET_SIZE(h->freelists) < nclasses ||
         !PyList_CheckExact(h->fresh) || !PyDict_CheckExact(h->rc) ||
         !PyList_CheckExact(h->deferred))
         return 0;
-    PyObject *dev = PyObject_GetAttr(heap, s_dev);
-    if (!dev) return -1;
-    r = get_i64(dev, s_size, &h->size);
-    Py_DECREF(dev);
-    if (r < 0) return -1;
-    if (!(h->undo = PyObject_GetAttr(heap, s_undo))) return -1;
-    if ((h->persists = get_truth(h->undo, s_persists)) < 0) return -1;
-    if (h->persists && !(h->udev = PyObject_GetAttr(h->undo, s_dev))) return -1;
-    if (get_i64(h->undo, s_pos, &h->pos) < 0 || get_i64(h->undo, s_end, &h->end) < 0 ||
-        get_i64(h->undo, s_batch, &h->batch) < 0 || get_i64(h->undo, s_count, &h->count) < 0)
-        return -1;
-    PyObject *bm = PyObject_GetAttr(h->undo, s_bmix);
-    if (!bm) return -1;
+    PyObject *dev = d_item(hd, s_dev);
+    if (!dev) return PyErr_Occurred() ? -1 : 0;
+    PyObject *sz = PyObject_GetAttr(dev, s_size); /* (a device may define it as a property) */
+    if (!sz) return -1;
+    h->size = PyLong_AsLongLong(sz);
+    Py_DECREF(sz);
+    if (h->size == -1 && PyErr_Occurred()) return -1;
+    PyObject *undo = d_item(hd, s_undo);
+    if (!undo) return PyErr_Occurred() ? -1 : 0;
+    if (!(h->ud = inst_dict(undo))) return PyErr_Occurred() ? -1 : 0;
+    PyObject *ud = h->ud;
+    if ((h->persists = d_truth(ud, s_persists)) != 0 && h->persists != 1)
+        return h->persists < 0 ? -1 : 0;
+    if (h->persists && (r = d_ref(ud, s_dev, &h->udev)) != 1) return r;
+    if ((r = d_i64(ud, s_pos, &h->pos)) != 1 || (r = d_i64(ud, s_end, &h->end)) != 1 ||
+        (r = d_i64(ud, s_batch, &h->batch)) != 1 || (r = d_i64(ud, s_count, &h->count)) != 1)
+        return r;
+    PyObject *bm = d_item(ud, s_bmix);
+    if (!bm) return PyErr_Occurred() ? -1 : 0;
     h->bmix = (long long)PyLong_AsUnsignedLongLongMask(bm);
-    Py_DECREF(bm);
     if (PyErr_Occurred()) return -1;
-    if (!(h->buf = PyObject_GetAttr(heap, s_buf))) return -1;
+    if ((r = d_ref(hd, s_buf, &h->buf)) != 1) return r;
     if (PyObject_GetBuffer(h->buf, &h->view, PyBUF_WRITABLE) < 0) return -1;
     h->have_view = 1;
     h->base = (uint8_t *)h->view.buf;
@@ -287,7 +343,7 @@ static int h_log_block(H *h, long long off) {
     long long pos = h->pos;
     h->pos += 64;
     h->count += 1;
-    if (set_i64(h->undo, s_pos, h->pos) < 0 || set_i64(h->undo, s_count, h->count) < 0)
+    if (d_set_i64(h->ud, s_pos, h->pos) < 0 || d_set_i64(h->ud, s_count, h->count) < 0)
         return -1;
     PyObject *bk = PyLong_FromLongLong(b);
     if (!bk) return -1;
@@ -358,7 +414,7 @@ static long long h_alloc(H *h, int cls, uint8_t *chunk_class) {
     }
     long long x = h->top;
     h->top += (long long)class_sizes[cls];
-    if (set_i64(h->heap, s_top, h->top) < 0) return -1;
+    if (d_set_i64(h->hd, s_top, h->top) < 0) return -1;
     *chunk_class = (uint8_t)cls;
     return x;
 }
@@ -374,6 +430,56 @@ static void h_write_blob(H *h, long long x, int t, uint8_t cls, const char *data
     memcpy(o + 16, data, (size_t)n);
 }
 
+/* The body of store_blob on a loaded heap: 1 stored, 0 declined (nothing changed), -1 error.
+ * It may release the buffer view (the caller must not use h->base afterwards). */
+static int h_store_blob(H *h, long long off, long t, PyObject *data) {
+    int cls = blob_class(PyBytes_GET_SIZE(data));
+    if (cls < 0 || off <= 0 || (off & 7) || t < 0 || t > 255) return 0;
+    int need = h_needs_log(h, off);
+    if (need < 0) return -1;
+    if (off + 8 > h->blen || (need && h->pos + 64 > h->end) ||
+        (need && h->pos + 64 > h->blen) || !h_can_alloc(h, &cls, 1))
+        return 0;
+    /* ---- from here on the store happens ---- */
+    if (need && h_log_block(h, off) < 0) return -1;
+    if (need && !h_can_alloc(h, &cls, 1)) /* the device's drain ran Python: look again */
+        return 0; /* (the block is logged and marked: the Python path skips that part) */
+    uint8_t xc;
+    long long x = h_alloc(h, cls, &xc);
+    if (x < 0) return -1;
+    h_write_blob(h, x, (int)t, xc, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    /* The slot store comes after the undo entry and the new object: a compiler barrier
+     * keeps it there (a process killed in between must find them in memory). */
+    __asm__ __volatile__("" ::: "memory");
+    int64_t old = get64(h->base + off);
+    put64(h->base + off, (uint64_t)x);
+    if (old <= 0 || (old & 7)) return 1;
+    int leaf = 0;
+    if (old < h->blen) {
+        uint8_t ty = h->base[old];
+        leaf = ty < 64 && ((leaves_mask >> ty) & 1);
+    }
+    PyObject *ok = PyLong_FromLongLong(old);
+    if (!ok) return -1;
+    int in_rc = PyDict_Contains(h->rc, ok);
+    if (in_rc < 0) {
+        Py_DECREF(ok);
+        return -1;
+    }
+    if (!in_rc && leaf) { /* count 1 -> 0: freed at the end of the operation */
+        int e = PyList_Append(h->deferred, ok);
+        Py_DECREF(ok);
+        return e < 0 ? -1 : 1;
+    }
+    PyBuffer_Release(&h->view); /* (the bookkeeping may remap the buffer) */
+    h->have_view = 0;
+    PyObject *res = PyObject_CallMethodOneArg(h->heap, s_decref, ok);
+    Py_DECREF(ok);
+    if (!res) return -1;
+    Py_DECREF(res);
+    return 1;
+}
+
 static PyObject *store_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "store_blob(heap, off, t, data)");
@@ -382,72 +488,70 @@ static PyObject *store_blob(PyObject *self, PyObject *const *args, Py_ssize_t na
     long long off = PyLong_AsLongLong(args[1]);
     long t = PyLong_AsLong(args[2]);
     if (PyErr_Occurred()) return NULL;
-    PyObject *data = args[3];
-    if (!PyBytes_CheckExact(data) || off <= 0 || (off & 7) || t < 0 || t > 255)
-        Py_RETURN_FALSE;
-    int cls = blob_class(PyBytes_GET_SIZE(data));
-    if (cls < 0) Py_RETURN_FALSE;
+    if (!PyBytes_CheckExact(args[3])) Py_RETURN_FALSE;
     H h;
     int r = h_load(&h, args[0]);
-    if (r <= 0) goto out;
-    int need = h_needs_log(&h, off);
-    if (need < 0) {
-        r = -1;
-        goto out;
-    }
-    if (off + 8 > h.blen || (need && h.pos + 64 > h.end) || (need && h.pos + 64 > h.blen) ||
-        !h_can_alloc(&h, &cls, 1)) {
-        r = 0;
-        goto out;
-    }
-    /* ---- from here on the store happens ---- */
-    r = -1;
-    if (need && h_log_block(&h, off) < 0) goto out;
-    if (need && !h_can_alloc(&h, &cls, 1)) { /* the device's drain ran Python: look again */
-        r = 0; /* (the block is logged and marked: the Python path skips that part) */
-        goto out;
-    }
-    uint8_t xc;
-    long long x = h_alloc(&h, cls, &xc);
-    if (x < 0) goto out;
-    h_write_blob(&h, x, (int)t, xc, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-    /* The slot store comes after the undo entry and the new object: a compiler barrier
-     * keeps it there (a process killed in between must find them in memory). */
-    __asm__ __volatile__("" ::: "memory");
-    int64_t old = get64(h.base + off);
-    put64(h.base + off, (uint64_t)x);
-    int leaf = 0;
-    if (old > 0 && !(old & 7) && old < h.blen) {
-        uint8_t ty = h.base[old];
-        leaf = ty < 64 && ((leaves_mask >> ty) & 1);
-    }
-    if (old > 0 && !(old & 7)) {
-        PyObject *ok = PyLong_FromLongLong(old);
-        if (!ok) goto out;
-        int in_rc = PyDict_Contains(h.rc, ok);
-        if (in_rc < 0) {
-            Py_DECREF(ok);
-            goto out;
-        }
-        if (!in_rc && leaf) { /* count 1 -> 0: freed at the end of the operation */
-            int e = PyList_Append(h.deferred, ok);
-            Py_DECREF(ok);
-            if (e < 0) goto out;
-        } else {
-            PyBuffer_Release(&h.view); /* (the bookkeeping may remap the buffer) */
-            h.have_view = 0;
-            PyObject *res = PyObject_CallMethodOneArg(args[0], s_decref, ok);
-            Py_DECREF(ok);
-            if (!res) goto out;
-            Py_DECREF(res);
-        }
-    }
-    r = 1;
-out:
+    if (r > 0) r = h_store_blob(&h, off, t, args[3]);
     h_release(&h);
     if (r < 0) return NULL;
     if (r) Py_RETURN_TRUE;
     Py_RETURN_FALSE;
+}
+
+/* The body of insert_blobs on a loaded heap: 1 inserted (entry offset in *eout), 0
+ * declined (nothing changed), -1 error. */
+static int h_insert_blobs(H *h, long long d, uint64_t hv, long long p, long kt,
+                          PyObject *kdata, PyObject *vdata, long long *eout) {
+    if (d <= 0 || (d & 7) || p <= 0 || (p & 3) || kt < 0 || kt > 255) return 0;
+    int cls[2] = {blob_class(PyBytes_GET_SIZE(kdata)), blob_class(PyBytes_GET_SIZE(vdata))};
+    if (cls[0] < 0 || cls[1] < 0) return 0;
+    if (d + 48 > h->blen || p + 4 > h->blen) return 0;
+    long long nent = get64(h->base + d + HT_NENT);
+    long long ents = get64(h->base + d + HT_ENTS);
+    if (nent < 0 || ents <= 0 || ents + 16 > h->blen) return 0;
+    long long cap = get64(h->base + ents + 8);
+    if (nent >= cap) return 0; /* the table must grow: Python */
+    long long e = ents + 16 + ENTRY * nent;
+    if (e + ENTRY > h->blen) return 0;
+    /* the header block (the counts) must be logged in this batch already (or be fresh):
+     * else Python logs it and the index slot in one round */
+    int hneed = h_needs_log(h, d);
+    int pneed = h_needs_log(h, p);
+    if (hneed < 0 || pneed < 0) return -1;
+    if (hneed || (pneed && (h->pos + 64 > h->end || h->pos + 64 > h->blen)) ||
+        !h_can_alloc(h, cls, 2))
+        return 0;
+    /* ---- from here on the insert happens ---- */
+    if (e < h->ctop) { /* the entry's blocks: flushed at commit, never undo-logged */
+        long long b = e >> 5, b1 = (e + ENTRY - 1) >> 5;
+        if (h_list_for_flush(h, b) < 0 || (b1 != b && h_list_for_flush(h, b1) < 0))
+            return -1;
+    }
+    if (pneed) {
+        if (h_log_block(h, p) < 0) return -1;
+        if (!h_can_alloc(h, cls, 2)) /* the device's drain ran Python: look again */
+            return 0; /* (what is done is marked: the Python path skips it, or repeats a
+                         block in the flush list, which is harmless) */
+    }
+    uint8_t kc, vc;
+    long long ks = h_alloc(h, cls[0], &kc);
+    if (ks < 0) return -1;
+    h_write_blob(h, ks, (int)kt, kc, PyBytes_AS_STRING(kdata), PyBytes_GET_SIZE(kdata));
+    long long vs = h_alloc(h, cls[1], &vc);
+    if (vs < 0) return -1;
+    h_write_blob(h, vs, T_BYTES, vc, PyBytes_AS_STRING(vdata), PyBytes_GET_SIZE(vdata));
+    /* The stores into committed memory (index slot, counts) come after the undo entry and
+     * the new objects: a compiler barrier keeps them there. */
+    __asm__ __volatile__("" ::: "memory");
+    uint8_t *ep = h->base + e;
+    put64(ep, hv);
+    put64(ep + 8, (uint64_t)ks);
+    put64(ep + 16, (uint64_t)vs);
+    put32(h->base + p, (uint32_t)(nent + 1));
+    put64(h->base + d + HT_NENT, (uint64_t)(nent + 1));
+    put64(h->base + d + 8, (uint64_t)get64(h->base + d + 8) + 1);
+    *eout = e;
+    return 1;
 }
 
 static PyObject *insert_blobs(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -460,74 +564,138 @@ static PyObject *insert_blobs(PyObject *self, PyObject *const *args, Py_ssize_t 
     long long p = PyLong_AsLongLong(args[3]);
     long kt = PyLong_AsLong(args[4]);
     if (PyErr_Occurred()) return NULL;
-    PyObject *kdata = args[5], *vdata = args[6];
-    if (!PyBytes_CheckExact(kdata) || !PyBytes_CheckExact(vdata) || d <= 0 || (d & 7) ||
-        p <= 0 || (p & 3) || kt < 0 || kt > 255)
-        Py_RETURN_NONE;
-    int cls[2] = {blob_class(PyBytes_GET_SIZE(kdata)), blob_class(PyBytes_GET_SIZE(vdata))};
-    if (cls[0] < 0 || cls[1] < 0) Py_RETURN_NONE;
+    if (!PyBytes_CheckExact(args[5]) || !PyBytes_CheckExact(args[6])) Py_RETURN_NONE;
     H h;
-    long long e = 0, nent = 0;
+    long long e = 0;
     int r = h_load(&h, args[0]);
-    if (r <= 0) goto out;
-    r = 0;
-    if (d + 48 > h.blen || p + 4 > h.blen) goto out;
-    nent = get64(h.base + d + HT_NENT);
-    long long ents = get64(h.base + d + HT_ENTS);
-    if (nent < 0 || ents <= 0 || ents + 16 > h.blen) goto out;
-    long long cap = get64(h.base + ents + 8);
-    if (nent >= cap) goto out; /* the table must grow: Python */
-    e = ents + 16 + ENTRY * nent;
-    if (e + ENTRY > h.blen) goto out;
-    /* the header block (the counts) must be logged in this batch already (or be fresh):
-     * else Python logs it and the index slot in one round */
-    int hneed = h_needs_log(&h, d);
-    int pneed = h_needs_log(&h, p);
-    if (hneed < 0 || pneed < 0) {
-        r = -1;
-        goto out;
-    }
-    if (hneed || (pneed && (h.pos + 64 > h.end || h.pos + 64 > h.blen)) ||
-        !h_can_alloc(&h, cls, 2))
-        goto out;
-    /* ---- from here on the insert happens ---- */
-    r = -1;
-    if (e < h.ctop) { /* the entry's blocks: flushed at commit, never undo-logged */
-        long long b = e >> 5, b1 = (e + ENTRY - 1) >> 5;
-        if (h_list_for_flush(&h, b) < 0 || (b1 != b && h_list_for_flush(&h, b1) < 0))
-            goto out;
-    }
-    if (pneed) {
-        if (h_log_block(&h, p) < 0) goto out;
-        if (!h_can_alloc(&h, cls, 2)) { /* the device's drain ran Python: look again */
-            r = 0; /* (what is done is marked: the Python path skips it, or repeats a
-                      block in the flush list, which is harmless) */
-            goto out;
-        }
-    }
-    uint8_t kc, vc;
-    long long ks = h_alloc(&h, cls[0], &kc);
-    if (ks < 0) goto out;
-    h_write_blob(&h, ks, (int)kt, kc, PyBytes_AS_STRING(kdata), PyBytes_GET_SIZE(kdata));
-    long long vs = h_alloc(&h, cls[1], &vc);
-    if (vs < 0) goto out;
-    h_write_blob(&h, vs, T_BYTES, vc, PyBytes_AS_STRING(vdata), PyBytes_GET_SIZE(vdata));
-    /* The stores into committed memory (index slot, counts) come after the undo entry and
-     * the new objects: a compiler barrier keeps them there. */
-    __asm__ __volatile__("" ::: "memory");
-    uint8_t *ep = h.base + e;
-    put64(ep, (uint64_t)hv);
-    put64(ep + 8, (uint64_t)ks);
-    put64(ep + 16, (uint64_t)vs);
-    put32(h.base + p, (uint32_t)(nent + 1));
-    put64(h.base + d + HT_NENT, (uint64_t)(nent + 1));
-    put64(h.base + d + 8, (uint64_t)get64(h.base + d + 8) + 1);
-    r = 1;
-out:
+    if (r > 0) r = h_insert_blobs(&h, d, (uint64_t)hv, p, kt, args[5], args[6], &e);
     h_release(&h);
     if (r < 0) return NULL;
     if (r) return PyLong_FromLongLong(e);
     Py_RETURN_NONE;
+}
+
+/* The index-table slot where a new entry of hash hv goes in table d (the first empty or
+ * dummy slot of its probe sequence, as Heap._ht_free_slot finds it), or 0 for the Python
+ * path (a table that does not look right). */
+static long long h_free_slot(H *h, long long d, uint64_t hv) {
+    if (d + HT_ITAB + 8 > h->blen) return 0;
+    long long itab = get64(h->base + d + HT_ITAB);
+    if (itab <= 0 || itab + 16 > h->blen) return 0;
+    uint64_t size = (uint64_t)get64(h->base + itab + 8);
+    if (size == 0 || (size & (size - 1)) || (long long)size > (h->blen - itab - 16) / 4)
+        return 0;
+    uint64_t mask = size - 1, i = hv & mask, perturb = hv;
+    for (uint64_t tries = 0; tries <= size; tries++) {
+        long long p = itab + 16 + 4 * (long long)i;
+        uint32_t v;
+        memcpy(&v, h->base + p, 4);
+        if (v == IX_EMPTY || v == IX_DUMMY) return p;
+        perturb >>= 5;
+        i = (i * 5 + perturb + 1) & mask;
+    }
+    return 0;
+}
+
+/* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
+ * or str key in a table with a DRAM index, whole (index lookup, then the store of
+ * store_blob or the insert of insert_blobs and the index update); False, having changed
+ * nothing, for every other case. */
+static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "dict_set(heap, d, key, value)");
+        return NULL;
+    }
+    PyObject *heap = args[0], *dobj = args[1], *key = args[2], *value = args[3];
+    long kt;
+    if (!PyBytes_CheckExact(value) || !PyLong_CheckExact(dobj)) Py_RETURN_FALSE;
+    if (PyBytes_CheckExact(key))
+        kt = T_BYTES;
+    else if (PyUnicode_CheckExact(key))
+        kt = T_STR;
+    else
+        Py_RETURN_FALSE;
+    long long d = PyLong_AsLongLong(dobj);
+    if (d == -1 && PyErr_Occurred()) return NULL;
+    H h;
+    PyObject *kdata = NULL;
+    long long e = 0;
+    int inserted = 0;
+    int r = h_load(&h, heap);
+    if (r <= 0) goto out;
+    r = 0;
+    PyObject *ixs = d_item(h.hd, s_ix), *ix, *eo;
+    if (!ixs || !PyDict_CheckExact(ixs) || !(ix = PyDict_GetItemWithError(ixs, dobj)) ||
+        !PyDict_CheckExact(ix)) {
+        r = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    Py_INCREF(ix);
+    eo = PyDict_GetItemWithError(ix, key);
+    Py_XINCREF(eo);
+    Py_DECREF(ix);
+    if (eo) { /* an overwrite */
+        e = PyLong_AsLongLong(eo);
+        Py_DECREF(eo);
+        if (e == -1 && PyErr_Occurred()) {
+            r = -1;
+            goto out;
+        }
+        r = e > 0 ? h_store_blob(&h, e + 16, T_BYTES, value) : 0;
+        goto out;
+    }
+    if (PyErr_Occurred()) {
+        r = -1;
+        goto out;
+    }
+    /* an insert: the key's stored form and hash, as hashing.phash computes it */
+    if (kt == T_BYTES) {
+        Py_INCREF(key);
+        kdata = key;
+    } else if (!(kdata = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass"))) {
+        PyErr_Clear(); /* (the Python path raises what it must) */
+        goto out;
+    }
+    PyObject *hargs[2] = {kdata, NULL};
+    PyObject *hvo;
+    if (kt == T_BYTES) {
+        hvo = PyObject_Vectorcall(xxh3, hargs, 1, NULL);
+    } else {
+        hargs[1] = PyLong_FromLong(1);
+        if (!hargs[1]) {
+            r = -1;
+            goto out;
+        }
+        hvo = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
+        Py_DECREF(hargs[1]);
+    }
+    if (!hvo) {
+        r = -1;
+        goto out;
+    }
+    uint64_t hv = PyLong_AsUnsignedLongLongMask(hvo);
+    Py_DECREF(hvo);
+    if (PyErr_Occurred()) {
+        r = -1;
+        goto out;
+    }
+    long long p = h_free_slot(&h, d, hv);
+    if (p) r = h_insert_blobs(&h, d, hv, p, kt, kdata, value, &e);
+    inserted = r == 1;
+out:
+    h_release(&h);
+    Py_XDECREF(kdata);
+    if (r < 0) return NULL;
+    if (inserted) { /* the table's DRAM index learns the entry, as Python adds it */
+        PyObject *eobj = PyLong_FromLongLong(e);
+        if (!eobj) return NULL;
+        PyObject *res = PyObject_CallMethodObjArgs(heap, s_ix_add, dobj, key, eobj, NULL);
+        Py_DECREF(eobj);
+        if (!res) return NULL;
+        Py_DECREF(res);
+    }
+    if (r) Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
 }
 
 /* build_index(hashes, size) -> bytes: the index table of a hash table of `size` slots (a
@@ -580,6 +748,8 @@ static PyMethodDef methods[] = {
     {"insert_blobs", (PyCFunction)(void (*)(void))insert_blobs, METH_FASTCALL,
      "insert_blobs(heap, d, h, p, kt, kdata, vdata) -> entry offset or None: the common "
      "path of Heap._ht_insert_blobs"},
+    {"dict_set", (PyCFunction)(void (*)(void))dict_set, METH_FASTCALL,
+     "dict_set(heap, d, key, value) -> bool: the common path of PDict.__setitem__"},
     {"build_index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
      "build_index(hashes, size) -> bytes: the packed index table Heap._ht_resize builds"},
     {NULL, NULL, 0, NULL},
@@ -590,12 +760,18 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 2
+#define API 3
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddIntConstant(m, "API", API) < 0) {
+    /* the layout constants compiled in, which heap.py checks against its own */
+    if (m && (PyModule_AddIntConstant(m, "API", API) < 0 ||
+              PyModule_AddIntConstant(m, "T_STR", T_STR) < 0 ||
+              PyModule_AddIntConstant(m, "T_BYTES", T_BYTES) < 0 ||
+              PyModule_AddIntConstant(m, "HT_NENT", HT_NENT) < 0 ||
+              PyModule_AddIntConstant(m, "HT_ITAB", HT_ITAB) < 0 ||
+              PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -103,7 +103,7 @@ def _build_index(hashes: list[int], size: int) -> bytes:
     return L.struct_pack_I(idx)
 
 
-FAST_API = 2  # the _speedups.API this heap was written against
+FAST_API = 3  # the _speedups.API this heap was written against
 
 
 def pure_python_requested() -> bool:
@@ -128,7 +128,10 @@ def _configure_fast_path(mod: Any) -> Any:
     """``mod`` configured with this module's tables, or None (with a warning) when it is not
     the one this heap expects: a stale build left behind by an editable install whose C
     source changed since (``pip install -e .`` again rebuilds it)."""
-    if getattr(mod, "API", None) != FAST_API:
+    ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
+            "HT_ENTS": _HT_ENTS}
+    if getattr(mod, "API", None) != FAST_API or any(
+            getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
                       f"{getattr(mod, 'API', None)}, expected {FAST_API}: rebuild it with "
                       "pip install); the heap runs in Python", RuntimeWarning, stacklevel=2)

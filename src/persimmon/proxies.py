@@ -144,6 +144,9 @@ class PDict(Proxy, MutableMapping):
     def _set(self, key: Any, value: Any) -> None:
         h = self._h
         d = self._o
+        fast = h.fast  # the compiled whole store, for its common case (docs/heap.md)
+        if fast is not None and fast.dict_set(h, d, key, value):
+            return
         ix = h._ix.get(d)
         if ix is not None and type(key) in _IXT:
             e = ix.get(key, -1)
