@@ -262,12 +262,62 @@ def test_sync_is_served_while_the_log_never_goes_idle(shm_path):
         psm.close()
 
 
+def _voluntary_switches(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no context switch count")
+
+
+def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
+    # An idle shadow used to poll the log every 2 ms (4 % of a core for an idle server).
+    # Now it sleeps on the doorbell; with its fallback timeout made 30 s here, only the
+    # doorbell can wake it: a commit, a sync() and close() each must.
+    from persimmon import shadow as S
+
+    monkeypatch.setattr(S, "_DOZE_SECONDS", 30.0)  # inherited by the forked shadow
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    try:
+        c = psm._counters
+        for rnd in range(3):
+            assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0), "the shadow did not go to sleep"
+            before = _voluntary_switches(psm.shadow_pid)
+            time.sleep(0.5)
+            assert _voluntary_switches(psm.shadow_pid) - before <= 3  # (polling: ~250)
+            psm.invoke_rw(("set", f"k{rnd}", rnd))  # its commit rings
+            head = psm._log.head
+            assert wait_for(lambda: c[S.POSITION] >= head, 2.0), "a commit did not wake it"
+        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        psm.invoke_rw(("set", "g", 1), commit=False)
+        psm.commit()  # group commit rings too
+        head = psm._log.head
+        assert wait_for(lambda: c[S.POSITION] >= head, 2.0)
+        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        t = time.monotonic()
+        psm.sync()
+        assert time.monotonic() - t < 2.0
+        time.sleep(0.1)  # (the sync rang: let the shadow wake, and go to sleep again)
+        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        t = time.monotonic()
+        psm.close(drain=False)  # STOP rings: no wait for the 5 s join and a kill
+        assert time.monotonic() - t < 2.0
+    finally:
+        psm.close()
+    with PSM(KV, shm_path) as p:
+        assert p.state.data == {"k0": 0, "k1": 1, "k2": 2, "g": 1}
+
+
 def test_foreground_death_stops_shadow(shm_path):
+    # The foreground is killed while its shadow sleeps on the doorbell (whose fallback
+    # timeout is made 30 s): the end of file on the doorbell must wake it.
     code = (
         "import sys, os, time; sys.path.insert(0, %r)\n"
-        "from persimmon import PSM; from psm_apps import KV\n"
+        "from persimmon import PSM, shadow; from psm_apps import KV\n"
+        "shadow._DOZE_SECONDS = 30.0\n"
         "p = PSM(KV, %r, log_size=1 << 20)\n"
         "p.invoke_rw(('set', 'a', 1))\n"
+        "while not p._counters[shadow.SLEEPING]: time.sleep(0.01)\n"
         "print(p.shadow_pid, flush=True)\n"
         "time.sleep(60)\n" % (TESTS, shm_path)
     )

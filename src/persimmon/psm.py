@@ -28,12 +28,14 @@ from typing import Any
 from . import shadow as S
 from .calls import apply_op
 from .digest import digest
+from .doorbell import Doorbell
 from .errors import DivergenceError, PersimmonError, PoolError, ShadowError
 from .heap import Heap
 from .opcodec import GROUP_OVERHEAD, decode, encode, encode_group, encode_verified, split
 from .oplog import OpLog
 from .pool import Pool
 
+_SLEEPING = S.SLEEPING
 log = logging.getLogger("persimmon")
 
 _ENTRY_OVERHEAD = 64  # header + alignment of one log entry, upper bound
@@ -100,6 +102,7 @@ class PSM:
         self._ctx = multiprocessing.get_context("fork")
         self._counters = self._ctx.Array("q", S.NCOUNTERS, lock=False)
         self._message = self._ctx.Array("c", S.MSG_SIZE, lock=False)
+        self._bell = Doorbell()  # wakes a shadow asleep on an idle log (made before the fork)
         self.recovery_times: dict[str, float] = {}
         # The first shadow is forked now, before this process holds the state: a shadow
         # forked later would share, copy-on-write, every page of the DRAM copy and keep the
@@ -118,6 +121,7 @@ class PSM:
         except BaseException:
             handoff.close()  # the waiting shadow sees the end of the socket and exits
             self._stop_shadow()
+            self._bell.close()
             pool = getattr(self, "_pool", None)
             if pool is not None:
                 pool.close()
@@ -204,12 +208,13 @@ class PSM:
         c = self._counters
         c[S.STOP] = 0
         c[S.READY] = 0
+        c[S.SLEEPING] = 0  # (a shadow killed in its sleep left it set)
         self._message.value = b""
         cpu = 1 if self.pin_cores and (os.cpu_count() or 1) > 1 else None
         p = self._ctx.Process(
             target=S.shadow_main,
             args=(self.path, os.getpid(), c, self._message, self.verify_mode, self.max_batch,
-                  cpu, self.shadow_idle, handoff),
+                  cpu, self.shadow_idle, handoff, self._bell),
             name="persimmon-shadow",
             daemon=True,
         )
@@ -268,6 +273,8 @@ class PSM:
             self._ops_logged += 1
             if commit:
                 self._log.commit()
+                if self._counters[_SLEEPING]:
+                    self._bell.ring()
             if exc is not None:
                 raise exc
             return result
@@ -278,9 +285,11 @@ class PSM:
         try:
             result = apply_op(self.state, op)
         except Exception:
-            self._log.commit()
+            self._commit_log()
             raise
         self._log.commit()
+        if self._counters[_SLEEPING]:  # (inline: the hot path)
+            self._bell.ring()
         return result
 
     def invoke_rw_grouped(self, op: Any) -> Any:
@@ -312,6 +321,14 @@ class PSM:
         if self._group:
             self._flush_group()
         self._log.commit()
+        if self._counters[_SLEEPING]:
+            self._bell.ring()
+
+    def _commit_log(self) -> None:
+        """Make the appended entries durable and visible, and wake a sleeping shadow."""
+        self._log.commit()
+        if self._counters[_SLEEPING]:
+            self._bell.ring()
 
     def _flush_group(self) -> None:
         # Write the waiting operations into the log as one entry (flushed, not committed).
@@ -334,7 +351,7 @@ class PSM:
     def _wait_for_space(self) -> None:
         # The log is full: make what we appended visible to the shadow, let it catch up.
         if self._log.pending:
-            self._log.commit()
+            self._commit_log()
         if self._shadow is not None and not self._shadow.is_alive():
             self._ensure_shadow()
         time.sleep(0.0002)
@@ -387,6 +404,7 @@ class PSM:
         c = self._counters
         if c[S.WANTED] < target:
             c[S.WANTED] = target  # the shadow commits as soon as it reaches it
+        self._bell.ring()
         deadline = None if timeout is None else time.monotonic() + timeout
         while c[S.POSITION] < target:
             if c[S.DIVERGED]:
@@ -394,6 +412,8 @@ class PSM:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the shadow did not catch up with the log in time")
             self._ensure_shadow()
+            if c[_SLEEPING]:  # (asleep before it saw the head or WANTED move: ring again)
+                self._bell.ring()
             time.sleep(0.0005)
 
     def verify(self) -> None:
@@ -440,6 +460,7 @@ class PSM:
             self._closed = True
         self._watchdog_stop.set()
         self._stop_shadow()
+        self._bell.close()
         self._pool.close()
         _live.discard(self)
 
@@ -448,6 +469,7 @@ class PSM:
         if p is None:
             return
         self._counters[S.STOP] = 1
+        self._bell.ring()
         p.join(5.0)
         if p.is_alive():
             p.kill()

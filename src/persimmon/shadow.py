@@ -20,6 +20,7 @@ from typing import Any
 
 from .calls import CALL, apply_op
 from .digest import digest
+from .doorbell import Doorbell
 from .heap import Heap
 from .opcodec import TAG_BYTES as _TAG_BYTES
 from .opcodec import TAG_GROUP as _TAG_GROUP
@@ -41,6 +42,7 @@ APPLY_NS = 10
 APPLIED_OPS = 11
 MAX_BATCH_SEEN = 12
 WANTED = 13  # a log position the foreground waits for (sync): commit as soon as it is reached
+SLEEPING = 14  # set by the shadow while it sleeps on the doorbell: a commit rings it
 NCOUNTERS = 16
 MSG_SIZE = 4096
 
@@ -68,14 +70,18 @@ def shadow_main(
     cpu: int | None,
     idle: bool = False,
     handoff: socket.socket | None = None,
+    bell: Doorbell | None = None,
 ) -> None:
     """Entry point of the shadow process (never returns normally: it exits).
 
     With ``handoff`` the process was forked before the pool was open: it first waits for
     the foreground to send the locked pool file over that socket, and exits quietly if the
-    foreground gives up (closes the socket), asks it to stop, or dies.
+    foreground gives up (closes the socket), asks it to stop, or dies.  ``bell``: the
+    foreground's doorbell, slept on while the log is idle.
     """
     try:
+        if bell is not None:
+            bell.shadow_side()
         if handoff is not None and not _await_pool(handoff, parent_pid, counters):
             os._exit(0)
         if cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -83,7 +89,7 @@ def shadow_main(
                 os.sched_setaffinity(0, {cpu})
             except OSError:
                 pass
-        _run(path, parent_pid, counters, message, verify, max_batch, idle)
+        _run(path, parent_pid, counters, message, verify, max_batch, idle, bell)
     except BaseException:  # the foreground reads the message and restarts us
         _say("shadow process failed:\n" + traceback.format_exc(), message)
         os._exit(3)
@@ -291,10 +297,14 @@ def _set_idle_policy(idle: bool) -> bool:
 # 200 us woke it for each operation: ~30 us of CPU per write for the wake-ups alone, against
 # ~5 us to apply one.  A pending sync() (WANTED) is served at once instead.
 _GATHER_SECONDS = 0.001
+# After two looks that found nothing (the batch is committed), the shadow sleeps on the
+# doorbell instead (a commit rings it), waking at least this often to check on the
+# foreground; the doorbell's end of file tells it at once that the foreground died.
+_DOZE_SECONDS = 0.25
 
 
 def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
-         idle_policy: bool = False) -> None:
+         idle_policy: bool = False, bell: Doorbell | None = None) -> None:
     prio = Priority(idle_policy)
     heap = Heap.open(path, lock=False)
     pool = heap.pool
@@ -331,8 +341,18 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
             if ap.in_batch and ap.pos >= wanted:
                 ap.commit()
             sleep(0.0002)
+        elif idle >= 2 and bell is not None:
+            # Asleep until a commit rings.  The flag goes up before the last look at the
+            # head, so a commit after that look sees it and rings; one that raced it is
+            # found at the next timeout at the latest.
+            c[SLEEPING] = 1
+            if log.head <= ap.pos and c[WANTED] <= c[POSITION] and not c[STOP]:
+                if not bell.wait(_DOZE_SECONDS):
+                    c[SLEEPING] = 0
+                    return  # the write end is closed everywhere: the foreground is gone
+            c[SLEEPING] = 0
         else:
-            sleep(_GATHER_SECONDS if idle < 2000 else 0.002)
+            sleep(_GATHER_SECONDS)
 
 
 def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | None,
