@@ -287,7 +287,7 @@ def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
             assert _voluntary_switches(psm.shadow_pid) - before <= 3  # (polling: ~250)
             psm.invoke_rw(("set", f"k{rnd}", rnd))  # its commit rings
             head = psm._log.head
-            assert wait_for(lambda: c[S.POSITION] >= head, 2.0), "a commit did not wake it"
+            assert wait_for(lambda h=head: c[S.POSITION] >= h, 2.0), "a commit did not wake it"
         assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
         psm.invoke_rw(("set", "g", 1), commit=False)
         psm.commit()  # group commit rings too
