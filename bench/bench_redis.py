@@ -19,6 +19,7 @@ median is reported), against
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -138,11 +139,29 @@ def paired_median(xs: list[float], ys: list[float]) -> float:
     return statistics.median(rs) if rs else 0.0
 
 
+def median_interval(xs: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval of the median of ``xs`` (order statistics:
+    the k-th smallest and k-th largest, k the largest with P(Binomial(n, 1/2) < k) <= (1 -
+    level) / 2); None when there are too few values for one."""
+    n = len(xs)
+    xs = sorted(xs)
+    k, cum = 0, 0.0
+    while True:  # cum = P(B < k + 1)
+        cum += math.comb(n, k) / 2**n
+        if cum > (1 - level) / 2:
+            break
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k >= 1 else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each test per server")
+    ap.add_argument("--tests", default="set,get,mix",
+                    help="comma-separated subset of set,get,mix")
+    ap.add_argument("--pipelines", default="1,16", help="comma-separated -P values")
     ap.add_argument("--servers", default="persimmon-persimmon,persimmon-none,redis-noaof,"
                     "redis-aof-always", help="comma-separated subset of the servers")
     ap.add_argument("--shadow-priority", choices=["idle", "normal"], default=None,
@@ -152,6 +171,13 @@ def main() -> None:
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         sys.exit("needs redis-tools and redis-server (apt-get install redis-tools redis-server)")
     kinds = args.servers.split(",")
+    tests = args.tests.split(",")
+    if not tests or any(t not in ("set", "get", "mix") for t in tests):
+        ap.error("--tests: a comma-separated subset of set,get,mix")
+    try:
+        pipelines = [int(x) for x in args.pipelines.split(",")]
+    except ValueError:
+        ap.error("--pipelines: comma-separated integers")
     known = ("persimmon-persimmon", "persimmon-none", "redis-noaof", "redis-aof-always")
     unknown = [k for k in kinds if k not in known]
     if unknown:
@@ -169,12 +195,14 @@ def main() -> None:
             wd = os.path.join(workroot, kind)
             os.makedirs(wd, exist_ok=True)
             procs[kind] = (start(kind, port, wd, args.shadow_priority), port)
-        for pl in (1, 16):
+        for pl in pipelines:
             nn = n * (4 if pl > 1 else 1)
-            for test in ("set", "get", "mix"):
+            for test in tests:
                 runs: dict = {k: [] for k in kinds}
-                for _ in range(args.rounds):
-                    for kind in kinds:
+                for rnd in range(args.rounds):
+                    # every other round visits the servers in the reverse order, so that
+                    # none of them is always measured first after the machine's drift
+                    for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
                         runs[kind].append(run_test(procs[kind][1], test, nn, pl,
                                                    kind == "persimmon-persimmon",
                                                    procs[kind][0].pid))
@@ -201,42 +229,47 @@ def main() -> None:
         shutil.rmtree(workroot, ignore_errors=True)
     print("\nrequests/s, median of the rounds (redis-benchmark -c 50 -d 100 -r 1000000; client, "
           f"server and shadow share 2 cores; n={n}, rounds={args.rounds})")
+    def cell(v: dict, t: str, fmt: str, width: int) -> str:
+        return f"{v[t]:>{width}{fmt}}" if t in v else f"{'-':>{width}}"
+
     print(f"{'server':24}{'P':>3}{'SET':>11}{'GET':>11}{'10% mix':>11}{'(overlap)':>10}")
     for (kind, pl), v in results.items():
-        print(f"{kind:24}{pl:>3}{v['set']:>11,.0f}{v['get']:>11,.0f}{v['mix']:>11,.0f}"
-              f"{v['mix_overlap']:>9.0%}")
+        print(f"{kind:24}{pl:>3}{cell(v, 'set', ',.0f', 11)}{cell(v, 'get', ',.0f', 11)}"
+              f"{cell(v, 'mix', ',.0f', 11)}{cell(v, 'mix_overlap', '.0%', 10)}")
     print("\nCPU per request, us (median of the rounds; server process + its shadow, the "
           "shadow counted until it has caught up)")
     print(f"{'server':24}{'P':>3}{'SET':>15}{'GET':>15}{'10% mix':>15}")
     for (kind, pl), v in results.items():
         cells = "".join(f"{v['cpu'][t][0] * 1e6:>9.2f}+{v['cpu'][t][1] * 1e6:<5.2f}"
-                        for t in ("set", "get", "mix"))
+                        if t in v["cpu"] else f"{'-':>15}" for t in ("set", "get", "mix"))
         print(f"{kind:24}{pl:>3}{cells}")
-    for pl in (1, 16):
+    for pl in pipelines:
         pm = results.get(("persimmon-persimmon", pl))
         none = results.get(("persimmon-none", pl))
         red = results.get(("redis-noaof", pl))
         if pm and none:
-            print(f"P={pl}: persimmon/none at the 10% mix {pm['mix'] / none['mix']:.3f}; "
-                  f"SET {pm['set'] / none['set']:.3f}; GET {pm['get'] / none['get']:.3f}")
+            print(f"P={pl}: persimmon/none, ratio of the medians: " + "; ".join(
+                f"{t} {pm[t] / none[t]:.3f}" for t in tests))
             # Each round measures the two servers one right after the other: the median of
             # those paired ratios is less exposed to the machine's drift than the ratio of
-            # the two medians.
-            paired = {t: paired_median(pm["all"][t], none["all"][t]) for t in ("set", "get",
-                                                                                "mix")}
-            rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(pm["all"]["mix"],
-                                                              none["all"]["mix"], strict=True))
-            print(f"P={pl}: persimmon/none, median of the rounds' paired ratios: mix "
-                  f"{paired['mix']:.3f} (rounds: {rounds}); SET {paired['set']:.3f}; "
-                  f"GET {paired['get']:.3f}")
-            srv = {t: none["cpu"][t][0] / pm["cpu"][t][0] for t in ("set", "get", "mix")}
-            tot = {t: none["cpu"][t][0] / sum(pm["cpu"][t]) for t in ("set", "get", "mix")}
-            print(f"P={pl}: server CPU per request, none/persimmon: mix {srv['mix']:.3f}, "
-                  f"SET {srv['set']:.3f}, GET {srv['get']:.3f}; counting the shadow too: "
-                  f"mix {tot['mix']:.3f}, SET {tot['set']:.3f}, GET {tot['get']:.3f}")
+            # the two medians.  Its 95 % interval says how far the noise leaves it open.
+            for t in tests:
+                ratios = [a / b for a, b in zip(pm["all"][t], none["all"][t], strict=True)
+                          if b]
+                ci = median_interval(ratios)
+                span = f", 95 % interval {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+                shown = ", ".join(f"{r:.3f}" for r in ratios) if t == "mix" else ""
+                print(f"P={pl}: persimmon/none {t}, median of the rounds' paired ratios "
+                      f"{paired_median(pm['all'][t], none['all'][t]):.3f}{span}"
+                      + (f" (rounds: {shown})" if shown else ""))
+            srv = {t: none["cpu"][t][0] / pm["cpu"][t][0] for t in tests}
+            tot = {t: none["cpu"][t][0] / sum(pm["cpu"][t]) for t in tests}
+            print(f"P={pl}: server CPU per request, none/persimmon: " + ", ".join(
+                f"{t} {srv[t]:.3f}" for t in tests) + "; counting the shadow too: " + ", ".join(
+                f"{t} {tot[t]:.3f}" for t in tests))
         if none and red:
-            print(f"P={pl}: none/redis-server: SET {none['set'] / red['set']:.3f}, "
-                  f"GET {none['get'] / red['get']:.3f}, mix {none['mix'] / red['mix']:.3f}")
+            print(f"P={pl}: none/redis-server: " + ", ".join(
+                f"{t} {none[t] / red[t]:.3f}" for t in tests))
 
 if __name__ == "__main__":
     main()
