@@ -36,6 +36,12 @@ def test_a_stale_build_is_ignored_with_a_warning():
     stale = types.SimpleNamespace(API=heap_mod.FAST_API - 1, configure=None)
     with pytest.warns(RuntimeWarning, match="rebuild it"):
         assert heap_mod._configure_fast_path(stale) is None
+    if heap_mod.FAST is not None:  # the right API number, but other layout constants
+        other = types.SimpleNamespace(**{k: getattr(heap_mod.FAST, k) for k in (
+            "API", "T_STR", "T_BYTES", "HT_NENT", "HT_ITAB", "HT_ENTS")})
+        other.T_STR += 100
+        with pytest.warns(RuntimeWarning, match="layout constants"):
+            assert heap_mod._configure_fast_path(other) is None
     if heap_mod.FAST is not None:
         assert heap_mod.FAST.API == heap_mod.FAST_API
 

@@ -22,6 +22,7 @@ class Doorbell:
         self.rfd, self.wfd = os.pipe()
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
+        self._poller: select.poll | None = None  # made in the shadow, at its first wait
 
     def ring(self) -> None:
         """Wake the shadow (foreground side); a full pipe already holds a wake-up."""
@@ -40,8 +41,11 @@ class Doorbell:
     def wait(self, timeout: float) -> bool:
         """Sleep until rung or ``timeout`` seconds passed (shadow side); False when the
         write end is closed everywhere (the foreground died or closed the PSM)."""
-        ready, _, _ = select.select([self.rfd], [], [], timeout)
-        if not ready:
+        poller = self._poller
+        if poller is None:  # (poll, not select: a descriptor may be past select's 1,024)
+            poller = self._poller = select.poll()
+            poller.register(self.rfd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
             return True
         try:
             return bool(os.read(self.rfd, 4096))

@@ -133,8 +133,9 @@ def _configure_fast_path(mod: Any) -> Any:
     if getattr(mod, "API", None) != FAST_API or any(
             getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
-                      f"{getattr(mod, 'API', None)}, expected {FAST_API}: rebuild it with "
-                      "pip install); the heap runs in Python", RuntimeWarning, stacklevel=2)
+                      f"{getattr(mod, 'API', None)}, expected {FAST_API}, or layout constants "
+                      "other than this heap's: rebuild it with pip install); the heap runs "
+                      "in Python", RuntimeWarning, stacklevel=2)
         return None
     from xxhash import xxh3_64_intdigest
 

@@ -272,9 +272,7 @@ class PSM:
             self._log.append(payload, wait=self._wait_for_space)
             self._ops_logged += 1
             if commit:
-                self._log.commit()
-                if self._counters[_SLEEPING]:
-                    self._bell.ring()
+                self._commit_log()
             if exc is not None:
                 raise exc
             return result
@@ -320,9 +318,7 @@ class PSM:
             raise PersimmonError("this PSM is closed")
         if self._group:
             self._flush_group()
-        self._log.commit()
-        if self._counters[_SLEEPING]:
-            self._bell.ring()
+        self._commit_log()
 
     def _commit_log(self) -> None:
         """Make the appended entries durable and visible, and wake a sleeping shadow."""
