@@ -407,10 +407,12 @@ def test_pool_grows_when_full(shm_path):
     h.close()
 
 
+@pytest.mark.parametrize("paths", ["compiled", "python"])
 @pytest.mark.parametrize("where", ["sim", "msync", "libpmem"])
-def test_materialize_bulk_runs_mixed_values_and_a_grown_pool(where, shm_path):
+def test_materialize_bulk_runs_mixed_values_and_a_grown_pool(where, paths, shm_path):
     """Materialize decodes runs of bytes in bulk; a chunk holding anything else (str, int,
-    None, containers, shared references) takes the per-object path, on every device."""
+    None, containers, shared references) takes the per-object path, on every device, with
+    the compiled decoder of runs (heap.fast) and without it."""
     native: dict = {b"k%05d" % i: b"v" * (i % 300) for i in range(5000)}
     shared = [1, 2]
     for i in range(0, 5000, 737):
@@ -423,6 +425,8 @@ def test_materialize_bulk_runs_mixed_values_and_a_grown_pool(where, shm_path):
     else:
         h = Heap.create(shm_path, root, initial_size=1 << 16, mode=where)
     h.commit(1)
+    if paths == "python":
+        h.fast = None
     for _ in range(2):  # the second time reads through a fresh view of the grown pool
         m = h.materialize()
         assert m == root and list(m["d"]) == list(native)
@@ -431,11 +435,13 @@ def test_materialize_bulk_runs_mixed_values_and_a_grown_pool(where, shm_path):
     h.close()
 
 
-def test_materialize_evenly_spaced_bytes_and_the_chunks_that_break_the_pattern():
+@pytest.mark.parametrize("paths", ["compiled", "python"])
+def test_materialize_evenly_spaced_bytes_and_the_chunks_that_break_the_pattern(paths):
     """Keys and values inserted one after another lie at one stride and are sliced out by
     one struct call per chunk; an overwritten value of another length, a deleted entry, a
     value of the same length at another place, or a shared object breaks the pattern for
-    its chunk only.  Every variant decodes to the native dict, in order."""
+    its chunk only.  Every variant decodes to the native dict, in order (with the compiled
+    decoder of runs and without it: the stride path is the Python one)."""
     h = make({"d": {}}, size=8 << 20)
     d = h.root["d"]
     native = {}
@@ -460,6 +466,8 @@ def test_materialize_evenly_spaced_bytes_and_the_chunks_that_break_the_pattern()
         e[k] = native_e[k] = v
     h.end_op()
     h.commit(2)
+    if paths == "python":
+        h.fast = None
     got = h.materialize()
     m = got["d"]
     assert m == native and list(m) == list(native)

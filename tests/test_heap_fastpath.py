@@ -116,6 +116,7 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, seed, whole):
             return ok
 
         build_index = staticmethod(lambda hashes, size: fast.build_index(hashes, size))
+        decode_blobs = staticmethod(lambda buf, slots: fast.decode_blobs(buf, slots))
 
     ha.fast = Counting
     rng_a, rng_b = random.Random(seed), random.Random(seed)
@@ -156,3 +157,42 @@ def test_build_index_computes_the_python_table():
         heap_mod.FAST.build_index([1, 2, 3], 3)  # not a power of two
     with pytest.raises(ValueError):
         heap_mod.FAST.build_index([1] * 8, 8)  # no empty slot left
+
+
+def test_decode_blobs_reads_what_materialize_reads_or_declines(tmp_path):
+    # Recovery's bulk decoder: the bytes and str objects at a list of slots, read out of the
+    # pool, or None when any slot is something else (the caller's own path takes it).
+    if heap_mod.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    from persimmon import layout as L
+
+    fast = heap_mod.FAST
+    rng = random.Random(9)
+    values = [bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 16, 100, 3000])))
+              for _ in range(300)]
+    values += ["", "plain", "\udc80 a lone surrogate", "é" * 50]
+    rng.shuffle(values)
+    h = Heap.create(str(tmp_path / "d.pool"), {"l": values, "o": [1, None, [2], 2.5]})
+    buf = h.buf
+    items = _list_slots(h, h.root["l"]._o)
+    assert fast.decode_blobs(buf, items) == values
+    assert fast.decode_blobs(buf, []) == []
+    others = _list_slots(h, h.root["o"]._o)  # an int, None, a list, a float
+    for odd in others:
+        assert fast.decode_blobs(buf, items[:5] + [odd] + items[5:]) is None
+    assert fast.decode_blobs(buf, items[:3] + [len(buf) + 64]) is None  # outside the pool
+    assert fast.decode_blobs(buf, items[:3] + [items[0] + 4]) is None  # not aligned
+    # a str that is not UTF-8 raises as the Python decode does
+    s = next(x for x, v in zip(items, values, strict=True) if v == "plain")
+    assert buf[s] == L.T_STR
+    buf[s + 16] = 0xFF
+    with pytest.raises(UnicodeDecodeError):
+        fast.decode_blobs(buf, [s])
+    h.close()
+
+
+def _list_slots(h, off):
+    """The item slots of the PM list at ``off`` (as materialize reads them)."""
+    n = int.from_bytes(h.buf[off + 8 : off + 16], "little")
+    items = int.from_bytes(h.buf[off + 24 : off + 32], "little") + 16
+    return h.buf[items : items + 8 * n].cast("q").tolist()

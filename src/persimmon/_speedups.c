@@ -18,6 +18,9 @@
  * Heap._ht_free_slot finds it) and the index update through Heap._ix_add.  False, having
  * changed nothing, for anything else.
  *
+ * decode_blobs(buf, slots) reads the bytes/str objects at a run of slots out of the pool for
+ * materialize (recovery), or declines.
+ *
  * The heap's and undo log's attributes are read from their instance dicts, and the layout
  * constants compiled in are exported for heap.py to check against its own.
  *
@@ -41,6 +44,7 @@
 #define ENTRY 24         /* bytes of a dict entry: hash, key slot, value slot */
 #define T_BYTES 2
 #define T_STR 1
+#define PREFETCH_AHEAD 12 /* objects decode_blobs prefetches ahead of the one it reads */
 #define HT_ITAB 24       /* a table header's index table (heap.py _HT_ITAB) */
 #define IX_EMPTY 0
 #define IX_DUMMY 0xFFFFFFFFu
@@ -740,6 +744,76 @@ static PyObject *build_index(PyObject *self, PyObject *const *args, Py_ssize_t n
     return out;
 }
 
+/* decode_blobs(buf, slots) -> list or None: the objects at these slots when every one is a
+ * bytes or str object (a reference to a T_BYTES or T_STR header), read out of buf, as
+ * materialize builds them; None, having built nothing that survives, as soon as one is
+ * anything else (an immediate, another type, an offset outside buf): the caller takes its
+ * own path for those.  A str that is not valid UTF-8 (surrogates allowed) raises the
+ * decoding error, as the Python path does. */
+static PyObject *decode_blobs(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "decode_blobs(buf, slots: list)");
+        return NULL;
+    }
+    PyObject *slots = args[1];
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    const uint8_t *base = (const uint8_t *)view.buf;
+    long long blen = (long long)view.len;
+    Py_ssize_t n = PyList_GET_SIZE(slots);
+    PyObject *out = PyList_New(n);
+    if (!out) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* The offsets first, checked, so that the objects can be prefetched a few ahead: they
+     * lie anywhere in the pool, and waiting for each in turn was most of the time. */
+    long long small[512], *offs = n <= 512 ? small : PyMem_Malloc(sizeof(long long) * n);
+    if (!offs) {
+        Py_DECREF(out);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyList_GET_ITEM(slots, i);
+        long long o = PyLong_CheckExact(s) ? PyLong_AsLongLong(s) : -1;
+        if (o == -1 && PyErr_Occurred()) PyErr_Clear();
+        if (o <= 0 || (o & 7) || o + 16 > blen) goto decline;
+        offs[i] = o;
+    }
+    for (Py_ssize_t i = 0; i < n && i < PREFETCH_AHEAD; i++) __builtin_prefetch(base + offs[i]);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n) {
+            const uint8_t *ahead = base + offs[i + PREFETCH_AHEAD];
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 64);
+        }
+        long long o = offs[i];
+        uint8_t t = base[o];
+        long long len = get64(base + o + 8);
+        if ((t != T_BYTES && t != T_STR) || len < 0 || len > blen - o - 16) goto decline;
+        PyObject *v = t == T_BYTES
+            ? PyBytes_FromStringAndSize((const char *)base + o + 16, (Py_ssize_t)len)
+            : PyUnicode_DecodeUTF8((const char *)base + o + 16, (Py_ssize_t)len,
+                                   "surrogatepass");
+        if (!v) {
+            if (offs != small) PyMem_Free(offs);
+            Py_DECREF(out);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, v);
+    }
+    if (offs != small) PyMem_Free(offs);
+    PyBuffer_Release(&view);
+    return out;
+decline:
+    if (offs != small) PyMem_Free(offs);
+    Py_DECREF(out); /* (the items not set are NULL, which list_dealloc skips) */
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(small_table, class_sizes, leaf_types, xxh3_64_intdigest)"},
@@ -750,6 +824,8 @@ static PyMethodDef methods[] = {
      "path of Heap._ht_insert_blobs"},
     {"dict_set", (PyCFunction)(void (*)(void))dict_set, METH_FASTCALL,
      "dict_set(heap, d, key, value) -> bool: the common path of PDict.__setitem__"},
+    {"decode_blobs", (PyCFunction)(void (*)(void))decode_blobs, METH_FASTCALL,
+     "decode_blobs(buf, slots) -> list or None: bytes/str objects materialize reads"},
     {"build_index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
      "build_index(hashes, size) -> bytes: the packed index table Heap._ht_resize builds"},
     {NULL, NULL, 0, NULL},
@@ -760,7 +836,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 3
+#define API 4
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;

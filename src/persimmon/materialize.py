@@ -55,6 +55,7 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
     d_unpack = L.S_d.unpack_from
     NONE, TRUE, FALSE, DUMMY = L.NONE, L.TRUE, L.FALSE, L.DUMMY
     T_BYTES, T_STR, T_DICT, T_LIST = L.T_BYTES, L.T_STR, L.T_DICT, L.T_LIST
+    fast = heap.fast  # the compiled fast paths (docs/heap.md), or None
 
     def mat(x: int) -> Any:
         if x & 7:
@@ -119,6 +120,11 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
         for i in range(0, len(slots), _CHUNK):
             chunk = slots[i : i + _CHUNK]
             m = len(chunk)
+            if fast is not None:  # the compiled loop, when the chunk is all bytes/str
+                got = fast.decode_blobs(buf, chunk)
+                if got is not None:
+                    add(got)
+                    continue
             if m > 1 and itemgetter(*chunk)(buf).count(T_BYTES) == m:
                 add(_evenly_spaced(chunk, m)
                     or [buf[o + 16 : o + 16 + lens[o >> 3]] for o in chunk])
