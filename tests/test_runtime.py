@@ -282,6 +282,7 @@ def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
         c = psm._counters
         for rnd in range(3):
             assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0), "the shadow did not go to sleep"
+            assert psm.stats()["shadow_sleeping"] is True
             before = _voluntary_switches(psm.shadow_pid)
             time.sleep(0.5)
             assert _voluntary_switches(psm.shadow_pid) - before <= 3  # (polling: ~250)

@@ -385,6 +385,7 @@ class PSM:
             "shadow_message": self._message.value.decode("utf-8", "replace"),
             "shadow_restarts": self._restarts,
             "shadow_pid": self.shadow_pid,
+            "shadow_sleeping": bool(c[S.SLEEPING]),
             "recovered": self.recovered,
             "recovery_times": dict(self.recovery_times),
             "verify": self.verify_mode,
