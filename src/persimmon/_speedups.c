@@ -257,7 +257,9 @@ static int h_load(H *h, PyObject *heap) {
         return 0;
     PyObject *dev = d_item(hd, s_dev);
     if (!dev) return PyErr_Occurred() ? -1 : 0;
-    PyObject *sz = PyObject_GetAttr(dev, s_size); /* (a device may define it as a property) */
+    Py_INCREF(dev); /* (a device may define size as a property, which runs Python code) */
+    PyObject *sz = PyObject_GetAttr(dev, s_size);
+    Py_DECREF(dev);
     if (!sz) return -1;
     h->size = PyLong_AsLongLong(sz);
     Py_DECREF(sz);
