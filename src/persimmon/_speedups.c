@@ -763,19 +763,11 @@ static PyObject *decode_blobs(PyObject *self, PyObject *const *args, Py_ssize_t 
     const uint8_t *base = (const uint8_t *)view.buf;
     long long blen = (long long)view.len;
     Py_ssize_t n = PyList_GET_SIZE(slots);
-    PyObject *out = PyList_New(n);
-    if (!out) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
     /* The offsets first, checked, so that the objects can be prefetched a few ahead: they
      * lie anywhere in the pool, and waiting for each in turn was most of the time. */
     long long small[512], *offs = n <= 512 ? small : PyMem_Malloc(sizeof(long long) * n);
-    if (!offs) {
-        Py_DECREF(out);
-        PyBuffer_Release(&view);
-        return PyErr_NoMemory();
-    }
+    PyObject *out = offs ? PyList_New(n) : PyErr_NoMemory();
+    if (!out) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *s = PyList_GET_ITEM(slots, i);
         long long o = PyLong_CheckExact(s) ? PyLong_AsLongLong(s) : -1;
@@ -799,21 +791,19 @@ static PyObject *decode_blobs(PyObject *self, PyObject *const *args, Py_ssize_t 
             : PyUnicode_DecodeUTF8((const char *)base + o + 16, (Py_ssize_t)len,
                                    "surrogatepass");
         if (!v) {
-            if (offs != small) PyMem_Free(offs);
-            Py_DECREF(out);
-            PyBuffer_Release(&view);
-            return NULL;
+            Py_CLEAR(out);
+            goto done;
         }
         PyList_SET_ITEM(out, i, v);
     }
-    if (offs != small) PyMem_Free(offs);
+    goto done;
+decline:
+    Py_DECREF(out); /* (the items not set are NULL, which list_dealloc skips) */
+    out = Py_NewRef(Py_None);
+done:
+    if (offs && offs != small) PyMem_Free(offs);
     PyBuffer_Release(&view);
     return out;
-decline:
-    if (offs != small) PyMem_Free(offs);
-    Py_DECREF(out); /* (the items not set are NULL, which list_dealloc skips) */
-    PyBuffer_Release(&view);
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {

@@ -247,9 +247,9 @@ class Heap:
         self._closed = False
         self._writable = True
         self._root_proxy: Any = None
-        # The compiled fast paths of _store_blob, _ht_insert_blobs and _ht_resize's index,
-        # or None: tried first, the Python code runs when they decline (docs/heap.md).  Per heap, so
-        # tests can run both side by side.
+        # The compiled fast paths (of _store_blob, _ht_insert_blobs, _ht_resize's index,
+        # PDict.__setitem__ and materialize), or None: tried first, the Python code runs
+        # when they decline (docs/heap.md).  Per heap, so tests can run both side by side.
         self.fast: Any = FAST
 
     @classmethod
