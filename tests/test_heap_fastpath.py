@@ -75,13 +75,17 @@ def _step(root, heap, rng: random.Random, i: int) -> None:
     heap.end_op()
     if rng.random() < 0.05:
         heap.commit(i + 1)
+    return len(d)
 
 
-@pytest.mark.parametrize("whole", [True, False], ids=["dict_set", "parts"])
+@pytest.mark.parametrize("mode", ["methods", "dict_set", "parts"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fast_and_python_paths_leave_identical_pools(tmp_path, seed, whole):
-    # whole: PDict stores go to dict_set first; parts: dict_set declines every time, so the
-    # Python store reaches store_blob and insert_blobs as it does for a table not indexed
+def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed, mode):
+    # methods: d[k] = v and len(d) are the compiled proxy methods (PDict.__setitem__ and
+    # __len__ in C); dict_set: the Python __setitem__ calls dict_set first; parts: dict_set
+    # declines every time, so the Python store reaches store_blob and insert_blobs as it
+    # does for a table not indexed
+    whole = mode != "parts"
     if heap_mod.FAST is None:
         pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
     a = str(tmp_path / "fast.pool")
@@ -118,13 +122,37 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, seed, whole):
         build_index = staticmethod(lambda hashes, size: fast.build_index(hashes, size))
         decode_blobs = staticmethod(lambda buf, slots: fast.decode_blobs(buf, slots))
 
-    ha.fast = Counting
+    if mode == "methods":
+        # The proxy methods, built with counting Python fallbacks: hb (no fast path) takes
+        # `full` for every store and count, ha takes `rest` only when dict_set declines.
+        from persimmon.proxies import PDict, Proxy
+
+        calls.update({"full": 0, "rest": 0, "len full": 0})
+
+        def full(*a):
+            calls["full"] += 1
+            return PDict._set(*a)
+
+        def rest(*a):
+            calls["rest"] += 1
+            return PDict._store(*a)
+
+        def full_len(*a):
+            calls["len full"] += 1
+            return PDict._len(*a)
+
+        monkeypatch.setattr(PDict, "__setitem__",
+                            fast.proxy_method(fast.PM_SETITEM, full, rest, Proxy))
+        monkeypatch.setattr(PDict, "__len__",
+                            fast.proxy_method(fast.PM_LEN, full_len, full_len, Proxy))
+    else:
+        ha.fast = Counting
     rng_a, rng_b = random.Random(seed), random.Random(seed)
     n = 1500
     for i in range(n):  # op by op on both, so a difference is caught where it starts
-        _step(ha.root, ha, rng_a, i)
-        _step(hb.root, hb, rng_b, i)
+        assert _step(ha.root, ha, rng_a, i) == _step(hb.root, hb, rng_b, i), i
         assert ha._top == hb._top and ha.undo.count == hb.undo.count, i
+        assert ha._ix == hb._ix and ha._ix_adds == hb._ix_adds, i  # the DRAM indexes too
         assert bytes(ha.buf) == bytes(hb.buf), f"the pools differ after operation {i}"
     ha.commit(n + 1)
     hb.commit(n + 1)
@@ -132,7 +160,10 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, seed, whole):
     # both paths were taken many times (big values, and batches with fresh big chunks,
     # take the Python path; so do inserts into a table that must grow, or whose counts'
     # block is not logged yet in the batch)
-    if whole:
+    if mode == "methods":  # hb's stores all went to `full`; ha's to C, or `rest` after it
+        assert calls["full"] - calls["rest"] > 150 and calls["rest"] > 150, calls
+        assert calls["len full"] == n, calls  # hb's only: ha's counts were all read in C
+    elif whole:
         assert calls["dict_set"] > 150 and calls["dict_set declined"] > 150, calls
         assert 50 < calls["dict_set inserts"] < calls["dict_set"] - 50, calls
     else:
@@ -141,6 +172,47 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, seed, whole):
     assert ha.materialize() == hb.materialize()
     ha.close()
     hb.close()
+
+
+def test_the_compiled_proxy_methods_behave_as_methods(tmp_path):
+    # PDict.__setitem__ and __len__ are compiled method descriptors (docs/heap.md): they bind
+    # like functions, take the Python method for any call that is not their plain form, and
+    # fail as the Python methods fail.
+    if heap_mod.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    from persimmon.proxies import PDict, Proxy
+
+    fast = heap_mod.FAST
+    assert type(PDict.__dict__["__setitem__"]).__name__ == "ProxyMethod"
+    assert type(PDict.__dict__["__len__"]).__name__ == "ProxyMethod"
+    h = Heap.create(str(tmp_path / "m.pool"), {"d": {b"a": b"1"}})
+    d = h.root["d"]
+    for _ in range(40):  # enough lookups for the table to get its DRAM index
+        assert d[b"a"] == b"1"
+    d.__setitem__(b"b", b"2")  # a bound method
+    PDict.__setitem__(d, b"c", b"3")  # the function, called with the proxy
+    d.__setitem__(key=b"e", value=b"5")  # keywords: the Python method
+    d[b"f"] = [1, 2]  # not bytes: dict_set declines, the Python store does it
+    d["g"] = b"7"
+    h.end_op()
+    assert len(d) == d.__len__() == PDict.__len__(d) == 6
+    assert dict(d) == {b"a": b"1", b"b": b"2", b"c": b"3", b"e": b"5", b"f": [1, 2],
+                       "g": b"7"}
+    assert bool(d)
+    with pytest.raises(TypeError):
+        d[[1]] = b"x"  # unhashable, as a dict says
+    with pytest.raises(AttributeError):
+        PDict.__setitem__(object(), b"k", b"v")  # not a proxy: the Python method's error
+    with pytest.raises(ValueError):
+        fast.proxy_method(7, len, len, Proxy)  # an unknown kind
+    with pytest.raises(TypeError):
+        fast.proxy_method(fast.PM_LEN, len, len, int)  # a class without the slots
+    h.close()
+    with pytest.raises(TypeError) as compiled:
+        len(d)  # a closed heap: the Python method's error
+    with pytest.raises(TypeError) as python:
+        PDict._len(d)
+    assert str(compiled.value) == str(python.value)
 
 
 def test_build_index_computes_the_python_table():

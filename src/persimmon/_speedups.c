@@ -34,6 +34,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -59,7 +60,8 @@ static PyObject *xxh3 = NULL;    /* xxhash.xxh3_64_intdigest */
 static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *s_end,
     *s_batch, *s_bmix, *s_count, *s_persists, *s_buf, *s_logged, *s_freelists, *s_fresh,
     *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain, *s_ix,
-    *s_ix_add;
+    *s_ix_add, *s_fast,
+    *s_index_limit, *s_ix_adds, *s_ix_budget;
 
 static int intern_all(void) {
 #define I(var, name) if (!(var = PyUnicode_InternFromString(name))) return -1;
@@ -70,6 +72,8 @@ static int intern_all(void) {
     I(s_top, "_top") I(s_dev, "dev") I(s_size, "size") I(s_rc, "_rc")
     I(s_deferred, "_deferred") I(s_decref, "_decref") I(s_flush, "flush")
     I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add")
+    I(s_fast, "fast") I(s_index_limit, "index_limit") I(s_ix_adds, "_ix_adds")
+    I(s_ix_budget, "_ix_budget")
 #undef I
     return 0;
 }
@@ -603,26 +607,42 @@ static long long h_free_slot(H *h, long long d, uint64_t hv) {
     return 0;
 }
 
-/* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
- * or str key in a table with a DRAM index, whole (index lookup, then the store of
- * store_blob or the insert of insert_blobs and the index update); False, having changed
- * nothing, for every other case. */
-static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "dict_set(heap, d, key, value)");
-        return NULL;
-    }
-    PyObject *heap = args[0], *dobj = args[1], *key = args[2], *value = args[3];
+/* Heap._ix_add(d, key, e) for its common case (the table is indexed, the index has room
+ * and the heap's budget of additions is not used up): 1 done, 0 left to Heap._ix_add, -1
+ * error.  key is a bytes or str object (an index key type). */
+static int ix_add(PyObject *hd, PyObject *dobj, PyObject *key, long long e) {
+    long long limit, adds, budget;
+    int r;
+    if ((r = d_i64(hd, s_index_limit, &limit)) != 1 || (r = d_i64(hd, s_ix_adds, &adds)) != 1 ||
+        (r = d_i64(hd, s_ix_budget, &budget)) != 1)
+        return r;
+    PyObject *ixs = d_item(hd, s_ix), *ix;
+    if (!ixs || !PyDict_CheckExact(ixs) || !(ix = PyDict_GetItemWithError(ixs, dobj)) ||
+        !PyDict_CheckExact(ix))
+        return PyErr_Occurred() ? -1 : 0;
+    if (PyDict_GET_SIZE(ix) >= limit || adds + 1 > budget) return 0;
+    PyObject *eobj = PyLong_FromLongLong(e);
+    if (!eobj) return -1;
+    Py_INCREF(ix);
+    r = PyDict_SetItem(ix, key, eobj);
+    Py_DECREF(ix);
+    Py_DECREF(eobj);
+    if (r < 0) return -1;
+    return d_set_i64(hd, s_ix_adds, adds + 1) < 0 ? -1 : 1;
+}
+
+/* The body of dict_set (below): 1 stored, 0 declined (nothing changed), -1 error. */
+static int dict_set_impl(PyObject *heap, PyObject *dobj, PyObject *key, PyObject *value) {
     long kt;
-    if (!PyBytes_CheckExact(value) || !PyLong_CheckExact(dobj)) Py_RETURN_FALSE;
+    if (!PyBytes_CheckExact(value) || !PyLong_CheckExact(dobj)) return 0;
     if (PyBytes_CheckExact(key))
         kt = T_BYTES;
     else if (PyUnicode_CheckExact(key))
         kt = T_STR;
     else
-        Py_RETURN_FALSE;
+        return 0;
     long long d = PyLong_AsLongLong(dobj);
-    if (d == -1 && PyErr_Occurred()) return NULL;
+    if (d == -1 && PyErr_Occurred()) return -1;
     H h;
     PyObject *kdata = NULL;
     long long e = 0;
@@ -687,21 +707,187 @@ static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t narg
     }
     long long p = h_free_slot(&h, d, hv);
     if (p) r = h_insert_blobs(&h, d, hv, p, kt, kdata, value, &e);
-    inserted = r == 1;
+    if (r == 1) { /* the table's DRAM index learns the entry, as Heap._ix_add adds it */
+        int added = ix_add(h.hd, dobj, key, e);
+        if (added < 0) r = -1;
+        inserted = added == 0; /* (not the common case: Heap._ix_add decides) */
+    }
 out:
     h_release(&h);
     Py_XDECREF(kdata);
-    if (r < 0) return NULL;
-    if (inserted) { /* the table's DRAM index learns the entry, as Python adds it */
+    if (r < 0) return -1;
+    if (inserted) {
         PyObject *eobj = PyLong_FromLongLong(e);
-        if (!eobj) return NULL;
+        if (!eobj) return -1;
         PyObject *res = PyObject_CallMethodObjArgs(heap, s_ix_add, dobj, key, eobj, NULL);
         Py_DECREF(eobj);
-        if (!res) return NULL;
+        if (!res) return -1;
         Py_DECREF(res);
     }
-    if (r) Py_RETURN_TRUE;
-    Py_RETURN_FALSE;
+    return r != 0;
+}
+
+/* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
+ * or str key in a table with a DRAM index, whole (index lookup, then the store of
+ * store_blob or the insert of insert_blobs and the index update); False, having changed
+ * nothing, for every other case. */
+static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "dict_set(heap, d, key, value)");
+        return NULL;
+    }
+    int r = dict_set_impl(args[0], args[1], args[2], args[3]);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
+}
+
+
+/* ---- proxy methods ------------------------------------------------------------------
+ * proxy_method(kind, full, rest, base) makes a method for a proxy class (a subclass of
+ * `base`, whose __slots__ `_h` and `_o` hold the heap and the object's offset) that runs a
+ * proxy's hottest method in C, without the Python frames around the compiled store:
+ *   PM_SETITEM  __setitem__(key, value): dict_set, and `rest(self, key, value)` (the Python
+ *               store) when it declines;
+ *   PM_LEN      __len__(): the count in the table header at offset 8.
+ * Whenever the heap's `fast` attribute is not this module (a heap or a test that chose the
+ * Python path), or the call is not the plain form, it calls `full` (the Python method)
+ * instead.  It is a method descriptor, so `d[k] = v` calls it with `d` as its first argument
+ * and no bound method is made. */
+#define PM_SETITEM 0
+#define PM_LEN 1
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    int kind;
+    PyObject *full, *rest, *module;
+    PyTypeObject *base;
+    Py_ssize_t h_off, o_off;
+} PMeth;
+
+/* the heap's instance dict (new reference) when its fast path is `module`, else NULL (an
+ * error set, or not) */
+static PyObject *pm_heap_dict(PMeth *m, PyObject *self, PyObject **heap, PyObject **off) {
+    if (!PyObject_TypeCheck(self, m->base)) return NULL;
+    *heap = *(PyObject **)((char *)self + m->h_off);
+    *off = *(PyObject **)((char *)self + m->o_off);
+    if (!*heap || !*off) return NULL;
+    PyObject *hd = inst_dict(*heap);
+    if (!hd) return NULL;
+    PyObject *fast = d_item(hd, s_fast);
+    if (fast != m->module) {
+        Py_DECREF(hd);
+        return NULL;
+    }
+    return hd;
+}
+
+static PyObject *pm_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+                         PyObject *kwnames) {
+    PMeth *m = (PMeth *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *heap, *off, *hd;
+    if (kwnames || nargs != (m->kind == PM_SETITEM ? 3 : 1) ||
+        !(hd = pm_heap_dict(m, args[0], &heap, &off))) {
+        if (PyErr_Occurred()) return NULL;
+        return PyObject_Vectorcall(m->full, args, nargsf, kwnames);
+    }
+    if (m->kind == PM_SETITEM) {
+        Py_DECREF(hd);
+        Py_INCREF(heap);
+        Py_INCREF(off);
+        int r = dict_set_impl(heap, off, args[1], args[2]);
+        Py_DECREF(heap);
+        Py_DECREF(off);
+        if (r < 0) return NULL;
+        if (r) Py_RETURN_NONE;
+        return PyObject_Vectorcall(m->rest, args, 3, NULL);
+    }
+    /* PM_LEN */
+    long long o = PyLong_CheckExact(off) ? PyLong_AsLongLong(off) : -1;
+    PyObject *buf = d_item(hd, s_buf);
+    Py_buffer view;
+    if (o < 0 || !buf || PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* (the Python method raises what it must) */
+        Py_DECREF(hd);
+        return PyObject_Vectorcall(m->rest, args, 1, NULL);
+    }
+    PyObject *res = NULL;
+    if (o + 16 <= view.len)
+        res = PyLong_FromUnsignedLongLong((uint64_t)get64((uint8_t *)view.buf + o + 8));
+    PyBuffer_Release(&view);
+    Py_DECREF(hd);
+    if (res || PyErr_Occurred()) return res;
+    return PyObject_Vectorcall(m->rest, args, 1, NULL);
+}
+
+static PyObject *pm_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static void pm_dealloc(PyObject *self) {
+    PMeth *m = (PMeth *)self;
+    Py_XDECREF(m->full);
+    Py_XDECREF(m->rest);
+    Py_XDECREF(m->module);
+    Py_XDECREF(m->base);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *pm_repr(PyObject *self) {
+    return PyUnicode_FromFormat("<compiled proxy method for %R>", ((PMeth *)self)->full);
+}
+
+static PyTypeObject PMethType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "persimmon._speedups.ProxyMethod",
+    .tp_basicsize = sizeof(PMeth),
+    .tp_dealloc = pm_dealloc,
+    .tp_vectorcall_offset = offsetof(PMeth, vectorcall),
+    .tp_repr = pm_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A proxy method run in C (see proxy_method).",
+    .tp_descr_get = pm_descr_get,
+};
+
+/* the offset of a __slots__ member of type t, or -1 (an error set) */
+static Py_ssize_t slot_offset(PyTypeObject *t, const char *name) {
+    PyObject *d = PyDict_GetItemString(t->tp_dict, name);
+    if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+        ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s is not a __slots__ member of %s", name, t->tp_name);
+        return -1;
+    }
+    return ((PyMemberDescrObject *)d)->d_member->offset;
+}
+
+static PyObject *proxy_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyLong_Check(args[0]) || !PyCallable_Check(args[1]) ||
+        !PyCallable_Check(args[2]) || !PyType_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "proxy_method(kind, full, rest, base)");
+        return NULL;
+    }
+    long kind = PyLong_AsLong(args[0]);
+    if (kind != PM_SETITEM && kind != PM_LEN) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "unknown proxy method kind");
+        return NULL;
+    }
+    PyTypeObject *base = (PyTypeObject *)args[3];
+    Py_ssize_t ho = slot_offset(base, "_h"), oo = ho < 0 ? -1 : slot_offset(base, "_o");
+    if (oo < 0) return NULL;
+    PMeth *m = PyObject_New(PMeth, &PMethType);
+    if (!m) return NULL;
+    m->vectorcall = pm_call;
+    m->kind = (int)kind;
+    m->full = Py_NewRef(args[1]);
+    m->rest = Py_NewRef(args[2]);
+    m->module = Py_NewRef(module);
+    m->base = (PyTypeObject *)Py_NewRef(args[3]);
+    m->h_off = ho;
+    m->o_off = oo;
+    return (PyObject *)m;
 }
 
 /* build_index(hashes, size) -> bytes: the index table of a hash table of `size` slots (a
@@ -816,6 +1002,8 @@ static PyMethodDef methods[] = {
      "path of Heap._ht_insert_blobs"},
     {"dict_set", (PyCFunction)(void (*)(void))dict_set, METH_FASTCALL,
      "dict_set(heap, d, key, value) -> bool: the common path of PDict.__setitem__"},
+    {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,
+     "proxy_method(kind, full, rest, base): a proxy method run in C (PM_SETITEM, PM_LEN)"},
     {"decode_blobs", (PyCFunction)(void (*)(void))decode_blobs, METH_FASTCALL,
      "decode_blobs(buf, slots) -> list or None: bytes/str objects materialize reads"},
     {"build_index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
@@ -828,10 +1016,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 4
+#define API 5
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
+    if (PyType_Ready(&PMethType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     /* the layout constants compiled in, which heap.py checks against its own */
     if (m && (PyModule_AddIntConstant(m, "API", API) < 0 ||
@@ -839,7 +1028,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "T_BYTES", T_BYTES) < 0 ||
               PyModule_AddIntConstant(m, "HT_NENT", HT_NENT) < 0 ||
               PyModule_AddIntConstant(m, "HT_ITAB", HT_ITAB) < 0 ||
-              PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0)) {
+              PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0 ||
+              PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
+              PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -103,7 +103,7 @@ def _build_index(hashes: list[int], size: int) -> bytes:
     return L.struct_pack_I(idx)
 
 
-FAST_API = 4  # the _speedups.API this heap was written against
+FAST_API = 5  # the _speedups.API this heap was written against
 
 
 def pure_python_requested() -> bool:

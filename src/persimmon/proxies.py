@@ -30,6 +30,7 @@ from typing import Any
 
 from . import layout as L
 from .errors import UnpersistableError
+from .heap import FAST as _FAST
 from .heap import INDEX_KEY_TYPES as _IXT
 
 _q_unpack = L.S_q.unpack_from
@@ -104,6 +105,8 @@ class PDict(Proxy, MutableMapping):
     def __len__(self) -> int:
         return _Q_unpack(self._h.buf, self._o + 8)[0]
 
+    _len = __len__  # (the Python method, which the compiled one falls back to)
+
     def __getitem__(self, key: Any) -> Any:
         h = self._h
         ix = h._ix.get(self._o)
@@ -143,10 +146,15 @@ class PDict(Proxy, MutableMapping):
 
     def _set(self, key: Any, value: Any) -> None:
         h = self._h
-        d = self._o
         fast = h.fast  # the compiled whole store, for its common case (docs/heap.md)
-        if fast is not None and fast.dict_set(h, d, key, value):
+        if fast is not None and fast.dict_set(h, self._o, key, value):
             return
+        self._store(key, value)
+
+    def _store(self, key: Any, value: Any) -> None:
+        """``__setitem__`` in Python (after the compiled store declined, or without it)."""
+        h = self._h
+        d = self._o
         ix = h._ix.get(d)
         if ix is not None and type(key) in _IXT:
             e = ix.get(key, -1)
@@ -174,7 +182,9 @@ class PDict(Proxy, MutableMapping):
         vslot = h._convert(value, d, key)
         h._ht_insert_new(d, 24, hv, p, kslot, vslot, key)
 
-    __setitem__ = _set  # the same function: no second call on the hottest store
+    # With the compiled module, __setitem__ and __len__ are compiled methods (bottom of this
+    # module); without it, the Python store is called directly.
+    __setitem__ = _store
 
     def __delitem__(self, key: Any) -> None:
         h = self._h
@@ -1165,3 +1175,15 @@ def to_native(value: Any) -> Any:
     import copy
 
     return copy.deepcopy(value)
+
+
+def _compile_hot_methods(fast: Any) -> None:
+    """Give PDict its compiled ``__setitem__`` and ``__len__`` (docs/heap.md): the store or the
+    count in C, without the Python frames; each calls the Python method whenever the heap's
+    ``fast`` attribute is not the compiled module."""
+    PDict.__setitem__ = fast.proxy_method(fast.PM_SETITEM, PDict._set, PDict._store, Proxy)
+    PDict.__len__ = fast.proxy_method(fast.PM_LEN, PDict._len, PDict._len, Proxy)
+
+
+if _FAST is not None:
+    _compile_hot_methods(_FAST)
