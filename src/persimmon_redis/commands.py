@@ -51,13 +51,16 @@ _FLOAT_RE = re.compile(rb"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity)\Z
 # reassigned), so they are resolved once per state, not once per operation: on the PM copy
 # each of those reads is an attribute lookup through a proxy (about 9 us per operation).
 # Keyed by identity, holding the state, so a new state (recovery, a test) never hits.
-_views: list = [None, {}]
+# The third item keeps one Ctx per database for execute_op, reused from one logged write to
+# the next (only its clock changes), so a write allocates no Ctx.
+_views: list = [None, {}, {}]
 
 
 def forget_views() -> None:
     """Drop the resolved databases (after SWAPDB)."""
     _views[0] = None
     _views[1] = {}
+    _views[2] = {}
 
 
 class Ctx:
@@ -78,6 +81,7 @@ class Ctx:
         else:
             _views[0] = state
             _views[1] = {}
+            _views[2] = {}
             v = None
         if v is None:
             db = state.dbs[dbi]
@@ -2062,9 +2066,9 @@ for _row in _T:
 def execute_op(state: Any, op: Any) -> Any:
     """``RedisState.apply``: run one logged write (or a whole MULTI/EXEC) on ``state``."""
     dbi, now, argv = op
-    ctx = Ctx(state, dbi, now)
     name = argv[0].lower()
     if name == b"exec":
+        ctx = Ctx(state, dbi, now)  # (its own: SELECT inside a transaction moves it)
         out = []
         for sub in argv[1:]:
             sname = sub[0].lower()
@@ -2084,6 +2088,12 @@ def execute_op(state: Any, op: Any) -> Any:
             except RError as e:
                 out.append(e)
         return out
+    ctx = _views[2].get(dbi) if state is _views[0] else None
+    if ctx is None:
+        ctx = Ctx(state, dbi, now)
+        _views[2][dbi] = ctx  # (Ctx() made the views this state's)
+    else:
+        ctx.now = now
     cmd = COMMANDS[name]
     try:
         return cmd.fn(ctx, list(argv))
