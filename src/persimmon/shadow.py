@@ -13,6 +13,7 @@ and exits when the foreground asks it to stop or when the foreground process has
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import time
 import traceback
@@ -24,8 +25,11 @@ from .doorbell import Doorbell
 from .heap import Heap
 from .opcodec import TAG_BYTES as _TAG_BYTES
 from .opcodec import TAG_GROUP as _TAG_GROUP
+from .opcodec import TAG_PICKLE as _TAG_PICKLE
 from .opcodec import decode, split
 from .oplog import OpLog
+
+_loads = pickle.loads
 
 # indexes into the shared counter array
 STOP = 0
@@ -181,7 +185,11 @@ class Applier:
             payload, nxt = ent
             items = split(payload) if payload[0] == _TAG_GROUP else (payload,)
             for i, item in enumerate(items):
-                if item[0] == _TAG_BYTES:  # decode() inline for the common bytes operation
+                tag = item[0]  # decode() inline for the two common forms
+                if tag == _TAG_PICKLE:
+                    op = _loads(item)
+                    rdig = sdig = None
+                elif tag == _TAG_BYTES:
                     op = item[1:]
                     rdig = sdig = None
                 else:
