@@ -215,6 +215,80 @@ def test_the_compiled_proxy_methods_behave_as_methods(tmp_path):
     assert str(compiled.value) == str(python.value)
 
 
+class Gadget:
+    """A user class whose attributes take each path of PObject.__getattribute__."""
+
+    kind = b"a class attribute"
+
+    def __init__(self) -> None:
+        self.items = {b"a": b"1"}
+        self.count = 3
+        self.name = "g"
+        self.kind = b"its own, over the class attribute"
+
+    @property
+    def doubled(self) -> int:
+        return self.count * 2
+
+    def bump(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def test_the_compiled_getattribute_reads_as_the_python_one(tmp_path, monkeypatch):
+    # PObject.__getattribute__ in C for a user attribute found through the attribute dict's
+    # DRAM index; everything else (properties, methods, the proxy's own names, a missing
+    # attribute) through the Python method.  Both modes must read the same values and note
+    # the same parents.
+    if heap_mod.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    from persimmon.proxies import PObject, _py_getattribute
+
+    fast = heap_mod.FAST
+    fallbacks = {"n": 0}
+
+    def full(*a):
+        fallbacks["n"] += 1
+        return _py_getattribute(*a)
+
+    monkeypatch.setattr(PObject, "__getattribute__",
+                        fast.proxy_method(fast.PM_GETATTR, full, full, PObject))
+    h = Heap.create(str(tmp_path / "g.pool"), {"g": Gadget()})
+    g = h.root["g"]
+    names = ["items", "count", "name", "kind", "doubled", "bump", "_o", "missing"]
+
+    def read(mode):
+        h.fast = mode
+        h._parents.clear()
+        fallbacks["n"] = 0
+        out = []
+        for _ in range(10):  # (the attribute dict is indexed after a few lookups)
+            for n in names:
+                try:
+                    v = getattr(g, n)
+                except AttributeError as e:
+                    out.append((n, "AttributeError", str(e)))
+                    continue
+                out.append((n, v() if n == "bump" else repr(v)))
+        assert g.items is g.items  # the same proxy each time
+        return out, dict(h._parents), fallbacks["n"]
+
+    compiled, parents_c, fell_c = read(fast)
+    g.count = 3  # (bump() counted up in each round)
+    python, parents_p, fell_p = read(None)
+    assert compiled == python and len(compiled) == 10 * len(names)
+    assert parents_c == parents_p and parents_c  # (the items proxy, under g)
+    # the four user attributes were read in C once the attribute dict was indexed
+    assert fell_p - fell_c >= 4 * 7, (fell_p, fell_c)
+    h.fast = fast
+    h._parents.clear()  # the index is built: this read is the compiled one, noting it too
+    fallbacks["n"] = 0
+    assert g.items is not None and fallbacks["n"] == 0 and h._parents == parents_p
+    g.count = 40
+    assert g.count == 40 and g.doubled == 80 and g.bump() == 41 and g.count == 41
+    h.close()
+
+
 def test_build_index_computes_the_python_table():
     if heap_mod.FAST is None:
         pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")

@@ -61,7 +61,7 @@ static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *
     *s_batch, *s_bmix, *s_count, *s_persists, *s_buf, *s_logged, *s_freelists, *s_fresh,
     *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain, *s_ix,
     *s_ix_add, *s_fast,
-    *s_index_limit, *s_ix_adds, *s_ix_budget;
+    *s_index_limit, *s_ix_adds, *s_ix_budget, *s_own, *s_dc, *s_proxies, *s_parents, *s_load;
 
 static int intern_all(void) {
 #define I(var, name) if (!(var = PyUnicode_InternFromString(name))) return -1;
@@ -73,7 +73,8 @@ static int intern_all(void) {
     I(s_deferred, "_deferred") I(s_decref, "_decref") I(s_flush, "flush")
     I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add")
     I(s_fast, "fast") I(s_index_limit, "index_limit") I(s_ix_adds, "_ix_adds")
-    I(s_ix_budget, "_ix_budget")
+    I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "_proxies")
+    I(s_parents, "_parents") I(s_load, "_load")
 #undef I
     return 0;
 }
@@ -748,13 +749,19 @@ static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t narg
  * proxy's hottest method in C, without the Python frames around the compiled store:
  *   PM_SETITEM  __setitem__(key, value): dict_set, and `rest(self, key, value)` (the Python
  *               store) when it declines;
- *   PM_LEN      __len__(): the count in the table header at offset 8.
+ *   PM_LEN      __len__(): the count in the table header at offset 8;
+ *   PM_GETATTR  PObject.__getattribute__(name) for a user attribute: the class has no data
+ *               descriptor of that name (the proxy class's `_dc` cache says so), the
+ *               object's attribute dict (slot `_ad`) has a DRAM index that holds it; the
+ *               value is read, loaded through Heap._load unless it is a live proxy, and a
+ *               proxy's parent is noted as the Python method notes it.
  * Whenever the heap's `fast` attribute is not this module (a heap or a test that chose the
  * Python path), or the call is not the plain form, it calls `full` (the Python method)
  * instead.  It is a method descriptor, so `d[k] = v` calls it with `d` as its first argument
  * and no bound method is made. */
 #define PM_SETITEM 0
 #define PM_LEN 1
+#define PM_GETATTR 2
 
 typedef struct {
     PyObject_HEAD
@@ -762,7 +769,7 @@ typedef struct {
     int kind;
     PyObject *full, *rest, *module;
     PyTypeObject *base;
-    Py_ssize_t h_off, o_off;
+    Py_ssize_t h_off, o_off, ad_off;
 } PMeth;
 
 /* the heap's instance dict (new reference) when its fast path is `module`, else NULL (an
@@ -782,15 +789,94 @@ static PyObject *pm_heap_dict(PMeth *m, PyObject *self, PyObject **heap, PyObjec
     return hd;
 }
 
+/* PM_GETATTR's common case: 1 found (*out: a new reference), 0 not this case (nothing
+ * changed), -1 error */
+static int pm_getattr(PMeth *m, PyObject *self, PyObject *name, PyObject *heap,
+                      PyObject *off, PyObject *hd, PyObject **out) {
+    if (!PyUnicode_CheckExact(name)) return 0;
+    PyTypeObject *pcls = Py_TYPE(self);
+    PyObject *own = _PyType_Lookup(pcls, s_own), *dc = _PyType_Lookup(pcls, s_dc);
+    if (!own || !PyFrozenSet_CheckExact(own) || !dc || !PyDict_CheckExact(dc)) return 0;
+    int c = PySet_Contains(own, name);
+    if (c != 0) return c < 0 ? -1 : 0;
+    PyObject *r = PyDict_GetItemWithError(dc, name); /* (class attribute, is data) */
+    if (!r || !PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
+        PyTuple_GET_ITEM(r, 1) != Py_False)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *ad = *(PyObject **)((char *)self + m->ad_off);
+    if (!ad || !PyLong_CheckExact(ad) || !PyObject_IsTrue(ad)) return 0;
+    PyObject *ixs = d_item(hd, s_ix), *ix, *eo;
+    if (!ixs || !PyDict_CheckExact(ixs) || !(ix = PyDict_GetItemWithError(ixs, ad)) ||
+        !PyDict_CheckExact(ix) || !(eo = PyDict_GetItemWithError(ix, name)))
+        return PyErr_Occurred() ? -1 : 0;
+    long long e = PyLong_AsLongLong(eo);
+    if (e == -1 && PyErr_Occurred()) return -1;
+    PyObject *buf = d_item(hd, s_buf);
+    Py_buffer view;
+    if (e < 0 || !buf || PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long x = e + 24 <= view.len ? get64((uint8_t *)view.buf + e + 16) : -1;
+    PyBuffer_Release(&view);
+    if (x < 0) return 0;
+    PyObject *proxies = d_item(hd, s_proxies), *parents = d_item(hd, s_parents);
+    if (!proxies || !PyDict_CheckExact(proxies) || !parents || !PyDict_CheckExact(parents))
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *xo = PyLong_FromLongLong(x);
+    if (!xo) return -1;
+    Py_INCREF(proxies);
+    Py_INCREF(parents);
+    PyObject *v = PyDict_GetItemWithError(proxies, xo);
+    int ret = -1;
+    if (v) {
+        Py_INCREF(v);
+    } else if (PyErr_Occurred() || !(v = PyObject_CallMethodOneArg(heap, s_load, xo))) {
+        goto done;
+    } else if ((c = PyDict_Contains(proxies, xo)) <= 0) { /* a value, not a proxy */
+        ret = c < 0 ? -1 : 1;
+        goto done;
+    }
+    /* a proxy: note where it hangs, as the Python method does */
+    if ((c = PyDict_Contains(parents, xo)) == 0) {
+        PyObject *t = PyTuple_Pack(3, off, name, Py_True);
+        c = t ? PyDict_SetItem(parents, xo, t) : -1;
+        Py_XDECREF(t);
+    }
+    ret = c < 0 ? -1 : 1;
+done:
+    Py_DECREF(xo);
+    Py_DECREF(proxies);
+    Py_DECREF(parents);
+    if (ret == 1)
+        *out = v;
+    else
+        Py_XDECREF(v);
+    return ret;
+}
+
 static PyObject *pm_call(PyObject *callable, PyObject *const *args, size_t nargsf,
                          PyObject *kwnames) {
     PMeth *m = (PMeth *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *heap, *off, *hd;
-    if (kwnames || nargs != (m->kind == PM_SETITEM ? 3 : 1) ||
+    static const Py_ssize_t arity[] = {3, 1, 2};
+    if (kwnames || nargs != arity[m->kind] ||
         !(hd = pm_heap_dict(m, args[0], &heap, &off))) {
         if (PyErr_Occurred()) return NULL;
         return PyObject_Vectorcall(m->full, args, nargsf, kwnames);
+    }
+    if (m->kind == PM_GETATTR) {
+        PyObject *v = NULL;
+        Py_INCREF(heap); /* (Heap._load runs Python code) */
+        Py_INCREF(off);
+        int r = pm_getattr(m, args[0], args[1], heap, off, hd, &v);
+        Py_DECREF(heap);
+        Py_DECREF(off);
+        Py_DECREF(hd);
+        if (r < 0) return NULL;
+        if (r == 0) return PyObject_Vectorcall(m->full, args, nargsf, kwnames);
+        return v;
     }
     if (m->kind == PM_SETITEM) {
         Py_DECREF(hd);
@@ -854,7 +940,10 @@ static PyTypeObject PMethType = {
 
 /* the offset of a __slots__ member of type t, or -1 (an error set) */
 static Py_ssize_t slot_offset(PyTypeObject *t, const char *name) {
-    PyObject *d = PyDict_GetItemString(t->tp_dict, name);
+    PyObject *key = PyUnicode_InternFromString(name);
+    if (!key) return -1;
+    PyObject *d = _PyType_Lookup(t, key); /* (borrowed; found in a base class too) */
+    Py_DECREF(key);
     if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
         ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
         PyErr_Format(PyExc_TypeError, "%s is not a __slots__ member of %s", name, t->tp_name);
@@ -870,13 +959,14 @@ static PyObject *proxy_method(PyObject *module, PyObject *const *args, Py_ssize_
         return NULL;
     }
     long kind = PyLong_AsLong(args[0]);
-    if (kind != PM_SETITEM && kind != PM_LEN) {
+    if (kind != PM_SETITEM && kind != PM_LEN && kind != PM_GETATTR) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "unknown proxy method kind");
         return NULL;
     }
     PyTypeObject *base = (PyTypeObject *)args[3];
     Py_ssize_t ho = slot_offset(base, "_h"), oo = ho < 0 ? -1 : slot_offset(base, "_o");
-    if (oo < 0) return NULL;
+    Py_ssize_t ao = oo < 0 ? -1 : kind == PM_GETATTR ? slot_offset(base, "_ad") : 0;
+    if (ao < 0) return NULL;
     PMeth *m = PyObject_New(PMeth, &PMethType);
     if (!m) return NULL;
     m->vectorcall = pm_call;
@@ -887,6 +977,7 @@ static PyObject *proxy_method(PyObject *module, PyObject *const *args, Py_ssize_
     m->base = (PyTypeObject *)Py_NewRef(args[3]);
     m->h_off = ho;
     m->o_off = oo;
+    m->ad_off = ao;
     return (PyObject *)m;
 }
 
@@ -1003,7 +1094,8 @@ static PyMethodDef methods[] = {
     {"dict_set", (PyCFunction)(void (*)(void))dict_set, METH_FASTCALL,
      "dict_set(heap, d, key, value) -> bool: the common path of PDict.__setitem__"},
     {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,
-     "proxy_method(kind, full, rest, base): a proxy method run in C (PM_SETITEM, PM_LEN)"},
+     "proxy_method(kind, full, rest, base): a proxy method run in C (PM_SETITEM, PM_LEN, "
+     "PM_GETATTR)"},
     {"decode_blobs", (PyCFunction)(void (*)(void))decode_blobs, METH_FASTCALL,
      "decode_blobs(buf, slots) -> list or None: bytes/str objects materialize reads"},
     {"build_index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
@@ -1030,7 +1122,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "HT_ITAB", HT_ITAB) < 0 ||
               PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0 ||
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
-              PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0)) {
+              PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
+              PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1082,6 +1082,7 @@ class PObject(Proxy):
 
 
 _obj_getattr = object.__getattribute__
+_py_getattribute = PObject.__getattribute__  # (the Python method: the compiled one's fallback)
 _get_h = Proxy.__dict__["_h"].__get__
 _get_o = Proxy.__dict__["_o"].__get__
 _get_ad = PObject.__dict__["_ad"].__get__
@@ -1178,11 +1179,14 @@ def to_native(value: Any) -> Any:
 
 
 def _compile_hot_methods(fast: Any) -> None:
-    """Give PDict its compiled ``__setitem__`` and ``__len__`` (docs/heap.md): the store or the
-    count in C, without the Python frames; each calls the Python method whenever the heap's
-    ``fast`` attribute is not the compiled module."""
+    """Give PDict its compiled ``__setitem__`` and ``__len__``, and PObject its compiled
+    ``__getattribute__`` (docs/heap.md): the store, the count or a user attribute's read in
+    C, without the Python frames; each calls the Python method whenever the heap's ``fast``
+    attribute is not the compiled module, and for every case but its common one."""
     PDict.__setitem__ = fast.proxy_method(fast.PM_SETITEM, PDict._set, PDict._store, Proxy)
     PDict.__len__ = fast.proxy_method(fast.PM_LEN, PDict._len, PDict._len, Proxy)
+    PObject.__getattribute__ = fast.proxy_method(  # type: ignore[method-assign]
+        fast.PM_GETATTR, _py_getattribute, _py_getattribute, PObject)
 
 
 if _FAST is not None:
