@@ -238,14 +238,16 @@ static int d_ref(PyObject *dict, PyObject *name, PyObject **dst) {
     return 1;
 }
 
-/* 1: loaded; 0: this heap needs the Python path; -1: error.  Release with h_release. */
-static int h_load(H *h, PyObject *heap) {
+/* 1: loaded; 0: this heap needs the Python path; -1: error.  Release with h_release.
+ * hd: the heap's instance dict when the caller has it (a reference h_load takes over), or
+ * NULL. */
+static int h_load(H *h, PyObject *heap, PyObject *hd) {
     memset(h, 0, sizeof *h);
     h->heap = heap;
+    h->hd = hd;
     int r;
     if (!configured) return 0;
-    if (!(h->hd = inst_dict(heap))) return PyErr_Occurred() ? -1 : 0;
-    PyObject *hd = h->hd;
+    if (!hd && !(hd = h->hd = inst_dict(heap))) return PyErr_Occurred() ? -1 : 0;
     if ((r = d_truth(hd, s_fresh_big)) != 0) return r < 0 ? -1 : 0;
     if ((r = d_truth(hd, s_writable)) != 1) return r < 0 ? -1 : 0;
     if ((r = d_i64(hd, s_ctop, &h->ctop)) != 1 || (r = d_i64(hd, s_top, &h->top)) != 1)
@@ -501,7 +503,7 @@ static PyObject *store_blob(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (PyErr_Occurred()) return NULL;
     if (!PyBytes_CheckExact(args[3])) Py_RETURN_FALSE;
     H h;
-    int r = h_load(&h, args[0]);
+    int r = h_load(&h, args[0], NULL);
     if (r > 0) r = h_store_blob(&h, off, t, args[3]);
     h_release(&h);
     if (r < 0) return NULL;
@@ -578,7 +580,7 @@ static PyObject *insert_blobs(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (!PyBytes_CheckExact(args[5]) || !PyBytes_CheckExact(args[6])) Py_RETURN_NONE;
     H h;
     long long e = 0;
-    int r = h_load(&h, args[0]);
+    int r = h_load(&h, args[0], NULL);
     if (r > 0) r = h_insert_blobs(&h, d, (uint64_t)hv, p, kt, args[5], args[6], &e);
     h_release(&h);
     if (r < 0) return NULL;
@@ -632,23 +634,25 @@ static int ix_add(PyObject *hd, PyObject *dobj, PyObject *key, long long e) {
     return d_set_i64(hd, s_ix_adds, adds + 1) < 0 ? -1 : 1;
 }
 
-/* The body of dict_set (below): 1 stored, 0 declined (nothing changed), -1 error. */
-static int dict_set_impl(PyObject *heap, PyObject *dobj, PyObject *key, PyObject *value) {
-    long kt;
-    if (!PyBytes_CheckExact(value) || !PyLong_CheckExact(dobj)) return 0;
-    if (PyBytes_CheckExact(key))
-        kt = T_BYTES;
-    else if (PyUnicode_CheckExact(key))
-        kt = T_STR;
-    else
+/* The body of dict_set (below): 1 stored, 0 declined (nothing changed), -1 error.  hd: the
+ * heap's instance dict (a reference this takes over), or NULL. */
+static int dict_set_impl(PyObject *heap, PyObject *hd, PyObject *dobj, PyObject *key,
+                         PyObject *value) {
+    long kt = PyBytes_CheckExact(key) ? T_BYTES : PyUnicode_CheckExact(key) ? T_STR : 0;
+    if (!kt || !PyBytes_CheckExact(value) || !PyLong_CheckExact(dobj)) {
+        Py_XDECREF(hd);
         return 0;
+    }
     long long d = PyLong_AsLongLong(dobj);
-    if (d == -1 && PyErr_Occurred()) return -1;
+    if (d == -1 && PyErr_Occurred()) {
+        Py_XDECREF(hd);
+        return -1;
+    }
     H h;
     PyObject *kdata = NULL;
     long long e = 0;
     int inserted = 0;
-    int r = h_load(&h, heap);
+    int r = h_load(&h, heap, hd);
     if (r <= 0) goto out;
     r = 0;
     PyObject *ixs = d_item(h.hd, s_ix), *ix, *eo;
@@ -737,7 +741,7 @@ static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t narg
         PyErr_SetString(PyExc_TypeError, "dict_set(heap, d, key, value)");
         return NULL;
     }
-    int r = dict_set_impl(args[0], args[1], args[2], args[3]);
+    int r = dict_set_impl(args[0], NULL, args[1], args[2], args[3]);
     if (r < 0) return NULL;
     return PyBool_FromLong(r);
 }
@@ -879,10 +883,9 @@ static PyObject *pm_call(PyObject *callable, PyObject *const *args, size_t nargs
         return v;
     }
     if (m->kind == PM_SETITEM) {
-        Py_DECREF(hd);
         Py_INCREF(heap);
         Py_INCREF(off);
-        int r = dict_set_impl(heap, off, args[1], args[2]);
+        int r = dict_set_impl(heap, hd, off, args[1], args[2]); /* (takes hd over) */
         Py_DECREF(heap);
         Py_DECREF(off);
         if (r < 0) return NULL;
