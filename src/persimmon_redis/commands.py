@@ -79,9 +79,8 @@ class Ctx:
         if state is _views[0]:
             v = _views[1].get(dbi)
         else:
+            forget_views()
             _views[0] = state
-            _views[1] = {}
-            _views[2] = {}
             v = None
         if v is None:
             db = state.dbs[dbi]
