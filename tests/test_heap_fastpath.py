@@ -78,24 +78,31 @@ def _step(root, heap, rng: random.Random, i: int) -> None:
     return len(d)
 
 
-@pytest.mark.parametrize("mode", ["methods", "dict_set", "parts"])
+@pytest.mark.parametrize(("mode", "size"), [
+    ("methods", "small"), ("dict_set", "small"), ("parts", "small"), ("methods", "big"),
+    ("parts", "big")])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed, mode):
+def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed, mode,
+                                                     size):
     # methods: d[k] = v and len(d) are the compiled proxy methods (PDict.__setitem__ and
     # __len__ in C); dict_set: the Python __setitem__ calls dict_set first; parts: dict_set
     # declines every time, so the Python store reaches store_blob and insert_blobs as it
-    # does for a table not indexed
+    # does for a table not indexed.  big: the table starts with more entries than a table
+    # of bytes and str keys is indexed for (heap._PROBE_OVER): the compiled code probes it
+    # in the pool, the Python heap builds its DRAM index.
     whole = mode != "parts"
     if heap_mod.FAST is None:
         pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
     a = str(tmp_path / "fast.pool")
     b = str(tmp_path / "python.pool")
-    Heap.create(a, {"d": {}, "big": b""}, undo_size=64 << 10, initial_size=1 << 20).close()
+    first = {b"p%d" % i: b"v" for i in range(heap_mod._PROBE_OVER + 900)} if size == "big" else {}
+    Heap.create(a, {"d": first, "big": b""}, undo_size=64 << 10, initial_size=1 << 20).close()
     shutil.copyfile(a, b)
     ha, hb = Heap.open(a), Heap.open(b)
     hb.fast = None
     calls = {"store": 0, "store declined": 0, "insert": 0, "insert declined": 0,
-             "dict_set": 0, "dict_set declined": 0, "dict_set inserts": 0}
+             "dict_set": 0, "dict_set declined": 0, "dict_set inserts": 0, "seek": 0,
+             "seek declined": 0}
     fast = ha.fast
 
     class Counting:  # the compiled module, counting what it did and what it declined
@@ -118,6 +125,12 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed
             calls["dict_set" if ok else "dict_set declined"] += 1
             calls["dict_set inserts"] += ok and new
             return ok
+
+        @staticmethod
+        def ht_seek(*args):
+            r = fast.ht_seek(*args)
+            calls["seek" if r is not None else "seek declined"] += 1
+            return r
 
         build_index = staticmethod(lambda hashes, size: fast.build_index(hashes, size))
         decode_blobs = staticmethod(lambda buf, slots: fast.decode_blobs(buf, slots))
@@ -147,12 +160,17 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed
                             fast.proxy_method(fast.PM_LEN, full_len, full_len, Proxy))
     else:
         ha.fast = Counting
+    dtab = ha.root["d"]._o  # (a lookup on each heap, which both count towards an index)
+    assert hb.root["d"]._o == dtab
     rng_a, rng_b = random.Random(seed), random.Random(seed)
     n = 1500
     for i in range(n):  # op by op on both, so a difference is caught where it starts
         assert _step(ha.root, ha, rng_a, i) == _step(hb.root, hb, rng_b, i), i
         assert ha._top == hb._top and ha.undo.count == hb.undo.count, i
-        assert ha._ix == hb._ix and ha._ix_adds == hb._ix_adds, i  # the DRAM indexes too
+        if size == "small":  # the DRAM indexes too
+            assert ha._ix == hb._ix and ha._ix_adds == hb._ix_adds, i
+        else:  # the big table is probed, not indexed (and the Python heap indexes it)
+            assert dtab not in ha._ix, i
         assert bytes(ha.buf) == bytes(hb.buf), f"the pools differ after operation {i}"
     ha.commit(n + 1)
     hb.commit(n + 1)
@@ -169,6 +187,13 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed
     else:
         assert calls["store"] > 150 and calls["store declined"] > 50, calls
         assert calls["insert"] > 50 and calls["insert declined"] > 50, calls
+        # the Python store's lookups: probed in C until the table had its index (small),
+        # or all along (big)
+        assert calls["seek"] > (1000 if size == "big" else 2), calls
+    if size == "big":  # (so the two heaps looked the key up two ways)
+        assert dtab in hb._ix
+    ha.index_check()
+    hb.index_check()
     assert ha.materialize() == hb.materialize()
     ha.close()
     hb.close()

@@ -215,3 +215,91 @@ def test_indexes_of_many_tables_stay_within_the_budget():
     heap.index_check()
     assert all(hs[i]["f9"] == i for i in range(0, 1000, 7))
     assert 0 < sum(len(ix) for ix in heap._ix.values()) <= 80
+
+
+def test_the_compiled_probe_finds_what_the_python_probe_finds():
+    # ht_seek (the compiled probe of a table's index table in the pool) against Heap._ht_find
+    # on dicts and sets holding bytes, str (the same text as some bytes), int and tuple keys,
+    # with deletes leaving dummies and re-inserts: the same entry, or the same insert slot.
+    from persimmon import heap as heap_mod
+
+    fast = heap_mod.FAST
+    if fast is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    rng = random.Random(7)
+    heap = Heap.create(SimDevice(32 << 20), {"d": {}, "s": set()})
+    d, s = heap.root["d"], heap.root["s"]
+    pool = [b"k%d" % i for i in range(300)] + [f"k{i}" for i in range(150)] + \
+        ["\udc80lone"] + list(range(100)) + [(1, "t"), b"", ""]
+    checked = found = 0
+    for step in range(3000):
+        k = rng.choice(pool)
+        r = rng.random()
+        if r < 0.5:
+            d[k] = step
+            s.add(k)
+        elif r < 0.8:
+            d.pop(k, None)
+            s.discard(k)
+        heap.end_op()
+        if step % 10 == 0:
+            for tab, es in ((d._o, 24), (s._o, 16)):
+                for q in rng.sample(pool, 20) + [b"absent", "absent"]:
+                    if type(q) not in (bytes, str):
+                        assert fast.ht_seek(heap, tab, es, q) is None  # (not its kind)
+                        continue
+                    hv = heap._ht_hash(q)
+                    p, e, free = heap._ht_find(tab, es, hv, q)
+                    got = fast.ht_seek(heap, tab, es, q)
+                    if e >= 0:
+                        assert got[:2] == (e, hv), (q, got, e)
+                        found += 1
+                    else:
+                        assert got == (-1, hv, free if free >= 0 else p), (q, got, p, free)
+                    checked += 1
+    assert checked > 5000 and found > 1000
+    # a table that is not one, and a bad entry size: declined, never a wrong answer
+    assert fast.ht_seek(heap, 0, 24, b"k1") is None
+    assert fast.ht_seek(heap, d._o, 40, b"k1") is None
+    with pytest.raises(TypeError):
+        fast.ht_seek(heap, d._o, 24)
+
+
+def test_big_tables_of_bytes_and_str_keys_are_probed_not_indexed():
+    # With the compiled module, a table of more than _PROBE_OVER bytes/str keys has no DRAM
+    # index (the shadow's biggest working set after the data); a smaller one, or one with
+    # keys of other types, keeps it.  Without the module, the big table is indexed as before.
+    from persimmon import heap as heap_mod
+
+    n = heap_mod._PROBE_OVER + 100
+    image = {"big": {b"k%d" % i: b"v" for i in range(n)}, "small": {b"k%d" % i: 1 for i in
+             range(100)}, "mixed": {**{b"k%d" % i: 1 for i in range(n)}, 7: 7}}
+    for fast in (heap_mod.FAST, None):
+        if fast is None and heap_mod.FAST is None:
+            continue
+        heap = reopen(Heap.create(SimDevice(64 << 20), image), 1)
+        heap.fast = fast
+        big, small, mixed = (heap.root[k] for k in ("big", "small", "mixed"))
+        for i in range(n // 8):  # far more probes than any of them needs for its index
+            assert big[b"k%d" % (i * 7 % n)] == b"v" and small[b"k%d" % (i % 100)] == 1
+            assert mixed[b"k%d" % i] == 1
+            big[b"k%d" % (i * 3 % n)] = b"w%d" % i
+            heap.end_op()
+        assert (heap._ix.get(big._o) is None) == (fast is not None)
+        assert heap._ix.get(small._o) is not None and heap._ix.get(mixed._o) is not None
+        heap.index_check()
+        # a table made in this process starts indexed, and drops the index at its first
+        # resize past _PROBE_OVER entries
+        heap.root["new"] = {}
+        new = heap.root["new"]
+        m = 3 * heap_mod._PROBE_OVER
+        for i in range(m):
+            new[b"n%d" % i] = b"x"
+            heap.end_op()
+            if i == 100:
+                assert heap._ix.get(new._o) is not None
+        assert (heap._ix.get(new._o) is None) == (fast is not None)
+        assert [new[b"n%d" % i] for i in range(0, m, 97)] == [b"x"] * len(range(0, m, 97))
+        assert len(new) == m and big[b"k3"] == b"w1" and b"k%d" % n not in big
+        heap.index_check()
+        assert heap.materialize()["new"] == {b"n%d" % i: b"x" for i in range(m)}

@@ -13,10 +13,13 @@
  * nothing.
  *
  * dict_set(heap, d, key, value) is PDict.__setitem__ whole on its common path (a bytes value
- * under a bytes or str key, in a table with a DRAM index): the index lookup, then the store
- * above or the insert above (the key hashed as hashing.phash hashes it, the slot found as
- * Heap._ht_free_slot finds it) and the index update through Heap._ix_add.  False, having
- * changed nothing, for anything else.
+ * under a bytes or str key): the lookup in the table's DRAM index, or a probe of its index
+ * table in the pool when it has none, then the store above or the insert above (the key
+ * hashed as hashing.phash hashes it, the slot found as Heap._ht_free_slot finds it) and the
+ * index update through Heap._ix_add.  False, having changed nothing, for anything else.
+ *
+ * ht_seek(heap, d, es, key) is Heap._ht_seek of a bytes or str key, probed in the pool (a
+ * big table of such keys has no DRAM index when this module is used: docs/heap.md).
  *
  * decode_blobs(buf, slots) reads the bytes/str objects at a run of slots out of the pool for
  * materialize (recovery), or declines.
@@ -49,6 +52,9 @@
 #define HT_ITAB 24       /* a table header's index table (heap.py _HT_ITAB) */
 #define IX_EMPTY 0
 #define IX_DUMMY 0xFFFFFFFFu
+/* Tables of more entries than this whose keys are all bytes or str have no DRAM index when
+ * this module is used: they are probed in the pool (heap.py _PROBE_OVER; docs/heap.md) */
+#define PROBE_OVER 4096
 
 static int configured = 0;
 static uint32_t small_table[SMALL_LIMIT / 32 + 1];
@@ -61,7 +67,8 @@ static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *
     *s_batch, *s_bmix, *s_count, *s_persists, *s_buf, *s_logged, *s_freelists, *s_fresh,
     *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain, *s_ix,
     *s_ix_add, *s_fast,
-    *s_index_limit, *s_ix_adds, *s_ix_budget, *s_own, *s_dc, *s_proxies, *s_parents, *s_load;
+    *s_index_limit, *s_ix_adds, *s_ix_budget, *s_own, *s_dc, *s_proxies, *s_parents, *s_load,
+    *s_ix_probed;
 
 static int intern_all(void) {
 #define I(var, name) if (!(var = PyUnicode_InternFromString(name))) return -1;
@@ -71,7 +78,7 @@ static int intern_all(void) {
     I(s_buf, "buf") I(s_logged, "_logged") I(s_freelists, "_freelists") I(s_fresh, "_fresh")
     I(s_top, "_top") I(s_dev, "dev") I(s_size, "size") I(s_rc, "_rc")
     I(s_deferred, "_deferred") I(s_decref, "_decref") I(s_flush, "flush")
-    I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add")
+    I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add") I(s_ix_probed, "_ix_probed")
     I(s_fast, "fast") I(s_index_limit, "index_limit") I(s_ix_adds, "_ix_adds")
     I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "_proxies")
     I(s_parents, "_parents") I(s_load, "_load")
@@ -634,6 +641,101 @@ static int ix_add(PyObject *hd, PyObject *dobj, PyObject *key, long long e) {
     return d_set_i64(hd, s_ix_adds, adds + 1) < 0 ? -1 : 1;
 }
 
+/* The stored form of a bytes or str key and its hash, as hashing.phash computes it: 1 (a
+ * new reference in *kdata), 0 for the Python path, -1 on error. */
+static int key_form(PyObject *key, long kt, PyObject **kdata, uint64_t *hv) {
+    if (kt == T_BYTES) {
+        Py_INCREF(key);
+        *kdata = key;
+    } else if (!(*kdata = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass"))) {
+        PyErr_Clear(); /* (the Python path raises what it must) */
+        return 0;
+    }
+    PyObject *hargs[2] = {*kdata, NULL}, *hvo;
+    if (kt == T_BYTES) {
+        hvo = PyObject_Vectorcall(xxh3, hargs, 1, NULL);
+    } else {
+        if (!(hargs[1] = PyLong_FromLong(1))) goto fail;
+        hvo = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
+        Py_DECREF(hargs[1]);
+    }
+    if (!hvo) goto fail;
+    *hv = PyLong_AsUnsignedLongLongMask(hvo);
+    Py_DECREF(hvo);
+    if (PyErr_Occurred()) goto fail;
+    return 1;
+fail:
+    Py_CLEAR(*kdata);
+    return -1;
+}
+
+/* Probe table d (entries of es bytes) for a key of type kt (T_BYTES or T_STR) whose stored
+ * form is kb[0..n) and whose hash is hv, as Heap._ht_find probes: 1 found (*e its entry,
+ * *p its index slot), 0 absent (*p the slot a new entry takes, as Heap._ht_seek gives it:
+ * the first dummy slot of the sequence, else the empty slot that ends it), -2 for the
+ * Python path (a stored key with that hash of a type whose equality with kb only Python
+ * decides, or a table that does not look right). */
+static int t_find(const uint8_t *base, Py_ssize_t blen, long long d, long long es,
+                  uint64_t hv, long kt, const char *kb, Py_ssize_t n, long long *p_out,
+                  long long *e_out) {
+    if (d <= 0 || (d & 7) || d + 48 > blen || (es != 16 && es != ENTRY)) return -2;
+    long long itab = get64(base + d + HT_ITAB), ents = get64(base + d + HT_ENTS);
+    if (itab <= 0 || itab + 16 > blen || ents <= 0 || ents + 16 > blen) return -2;
+    uint64_t size = (uint64_t)get64(base + itab + 8);
+    long long cap = get64(base + ents + 8);
+    if (size == 0 || (size & (size - 1)) || (long long)size > (blen - itab - 16) / 4 ||
+        cap < 0 || cap > (blen - ents - 16) / es)
+        return -2;
+    uint64_t mask = size - 1, i = hv & mask, perturb = hv;
+    long long free = -1;
+    for (uint64_t tries = 0; tries <= size; tries++) {
+        long long p = itab + 16 + 4 * (long long)i;
+        uint32_t v;
+        memcpy(&v, base + p, 4);
+        if (v == IX_EMPTY) {
+            *p_out = free >= 0 ? free : p;
+            return 0;
+        }
+        if (v == IX_DUMMY) {
+            if (free < 0) free = p;
+        } else {
+            if ((long long)v > cap) return -2;
+            long long e = ents + 16 + ((long long)v - 1) * es;
+            if ((uint64_t)get64(base + e) == hv) {
+                int64_t x = get64(base + e + 8);
+                if (!(x & 7)) { /* a ref (an inline small value never equals bytes or str) */
+                    if (x <= 0 || x + 16 > blen) return -2;
+                    uint8_t st = base[x];
+                    if (st == kt) {
+                        if (get64(base + x + 8) == (int64_t)n && x + 16 + n <= blen &&
+                            memcmp(base + x + 16, kb, (size_t)n) == 0) {
+                            *p_out = p;
+                            *e_out = e;
+                            return 1;
+                        }
+                    } else if (st != T_STR && st != T_BYTES) {
+                        return -2;
+                    }
+                }
+            }
+        }
+        perturb >>= 5;
+        i = (i * 5 + perturb + 1) & mask;
+    }
+    return -2;
+}
+
+/* The table's DRAM index (borrowed) in *ix, or NULL when it has none: 1, 0 for the Python
+ * path, -1 on error. */
+static int table_index(PyObject *hd, PyObject *dobj, PyObject **ix) {
+    PyObject *ixs = d_item(hd, s_ix);
+    *ix = NULL;
+    if (!ixs || !PyDict_CheckExact(ixs)) return PyErr_Occurred() ? -1 : 0;
+    *ix = PyDict_GetItemWithError(ixs, dobj);
+    if (!*ix) return PyErr_Occurred() ? -1 : 1;
+    return PyDict_CheckExact(*ix) ? 1 : 0;
+}
+
 /* The body of dict_set (below): 1 stored, 0 declined (nothing changed), -1 error.  hd: the
  * heap's instance dict (a reference this takes over), or NULL. */
 static int dict_set_impl(PyObject *heap, PyObject *hd, PyObject *dobj, PyObject *key,
@@ -649,70 +751,56 @@ static int dict_set_impl(PyObject *heap, PyObject *hd, PyObject *dobj, PyObject 
         return -1;
     }
     H h;
-    PyObject *kdata = NULL;
-    long long e = 0;
-    int inserted = 0;
+    PyObject *kdata = NULL, *ix = NULL;
+    long long e = 0, p = 0;
+    uint64_t hv = 0;
+    int inserted = 0, probed = 0;
     int r = h_load(&h, heap, hd);
     if (r <= 0) goto out;
+    if (d + 48 > h.blen) {
+        r = 0;
+        goto out;
+    }
+    if ((r = table_index(h.hd, dobj, &ix)) <= 0) goto out;
     r = 0;
-    PyObject *ixs = d_item(h.hd, s_ix), *ix, *eo;
-    if (!ixs || !PyDict_CheckExact(ixs) || !(ix = PyDict_GetItemWithError(ixs, dobj)) ||
-        !PyDict_CheckExact(ix)) {
-        r = PyErr_Occurred() ? -1 : 0;
-        goto out;
-    }
-    Py_INCREF(ix);
-    eo = PyDict_GetItemWithError(ix, key);
-    Py_XINCREF(eo);
-    Py_DECREF(ix);
-    if (eo) { /* an overwrite */
-        e = PyLong_AsLongLong(eo);
-        Py_DECREF(eo);
-        if (e == -1 && PyErr_Occurred()) {
+    if (ix) { /* an indexed table: the index says whether the key is there */
+        Py_INCREF(ix);
+        PyObject *eo = PyDict_GetItemWithError(ix, key);
+        Py_XINCREF(eo);
+        Py_DECREF(ix);
+        if (eo) { /* an overwrite */
+            e = PyLong_AsLongLong(eo);
+            Py_DECREF(eo);
+            if (e == -1 && PyErr_Occurred()) {
+                r = -1;
+                goto out;
+            }
+            r = e > 0 ? h_store_blob(&h, e + 16, T_BYTES, value) : 0;
+            goto out;
+        }
+        if (PyErr_Occurred()) {
             r = -1;
             goto out;
         }
-        r = e > 0 ? h_store_blob(&h, e + 16, T_BYTES, value) : 0;
-        goto out;
-    }
-    if (PyErr_Occurred()) {
-        r = -1;
-        goto out;
-    }
-    /* an insert: the key's stored form and hash, as hashing.phash computes it */
-    if (kt == T_BYTES) {
-        Py_INCREF(key);
-        kdata = key;
-    } else if (!(kdata = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass"))) {
-        PyErr_Clear(); /* (the Python path raises what it must) */
-        goto out;
-    }
-    PyObject *hargs[2] = {kdata, NULL};
-    PyObject *hvo;
-    if (kt == T_BYTES) {
-        hvo = PyObject_Vectorcall(xxh3, hargs, 1, NULL);
-    } else {
-        hargs[1] = PyLong_FromLong(1);
-        if (!hargs[1]) {
-            r = -1;
+        if ((r = key_form(key, kt, &kdata, &hv)) <= 0) goto out;
+        r = 0;
+        p = h_free_slot(&h, d, hv);
+    } else { /* a table without an index: probed in the pool */
+        /* a small one is counted towards its index, as Heap._ht_seek counts its probes */
+        probed = get64(h.base + d + 8) <= PROBE_OVER;
+        if ((r = key_form(key, kt, &kdata, &hv)) <= 0) goto out;
+        int f = t_find(h.base, h.blen, d, ENTRY, hv, kt, PyBytes_AS_STRING(kdata),
+                       PyBytes_GET_SIZE(kdata), &p, &e);
+        r = 0;
+        if (f < 0) goto out;
+        if (f == 1) {
+            r = h_store_blob(&h, e + 16, T_BYTES, value);
             goto out;
         }
-        hvo = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
-        Py_DECREF(hargs[1]);
     }
-    if (!hvo) {
-        r = -1;
-        goto out;
-    }
-    uint64_t hv = PyLong_AsUnsignedLongLongMask(hvo);
-    Py_DECREF(hvo);
-    if (PyErr_Occurred()) {
-        r = -1;
-        goto out;
-    }
-    long long p = h_free_slot(&h, d, hv);
+    /* an insert */
     if (p) r = h_insert_blobs(&h, d, hv, p, kt, kdata, value, &e);
-    if (r == 1) { /* the table's DRAM index learns the entry, as Heap._ix_add adds it */
+    if (r == 1 && ix) { /* the table's DRAM index learns the entry, as Heap._ix_add adds it */
         int added = ix_add(h.hd, dobj, key, e);
         if (added < 0) r = -1;
         inserted = added == 0; /* (not the common case: Heap._ix_add decides) */
@@ -729,13 +817,72 @@ out:
         if (!res) return -1;
         Py_DECREF(res);
     }
+    if (r && probed) { /* (after the store: the index built then holds the new entry) */
+        PyObject *es = PyLong_FromLong(ENTRY);
+        if (!es) return -1;
+        PyObject *res = PyObject_CallMethodObjArgs(heap, s_ix_probed, dobj, es, NULL);
+        Py_DECREF(es);
+        if (!res) return -1;
+        Py_DECREF(res);
+    }
     return r != 0;
 }
 
+/* ht_seek(heap, d, es, key) -> (entry or -1, hash, index slot) or None: Heap._ht_seek of a
+ * bytes or str key in a table without a DRAM index (entries of es bytes: 24 for a dict, 16
+ * for a set), probed in the pool; None, for the Python probe, whenever t_find declines. */
+static PyObject *ht_seek(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "ht_seek(heap, d, es, key)");
+        return NULL;
+    }
+    PyObject *key = args[3];
+    long kt = PyBytes_CheckExact(key) ? T_BYTES : PyUnicode_CheckExact(key) ? T_STR : 0;
+    long long d = PyLong_AsLongLong(args[1]);
+    long long es = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (!kt || !configured) Py_RETURN_NONE;
+    PyObject *hd = inst_dict(args[0]);
+    if (!hd) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *buf = d_item(hd, s_buf);
+    Py_XINCREF(buf);
+    Py_DECREF(hd);
+    if (!buf) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+    PyObject *kdata = NULL, *out = NULL;
+    uint64_t hv = 0;
+    int r = key_form(key, kt, &kdata, &hv);
+    if (r > 0) {
+        long long p = 0, e = -1;
+        int f = t_find((const uint8_t *)view.buf, view.len, d, es, hv, kt,
+                       PyBytes_AS_STRING(kdata), PyBytes_GET_SIZE(kdata), &p, &e);
+        Py_DECREF(kdata);
+        if (f >= 0)
+            out = Py_BuildValue("(LKL)", f ? e : -1LL, (unsigned long long)hv, p);
+        else
+            out = Py_NewRef(Py_None);
+    } else if (r == 0) {
+        out = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&view);
+    Py_DECREF(buf);
+    return out;
+}
+
 /* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
- * or str key in a table with a DRAM index, whole (index lookup, then the store of
- * store_blob or the insert of insert_blobs and the index update); False, having changed
- * nothing, for every other case. */
+ * or str key, whole (the index lookup or the probe, then the store of store_blob or the
+ * insert of insert_blobs and the index update); False, having changed nothing, for every
+ * other case. */
 static PyObject *dict_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "dict_set(heap, d, key, value)");
@@ -1096,6 +1243,9 @@ static PyMethodDef methods[] = {
      "path of Heap._ht_insert_blobs"},
     {"dict_set", (PyCFunction)(void (*)(void))dict_set, METH_FASTCALL,
      "dict_set(heap, d, key, value) -> bool: the common path of PDict.__setitem__"},
+    {"ht_seek", (PyCFunction)(void (*)(void))ht_seek, METH_FASTCALL,
+     "ht_seek(heap, d, es, key) -> (entry or -1, hash, slot) or None: Heap._ht_seek of a "
+     "bytes or str key, probed in the pool"},
     {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,
      "proxy_method(kind, full, rest, base): a proxy method run in C (PM_SETITEM, PM_LEN, "
      "PM_GETATTR)"},
@@ -1111,7 +1261,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 5
+#define API 6
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
@@ -1124,6 +1274,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "HT_NENT", HT_NENT) < 0 ||
               PyModule_AddIntConstant(m, "HT_ITAB", HT_ITAB) < 0 ||
               PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0 ||
+              PyModule_AddIntConstant(m, "PROBE_OVER", PROBE_OVER) < 0 ||
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0)) {

@@ -103,7 +103,10 @@ def _build_index(hashes: list[int], size: int) -> bytes:
     return L.struct_pack_I(idx)
 
 
-FAST_API = 5  # the _speedups.API this heap was written against
+FAST_API = 6  # the _speedups.API this heap was written against
+# With the compiled module, a table of more entries than this whose keys are all bytes or
+# str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
+_PROBE_OVER = 4096
 
 
 def pure_python_requested() -> bool:
@@ -129,7 +132,7 @@ def _configure_fast_path(mod: Any) -> Any:
     the one this heap expects: a stale build left behind by an editable install whose C
     source changed since (``pip install -e .`` again rebuilds it)."""
     ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
-            "HT_ENTS": _HT_ENTS}
+            "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER}
     if getattr(mod, "API", None) != FAST_API or any(
             getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
@@ -1396,7 +1399,11 @@ class Heap:
         ix = self._ix.get(d)
         if ix is not None and type(key) in _IXT:
             return ix.get(key, -1)
-        e = self._ht_find(d, es, self._ht_hash(key), key)[1]
+        fast = self.fast
+        if fast is not None and (r := fast.ht_seek(self, d, es, key)) is not None:
+            e = r[0]
+        else:
+            e = self._ht_find(d, es, self._ht_hash(key), key)[1]
         self._ix_probed(d, es)
         return e
 
@@ -1409,6 +1416,10 @@ class Heap:
                 return e, 0, 0
             hv = self._ht_hash(key)
             return -1, hv, self._ht_free_slot(d, hv)
+        fast = self.fast
+        if fast is not None and (r := fast.ht_seek(self, d, es, key)) is not None:
+            self._ix_probed(d, es)
+            return r
         hv = self._ht_hash(key)
         p, e, free = self._ht_find(d, es, hv, key)
         self._ix_probed(d, es)
@@ -1435,6 +1446,9 @@ class Heap:
             kslots = [k for k, _ in live]
             offs = [e for _, e in live]
         if not any(k & 7 for k in kslots) and set(map(buf.__getitem__, kslots)) == {L.T_BYTES}:
+            if self.fast is not None and used > _PROBE_OVER:  # probed in the pool instead
+                self._ixn[d] = _NEVER
+                return
             # the common table of bytes keys, in bulk: lens[(k + 8) >> 3] is k's length
             lens = buf[: len(buf) & ~7].cast("Q")
             try:
@@ -1443,7 +1457,7 @@ class Heap:
                 lens.release()
         else:
             keys = [self._load(k) for k in kslots]
-            if not all(type(k) in _IXT for k in keys):
+            if not all(type(k) in _IXT for k in keys) or self._probed_instead(keys):
                 self._ixn[d] = _NEVER
                 return
         self._ix_adds += len(keys)
@@ -1451,6 +1465,12 @@ class Heap:
             self._ix_reset()
             return
         self._ix[d] = dict(zip(keys, offs, strict=True))
+
+    def _probed_instead(self, keys: Any) -> bool:
+        """Are these a table's keys that the compiled module probes in the pool rather than
+        through a DRAM index (more than ``_PROBE_OVER`` of them, all bytes or str)?"""
+        return (self.fast is not None and len(keys) > _PROBE_OVER
+                and all(type(k) is bytes or type(k) is str for k in keys))
 
     def _ix_add(self, d: int, key: Any, e: int) -> None:
         ix = self._ix.get(d)
@@ -1691,7 +1711,10 @@ class Heap:
         self._free(old_itab)
         self._free(old_ents)
         ix = self._ix.get(d)
-        if ix is not None:  # entries kept their order: renumber
+        if ix is not None and self._probed_instead(ix):  # grown past an index's use
+            del self._ix[d]
+            self._ixn[d] = _NEVER
+        elif ix is not None:  # entries kept their order: renumber
             base = ents + 16
             self._ix[d] = dict(zip(ix, range(base, base + es * len(ix), es), strict=True))
 
