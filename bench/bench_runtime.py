@@ -89,6 +89,10 @@ def main() -> None:
     print(f"pool created with {args.keys:,} keys in {time.perf_counter() - t:.1f} s "
           f"(device {psm._pool.dev.kind}, is_pmem={psm._pool.dev.is_pmem})", flush=True)
     try:
+        t = time.perf_counter()
+        while not psm.stats()["shadow_ready"]:  # (it opens the pool: a walk of 2M objects)
+            time.sleep(0.01)
+        print(f"shadow ready {time.perf_counter() - t:.1f} s later", flush=True)
         direct = BenchKV(0)
         lat_d, t_d = run_ops(direct.apply, ops)
         psm.sync()

@@ -116,6 +116,50 @@ def test_full_log_raises_or_waits():
         lg.append(b"q" * 5000, wait=wait)
 
 
+def test_the_compiled_reader_reads_what_the_python_reader_reads(monkeypatch):
+    # oplog._fast_read (the compiled OpLog.read of an entry that passes its checks) against
+    # the Python reader, entry by entry over several laps with padding markers; a damaged
+    # entry it declines, and the Python reader then reports it.
+    from persimmon import oplog
+
+    fast = oplog._fast_read
+    if fast is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    rnd = random.Random(3)
+    dev, lg = fresh()
+    pos = 0
+    seen = pads = 0
+    for _ in range(400):
+        lg.append(bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 700))),
+                  wait=lambda: lg.set_tail(lg.head))
+        lg.commit()
+        while pos < lg.head:
+            got = fast(dev.buf, lg._data, lg.capacity, pos)
+            monkeypatch.setattr(oplog, "_fast_read", None)
+            want = lg.read(pos)
+            monkeypatch.setattr(oplog, "_fast_read", fast)
+            if got is None:  # only a padding marker makes it decline here
+                pads += 1
+            else:
+                assert got == want
+                seen += 1
+            pos = want[1]
+    assert seen + pads == 400 and pads > 20  # (each pad hides the entry after it)
+    a = lg._data + pos % lg.capacity  # damage the next entry three ways
+    lg.append(b"x" * 40)
+    lg.commit()
+    assert fast(dev.buf, lg._data, lg.capacity, pos) == lg.read(pos)
+    for off, what in ((30, "checksum"), (8, "damaged"), (1, "damaged")):
+        dev.buf[a + off] ^= 0x40
+        assert fast(dev.buf, lg._data, lg.capacity, pos) is None
+        with pytest.raises(CorruptPoolError, match=what):
+            lg.read(pos)
+        dev.buf[a + off] ^= 0x40
+    assert lg.read(pos) == (b"x" * 40, lg.head)
+    with pytest.raises(TypeError):
+        fast(dev.buf, lg._data, lg.capacity)
+
+
 def test_corruption_is_detected():
     dev, lg = fresh()
     lg.append(b"payload-1")

@@ -270,6 +270,20 @@ def _voluntary_switches(pid: int) -> int:
     raise AssertionError("no context switch count")
 
 
+def test_stats_say_when_the_shadow_is_ready(shm_path):
+    # shadow_ready: a shadow has opened the pool and applies the log (a benchmark waits for
+    # it before it times anything); a stopped shadow is not ready.
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    try:
+        assert wait_for(lambda: psm.stats()["shadow_ready"], 10.0)
+        psm.invoke_rw(("set", "a", 1))
+        psm.sync()
+        psm._stop_shadow()
+        assert psm.stats()["shadow_ready"] is False
+    finally:
+        psm.close()
+
+
 def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
     # An idle shadow used to poll the log every 2 ms (4 % of a core for an idle server).
     # Now it sleeps on the doorbell; with its fallback timeout made 30 s here, only the

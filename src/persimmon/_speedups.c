@@ -18,6 +18,8 @@
  * hashed as hashing.phash hashes it, the slot found as Heap._ht_free_slot finds it) and the
  * index update through Heap._ix_add.  False, having changed nothing, for anything else.
  *
+ * log_read(buf, data, cap, pos) is OpLog.read of an entry that passes its checks.
+ *
  * ht_seek(heap, d, es, key) is Heap._ht_seek of a bytes or str key, probed in the pool (a
  * big table of such keys has no DRAM index when this module is used: docs/heap.md).
  *
@@ -879,6 +881,65 @@ static PyObject *ht_seek(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return out;
 }
 
+/* ---- the operation log's reader ------------------------------------------------------
+ * log_read(buf, data, cap, pos) -> (payload, next position) or None: OpLog.read of the
+ * entry at logical position pos (the caller checked it is below the head) for its common
+ * case, an entry in place that passes its checks (its position, its length, its xxh32
+ * checksum seeded with the position); None for a padding marker and for anything that fails
+ * a check, which the Python reader then handles (and reports). */
+static PyObject *xxh32 = NULL; /* xxhash.xxh32_intdigest, imported at the first read */
+
+#define LOG_PAD 0xFFFFFFFFu
+
+static PyObject *log_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "log_read(buf, data, cap, pos)");
+        return NULL;
+    }
+    long long data = PyLong_AsLongLong(args[1]), cap = PyLong_AsLongLong(args[2]);
+    long long pos = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    if (data < 0 || cap <= 0 || pos < 0) Py_RETURN_NONE;
+    if (!xxh32) {
+        PyObject *m = PyImport_ImportModule("xxhash");
+        if (!m) return NULL;
+        xxh32 = PyObject_GetAttrString(m, "xxh32_intdigest");
+        Py_DECREF(m);
+        if (!xxh32) return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    const uint8_t *b = (const uint8_t *)view.buf;
+    long long a = data + pos % cap;
+    PyObject *out = NULL, *payload = NULL;
+    if (a + 16 > view.len) goto decline;
+    uint32_t ln, chk;
+    memcpy(&ln, b + a, 4);
+    memcpy(&chk, b + a + 4, 4);
+    long long n = (16 + (long long)ln + 63) & ~63LL;
+    if (ln == LOG_PAD || get64(b + a + 8) != pos || n > cap || a + 16 + (long long)ln > view.len)
+        goto decline;
+    if (!(payload = PyBytes_FromStringAndSize((const char *)b + a + 16, ln))) goto done;
+    PyObject *seed = PyLong_FromUnsignedLong((unsigned long)(pos & 0xFFFFFFFF));
+    if (!seed) goto done;
+    PyObject *hargs[2] = {payload, seed};
+    PyObject *hv = PyObject_Vectorcall(xxh32, hargs, 2, NULL);
+    Py_DECREF(seed);
+    if (!hv) goto done;
+    unsigned long sum = PyLong_AsUnsignedLong(hv);
+    Py_DECREF(hv);
+    if (sum == (unsigned long)-1 && PyErr_Occurred()) goto done;
+    if (sum != chk) goto decline;
+    out = Py_BuildValue("(OL)", payload, pos + n);
+    goto done;
+decline:
+    out = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(payload);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 /* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
  * or str key, whole (the index lookup or the probe, then the store of store_blob or the
  * insert of insert_blobs and the index update); False, having changed nothing, for every
@@ -1246,6 +1307,8 @@ static PyMethodDef methods[] = {
     {"ht_seek", (PyCFunction)(void (*)(void))ht_seek, METH_FASTCALL,
      "ht_seek(heap, d, es, key) -> (entry or -1, hash, slot) or None: Heap._ht_seek of a "
      "bytes or str key, probed in the pool"},
+    {"log_read", (PyCFunction)(void (*)(void))log_read, METH_FASTCALL,
+     "log_read(buf, data, cap, pos) -> (payload, next) or None: OpLog.read's common case"},
     {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,
      "proxy_method(kind, full, rest, base): a proxy method run in C (PM_SETITEM, PM_LEN, "
      "PM_GETATTR)"},

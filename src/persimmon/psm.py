@@ -386,6 +386,7 @@ class PSM:
             "shadow_restarts": self._restarts,
             "shadow_pid": self.shadow_pid,
             "shadow_sleeping": bool(c[S.SLEEPING]),
+            "shadow_ready": bool(c[S.READY]) and self._shadow is not None,
             "recovered": self.recovered,
             "recovery_times": dict(self.recovery_times),
             "verify": self.verify_mode,
@@ -472,6 +473,7 @@ class PSM:
             p.kill()
             p.join(1.0)
         self._shadow = None
+        self._counters[S.READY] = 0
 
     def __enter__(self) -> PSM:
         return self
