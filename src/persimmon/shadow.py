@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import Any
 
+from . import oplog as _oplog
 from .calls import CALL, apply_op
 from .digest import digest
 from .doorbell import Doorbell
@@ -164,7 +165,12 @@ class Applier:
         returns how many were applied (0: the log is empty).  A group entry is applied
         whole (a commit records a log position, so it never falls inside an entry), which
         can take the count past ``limit``."""
-        read = self.log.read
+        log = self.log
+        read = log.read
+        # the compiled reader called here without OpLog.read's frame, below the head the log
+        # last saw (OpLog.read loads the head again, and reads what the compiled one declines)
+        fast_read = _oplog._fast_read
+        dev, data, cap = log.dev, log._data, log.capacity
         heap = self.heap
         end_op = heap.end_op
         undo = heap.undo
@@ -179,8 +185,10 @@ class Applier:
         clock = time.perf_counter_ns
         t0 = clock()
         while n < limit:
-            ent = read(pos)
-            if ent is None:
+            ent = None
+            if fast_read is not None and pos < log._head_seen:
+                ent = fast_read(dev.buf, data, cap, pos)
+            if ent is None and (ent := read(pos)) is None:
                 break
             payload, nxt = ent
             items = split(payload) if payload[0] == _TAG_GROUP else (payload,)
