@@ -46,6 +46,8 @@ def _load64(buf: memoryview, off: int) -> int:
 
 def _store64(buf: memoryview, off: int, v: int) -> None:
     buf[off : off + 8] = v.to_bytes(8, "little")
+
+
 _PAD = 0xFFFFFFFF
 # the compiled reader of an entry that passes its checks (None: every read in Python)
 _fast_read = getattr(FAST, "log_read", None)
