@@ -105,18 +105,17 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed
              "seek declined": 0}
     fast = ha.fast
 
-    class Counting:  # the compiled module, counting what it did and what it declined
-        @staticmethod
-        def store_blob(*args):
-            ok = fast.store_blob(*args)
-            calls["store" if ok else "store declined"] += 1
-            return ok
+    def counted(fn, name, done):  # fn, counting the calls it did and those it declined
+        def call(*args):
+            r = fn(*args)
+            calls[name if done(r) else name + " declined"] += 1
+            return r
+        return staticmethod(call)
 
-        @staticmethod
-        def insert_blobs(*args):
-            e = fast.insert_blobs(*args)
-            calls["insert" if e is not None else "insert declined"] += 1
-            return e
+    class Counting:  # the compiled module, counting what it did and what it declined
+        store_blob = counted(fast.store_blob, "store", bool)
+        insert_blobs = counted(fast.insert_blobs, "insert", lambda e: e is not None)
+        ht_seek = counted(fast.ht_seek, "seek", lambda r: r is not None)
 
         @staticmethod
         def dict_set(heap, d, key, value):
@@ -125,12 +124,6 @@ def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed
             calls["dict_set" if ok else "dict_set declined"] += 1
             calls["dict_set inserts"] += ok and new
             return ok
-
-        @staticmethod
-        def ht_seek(*args):
-            r = fast.ht_seek(*args)
-            calls["seek" if r is not None else "seek declined"] += 1
-            return r
 
         build_index = staticmethod(lambda hashes, size: fast.build_index(hashes, size))
         decode_blobs = staticmethod(lambda buf, slots: fast.decode_blobs(buf, slots))

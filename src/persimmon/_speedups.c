@@ -597,28 +597,6 @@ static PyObject *insert_blobs(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
-/* The index-table slot where a new entry of hash hv goes in table d (the first empty or
- * dummy slot of its probe sequence, as Heap._ht_free_slot finds it), or 0 for the Python
- * path (a table that does not look right). */
-static long long h_free_slot(H *h, long long d, uint64_t hv) {
-    if (d + HT_ITAB + 8 > h->blen) return 0;
-    long long itab = get64(h->base + d + HT_ITAB);
-    if (itab <= 0 || itab + 16 > h->blen) return 0;
-    uint64_t size = (uint64_t)get64(h->base + itab + 8);
-    if (size == 0 || (size & (size - 1)) || (long long)size > (h->blen - itab - 16) / 4)
-        return 0;
-    uint64_t mask = size - 1, i = hv & mask, perturb = hv;
-    for (uint64_t tries = 0; tries <= size; tries++) {
-        long long p = itab + 16 + 4 * (long long)i;
-        uint32_t v;
-        memcpy(&v, h->base + p, 4);
-        if (v == IX_EMPTY || v == IX_DUMMY) return p;
-        perturb >>= 5;
-        i = (i * 5 + perturb + 1) & mask;
-    }
-    return 0;
-}
-
 /* Heap._ix_add(d, key, e) for its common case (the table is indexed, the index has room
  * and the heap's budget of additions is not used up): 1 done, 0 left to Heap._ix_add, -1
  * error.  key is a bytes or str object (an index key type). */
@@ -784,21 +762,19 @@ static int dict_set_impl(PyObject *heap, PyObject *hd, PyObject *dobj, PyObject 
             r = -1;
             goto out;
         }
-        if ((r = key_form(key, kt, &kdata, &hv)) <= 0) goto out;
-        r = 0;
-        p = h_free_slot(&h, d, hv);
-    } else { /* a table without an index: probed in the pool */
-        /* a small one is counted towards its index, as Heap._ht_seek counts its probes */
-        probed = get64(h.base + d + 8) <= PROBE_OVER;
-        if ((r = key_form(key, kt, &kdata, &hv)) <= 0) goto out;
-        int f = t_find(h.base, h.blen, d, ENTRY, hv, kt, PyBytes_AS_STRING(kdata),
-                       PyBytes_GET_SIZE(kdata), &p, &e);
-        r = 0;
-        if (f < 0) goto out;
-        if (f == 1) {
-            r = h_store_blob(&h, e + 16, T_BYTES, value);
-            goto out;
-        }
+    }
+    /* Not in the index, or no index: the probe in the pool (for an indexed table, only
+     * the slot a new entry takes); a small table without an index counts the probe
+     * towards its index, as Heap._ht_seek does */
+    probed = !ix && get64(h.base + d + 8) <= PROBE_OVER;
+    if ((r = key_form(key, kt, &kdata, &hv)) <= 0) goto out;
+    int f = t_find(h.base, h.blen, d, ENTRY, hv, kt, PyBytes_AS_STRING(kdata),
+                   PyBytes_GET_SIZE(kdata), &p, &e);
+    r = 0;
+    if (f < 0 || (f == 1 && ix)) goto out; /* (an index that missed a key: Python) */
+    if (f == 1) {
+        r = h_store_blob(&h, e + 16, T_BYTES, value);
+        goto out;
     }
     /* an insert */
     if (p) r = h_insert_blobs(&h, d, hv, p, kt, kdata, value, &e);

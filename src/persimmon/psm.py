@@ -386,7 +386,7 @@ class PSM:
             "shadow_restarts": self._restarts,
             "shadow_pid": self.shadow_pid,
             "shadow_sleeping": bool(c[S.SLEEPING]),
-            "shadow_ready": bool(c[S.READY]) and self._shadow is not None,
+            "shadow_ready": bool(c[S.READY]),  # (a start and _stop_shadow clear it)
             "recovered": self.recovered,
             "recovery_times": dict(self.recovery_times),
             "verify": self.verify_mode,
