@@ -22,3 +22,21 @@ def shm_path():
             os.unlink(p)
         except FileNotFoundError:
             pass
+
+
+@pytest.fixture
+def python_hashes():
+    """The compiled module configured without the xxHash library's functions (as on a
+    machine where they cannot be bound), restored afterwards."""
+    from persimmon import heap
+
+    fast = heap.FAST
+    if fast is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    from xxhash import xxh3_64_intdigest, xxh32_intdigest
+
+    fast.configure(heap._SMALL_TABLE, heap._CLASS_SIZES, heap._LEAVES,
+                   xxh3_64_intdigest, xxh32_intdigest, None)
+    assert not fast.direct_hashes()
+    yield
+    assert heap._configure_fast_path(fast) is fast and fast.direct_hashes()

@@ -84,6 +84,38 @@ def _step(root, heap, rng: random.Random, i: int) -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_fast_and_python_paths_leave_identical_pools(tmp_path, monkeypatch, seed, mode,
                                                      size):
+    assert heap_mod.FAST is None or heap_mod.FAST.direct_hashes()  # (see below)
+    _compare_paths(tmp_path, monkeypatch, seed, mode, size)
+
+
+@pytest.mark.parametrize(("mode", "size"), [("methods", "small"), ("parts", "big")])
+def test_the_same_pools_when_the_hashes_come_from_the_python_functions(
+        tmp_path, monkeypatch, mode, size, python_hashes):
+    # The compiled module calls the xxHash library's own functions when configure() could
+    # bind them (it can wherever the xxhash package's module exports them, which the test
+    # above asserts), else the Python functions: the pools come out the same that way too.
+    _compare_paths(tmp_path, monkeypatch, 1, mode, size)
+
+
+def test_library_functions_that_disagree_with_the_python_ones_are_not_bound(python_hashes):
+    # configure() checks the library's functions against the Python ones before it uses
+    # them, and a library file it cannot open leaves it on the Python functions.
+    import xxhash
+    from xxhash import xxh3_64_intdigest, xxh32_intdigest
+
+    fast = heap_mod.FAST
+    args = (heap_mod._SMALL_TABLE, heap_mod._CLASS_SIZES, heap_mod._LEAVES)
+    fast.configure(*args, lambda data, seed=0: 12345, xxh32_intdigest, xxhash._xxhash.__file__)
+    assert not fast.direct_hashes()
+    fast.configure(*args, xxh3_64_intdigest, lambda data, seed=0: 7, xxhash._xxhash.__file__)
+    assert not fast.direct_hashes()
+    fast.configure(*args, xxh3_64_intdigest, xxh32_intdigest, "/nonexistent/lib.so")
+    assert not fast.direct_hashes()
+    fast.configure(*args, xxh3_64_intdigest, xxh32_intdigest, xxhash._xxhash.__file__)
+    assert fast.direct_hashes()
+
+
+def _compare_paths(tmp_path, monkeypatch, seed, mode, size):
     # methods: d[k] = v and len(d) are the compiled proxy methods (PDict.__setitem__ and
     # __len__ in C); dict_set: the Python __setitem__ calls dict_set first; parts: dict_set
     # declines every time, so the Python store reaches store_blob and insert_blobs as it

@@ -116,15 +116,19 @@ def test_full_log_raises_or_waits():
         lg.append(b"q" * 5000, wait=wait)
 
 
-def test_the_compiled_reader_reads_what_the_python_reader_reads(monkeypatch):
+@pytest.mark.parametrize("hashes", ["library", "python"])
+def test_the_compiled_reader_reads_what_the_python_reader_reads(monkeypatch, request, hashes):
     # oplog._fast_read (the compiled OpLog.read of an entry that passes its checks) against
     # the Python reader, entry by entry over several laps with padding markers; a damaged
-    # entry it declines, and the Python reader then reports it.
+    # entry it declines, and the Python reader then reports it.  It checks the checksum with
+    # the xxHash library's function, or the Python one when that cannot be bound.
     from persimmon import oplog
 
     fast = oplog._fast_read
     if fast is None:
         pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    if hashes == "python":
+        request.getfixturevalue("python_hashes")
     rnd = random.Random(3)
     dev, lg = fresh()
     pos = 0

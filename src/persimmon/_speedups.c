@@ -40,6 +40,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <dlfcn.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,6 +65,13 @@ static uint64_t class_sizes[MAXCLASSES];
 static int nclasses = 0;
 static uint64_t leaves_mask = 0; /* bit t set: type t is a leaf */
 static PyObject *xxh3 = NULL;    /* xxhash.xxh3_64_intdigest */
+/* The xxHash library's own functions, found in the xxhash package's extension module (which
+ * links the library and exports its symbols) and checked against the Python functions at
+ * configure(); NULL when they cannot be had, and the Python functions are called instead. */
+typedef uint64_t (*xxh3_fn)(const void *, size_t, uint64_t);
+typedef uint32_t (*xxh32_fn)(const void *, size_t, uint32_t);
+static xxh3_fn c_xxh3 = NULL;
+static xxh32_fn c_xxh32 = NULL;
 
 static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *s_end,
     *s_batch, *s_bmix, *s_count, *s_persists, *s_buf, *s_logged, *s_freelists, *s_fresh,
@@ -88,9 +96,73 @@ static int intern_all(void) {
     return 0;
 }
 
+/* Python's answer and the C function's for one input: 1 same, 0 not, -1 error */
+static int same_hash(PyObject *pyfn, const char *data, Py_ssize_t n, uint64_t seed, int bits) {
+    PyObject *b = PyBytes_FromStringAndSize(data, n);
+    PyObject *sd = b ? PyLong_FromUnsignedLongLong(seed) : NULL;
+    PyObject *hargs[2] = {b, sd};
+    PyObject *hv = sd ? PyObject_Vectorcall(pyfn, hargs, 2, NULL) : NULL;
+    Py_XDECREF(b);
+    Py_XDECREF(sd);
+    if (!hv) return -1;
+    uint64_t want = PyLong_AsUnsignedLongLongMask(hv);
+    Py_DECREF(hv);
+    if (PyErr_Occurred()) return -1;
+    uint64_t got = bits == 64 ? c_xxh3(data, (size_t)n, seed)
+                              : (uint64_t)c_xxh32(data, (size_t)n, (uint32_t)seed);
+    return got == want;
+}
+
+/* Bind c_xxh3/c_xxh32 from the shared library at path lib (already loaded: the xxhash
+ * package's extension module) when both give what the Python functions give on inputs of
+ * every length class xxHash treats apart.  0 (bound or not), -1 on error. */
+static int bind_xxhash(PyObject *lib, PyObject *fn, PyObject *fn32) {
+    c_xxh3 = NULL;
+    c_xxh32 = NULL;
+    if (lib == Py_None || fn32 == Py_None) return 0;
+    PyObject *enc = PyUnicode_EncodeFSDefault(lib);
+    if (!enc) return -1;
+    void *handle = dlopen(PyBytes_AS_STRING(enc), RTLD_NOW | RTLD_NOLOAD);
+    Py_DECREF(enc);
+    if (!handle) return 0;
+    xxh3_fn f3 = (xxh3_fn)dlsym(handle, "XXH3_64bits_withSeed");
+    xxh32_fn f32 = (xxh32_fn)dlsym(handle, "XXH32");
+    dlclose(handle); /* (the module keeps it loaded) */
+    if (!f3 || !f32) return 0;
+    c_xxh3 = f3;
+    c_xxh32 = f32;
+    static const Py_ssize_t lens[] = {0, 1, 3, 4, 8, 9, 16, 17, 32, 100, 128, 129, 240, 241,
+                                      1000, 4000};
+    static const uint64_t seeds[] = {0, 1, 0x9E3779B97F4A7C15ULL, 0xFFFFFFFFULL};
+    char data[4000];
+    for (int i = 0; i < (int)sizeof data; i++) data[i] = (char)(i * 131 + (i >> 7));
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        for (size_t j = 0; j < sizeof seeds / sizeof *seeds; j++) {
+            int a = same_hash(fn, data, lens[i], seeds[j], 64), b = 0;
+            if (a > 0) b = same_hash(fn32, data, lens[i], seeds[j] & 0xFFFFFFFF, 32);
+            if (a <= 0 || b <= 0) {
+                c_xxh3 = NULL;
+                c_xxh32 = NULL;
+                return a < 0 || b < 0 ? -1 : 0;
+            }
+        }
+    }
+    return 0;
+}
+
+/* direct_hashes() -> bool: whether configure() bound the xxHash library's functions */
+static PyObject *direct_hashes(PyObject *self, PyObject *unused) {
+    return PyBool_FromLong(c_xxh3 != NULL && c_xxh32 != NULL);
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
-    PyObject *table, *sizes, *leaves, *fn;
-    if (!PyArg_ParseTuple(args, "OOOO", &table, &sizes, &leaves, &fn)) return NULL;
+    PyObject *table, *sizes, *leaves, *fn, *fn32 = Py_None, *lib = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOO|OO", &table, &sizes, &leaves, &fn, &fn32, &lib))
+        return NULL;
+    if (lib != Py_None && !PyUnicode_Check(lib)) {
+        PyErr_SetString(PyExc_TypeError, "configure: the library path must be a str");
+        return NULL;
+    }
     const uint16_t probe = 1;
     if (*(const uint8_t *)&probe != 1) {
         PyErr_SetString(PyExc_RuntimeError, "the fast path needs a little-endian machine");
@@ -150,6 +222,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_XDECREF(xxh3);
     Py_INCREF(fn);
     xxh3 = fn;
+    if (bind_xxhash(lib, fn, fn32) < 0) return NULL;
     configured = 1;
     Py_RETURN_NONE;
 }
@@ -160,6 +233,31 @@ static inline int64_t get64(const uint8_t *p) {
     int64_t v;
     memcpy(&v, p, 8);
     return v;
+}
+
+/* xxh3_64 of data[0..n) with seed, by the library's function when bound, else by the Python
+ * function (obj: a bytes object holding exactly that data, or NULL to make one): 0, or -1
+ * on error. */
+static int hash3(const char *data, Py_ssize_t n, uint64_t seed, PyObject *obj, uint64_t *out) {
+    if (c_xxh3) {
+        *out = c_xxh3(data, (size_t)n, seed);
+        return 0;
+    }
+    PyObject *b = obj ? Py_NewRef(obj) : PyBytes_FromStringAndSize(data, n);
+    if (!b) return -1;
+    PyObject *sd = PyLong_FromUnsignedLongLong(seed);
+    if (!sd) {
+        Py_DECREF(b);
+        return -1;
+    }
+    PyObject *hargs[2] = {b, sd};
+    PyObject *hv = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
+    Py_DECREF(b);
+    Py_DECREF(sd);
+    if (!hv) return -1;
+    *out = PyLong_AsUnsignedLongLongMask(hv);
+    Py_DECREF(hv);
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 /* The heap's and the undo log's attributes are read from their instance dicts: neither class
@@ -271,15 +369,7 @@ static int h_load(H *h, PyObject *heap, PyObject *hd) {
         !PyList_CheckExact(h->fresh) || !PyDict_CheckExact(h->rc) ||
         !PyList_CheckExact(h->deferred))
         return 0;
-    PyObject *dev = d_item(hd, s_dev);
-    if (!dev) return PyErr_Occurred() ? -1 : 0;
-    Py_INCREF(dev); /* (a device may define size as a property, which runs Python code) */
-    PyObject *sz = PyObject_GetAttr(dev, s_size);
-    Py_DECREF(dev);
-    if (!sz) return -1;
-    h->size = PyLong_AsLongLong(sz);
-    Py_DECREF(sz);
-    if (h->size == -1 && PyErr_Occurred()) return -1;
+    h->size = -1; /* (read by h_size when a chunk must come from the top) */
     PyObject *undo = d_item(hd, s_undo);
     if (!undo) return PyErr_Occurred() ? -1 : 0;
     if (!(h->ud = inst_dict(undo))) return PyErr_Occurred() ? -1 : 0;
@@ -336,32 +426,14 @@ static int h_list_for_flush(H *h, long long b) {
 static int h_log_block(H *h, long long off) {
     long long b = off >> 5, a = b << 5;
     uint8_t *e = h->base + h->pos;
-    PyObject *blk = PyBytes_FromStringAndSize((const char *)h->base + a, 32);
-    if (!blk) return -1;
-    PyObject *seed = PyLong_FromUnsignedLongLong((uint64_t)a ^ (uint64_t)h->bmix);
-    if (!seed) {
-        Py_DECREF(blk);
+    uint64_t sum;
+    if (hash3((const char *)h->base + a, 32, (uint64_t)a ^ (uint64_t)h->bmix, NULL, &sum) < 0)
         return -1;
-    }
-    PyObject *hargs[2] = {blk, seed};
-    PyObject *hv = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
-    Py_DECREF(seed);
-    if (!hv) {
-        Py_DECREF(blk);
-        return -1;
-    }
-    uint64_t sum = PyLong_AsUnsignedLongLong(hv);
-    Py_DECREF(hv);
-    if (PyErr_Occurred()) {
-        Py_DECREF(blk);
-        return -1;
-    }
     put64(e, (uint64_t)a);
     put64(e + 8, (uint64_t)h->batch);
     put64(e + 16, sum);
     put64(e + 24, 0);
-    memcpy(e + 32, PyBytes_AS_STRING(blk), 32);
-    Py_DECREF(blk);
+    memcpy(e + 32, h->base + a, 32);
     long long pos = h->pos;
     h->pos += 64;
     h->count += 1;
@@ -391,6 +463,21 @@ static int blob_class(Py_ssize_t n) {
 
 /* Can the chunks for classes c[0..k) be had without the Python path (free list, else bump
  * within the mapped size)?  1 yes, 0 no. */
+/* The device's mapped size, read at the first need: 0, or -1 (an error set, or not: the
+ * Python path) */
+static int h_size(H *h) {
+    if (h->size >= 0) return 0;
+    PyObject *dev = d_item(h->hd, s_dev);
+    if (!dev) return -1;
+    Py_INCREF(dev); /* (a device may define size as a property, which runs Python code) */
+    PyObject *sz = PyObject_GetAttr(dev, s_size);
+    Py_DECREF(dev);
+    if (!sz) return -1;
+    h->size = PyLong_AsLongLong(sz);
+    Py_DECREF(sz);
+    return h->size < 0 ? -1 : 0;
+}
+
 static int h_can_alloc(H *h, const int *c, int k) {
     Py_ssize_t used[2] = {0, 0};
     long long top = h->top;
@@ -413,6 +500,11 @@ static int h_can_alloc(H *h, const int *c, int k) {
             top += (long long)class_sizes[c[i]];
         }
     }
+    if (top == h->top) return 1;
+    if (h_size(h) < 0) {
+        PyErr_Clear(); /* (the Python path raises what it must) */
+        return 0;
+    }
     return top <= h->size && top <= h->blen;
 }
 
@@ -426,11 +518,13 @@ static long long h_alloc(H *h, int cls, uint8_t *chunk_class) {
         if (x == -1 && PyErr_Occurred()) return -1;
         if (PyList_SetSlice(fl, n - 1, n, NULL) < 0) return -1;
         uint8_t xc = h->base[x + 1];
-        PyObject *t = Py_BuildValue("(LK)", x, (unsigned long long)class_sizes[xc]);
-        if (!t) return -1;
-        int r = PyList_Append(h->fresh, t);
-        Py_DECREF(t);
-        if (r < 0) return -1;
+        if (h->persists) { /* listed for the flush at commit (nothing to flush otherwise) */
+            PyObject *t = Py_BuildValue("(LK)", x, (unsigned long long)class_sizes[xc]);
+            if (!t) return -1;
+            int r = PyList_Append(h->fresh, t);
+            Py_DECREF(t);
+            if (r < 0) return -1;
+        }
         *chunk_class = xc;
         return x;
     }
@@ -631,18 +725,9 @@ static int key_form(PyObject *key, long kt, PyObject **kdata, uint64_t *hv) {
         PyErr_Clear(); /* (the Python path raises what it must) */
         return 0;
     }
-    PyObject *hargs[2] = {*kdata, NULL}, *hvo;
-    if (kt == T_BYTES) {
-        hvo = PyObject_Vectorcall(xxh3, hargs, 1, NULL);
-    } else {
-        if (!(hargs[1] = PyLong_FromLong(1))) goto fail;
-        hvo = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
-        Py_DECREF(hargs[1]);
-    }
-    if (!hvo) goto fail;
-    *hv = PyLong_AsUnsignedLongLongMask(hvo);
-    Py_DECREF(hvo);
-    if (PyErr_Occurred()) goto fail;
+    if (hash3(PyBytes_AS_STRING(*kdata), PyBytes_GET_SIZE(*kdata), kt == T_BYTES ? 0 : 1,
+              *kdata, hv) < 0)
+        goto fail;
     return 1;
 fail:
     Py_CLEAR(*kdata);
@@ -895,18 +980,27 @@ static PyObject *log_read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     long long n = (16 + (long long)ln + 63) & ~63LL;
     if (ln == LOG_PAD || get64(b + a + 8) != pos || n > cap || a + 16 + (long long)ln > view.len)
         goto decline;
-    if (!(payload = PyBytes_FromStringAndSize((const char *)b + a + 16, ln))) goto done;
-    PyObject *seed = PyLong_FromUnsignedLong((unsigned long)(pos & 0xFFFFFFFF));
-    if (!seed) goto done;
-    PyObject *hargs[2] = {payload, seed};
-    PyObject *hv = PyObject_Vectorcall(xxh32, hargs, 2, NULL);
-    Py_DECREF(seed);
-    if (!hv) goto done;
-    unsigned long sum = PyLong_AsUnsignedLong(hv);
-    Py_DECREF(hv);
-    if (sum == (unsigned long)-1 && PyErr_Occurred()) goto done;
-    if (sum != chk) goto decline;
-    out = Py_BuildValue("(OL)", payload, pos + n);
+    uint32_t seed = (uint32_t)(pos & 0xFFFFFFFF);
+    if (c_xxh32) { /* checked before the payload is copied out */
+        if (c_xxh32(b + a + 16, ln, seed) != chk) goto decline;
+        if (!(payload = PyBytes_FromStringAndSize((const char *)b + a + 16, ln))) goto done;
+    } else {
+        if (!(payload = PyBytes_FromStringAndSize((const char *)b + a + 16, ln))) goto done;
+        PyObject *so = PyLong_FromUnsignedLong(seed);
+        if (!so) goto done;
+        PyObject *hargs[2] = {payload, so};
+        PyObject *hv = PyObject_Vectorcall(xxh32, hargs, 2, NULL);
+        Py_DECREF(so);
+        if (!hv) goto done;
+        unsigned long sum = PyLong_AsUnsignedLong(hv);
+        Py_DECREF(hv);
+        if (sum == (unsigned long)-1 && PyErr_Occurred()) goto done;
+        if (sum != chk) goto decline;
+    }
+    PyObject *nx = PyLong_FromLongLong(pos + n);
+    if (!nx) goto done;
+    out = PyTuple_Pack(2, payload, nx);
+    Py_DECREF(nx);
     goto done;
 decline:
     out = Py_NewRef(Py_None);
@@ -1272,7 +1366,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(small_table, class_sizes, leaf_types, xxh3_64_intdigest)"},
+     "configure(small_table, class_sizes, leaf_types, xxh3_64_intdigest[, xxh32_intdigest, "
+     "xxhash_library_path])"},
     {"store_blob", (PyCFunction)(void (*)(void))store_blob, METH_FASTCALL,
      "store_blob(heap, off, t, data) -> bool: the common path of Heap._store_blob"},
     {"insert_blobs", (PyCFunction)(void (*)(void))insert_blobs, METH_FASTCALL,
@@ -1283,6 +1378,8 @@ static PyMethodDef methods[] = {
     {"ht_seek", (PyCFunction)(void (*)(void))ht_seek, METH_FASTCALL,
      "ht_seek(heap, d, es, key) -> (entry or -1, hash, slot) or None: Heap._ht_seek of a "
      "bytes or str key, probed in the pool"},
+    {"direct_hashes", direct_hashes, METH_NOARGS,
+     "direct_hashes() -> bool: the xxHash library's functions are called directly"},
     {"log_read", (PyCFunction)(void (*)(void))log_read, METH_FASTCALL,
      "log_read(buf, data, cap, pos) -> (payload, next) or None: OpLog.read's common case"},
     {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,
@@ -1300,7 +1397,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 6
+#define API 7
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;

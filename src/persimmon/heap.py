@@ -103,7 +103,7 @@ def _build_index(hashes: list[int], size: int) -> bytes:
     return L.struct_pack_I(idx)
 
 
-FAST_API = 6  # the _speedups.API this heap was written against
+FAST_API = 7  # the _speedups.API this heap was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 _PROBE_OVER = 4096
@@ -140,10 +140,15 @@ def _configure_fast_path(mod: Any) -> Any:
                       "other than this heap's: rebuild it with pip install); the heap runs "
                       "in Python", RuntimeWarning, stacklevel=2)
         return None
-    from xxhash import xxh3_64_intdigest
+    import xxhash
+    from xxhash import xxh3_64_intdigest, xxh32_intdigest
 
+    # The library file of the xxhash package's extension: the module calls the xxHash
+    # functions it exports directly when they give what these Python functions give.
+    lib = getattr(getattr(xxhash, "_xxhash", None), "__file__", None)
     try:
-        mod.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest)
+        mod.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest,
+                      xxh32_intdigest, lib)
     except (RuntimeError, ValueError):  # a big-endian machine, or tables it cannot hold
         return None
     return mod
@@ -222,7 +227,10 @@ class Heap:
         self._ctop = self._top = pool.arena_off
         self._nolog: set[int] = set()
         self._logged: list[int] = []  # blocks to flush at commit (most are undo-logged)
-        self._fresh: list[tuple[int, int]] = []  # free-list chunks reused in this batch
+        # free-list chunks reused in this batch, for the flush at commit: kept only on a
+        # device that persists (the compiled stores skip it too)
+        self._fresh: list[tuple[int, int]] = []
+        self._flushes = not self.dev.persists_nothing
         self._fresh_big: list[tuple[int, int]] = []  # sorted (start, end) of big fresh chunks
         self._zero: list[int] = []
         self._deferred: list[int] = []
@@ -384,6 +392,7 @@ class Heap:
         out are written back if their pickled form changed, and objects whose reference count
         dropped to zero are freed.
         """
+        # (the shadow's Applier makes these four tests inline: change both together)
         if self._conv:
             self._resync()
         if self._opaque:
@@ -537,7 +546,8 @@ class Heap:
             insort(self._fresh_big, (off, off + size))
         else:
             self._nolog.update(range(b0, b0 + (size >> 5)))
-        self._fresh.append((off, size))
+        if self._flushes:
+            self._fresh.append((off, size))
         return off
 
     def _free(self, off: int) -> None:
@@ -1621,7 +1631,8 @@ class Heap:
             off = fl.pop()
             buf = self.buf
             cls = buf[off + 1]
-            self._fresh.append((off, _CLASS_SIZES[cls]))
+            if self._flushes:
+                self._fresh.append((off, _CLASS_SIZES[cls]))
         elif nb <= 4096 and self._writable:  # bump allocation, inline
             cls = _SMALL_TABLE[(nb + 31) >> 5]
             off = self._top

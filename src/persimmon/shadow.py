@@ -214,7 +214,10 @@ class Applier:
                         _say(f"operation at {_where(pos, i, items)} raised in the shadow: "
                              f"{e!r}", self.message)
                 try:
-                    end_op()
+                    # Heap.end_op's own tests, inline: when none holds (most operations) the
+                    # call itself would be most of its cost
+                    if heap._conv or heap._opaque or heap._zero or heap._memo:
+                        end_op()
                 except Exception as e:
                     # e.g. a native value stored during the operation cannot be persisted:
                     # a bug in the port, reported (stats, verify) rather than crashing the
