@@ -89,3 +89,46 @@ class Leaky:
             self.items.append(lambda: op[1])
         else:
             self.items.append(op[1])
+
+
+class Mixed:
+    """Every form of operation the shadow reads: bytes operations (``b"S" + key + value``),
+    tuples through ``apply`` (one that raises; one that leaves a native list for end_op to
+    store; one that leaves end_op a value it cannot persist; a big value that grows the
+    pool; stores into many slots) and method calls of the decorator form (``rw`` methods
+    beside ``apply``)."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+        self.lists: dict = {}
+        self.n = 0
+
+    def apply(self, op):
+        self.n += 1
+        if type(op) is bytes:
+            self.data[op[1:9]] = op[9:]
+            return None
+        kind = op[0]
+        if kind == "boom":
+            self.data["before-boom"] = op[1]
+            raise ValueError(f"boom {op[1]}")
+        if kind == "list":  # a native list, filled after it is stored: end_op stores it
+            lst = []
+            self.lists[op[1]] = lst
+            lst.extend(range(op[2]))
+        elif kind == "bad":  # end_op cannot persist what the list holds
+            lst = []
+            self.lists["bad"] = lst
+            lst.append(lambda: 0)
+        elif kind == "big":
+            self.data[op[1]] = b"B" * op[2]
+        elif kind == "many":  # stores into many committed slots: many undo entries
+            for j in range(op[1]):
+                self.data[b"w%04d" % j] = b"%d" % op[2]
+        return self.n
+
+    @persimmon.rw
+    def put(self, key, value=b""):
+        self.n += 1
+        self.data[key] = value
+        return self.n

@@ -78,7 +78,7 @@ static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *
     *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain, *s_ix,
     *s_ix_add, *s_fast,
     *s_index_limit, *s_ix_adds, *s_ix_budget, *s_own, *s_dc, *s_proxies, *s_parents, *s_load,
-    *s_ix_probed;
+    *s_ix_probed, *s_conv, *s_opaque, *s_zero, *s_memo, *s_end_op, *s_call;
 
 static int intern_all(void) {
 #define I(var, name) if (!(var = PyUnicode_InternFromString(name))) return -1;
@@ -91,7 +91,9 @@ static int intern_all(void) {
     I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add") I(s_ix_probed, "_ix_probed")
     I(s_fast, "fast") I(s_index_limit, "index_limit") I(s_ix_adds, "_ix_adds")
     I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "_proxies")
-    I(s_parents, "_parents") I(s_load, "_load")
+    I(s_parents, "_parents") I(s_load, "_load") I(s_conv, "_conv") I(s_opaque, "_opaque")
+    I(s_zero, "_zero") I(s_memo, "_memo") I(s_end_op, "end_op")
+    I(s_call, "__persimmon_call__")
 #undef I
     return 0;
 }
@@ -952,6 +954,56 @@ static PyObject *xxh32 = NULL; /* xxhash.xxh32_intdigest, imported at the first 
 
 #define LOG_PAD 0xFFFFFFFFu
 
+static int need_xxh32(void) {
+    if (xxh32) return 0;
+    PyObject *m = PyImport_ImportModule("xxhash");
+    if (!m) return -1;
+    xxh32 = PyObject_GetAttrString(m, "xxh32_intdigest");
+    Py_DECREF(m);
+    return xxh32 ? 0 : -1;
+}
+
+/* The entry at logical position pos of the log whose data region starts at data and holds
+ * cap bytes, in the pool buffer b[0..blen): 1 (a new reference to its payload in *payload,
+ * the position after it in *next), 0 when the Python reader must read it (a padding marker,
+ * or an entry that fails a check), -1 on error. */
+static int entry_at(const uint8_t *b, Py_ssize_t blen, long long data, long long cap,
+                    long long pos, PyObject **payload, long long *next) {
+    long long a = data + pos % cap;
+    *payload = NULL;
+    if (data < 0 || cap <= 0 || pos < 0 || a + 16 > blen) return 0;
+    uint32_t ln, chk;
+    memcpy(&ln, b + a, 4);
+    memcpy(&chk, b + a + 4, 4);
+    long long n = (16 + (long long)ln + 63) & ~63LL;
+    if (ln == LOG_PAD || get64(b + a + 8) != pos || n > cap || a + 16 + (long long)ln > blen)
+        return 0;
+    uint32_t seed = (uint32_t)(pos & 0xFFFFFFFF);
+    if (c_xxh32 && c_xxh32(b + a + 16, ln, seed) != chk) /* (before the copy) */
+        return 0;
+    PyObject *pl = PyBytes_FromStringAndSize((const char *)b + a + 16, ln);
+    if (!pl) return -1;
+    if (!c_xxh32) {
+        PyObject *so = PyLong_FromUnsignedLong(seed);
+        PyObject *hargs[2] = {pl, so};
+        PyObject *hv = so ? PyObject_Vectorcall(xxh32, hargs, 2, NULL) : NULL;
+        Py_XDECREF(so);
+        unsigned long sum = hv ? PyLong_AsUnsignedLong(hv) : 0;
+        Py_XDECREF(hv);
+        if (!hv || (sum == (unsigned long)-1 && PyErr_Occurred())) {
+            Py_DECREF(pl);
+            return -1;
+        }
+        if (sum != chk) {
+            Py_DECREF(pl);
+            return 0;
+        }
+    }
+    *payload = pl;
+    *next = pos + n;
+    return 1;
+}
+
 static PyObject *log_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "log_read(buf, data, cap, pos)");
@@ -960,54 +1012,241 @@ static PyObject *log_read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     long long data = PyLong_AsLongLong(args[1]), cap = PyLong_AsLongLong(args[2]);
     long long pos = PyLong_AsLongLong(args[3]);
     if (PyErr_Occurred()) return NULL;
-    if (data < 0 || cap <= 0 || pos < 0) Py_RETURN_NONE;
-    if (!xxh32) {
-        PyObject *m = PyImport_ImportModule("xxhash");
-        if (!m) return NULL;
-        xxh32 = PyObject_GetAttrString(m, "xxh32_intdigest");
-        Py_DECREF(m);
-        if (!xxh32) return NULL;
-    }
+    if (need_xxh32() < 0) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
-    const uint8_t *b = (const uint8_t *)view.buf;
-    long long a = data + pos % cap;
-    PyObject *out = NULL, *payload = NULL;
-    if (a + 16 > view.len) goto decline;
-    uint32_t ln, chk;
-    memcpy(&ln, b + a, 4);
-    memcpy(&chk, b + a + 4, 4);
-    long long n = (16 + (long long)ln + 63) & ~63LL;
-    if (ln == LOG_PAD || get64(b + a + 8) != pos || n > cap || a + 16 + (long long)ln > view.len)
-        goto decline;
-    uint32_t seed = (uint32_t)(pos & 0xFFFFFFFF);
-    if (c_xxh32) { /* checked before the payload is copied out */
-        if (c_xxh32(b + a + 16, ln, seed) != chk) goto decline;
-        if (!(payload = PyBytes_FromStringAndSize((const char *)b + a + 16, ln))) goto done;
-    } else {
-        if (!(payload = PyBytes_FromStringAndSize((const char *)b + a + 16, ln))) goto done;
-        PyObject *so = PyLong_FromUnsignedLong(seed);
-        if (!so) goto done;
-        PyObject *hargs[2] = {payload, so};
-        PyObject *hv = PyObject_Vectorcall(xxh32, hargs, 2, NULL);
-        Py_DECREF(so);
-        if (!hv) goto done;
-        unsigned long sum = PyLong_AsUnsignedLong(hv);
-        Py_DECREF(hv);
-        if (sum == (unsigned long)-1 && PyErr_Occurred()) goto done;
-        if (sum != chk) goto decline;
-    }
-    PyObject *nx = PyLong_FromLongLong(pos + n);
-    if (!nx) goto done;
-    out = PyTuple_Pack(2, payload, nx);
-    Py_DECREF(nx);
-    goto done;
-decline:
-    out = Py_NewRef(Py_None);
-done:
-    Py_XDECREF(payload);
+    PyObject *payload = NULL, *out = NULL;
+    long long next = 0;
+    int r = entry_at((const uint8_t *)view.buf, view.len, data, cap, pos, &payload, &next);
     PyBuffer_Release(&view);
+    if (r < 0) return NULL;
+    if (r == 0) Py_RETURN_NONE;
+    PyObject *nx = PyLong_FromLongLong(next);
+    if (nx) out = PyTuple_Pack(2, payload, nx);
+    Py_XDECREF(nx);
+    Py_DECREF(payload);
     return out;
+}
+
+/* ---- the shadow's apply loop ---------------------------------------------------------
+ * apply_run(dev, data, cap, pos, head, limit, apply, apply_op, root, heap, loads, in_batch,
+ *           max_batch, threshold, undo, raised, end_failed) -> (n, pos, in_batch, why)
+ * is the loop of Applier.run (shadow.py) for the entries it reads in its common forms: an
+ * entry that passes its checks (as log_read reads it) holding one operation, or a group of
+ * them, each a bytes operation (tag B) or a pickle.  Per operation: apply(op) (or, for a
+ * method-call operation or when apply is None, apply_op(root, op)); an Exception it raises
+ * goes to raised(exc, pos, i, k) (the entry's position, the operation's place in it and
+ * its count of operations) and the loop goes on; then heap.end_op() unless Heap.end_op's
+ * four tests all fail, an Exception from it going to end_failed(exc, pos, i, k).  It stops
+ * at entry boundaries: after `limit` operations or at `head` (why 0), when the batch is due
+ * for a commit (in_batch >= max_batch or undo.count >= threshold: why 1), or at an entry
+ * it leaves to the Python loop (a padding marker, a damaged entry, another tag: why 2).
+ * The pool buffer is taken from dev.buf per entry and released before any operation runs
+ * (an operation may grow the pool, which remaps it). */
+#define WHY_STOPPED 0
+#define WHY_COMMIT 1
+#define WHY_PYTHON 2
+#define TAG_B 0x42
+#define TAG_PK 0x80
+#define TAG_G 0x47
+
+/* Does op look like a method-call operation (a tuple whose first item is calls.CALL)?
+ * 1, 0, -1 on error */
+static int is_call(PyObject *op) {
+    if (!PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) == 0) return 0;
+    PyObject *first = PyTuple_GET_ITEM(op, 0);
+    if (first == s_call) return 1;
+    if (!PyUnicode_Check(first)) return PyObject_RichCompareBool(first, s_call, Py_EQ);
+    return PyUnicode_Compare(first, s_call) == 0 ? 1 : (PyErr_Occurred() ? -1 : 0);
+}
+
+/* The pending Exception handed to handler(exc, pos, i, k): 0, or -1 (not an Exception, or
+ * the handler raised: left set) */
+static int hand_over(PyObject *handler, long long pos, Py_ssize_t i, Py_ssize_t k) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb) PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    PyObject *res = PyObject_CallFunction(handler, "OLnn", v, pos, i, k);
+    Py_XDECREF(v);
+    if (!res) return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+/* 1 when any of Heap.end_op's four tests holds (the call has work to do), 0, -1 */
+static int end_op_due(PyObject *heap) {
+    PyObject *hd = inst_dict(heap);
+    if (!hd) return PyErr_Occurred() ? -1 : 1;
+    PyObject *names[4] = {s_conv, s_opaque, s_zero, s_memo};
+    int due = 0;
+    for (int j = 0; j < 4 && !due; j++) {
+        PyObject *v = d_item(hd, names[j]);
+        if (!v) {
+            due = PyErr_Occurred() ? -1 : 1; /* (missing: let end_op say what it does) */
+            break;
+        }
+        due = PyObject_IsTrue(v);
+    }
+    Py_DECREF(hd);
+    return due;
+}
+
+/* one operation of an entry: 0, or -1 on error (a BaseException that is not an Exception,
+ * or a handler that raised) */
+static int apply_one(PyObject *const *args, PyObject *op, long long pos, Py_ssize_t i,
+                     Py_ssize_t k) {
+    PyObject *apply = args[6], *apply_op = args[7], *root = args[8], *heap = args[9];
+    PyObject *res;
+    int call = apply == Py_None ? 1 : is_call(op);
+    if (call < 0) return -1;
+    if (!call) {
+        res = PyObject_CallOneArg(apply, op);
+    } else {
+        PyObject *a[2] = {root, op};
+        res = PyObject_Vectorcall(apply_op, a, 2, NULL);
+    }
+    if (res)
+        Py_DECREF(res);
+    else if (hand_over(args[15], pos, i, k) < 0)
+        return -1;
+    int due = end_op_due(heap);
+    if (due < 0) return -1;
+    if (due) {
+        res = PyObject_CallMethodNoArgs(heap, s_end_op);
+        if (res)
+            Py_DECREF(res);
+        else if (hand_over(args[16], pos, i, k) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The operations of payload pl (its own bytes: one operation; a group: its members), each a
+ * B or pickle payload, as new references in (*ops)[0..*k): 1 (*ops is `one` for a single
+ * operation, else memory to PyMem_Free); 0 for the Python loop (another tag, a damaged
+ * group); -1 on error. */
+static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***ops,
+                     Py_ssize_t *k) {
+    const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(pl);
+    Py_ssize_t len = PyBytes_GET_SIZE(pl), n = 1, o = 0;
+    uint32_t whole = (uint32_t)len;
+    const uint8_t *lens = (const uint8_t *)&whole;
+    *k = 0;
+    *ops = one;
+    if (len == 0) return 0;
+    if (b[0] == TAG_G) { /* G + u32 count + count u32 lengths + the payloads */
+        uint32_t cnt;
+        if (len < 5) return 0;
+        memcpy(&cnt, b + 1, 4);
+        if (cnt == 0 || 5 + 4 * (long long)cnt > len) return 0;
+        n = (Py_ssize_t)cnt;
+        lens = b + 5;
+        o = 5 + 4 * n;
+        long long at = o;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t ln;
+            memcpy(&ln, lens + 4 * i, 4);
+            if (ln == 0 || at + ln > len || (b[at] != TAG_B && b[at] != TAG_PK)) return 0;
+            at += ln;
+        }
+        if (at != len) return 0;
+        if (!(*ops = PyMem_Malloc(sizeof(PyObject *) * (size_t)n))) {
+            *ops = one;
+            PyErr_NoMemory();
+            return -1;
+        }
+    } else if (b[0] != TAG_B && b[0] != TAG_PK) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t ln;
+        memcpy(&ln, lens + 4 * i, 4);
+        const uint8_t *m = b + o;
+        PyObject *op;
+        if (m[0] == TAG_B) {
+            op = PyBytes_FromStringAndSize((const char *)m + 1, (Py_ssize_t)ln - 1);
+        } else if (n == 1) {
+            op = PyObject_CallOneArg(loads, pl);
+        } else {
+            PyObject *mb = PyBytes_FromStringAndSize((const char *)m, ln);
+            op = mb ? PyObject_CallOneArg(loads, mb) : NULL;
+            Py_XDECREF(mb);
+        }
+        if (!op) {
+            for (Py_ssize_t j = 0; j < i; j++) Py_DECREF((*ops)[j]);
+            if (*ops != one) PyMem_Free(*ops);
+            *ops = one;
+            return -1;
+        }
+        (*ops)[i] = op;
+        o += ln;
+    }
+    *k = n;
+    return 1;
+}
+
+static PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 17) {
+        PyErr_SetString(PyExc_TypeError, "apply_run takes 17 arguments");
+        return NULL;
+    }
+    long long data = PyLong_AsLongLong(args[1]), cap = PyLong_AsLongLong(args[2]);
+    long long pos = PyLong_AsLongLong(args[3]), head = PyLong_AsLongLong(args[4]);
+    long long limit = PyLong_AsLongLong(args[5]), in_batch = PyLong_AsLongLong(args[11]);
+    long long max_batch = PyLong_AsLongLong(args[12]), threshold = PyLong_AsLongLong(args[13]);
+    if (PyErr_Occurred()) return NULL;
+    if (need_xxh32() < 0) return NULL;
+    PyObject *dev = args[0], *loads = args[10], *undo = args[14];
+    long long n = 0;
+    int why = WHY_STOPPED;
+    while (n < limit && pos < head) {
+        PyObject *buf = PyObject_GetAttr(dev, s_buf), *pl = NULL;
+        if (!buf) return NULL;
+        Py_buffer view;
+        int r = PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE);
+        Py_DECREF(buf);
+        if (r < 0) return NULL;
+        long long next = 0;
+        r = entry_at((const uint8_t *)view.buf, view.len, data, cap, pos, &pl, &next);
+        PyBuffer_Release(&view);
+        if (r < 0) return NULL;
+        Py_ssize_t k = 0;
+        PyObject *one = NULL, **ops = &one;
+        if (r > 0) {
+            r = entry_ops(pl, loads, &one, &ops, &k);
+            Py_DECREF(pl);
+            if (r < 0) return NULL;
+        }
+        if (r == 0) {
+            why = WHY_PYTHON;
+            break;
+        }
+        int err = 0;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            if (!err && apply_one(args, ops[i], pos, i, k) < 0) err = 1;
+            Py_DECREF(ops[i]);
+        }
+        if (ops != &one) PyMem_Free(ops);
+        if (err) return NULL;
+        n += k;
+        in_batch += k;
+        pos = next;
+        long long count = 0;
+        PyObject *co = PyObject_GetAttr(undo, s_count);
+        if (!co) return NULL;
+        count = PyLong_AsLongLong(co);
+        Py_DECREF(co);
+        if (count == -1 && PyErr_Occurred()) return NULL;
+        if (in_batch >= max_batch || count >= threshold) {
+            why = WHY_COMMIT;
+            break;
+        }
+    }
+    return Py_BuildValue("(LLLi)", n, pos, in_batch, why);
 }
 
 /* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
@@ -1380,6 +1619,10 @@ static PyMethodDef methods[] = {
      "bytes or str key, probed in the pool"},
     {"direct_hashes", direct_hashes, METH_NOARGS,
      "direct_hashes() -> bool: the xxHash library's functions are called directly"},
+    {"apply_run", (PyCFunction)(void (*)(void))apply_run, METH_FASTCALL,
+     "apply_run(dev, data, cap, pos, head, limit, apply, apply_op, root, heap, loads, "
+     "in_batch, max_batch, threshold, undo, raised, end_failed) -> (n, pos, in_batch, why): "
+     "the shadow's apply loop"},
     {"log_read", (PyCFunction)(void (*)(void))log_read, METH_FASTCALL,
      "log_read(buf, data, cap, pos) -> (payload, next) or None: OpLog.read's common case"},
     {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,

@@ -390,11 +390,17 @@ class Heap:
         Native containers converted during the operation are synchronised again into PM (so
         ``lst = []; d[k] = lst; lst.append(1)`` ends with ``[1]`` in PM), opaque values handed
         out are written back if their pickled form changed, and objects whose reference count
-        dropped to zero are freed.
+        dropped to zero are freed.  A converted value that cannot be persisted raises
+        :class:`UnpersistableError` once, after the rest of the boundary is done (the PM copy
+        of its container is left as far as it got).
         """
         # (the shadow's Applier makes these four tests inline: change both together)
+        failed = None
         if self._conv:
-            self._resync()
+            try:
+                self._resync()
+            except Exception as e:  # (the rest of the boundary still happens)
+                failed = e
         if self._opaque:
             self._writeback_opaque()
         if self._zero:
@@ -402,6 +408,8 @@ class Heap:
         if self._memo:
             self._memo.clear()
             self._keep.clear()
+        if failed is not None:
+            raise failed
 
     def commit(self, position: int) -> None:
         """Make everything done since the last commit durable, recording ``position``."""
@@ -1269,8 +1277,14 @@ class Heap:
     def _resync(self) -> None:
         """Bring PM copies of native containers converted in this op up to date."""
         px = self._px
-        i = 0
         conv = self._conv
+        try:
+            self._resync_each(px, conv)
+        finally:  # (a value that cannot be persisted is reported once, not at every end_op)
+            conv.clear()
+
+    def _resync_each(self, px: Any, conv: list[tuple[Any, int, Any]]) -> None:
+        i = 0
         while i < len(conv):
             v, off, snap = conv[i]
             i += 1
@@ -1312,7 +1326,6 @@ class Heap:
                 d.clear()
                 for k, val in items:
                     d._set(k, val)
-        conv.clear()
 
     # ------------------------------------------------------------------ hash tables
     def _new_table(self, t: int, n: int) -> int:

@@ -19,11 +19,10 @@ import time
 import traceback
 from typing import Any
 
-from . import oplog as _oplog
 from .calls import CALL, apply_op
 from .digest import digest
 from .doorbell import Doorbell
-from .heap import Heap
+from .heap import FAST, Heap
 from .opcodec import TAG_BYTES as _TAG_BYTES
 from .opcodec import TAG_GROUP as _TAG_GROUP
 from .opcodec import TAG_PICKLE as _TAG_PICKLE
@@ -31,6 +30,8 @@ from .opcodec import decode, split
 from .oplog import OpLog
 
 _loads = pickle.loads
+_fast_run = getattr(FAST, "apply_run", None)  # the compiled loop of Applier.run, or None
+_PYTHON, _COMMIT = 2, 1  # what it stopped for (besides 0: the limit, or the head it saw)
 
 # indexes into the shared counter array
 STOP = 0
@@ -52,11 +53,12 @@ NCOUNTERS = 16
 MSG_SIZE = 4096
 
 
-def _where(pos: int, i: int, items: Any) -> str:
-    """Where an operation is in the log: its entry's position, and its place in a group."""
-    if len(items) == 1:
+def _where(pos: int, i: int, k: int) -> str:
+    """Where an operation is in the log: its entry's position, and its place (the ``i``-th
+    of ``k``) in a group."""
+    if k == 1:
         return f"log position {pos}"
-    return f"log position {pos} (operation {i + 1} of the {len(items)} in a group entry)"
+    return f"log position {pos} (operation {i + 1} of the {k} in a group entry)"
 
 
 def _say(msg: bytes | str, shared_msg: Any) -> None:
@@ -167,9 +169,11 @@ class Applier:
         can take the count past ``limit``."""
         log = self.log
         read = log.read
-        # the compiled reader called here without OpLog.read's frame, below the head the log
-        # last saw (OpLog.read loads the head again, and reads what the compiled one declines)
-        fast_read = _oplog._fast_read
+        # Below the head the log last saw, the compiled loop applies the entries it reads
+        # (_speedups.apply_run: this loop's work for the common forms of entry); an entry
+        # it leaves, and any entry in verify mode, is applied here (OpLog.read loads the
+        # head again, and reads and reports what the compiled reader declines).
+        fast_run = _fast_run if not self.verify else None
         dev, data, cap = log.dev, log._data, log.capacity
         heap = self.heap
         end_op = heap.end_op
@@ -181,56 +185,57 @@ class Applier:
         pos = self.pos
         in_batch = self.in_batch
         apply = self._apply
+        raised, end_failed = self._raised, self._end_failed
         n = 0
         clock = time.perf_counter_ns
         t0 = clock()
         while n < limit:
-            ent = None
-            if fast_read is not None and pos < log._head_seen:
-                ent = fast_read(dev.buf, data, cap, pos)
-            if ent is None and (ent := read(pos)) is None:
-                break
-            payload, nxt = ent
-            items = split(payload) if payload[0] == _TAG_GROUP else (payload,)
-            for i, item in enumerate(items):
-                tag = item[0]  # decode() inline for the two common forms
-                if tag == _TAG_PICKLE:
-                    op = _loads(item)
-                    rdig = sdig = None
-                elif tag == _TAG_BYTES:
-                    op = item[1:]
-                    rdig = sdig = None
-                else:
-                    op, rdig, sdig = decode(item)
-                try:
-                    if apply is not None and not (type(op) is tuple and op and op[0] == CALL):
-                        result = apply(op)
+            why = _PYTHON
+            if fast_run is not None and pos < log._head_seen:
+                k, pos, in_batch, why = fast_run(
+                    dev, data, cap, pos, log._head_seen, limit - n, apply, apply_op,
+                    self.root, heap, _loads, in_batch, max_batch, threshold, undo, raised,
+                    end_failed)
+                n += k
+            if why == _PYTHON:  # one entry, applied here
+                if (ent := read(pos)) is None:
+                    break
+                payload, nxt = ent
+                items = split(payload) if payload[0] == _TAG_GROUP else (payload,)
+                k = len(items)
+                for i, item in enumerate(items):
+                    tag = item[0]  # decode() inline for the two common forms
+                    if tag == _TAG_PICKLE:
+                        op = _loads(item)
+                        rdig = sdig = None
+                    elif tag == _TAG_BYTES:
+                        op = item[1:]
+                        rdig = sdig = None
                     else:
-                        result = apply_op(self.root, op)
-                except Exception as e:  # an operation that raises is still an operation
-                    result = e
-                    c[ERRORS] += 1
-                    if not verify and not self.message.value:
-                        _say(f"operation at {_where(pos, i, items)} raised in the shadow: "
-                             f"{e!r}", self.message)
-                try:
-                    # Heap.end_op's own tests, inline: when none holds (most operations) the
-                    # call itself would be most of its cost
-                    if heap._conv or heap._opaque or heap._zero or heap._memo:
-                        end_op()
-                except Exception as e:
-                    # e.g. a native value stored during the operation cannot be persisted:
-                    # a bug in the port, reported (stats, verify) rather than crashing the
-                    # shadow in a loop.
-                    c[ERRORS] += 1
-                    _say(f"end of the operation at {_where(pos, i, items)} failed in the "
-                         f"shadow: {e!r}", self.message)
-                if verify and not c[DIVERGED]:
-                    _check(heap, self.root, op, pos, result, rdig, sdig, c, self.message)
-            n += len(items)
-            pos = nxt
-            in_batch += len(items)
-            if in_batch >= max_batch or undo.count >= threshold:  # heap.should_commit
+                        op, rdig, sdig = decode(item)
+                    try:
+                        if apply is not None and not (type(op) is tuple and op and
+                                                      op[0] == CALL):
+                            result = apply(op)
+                        else:
+                            result = apply_op(self.root, op)
+                    except Exception as e:  # an operation that raises is still an operation
+                        result = e
+                        raised(e, pos, i, k)
+                    try:
+                        # Heap.end_op's own tests, inline: when none holds (most
+                        # operations) the call itself would be most of its cost
+                        if heap._conv or heap._opaque or heap._zero or heap._memo:
+                            end_op()
+                    except Exception as e:
+                        end_failed(e, pos, i, k)
+                    if verify and not c[DIVERGED]:
+                        _check(heap, self.root, op, pos, result, rdig, sdig, c, self.message)
+                n += k
+                pos = nxt
+                in_batch += k
+                why = _COMMIT if in_batch >= max_batch or undo.count >= threshold else 0
+            if why == _COMMIT:  # (heap.should_commit)
                 t1 = clock()
                 self._apply_ns += t1 - t0
                 self.pos = pos
@@ -244,6 +249,20 @@ class Applier:
         self._apply_ns += clock() - t0
         self._applied += n
         return n
+
+    def _raised(self, e: Exception, pos: int, i: int, k: int) -> None:
+        """An operation raised (the ``i``-th of the ``k`` in the entry at ``pos``): counted,
+        and reported outside verify mode (which compares it with the foreground's)."""
+        self.c[ERRORS] += 1
+        if not self.verify and not self.message.value:
+            _say(f"operation at {_where(pos, i, k)} raised in the shadow: {e!r}", self.message)
+
+    def _end_failed(self, e: Exception, pos: int, i: int, k: int) -> None:
+        # e.g. a native value stored during the operation cannot be persisted: a bug in the
+        # port, reported (stats, verify) rather than crashing the shadow in a loop.
+        self.c[ERRORS] += 1
+        _say(f"end of the operation at {_where(pos, i, k)} failed in the shadow: {e!r}",
+             self.message)
 
     def publish(self) -> None:
         """Add the apply counters kept locally (cheaper per operation) to the shared ones."""
