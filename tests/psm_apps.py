@@ -132,3 +132,45 @@ class Mixed:
         self.n += 1
         self.data[key] = value
         return self.n
+
+
+BIG_BASE = 4200  # entries BigKV starts with: more than heap._PROBE_OVER
+
+
+class BigKV:
+    """A key-value state machine whose table is big from the start (more entries than a
+    table of bytes keys gets a DRAM index for, when the compiled module is there: the
+    shadow's stores probe the pool's own index table).  Operations are bytes:
+    ``b"S" + 6-byte key + value`` or ``b"D" + key``."""
+
+    def __init__(self) -> None:
+        self.data = {b"p%05d" % j: b"v" for j in range(BIG_BASE)}
+        self.n = 0
+
+    def apply(self, op):
+        if op[0] == 0x53:
+            self.data[op[1:7]] = op[7:]
+        else:
+            self.data.pop(op[1:7], None)
+        self.n += 1
+        return self.n
+
+
+def big_op(i: int) -> bytes:
+    """Operation number ``i`` of the big-table crash workload (deterministic)."""
+    k = b"p%05d" % ((i * 7919) % (BIG_BASE + 300))
+    return b"D" + k if i % 7 == 3 else b"S" + k + b"%d:" % i * (1 + i % 19)
+
+
+_big_replay: list = []  # [BigKV, n]: the last expected state computed, advanced from there
+
+
+def big_expected(n: int) -> dict:
+    """The state after the first ``n`` operations of the big-table workload."""
+    if not _big_replay or _big_replay[1] > n:
+        _big_replay[:] = [BigKV(), 0]
+    kv = _big_replay[0]
+    for i in range(_big_replay[1], n):
+        kv.apply(big_op(i))
+    _big_replay[1] = n
+    return {"data": dict(kv.data), "n": kv.n}

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from crashsim import FenceProbe
 from heap_workload import canon, initial, native_state, op
 from persimmon.heap import Heap
@@ -80,6 +82,78 @@ def test_crash_at_every_fence_recovers_a_committed_state():
     assert len(seen_positions) > N_OPS // BATCH // 2
     final = Heap.open(SimDevice.from_image(dev.persisted_image()))
     assert final.position == N_OPS and canon(final.materialize()) == expected[N_OPS]
+
+
+def _big_op(d, i: int, n0: int) -> None:
+    """Operation ``i`` on a big table of bytes keys: overwrites, inserts past the first
+    ``n0`` keys, deletes."""
+    r = random.Random(i)
+    k = b"p%05d" % r.randrange(n0 + 80)
+    kind = r.randrange(10)
+    if kind < 6:
+        d[k] = b"%d:" % i * r.randrange(1, 30)
+    elif kind < 8:
+        d.pop(k, None)
+    else:
+        d[k] = b""
+
+
+def test_crash_at_every_fence_of_a_big_table_probed_in_the_pool():
+    # With the compiled module, a table of more than heap._PROBE_OVER entries whose keys are
+    # all bytes or str has no DRAM index: its stores probe the pool's index table in C
+    # (dict_set: overwrites, inserts; ht_seek: the Python path's lookups).  A crash at every
+    # fence of 200 such operations in batches of 10 recovers a committed state, read back
+    # through the same probe.
+    from persimmon import heap as heap_mod
+
+    if heap_mod.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    n0, n_ops, batch = heap_mod._PROBE_OVER + 100, 200, 10
+    native = {b"p%05d" % j: b"v" for j in range(n0)}
+    touched = sorted({b"p%05d" % j for j in range(n0, n0 + 80)} | {
+        b"p%05d" % random.Random(i).randrange(n0 + 80) for i in range(n_ops)})
+    expected = {0: {k: native.get(k) for k in touched}}
+    sizes = {0: len(native)}
+    for i in range(n_ops):
+        _big_op(native, i, n0)
+        if (i + 1) % batch == 0:
+            expected[i + 1] = {k: native.get(k) for k in touched}
+            sizes[i + 1] = len(native)
+    dev = FenceProbe(1 << 20)
+    heap = Heap.create(dev, {"big": {b"p%05d" % j: b"v" for j in range(n0)}},
+                       undo_size=64 << 10, initial_size=1 << 20)
+    progress = {"committed": 0, "inflight": None, "checks": 0, "fences": 0}
+    d = heap.root["big"]
+    table = d._o
+
+    def check(dv: SimDevice, when: str) -> None:
+        progress["fences"] += 1
+        for s in range(3):
+            img = dv.crash_image(progress["fences"] * 10 + s)
+            h = Heap.open(SimDevice.from_image(img), writable=False)
+            allowed = {progress["committed"], progress["inflight"]} - {None}
+            assert h.position in allowed, (when, progress, h.position)
+            big = h.root["big"]
+            assert len(big) == sizes[h.position], (when, progress)
+            assert {k: big.get(k) for k in touched} == expected[h.position], (when, progress)
+            assert table not in h._ix  # (read through the probe, not an index)
+            h.close()
+            progress["checks"] += 1
+
+    dev.check = check
+    for i in range(n_ops):
+        _big_op(d, i, n0)
+        heap.end_op()
+        if (i + 1) % batch == 0:
+            progress["inflight"] = i + 1
+            heap.commit(i + 1)
+            progress["committed"] = i + 1
+            progress["inflight"] = None
+    dev.check = None
+    assert table not in heap._ix and progress["fences"] > n_ops, progress
+    final = Heap.open(SimDevice.from_image(dev.persisted_image()))
+    assert final.position == n_ops and dict(final.materialize()["big"]) == native
+    final.check()
 
 
 CHILD = r"""

@@ -33,7 +33,7 @@ from persimmon.oplog import OpLog
 from persimmon.psm import PSM, recover_state
 from persimmon.shadow import Applier
 from persimmon.simdevice import SimDevice
-from psm_apps import KV, expected_state, workload_op
+from psm_apps import KV, BigKV, big_expected, expected_state, workload_op
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ITERATIONS = int(os.environ.get("PERSIMMON_CRASH_ITERATIONS", "30"))
@@ -42,8 +42,8 @@ CHILD = r"""
 import sys
 sys.path.insert(0, {tests!r})
 from persimmon import PSM
-from psm_apps import KV, workload_op
-p = PSM(KV, {path!r}, log_size=256 << 10, lock_timeout=10)
+from psm_apps import {app}, {opfn} as workload_op
+p = PSM({app}, {path!r}, log_size=256 << 10, lock_timeout=10)
 print("shadow", p.shadow_pid, p.state.n, flush=True)
 i = p.state.n
 while True:
@@ -59,8 +59,8 @@ CHILD_GROUPS = r"""
 import random, sys
 sys.path.insert(0, {tests!r})
 from persimmon import PSM
-from psm_apps import KV, workload_op
-p = PSM(KV, {path!r}, log_size=256 << 10, lock_timeout=10)
+from psm_apps import {app}, {opfn} as workload_op
+p = PSM({app}, {path!r}, log_size=256 << 10, lock_timeout=10)
 print("shadow", p.shadow_pid, p.state.n, flush=True)
 i = p.state.n
 rng = random.Random(i)
@@ -86,10 +86,16 @@ def _kill(pid: int) -> None:
         pass
 
 
+# the state machines the SIGKILL test runs: class, operation, expected state after n
+APPS = {"kv": (KV, "workload_op", expected_state), "big": (BigKV, "big_op", big_expected)}
+
+
 def run_sigkill_iterations(path: str, iterations: int, seed: int = 1,
-                           groups: bool = False) -> dict:
+                           groups: bool = False, app: str = "kv") -> dict:
     rng = random.Random(seed)
-    child = CHILD_GROUPS if groups else CHILD
+    cls, opfn, expected = APPS[app]
+    child = (CHILD_GROUPS if groups else CHILD).replace("{app}", cls.__name__).replace(
+        "{opfn}", opfn)
     modes = {"foreground": 0, "shadow": 0, "both": 0}
     total_acked = 0
     for it in range(iterations):
@@ -124,21 +130,24 @@ def run_sigkill_iterations(path: str, iterations: int, seed: int = 1,
                 last_ack = int(line.split()[1])
         p.wait()
         modes[mode] += 1
-        psm = PSM(KV, path, lock_timeout=10)
+        psm = PSM(cls, path, lock_timeout=10)
         try:
             n = psm.state.n
             assert n >= last_ack + 1, f"acknowledged op {last_ack} lost (recovered {n})"
-            assert _state_dict(psm.state) == expected_state(n), "not a prefix state"
+            assert _state_dict(psm.state) == expected(n), "not a prefix state"
             total_acked = last_ack + 1
         finally:
             psm.close()
     return {"modes": modes, "acked": total_acked}
 
 
-@pytest.mark.parametrize("groups", [False, True], ids=["commit-per-op", "group-commit"])
-def test_sigkill_foreground_shadow_both(shm_path, groups):
+@pytest.mark.parametrize(("groups", "app"), [(False, "kv"), (True, "kv"), (True, "big")],
+                         ids=["commit-per-op", "group-commit", "big-table-group-commit"])
+def test_sigkill_foreground_shadow_both(shm_path, groups, app):
+    # big: a table of more entries than get a DRAM index, whose stores the shadow makes
+    # by probing the pool's index table (with the compiled module)
     try:
-        res = run_sigkill_iterations(shm_path, ITERATIONS, groups=groups)
+        res = run_sigkill_iterations(shm_path, ITERATIONS, groups=groups, app=app)
     except BaseException:
         # keep the pool for a post-mortem (`persimmon inspect`/`check`), and say where
         kept = os.path.join(tempfile.gettempdir(), "persimmon-failed-" + os.path.basename(shm_path))
