@@ -32,6 +32,19 @@ SEEDS_BEFORE = 10
 SEEDS_AFTER = 2
 
 
+def _run_batches(heap, n_ops: int, batch: int, step, progress: dict) -> None:
+    """Operations 0..n_ops-1 (``step(i)``), a commit after every ``batch``, with
+    ``progress`` saying which commit is in flight and which is done."""
+    for i in range(n_ops):
+        step(i)
+        heap.end_op()
+        if (i + 1) % batch == 0:
+            progress["inflight"] = i + 1
+            heap.commit(i + 1)
+            progress["committed"] = i + 1
+            progress["inflight"] = None
+
+
 def test_crash_at_every_fence_recovers_a_committed_state():
     expected = {0: canon(native_state(0))}
     native = initial()
@@ -68,14 +81,7 @@ def test_crash_at_every_fence_recovers_a_committed_state():
             progress["checks"] += 1
 
     dev.check = check
-    for i in range(N_OPS):
-        op(heap.root, i)
-        heap.end_op()
-        if (i + 1) % BATCH == 0:
-            progress["inflight"] = i + 1
-            heap.commit(i + 1)
-            progress["committed"] = i + 1
-            progress["inflight"] = None
+    _run_batches(heap, N_OPS, BATCH, lambda i: op(heap.root, i), progress)
     dev.check = None
     assert progress["fences"] > N_OPS  # undo entries fence too: many crash points
     assert progress["checks"] >= 10 * progress["fences"] // 2
@@ -141,14 +147,7 @@ def test_crash_at_every_fence_of_a_big_table_probed_in_the_pool():
             progress["checks"] += 1
 
     dev.check = check
-    for i in range(n_ops):
-        _big_op(d, i, n0)
-        heap.end_op()
-        if (i + 1) % batch == 0:
-            progress["inflight"] = i + 1
-            heap.commit(i + 1)
-            progress["committed"] = i + 1
-            progress["inflight"] = None
+    _run_batches(heap, n_ops, batch, lambda i: _big_op(d, i, n0), progress)
     dev.check = None
     assert table not in heap._ix and progress["fences"] > n_ops, progress
     final = Heap.open(SimDevice.from_image(dev.persisted_image()))

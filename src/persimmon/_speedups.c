@@ -463,8 +463,6 @@ static int blob_class(Py_ssize_t n) {
     return nb >= SMALL_LIMIT ? -1 : (int)small_table[(nb + 31) >> 5];
 }
 
-/* Can the chunks for classes c[0..k) be had without the Python path (free list, else bump
- * within the mapped size)?  1 yes, 0 no. */
 /* The device's mapped size, read at the first need: 0, or -1 (an error set, or not: the
  * Python path) */
 static int h_size(H *h) {
@@ -480,6 +478,8 @@ static int h_size(H *h) {
     return h->size < 0 ? -1 : 0;
 }
 
+/* Can the chunks for classes c[0..k) be had without the Python path (free list, else bump
+ * within the mapped size)?  1 yes, 0 no. */
 static int h_can_alloc(H *h, const int *c, int k) {
     Py_ssize_t used[2] = {0, 0};
     long long top = h->top;
