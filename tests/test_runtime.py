@@ -323,6 +323,33 @@ def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
         assert p.state.data == {"k0": 0, "k1": 1, "k2": 2, "g": 1}
 
 
+def test_a_commit_with_nothing_new_does_not_wake_a_sleeping_shadow(shm_path, monkeypatch):
+    # A server commits after every batch of requests, most batches only reads: such a
+    # commit has nothing for the shadow, so it must not ring (two context switches each).
+    from persimmon import shadow as S
+
+    monkeypatch.setattr(S, "_DOZE_SECONDS", 30.0)  # (only the doorbell wakes it)
+    with PSM(KV, shm_path, log_size=1 << 20) as psm:
+        c = psm._counters
+        rings = []
+        ring = psm._bell.ring
+        psm._bell.ring = lambda: (rings.append(1), ring())[1]
+        psm.invoke_rw(("set", "a", 1))
+        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        before = _voluntary_switches(psm.shadow_pid)
+        rings.clear()
+        for _ in range(200):
+            psm.commit()
+        time.sleep(0.3)
+        assert not rings and _voluntary_switches(psm.shadow_pid) - before <= 3
+        psm.invoke_rw(("set", "b", 2), commit=False)
+        psm.commit()  # something new: it rings, and the shadow applies it
+        assert rings == [1]
+        head = psm._log.head
+        assert wait_for(lambda: c[S.POSITION] >= head, 2.0)
+        assert psm.state.data == {"a": 1, "b": 2}
+
+
 def test_foreground_death_stops_shadow(shm_path):
     # The foreground is killed while its shadow sleeps on the doorbell (whose fallback
     # timeout is made 30 s): the end of file on the doorbell must wake it.

@@ -321,10 +321,14 @@ class PSM:
         self._commit_log()
 
     def _commit_log(self) -> None:
-        """Make the appended entries durable and visible, and wake a sleeping shadow."""
-        self._log.commit()
-        if self._counters[_SLEEPING]:
-            self._bell.ring()
+        """Make the appended entries durable and visible, and wake a sleeping shadow when
+        that made something new visible (a server commits after every batch of requests,
+        most of them reads: a shadow woken for nothing costs two context switches)."""
+        lg = self._log
+        if lg.pending:
+            lg.commit()
+            if self._counters[_SLEEPING]:
+                self._bell.ring()
 
     def _flush_group(self) -> None:
         # Write the waiting operations into the log as one entry (flushed, not committed).
