@@ -98,18 +98,27 @@ static int intern_all(void) {
     return 0;
 }
 
+/* fn(data, seed) as an unsigned integer in *out, for one of xxhash's Python functions
+ * (data: a bytes object): 0, or -1 on error */
+static int py_hash(PyObject *fn, PyObject *data, uint64_t seed, uint64_t *out) {
+    PyObject *sd = PyLong_FromUnsignedLongLong(seed);
+    if (!sd) return -1;
+    PyObject *hargs[2] = {data, sd};
+    PyObject *hv = PyObject_Vectorcall(fn, hargs, 2, NULL);
+    Py_DECREF(sd);
+    if (!hv) return -1;
+    *out = PyLong_AsUnsignedLongLongMask(hv);
+    Py_DECREF(hv);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 /* Python's answer and the C function's for one input: 1 same, 0 not, -1 error */
 static int same_hash(PyObject *pyfn, const char *data, Py_ssize_t n, uint64_t seed, int bits) {
     PyObject *b = PyBytes_FromStringAndSize(data, n);
-    PyObject *sd = b ? PyLong_FromUnsignedLongLong(seed) : NULL;
-    PyObject *hargs[2] = {b, sd};
-    PyObject *hv = sd ? PyObject_Vectorcall(pyfn, hargs, 2, NULL) : NULL;
+    uint64_t want;
+    int r = b ? py_hash(pyfn, b, seed, &want) : -1;
     Py_XDECREF(b);
-    Py_XDECREF(sd);
-    if (!hv) return -1;
-    uint64_t want = PyLong_AsUnsignedLongLongMask(hv);
-    Py_DECREF(hv);
-    if (PyErr_Occurred()) return -1;
+    if (r < 0) return -1;
     uint64_t got = bits == 64 ? c_xxh3(data, (size_t)n, seed)
                               : (uint64_t)c_xxh32(data, (size_t)n, (uint32_t)seed);
     return got == want;
@@ -246,20 +255,9 @@ static int hash3(const char *data, Py_ssize_t n, uint64_t seed, PyObject *obj, u
         return 0;
     }
     PyObject *b = obj ? Py_NewRef(obj) : PyBytes_FromStringAndSize(data, n);
-    if (!b) return -1;
-    PyObject *sd = PyLong_FromUnsignedLongLong(seed);
-    if (!sd) {
-        Py_DECREF(b);
-        return -1;
-    }
-    PyObject *hargs[2] = {b, sd};
-    PyObject *hv = PyObject_Vectorcall(xxh3, hargs, 2, NULL);
-    Py_DECREF(b);
-    Py_DECREF(sd);
-    if (!hv) return -1;
-    *out = PyLong_AsUnsignedLongLongMask(hv);
-    Py_DECREF(hv);
-    return PyErr_Occurred() ? -1 : 0;
+    int r = b ? py_hash(xxh3, b, seed, out) : -1;
+    Py_XDECREF(b);
+    return r;
 }
 
 /* The heap's and the undo log's attributes are read from their instance dicts: neither class
@@ -983,21 +981,10 @@ static int entry_at(const uint8_t *b, Py_ssize_t blen, long long data, long long
         return 0;
     PyObject *pl = PyBytes_FromStringAndSize((const char *)b + a + 16, ln);
     if (!pl) return -1;
-    if (!c_xxh32) {
-        PyObject *so = PyLong_FromUnsignedLong(seed);
-        PyObject *hargs[2] = {pl, so};
-        PyObject *hv = so ? PyObject_Vectorcall(xxh32, hargs, 2, NULL) : NULL;
-        Py_XDECREF(so);
-        unsigned long sum = hv ? PyLong_AsUnsignedLong(hv) : 0;
-        Py_XDECREF(hv);
-        if (!hv || (sum == (unsigned long)-1 && PyErr_Occurred())) {
-            Py_DECREF(pl);
-            return -1;
-        }
-        if (sum != chk) {
-            Py_DECREF(pl);
-            return 0;
-        }
+    uint64_t sum;
+    if (!c_xxh32 && (py_hash(xxh32, pl, seed, &sum) < 0 || sum != chk)) {
+        Py_DECREF(pl);
+        return PyErr_Occurred() ? -1 : 0;
     }
     *payload = pl;
     *next = pos + n;

@@ -394,7 +394,8 @@ class Heap:
         :class:`UnpersistableError` once, after the rest of the boundary is done (the PM copy
         of its container is left as far as it got).
         """
-        # (the shadow's Applier makes these four tests inline: change both together)
+        # (_speedups.apply_run makes these four tests before it calls end_op: change both
+        # together)
         failed = None
         if self._conv:
             try:

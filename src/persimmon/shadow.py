@@ -223,10 +223,7 @@ class Applier:
                         result = e
                         raised(e, pos, i, k)
                     try:
-                        # Heap.end_op's own tests, inline: when none holds (most
-                        # operations) the call itself would be most of its cost
-                        if heap._conv or heap._opaque or heap._zero or heap._memo:
-                            end_op()
+                        end_op()
                     except Exception as e:
                         end_failed(e, pos, i, k)
                     if verify and not c[DIVERGED]:
