@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from persimmon import heap as heap_mod
+from persimmon import layout
 from persimmon.heap import Heap
 
 
@@ -157,7 +158,7 @@ def _compare_paths(tmp_path, monkeypatch, seed, mode, size):
             calls["dict_set inserts"] += ok and new
             return ok
 
-        build_index = staticmethod(lambda hashes, size: fast.build_index(hashes, size))
+        rehash = staticmethod(lambda *a: fast.rehash(*a))
         decode_blobs = staticmethod(lambda buf, slots: fast.decode_blobs(buf, slots))
 
     if mode == "methods":
@@ -339,20 +340,48 @@ def test_the_compiled_getattribute_reads_as_the_python_one(tmp_path, monkeypatch
     h.close()
 
 
-def test_build_index_computes_the_python_table():
+def test_rehash_writes_the_python_tables():
     if heap_mod.FAST is None:
         pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
     rng = random.Random(5)
-    for size, n in [(8, 0), (8, 5), (16, 10), (1024, 600), (1 << 15, 10_000)]:
-        # full 64-bit hashes, negative ones (the entries store them signed) and collisions
-        hashes = [rng.getrandbits(64) - (1 << 63) for _ in range(n // 2)]
-        hashes += [rng.choice(hashes) if hashes and rng.random() < 0.3 else rng.getrandbits(64)
-                   for _ in range(n - len(hashes))]
-        assert heap_mod.FAST.build_index(hashes, size) == heap_mod._build_index(hashes, size)
+    for es in (24, 16):
+        # (64, 60), (16, 40): more entries than the new table holds (or than it has slots),
+        # most of them deleted ones
+        for size, n in [(8, 0), (8, 5), (16, 10), (64, 60), (16, 40), (1024, 600),
+                        (1 << 15, 10_000)]:
+            # full 64-bit hashes, negative ones (the entries store them signed), collisions
+            # and deleted entries (a DUMMY key slot), in a buffer with bytes around them
+            hashes = [rng.getrandbits(64) - (1 << 63) for _ in range(n // 2)]
+            hashes += [rng.choice(hashes) if hashes and rng.random() < 0.3
+                       else rng.getrandbits(64) - (1 << 63) for _ in range(n - len(hashes))]
+            fields = []
+            for j, hv in enumerate(hashes):
+                gone = j < n - size * 2 // 3 or rng.random() < 0.2
+                key = layout.DUMMY if gone else rng.randrange(8, 1 << 40, 8)
+                fields += [hv, key] + ([rng.randrange(1 << 40)] if es == 24 else [])
+            cap = size * 2 // 3  # the entries array the heap gives a table of `size`
+            old, ents = 64, 64 + es * n + 40
+            itab = ents + es * cap + 40
+            end = itab + 4 * size + 64
+            bufs = [bytearray(rng.randbytes(end)) for _ in range(2)]
+            bufs[1][:] = bufs[0]
+            for b in bufs:
+                b[old : old + es * n] = layout.struct_pack_q(fields)
+            got = heap_mod.FAST.rehash(memoryview(bufs[0]), old, n, es, ents, itab, size)
+            want = heap_mod._rehash(memoryview(bufs[1]), old, n, es, ents, itab, size)
+            assert got == want == sum(k != layout.DUMMY for k in fields[1::es // 8])
+            # the Python path leaves the bytes past the copied entries alone, like C
+            assert bufs[0] == bufs[1]
+    buf = memoryview(bytearray(1024))
     with pytest.raises(ValueError):
-        heap_mod.FAST.build_index([1, 2, 3], 3)  # not a power of two
+        heap_mod.FAST.rehash(buf, 0, 3, 24, 100, 300, 3)  # not a power of two
     with pytest.raises(ValueError):
-        heap_mod.FAST.build_index([1] * 8, 8)  # no empty slot left
+        heap_mod.FAST.rehash(buf, 0, 4, 24, 1000, 0, 8)  # entries past the buffer
+    with pytest.raises(ValueError):
+        heap_mod.FAST.rehash(buf, 0, 4, 20, 100, 300, 8)  # not an entry size
+    buf[0 : 24 * 12] = layout.struct_pack_q([5, 8, 0] * 12)
+    with pytest.raises(ValueError):  # 12 live entries for a table that holds 10
+        heap_mod.FAST.rehash(buf, 0, 12, 24, 300, 600, 16)
 
 
 def test_decode_blobs_reads_what_materialize_reads_or_declines(tmp_path):

@@ -51,10 +51,11 @@
 #define ENTRY 24         /* bytes of a dict entry: hash, key slot, value slot */
 #define T_BYTES 2
 #define T_STR 1
-#define PREFETCH_AHEAD 12 /* objects decode_blobs prefetches ahead of the one it reads */
+#define PREFETCH_AHEAD 12 /* objects decode_blobs (index slots rehash) prefetches ahead */
 #define HT_ITAB 24       /* a table header's index table (heap.py _HT_ITAB) */
 #define IX_EMPTY 0
 #define IX_DUMMY 0xFFFFFFFFu
+#define DUMMY 26        /* the key slot of a deleted entry (layout.py DUMMY) */
 /* Tables of more entries than this whose keys are all bytes or str have no DRAM index when
  * this module is used: they are probed in the pool (heap.py _PROBE_OVER; docs/heap.md) */
 #define PROBE_OVER 4096
@@ -1488,45 +1489,69 @@ static PyObject *proxy_method(PyObject *module, PyObject *const *args, Py_ssize_
     return (PyObject *)m;
 }
 
-/* build_index(hashes, size) -> bytes: the index table of a hash table of `size` slots (a
- * power of two) holding entries 1..n with these hashes, probed as Heap._ht_resize probes
- * (perturbed linear probing, CPython's dict scheme), packed as little-endian u32.  A pure
- * function: the caller writes it into the new (fresh) table. */
-static PyObject *build_index(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "build_index(hashes: list, size: int)");
+/* rehash(buf, old, nent, es, ents, itab, size) -> count: Heap._ht_resize's copy, in place in
+ * the pool.  Copies the live entries of the `nent` at `old` (es = 24 or 16 bytes each; a
+ * key slot of DUMMY marks a deleted one) in order to `ents`, and writes the index table of
+ * `size` slots at `itab` (zeroed first) for them: the bytes the Python path writes, without
+ * a Python integer per field.  Both arrays are the caller's fresh allocations, the entries
+ * one of size * 2 / 3 entries (Heap._new_table_arrays); every range is checked against the
+ * buffer before anything is written. */
+static PyObject *rehash(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long v[6];
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "rehash(buf, old, nent, es, ents, itab, size)");
         return NULL;
     }
-    PyObject *hashes = args[0];
-    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
-    if (size == -1 && PyErr_Occurred()) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(hashes);
-    if (size <= 0 || (size & (size - 1)) || n >= size || n >= 0xFFFFFFFE ||
-        size > ((Py_ssize_t)1 << 40)) {
-        PyErr_SetString(PyExc_ValueError, "size must be a power of two above the entry count");
-        return NULL;
+    for (int k = 0; k < 6; k++) {
+        v[k] = PyLong_AsLongLong(args[k + 1]);
+        if (v[k] == -1 && PyErr_Occurred()) return NULL;
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size * 4);
-    if (!out) return NULL;
-    uint8_t *idx = (uint8_t *)PyBytes_AS_STRING(out);
-    memset(idx, 0, (size_t)size * 4);
+    long long old = v[0], nent = v[1], es = v[2], ents = v[3], itab = v[4], size = v[5];
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) return NULL;
+    uint8_t *base = (uint8_t *)view.buf;
+    long long blen = (long long)view.len;
+    PyObject *out = NULL;
+    if ((es != 24 && es != 16) || nent < 0 || size <= 0 || (size & (size - 1)) ||
+        nent >= (1LL << 40) || size > (1LL << 40) || old < 0 ||
+        ents < 0 || itab < 0 || old > blen - es * nent ||
+        ents > blen - es * (size * 2 / 3) || itab > blen - 4 * size) {
+        PyErr_SetString(PyExc_ValueError, "rehash: a range outside the pool");
+        goto done;
+    }
+    memset(base + itab, 0, (size_t)size * 4);
     uint64_t mask = (uint64_t)size - 1;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        uint64_t h = PyLong_AsUnsignedLongLongMask(PyList_GET_ITEM(hashes, j));
-        if (h == (uint64_t)-1 && PyErr_Occurred()) {
-            Py_DECREF(out);
-            return NULL;
+    long long j = 0;
+    for (long long k = 0; k < nent; k++) {
+        const uint8_t *src = base + old + k * es;
+        uint64_t h, kslot;
+        if (k + PREFETCH_AHEAD < nent) {  /* the index slots are random: ask for one early */
+            uint64_t ha;
+            memcpy(&ha, src + PREFETCH_AHEAD * es, 8);
+            __builtin_prefetch(base + itab + 4 * (ha & mask), 1);
         }
+        memcpy(&h, src, 8);
+        memcpy(&kslot, src + 8, 8);
+        if (kslot == (uint64_t)DUMMY) continue;
+        if (j >= size * 2 / 3) {
+            PyErr_SetString(PyExc_ValueError, "rehash: more live entries than the new table holds");
+            goto done;
+        }
+        memmove(base + ents + j * es, src, (size_t)es);
         uint64_t i = h & mask, perturb = h;
         for (;;) {
-            uint32_t v;
-            memcpy(&v, idx + 4 * i, 4);
-            if (!v) break;
+            uint32_t x;
+            memcpy(&x, base + itab + 4 * i, 4);
+            if (!x) break;
             perturb >>= 5;
             i = (i * 5 + perturb + 1) & mask;
         }
-        put32(idx + 4 * i, (uint32_t)(j + 1));
+        put32(base + itab + 4 * i, (uint32_t)(j + 1));
+        j++;
     }
+    out = PyLong_FromLongLong(j);
+done:
+    PyBuffer_Release(&view);
     return out;
 }
 
@@ -1617,8 +1642,9 @@ static PyMethodDef methods[] = {
      "PM_GETATTR)"},
     {"decode_blobs", (PyCFunction)(void (*)(void))decode_blobs, METH_FASTCALL,
      "decode_blobs(buf, slots) -> list or None: bytes/str objects materialize reads"},
-    {"build_index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
-     "build_index(hashes, size) -> bytes: the packed index table Heap._ht_resize builds"},
+    {"rehash", (PyCFunction)(void (*)(void))rehash, METH_FASTCALL,
+     "rehash(buf, old, nent, es, ents, itab, size) -> count: Heap._ht_resize's copy and "
+     "index, in place"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1627,7 +1653,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 7
+#define API 8
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
@@ -1641,6 +1667,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "HT_ITAB", HT_ITAB) < 0 ||
               PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0 ||
               PyModule_AddIntConstant(m, "PROBE_OVER", PROBE_OVER) < 0 ||
+              PyModule_AddIntConstant(m, "DUMMY", DUMMY) < 0 ||
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0)) {

@@ -88,8 +88,7 @@ _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
 
 def _build_index(hashes: list[int], size: int) -> bytes:
     """The packed index table (u32 per slot, 0 = empty) of a hash table of ``size`` slots
-    holding entries 1..n with ``hashes``: perturbed linear probing, CPython's dict scheme.
-    (``_speedups.build_index`` computes the same bytes.)"""
+    holding entries 1..n with ``hashes``: perturbed linear probing, CPython's dict scheme."""
     mask = size - 1
     idx = [0] * size
     for j, hv in enumerate(hashes):
@@ -103,7 +102,27 @@ def _build_index(hashes: list[int], size: int) -> bytes:
     return L.struct_pack_I(idx)
 
 
-FAST_API = 7  # the _speedups.API this heap was written against
+def _rehash(buf: Any, old: int, nent: int, es: int, ents: int, itab: int, size: int) -> int:
+    """Copy the live entries of the ``nent`` at ``old`` (``es`` bytes each; a key slot of
+    ``DUMMY`` is a deleted one), in order, to ``ents`` and write the index table of ``size``
+    slots for them at ``itab``; return how many were copied.  ``_speedups.rehash`` writes
+    the same bytes in place."""
+    w = es >> 3
+    flat = buf[old : old + es * nent].cast("q").tolist()
+    if any(flat[i] == _DUMMY for i in range(1, len(flat), w)):
+        keep: list[int] = []
+        for i in range(0, len(flat), w):
+            if flat[i + 1] != _DUMMY:
+                keep.extend(flat[i : i + w])
+        flat = keep
+    if flat:
+        buf[ents : ents + 8 * len(flat)] = L.struct_pack_q(flat)
+    hashes = flat[0::w]
+    buf[itab : itab + 4 * size] = _build_index(hashes, size)
+    return len(hashes)
+
+
+FAST_API = 8  # the _speedups.API this heap was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 _PROBE_OVER = 4096
@@ -132,7 +151,7 @@ def _configure_fast_path(mod: Any) -> Any:
     the one this heap expects: a stale build left behind by an editable install whose C
     source changed since (``pip install -e .`` again rebuilds it)."""
     ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
-            "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER}
+            "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER, "DUMMY": L.DUMMY}
     if getattr(mod, "API", None) != FAST_API or any(
             getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
@@ -1348,11 +1367,14 @@ class Heap:
             self._ix[off] = {}
         return off
 
-    def _new_table_arrays(self, t: int, size: int) -> tuple[int, int]:
+    def _new_table_arrays(self, t: int, size: int, zero: bool = True) -> tuple[int, int]:
+        """A table's index array of ``size`` slots (zeroed unless ``zero`` is False: the
+        caller fills all of it) and its entries array."""
         itab = self._alloc(16 + 4 * size)
         buf = self.buf
         _hdr_pack(buf, itab, L.T_RAW, buf[itab + 1], 0, 1, size)
-        buf[itab + 16 : itab + 16 + 4 * size] = bytes(4 * size)
+        if zero:
+            buf[itab + 16 : itab + 16 + 4 * size] = bytes(4 * size)
         cap = size * 2 // 3
         es = _esize(t)
         ents = self._alloc(16 + es * cap)
@@ -1714,25 +1736,12 @@ class Heap:
         size = 8
         while size < used * 3:
             size *= 2
-        itab, ents = self._new_table_arrays(t, size)
-        buf = self.buf
-        w = es >> 3
-        flat = buf[old_ents + 16 : old_ents + 16 + es * nent].cast("q").tolist()
-        if used != nent:
-            keep: list[int] = []
-            for i in range(0, len(flat), w):
-                if flat[i + 1] != _DUMMY:
-                    keep.extend(flat[i : i + w])
-            flat = keep
-        if flat:
-            buf[ents + 16 : ents + 16 + 8 * len(flat)] = L.struct_pack_q(flat)
-        hashes = flat[0::w]
-        buf[itab + 16 : itab + 16 + 4 * size] = (
-            _build_index(hashes, size) if self.fast is None
-            else self.fast.build_index(hashes, size))
+        itab, ents = self._new_table_arrays(t, size, zero=False)
+        rehash = _rehash if self.fast is None else self.fast.rehash
+        count = rehash(self.buf, old_ents + 16, nent, es, ents + 16, itab + 16, size)
         self._wq(d + _HT_ITAB, itab)
         self._wq(d + _HT_ENTS, ents)
-        self._wq(d + _HT_NENT, len(hashes))
+        self._wq(d + _HT_NENT, count)
         self._free(old_itab)
         self._free(old_ents)
         ix = self._ix.get(d)
