@@ -211,9 +211,10 @@ def test_shadow_priority_leaves_idle_past_half_a_log_and_returns_under_an_eighth
 
 
 def test_shadow_batches_a_light_steady_load_and_commits_when_the_log_goes_idle(shm_path):
-    # An operation every ~200 us: the log is never idle for the ~1 ms the shadow waits for
-    # before committing, so its batches hold many operations (a commit per operation, as
-    # when it committed at the first empty poll, doubled its CPU time for such a load).
+    # An operation every ~200 us: the log is never idle for the time the shadow lets
+    # operations gather before it looks again, so its batches hold many operations (a
+    # commit per operation, as when it committed at the first empty poll, doubled its CPU
+    # time for such a load).
     psm = PSM(KV, shm_path, log_size=1 << 22)
     try:
         n = 0
@@ -222,7 +223,8 @@ def test_shadow_batches_a_light_steady_load_and_commits_when_the_log_goes_idle(s
             psm.invoke_rw(("set", f"k{n % 50}", n))
             n += 1
             time.sleep(0.0002)
-        time.sleep(0.05)  # now idle: the batch in progress gets committed without a sync
+        # now idle: the batch in progress gets committed without a sync
+        assert wait_for(lambda: psm.stats()["ops_committed"] == n, 2.0), psm.stats()
         st = psm.stats()
         assert st["ops_committed"] == n == st["ops_logged"], st
         assert st["mean_batch_size"] >= 4, st
@@ -251,6 +253,7 @@ def test_sync_is_served_while_the_log_never_goes_idle(shm_path):
             if target is None and time.monotonic() > start + 0.3:
                 target = psm._log.head
                 c[S.WANTED] = target
+                psm._bell.ring()  # (as sync() does: the shadow may be letting writes gather)
             elif target is not None:
                 after += 1
                 if c[S.POSITION] >= target:
@@ -379,6 +382,33 @@ def test_foreground_death_stops_shadow(shm_path):
     assert wait_for(gone, 3.0), "the shadow outlived its foreground"
     with PSM(KV, shm_path) as p:
         assert p.state.data == {"a": 1}
+
+
+def test_sync_and_a_full_log_do_not_wait_out_the_shadows_gather(shm_path):
+    # Caught up, the shadow lets operations gather for _GATHER_SECONDS (20 ms) before it
+    # looks again, and commits do not wake it then.  A sync() and a foreground out of log
+    # space ring the doorbell, which ends that wait at once: neither may take a gather.
+    from persimmon import shadow as S
+
+    assert S._GATHER_SECONDS >= 0.02
+    with PSM(KV, shm_path, log_size=1 << 20) as psm:
+        assert wait_for(lambda: psm.stats()["shadow_ready"], 10.0)
+        took = []
+        for i in range(40):
+            psm.invoke_rw(("set", f"k{i}", i))
+            t = time.perf_counter()
+            psm.sync()  # (the shadow is gathering: it applied the previous write just now)
+            took.append(time.perf_counter() - t)
+        took.sort()
+        assert took[len(took) // 2] < S._GATHER_SECONDS / 4, took
+    with PSM(KV, shm_path, log_size=64 << 10) as psm:
+        assert wait_for(lambda: psm.stats()["shadow_ready"], 10.0)
+        big = b"x" * 6000
+        for i in range(400):  # ten entries fill the log
+            psm.invoke_rw(("set", f"k{i % 50}", big + b"%d" % i))
+        st = psm.stats()
+        assert st["full_waits"] > 0, st
+        assert st["full_wait_seconds"] / st["full_waits"] < S._GATHER_SECONDS / 4, st
 
 
 def test_log_full_back_pressure(shm_path):

@@ -326,12 +326,15 @@ def _set_idle_policy(idle: bool) -> bool:
     return idle
 
 
-# Once caught up with the log, the shadow lets operations gather for about a millisecond
-# before it looks again, and commits at the first look that finds nothing new (the log has
-# been idle that long).  Under a light steady load (a write every ~150 us) a poll every
-# 200 us woke it for each operation: ~30 us of CPU per write for the wake-ups alone, against
-# ~5 us to apply one.  A pending sync() (WANTED) is served at once instead.
-_GATHER_SECONDS = 0.001
+# Once caught up with the log, the shadow lets operations gather for 20 ms before it looks
+# again, and commits at the first look that finds nothing new (the log has been idle that
+# long).  Each wake-up has a price beyond its own instructions: under a light steady load (a
+# write every ~150 us) a poll every 200 us cost ~30 us of CPU per write, against ~5 us to
+# apply one; under persimmon-redis's sustained 10%-writes load, gathering 20 ms instead of
+# 1 ms cut the shadow's CPU per write by about a quarter (docs/benchmarks.md).  The wait is
+# on the doorbell, so a sync() (which rings it) or a foreground out of log space is served
+# at once; commits do not ring during it (the SLEEPING flag is down).
+_GATHER_SECONDS = 0.02
 # After two looks that found nothing (the batch is committed), the shadow sleeps on the
 # doorbell instead (a commit rings it), waking at least this often to check on the
 # foreground; the doorbell's end of file tells it at once that the foreground died.
@@ -386,6 +389,9 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
                     c[SLEEPING] = 0
                     return  # the write end is closed everywhere: the foreground is gone
             c[SLEEPING] = 0
+        elif bell is not None:
+            if not bell.wait(_GATHER_SECONDS):
+                return  # the foreground is gone
         else:
             sleep(_GATHER_SECONDS)
 
