@@ -56,6 +56,7 @@
 #define IX_EMPTY 0
 #define IX_DUMMY 0xFFFFFFFFu
 #define DUMMY 26        /* the key slot of a deleted entry (layout.py DUMMY) */
+#define PERTURB_SHIFT 5  /* of the probe sequence (heap.py _PERTURB_SHIFT) */
 /* Tables of more entries than this whose keys are all bytes or str have no DRAM index when
  * this module is used: they are probed in the pool (heap.py _PROBE_OVER; docs/heap.md) */
 #define PROBE_OVER 4096
@@ -241,6 +242,12 @@ static PyObject *configure(PyObject *self, PyObject *args) {
 
 static inline void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static inline void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+/* The slot after `i` in a hash table's probe sequence (perturbed linear probing, CPython's
+ * dict scheme, as heap.py probes): every probe loop of this module steps with it. */
+static inline uint64_t probe_next(uint64_t i, uint64_t *perturb, uint64_t mask) {
+    *perturb >>= PERTURB_SHIFT;
+    return (i * 5 + *perturb + 1) & mask;
+}
 static inline int64_t get64(const uint8_t *p) {
     int64_t v;
     memcpy(&v, p, 8);
@@ -785,8 +792,7 @@ static int t_find(const uint8_t *base, Py_ssize_t blen, long long d, long long e
                 }
             }
         }
-        perturb >>= 5;
-        i = (i * 5 + perturb + 1) & mask;
+        i = probe_next(i, &perturb, mask);
     }
     return -2;
 }
@@ -1543,8 +1549,7 @@ static PyObject *rehash(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             uint32_t x;
             memcpy(&x, base + itab + 4 * i, 4);
             if (!x) break;
-            perturb >>= 5;
-            i = (i * 5 + perturb + 1) & mask;
+            i = probe_next(i, &perturb, mask);
         }
         put32(base + itab + 4 * i, (uint32_t)(j + 1));
         j++;
@@ -1668,6 +1673,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "HT_ENTS", HT_ENTS) < 0 ||
               PyModule_AddIntConstant(m, "PROBE_OVER", PROBE_OVER) < 0 ||
               PyModule_AddIntConstant(m, "DUMMY", DUMMY) < 0 ||
+              PyModule_AddIntConstant(m, "PERTURB_SHIFT", PERTURB_SHIFT) < 0 ||
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0)) {

@@ -109,7 +109,7 @@ def _rehash(buf: Any, old: int, nent: int, es: int, ents: int, itab: int, size: 
     the same bytes in place."""
     w = es >> 3
     flat = buf[old : old + es * nent].cast("q").tolist()
-    if any(flat[i] == _DUMMY for i in range(1, len(flat), w)):
+    if _DUMMY in flat[1::w]:  # (key slots)
         keep: list[int] = []
         for i in range(0, len(flat), w):
             if flat[i + 1] != _DUMMY:
@@ -151,7 +151,8 @@ def _configure_fast_path(mod: Any) -> Any:
     the one this heap expects: a stale build left behind by an editable install whose C
     source changed since (``pip install -e .`` again rebuilds it)."""
     ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
-            "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER, "DUMMY": L.DUMMY}
+            "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER, "DUMMY": L.DUMMY,
+            "PERTURB_SHIFT": _PERTURB_SHIFT}
     if getattr(mod, "API", None) != FAST_API or any(
             getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "

@@ -349,10 +349,11 @@ class PSM:
         return apply_op(self.state, op)
 
     def _wait_for_space(self) -> None:
-        # The log is full: make what we appended visible to the shadow, wake it (it may be
+        # The log is full: make what we appended visible to the shadow, wake it (asleep, or
         # letting operations gather) and let it catch up.
-        if self._log.pending:
-            self._commit_log()
+        lg = self._log
+        if lg.pending:
+            lg.commit()
         self._bell.ring()
         if self._shadow is not None and not self._shadow.is_alive():
             self._ensure_shadow()
