@@ -93,10 +93,10 @@ class Leaky:
 
 class Mixed:
     """Every form of operation the shadow reads: bytes operations (``b"S" + key + value``),
-    tuples through ``apply`` (one that raises; one that leaves a native list for end_op to
-    store; one that leaves end_op a value it cannot persist; a big value that grows the
-    pool; stores into many slots) and method calls of the decorator form (``rw`` methods
-    beside ``apply``)."""
+    packed tuples (``(b"set", key, value, n)``), tuples through ``apply`` (one that raises;
+    one that leaves a native list for end_op to store; one that leaves end_op a value it
+    cannot persist; a big value that grows the pool; stores into many slots) and method
+    calls of the decorator form (``rw`` methods beside ``apply``)."""
 
     def __init__(self) -> None:
         self.data: dict = {}
@@ -109,6 +109,9 @@ class Mixed:
             self.data[op[1:9]] = op[9:]
             return None
         kind = op[0]
+        if kind == b"set":  # a tuple of bytes and ints: logged packed (tag T), not pickled
+            self.data[op[1]] = op[2]
+            return op[3]
         if kind == "boom":
             self.data["before-boom"] = op[1]
             raise ValueError(f"boom {op[1]}")

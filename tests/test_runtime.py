@@ -404,11 +404,16 @@ def test_sync_and_a_full_log_do_not_wait_out_the_shadows_gather(shm_path):
     with PSM(KV, shm_path, log_size=64 << 10) as psm:
         assert wait_for(lambda: psm.stats()["shadow_ready"], 10.0)
         big = b"x" * 6000
-        for i in range(400):  # ten entries fill the log
+        waits = []  # the length of each wait for space (a busy machine makes a few long)
+        for i in range(5000):  # ten entries fill the log
+            before = psm._log.full_waits, psm._log.full_wait_seconds
             psm.invoke_rw(("set", f"k{i % 50}", big + b"%d" % i))
-        st = psm.stats()
-        assert st["full_waits"] > 0, st
-        assert st["full_wait_seconds"] / st["full_waits"] < S._GATHER_SECONDS / 4, st
+            if psm._log.full_waits > before[0]:
+                waits.append(psm._log.full_wait_seconds - before[1])
+            if len(waits) >= 9:
+                break
+        waits.sort()
+        assert len(waits) >= 9 and waits[len(waits) // 2] < S._GATHER_SECONDS / 4, waits
 
 
 def test_log_full_back_pressure(shm_path):

@@ -2,10 +2,10 @@
 
 Two copies of one workload, one applied by ``Applier.run`` with the compiled loop and one
 with it turned off, leave the same pool byte for byte, the same counters and the same
-messages: every form of entry (bytes operations, pickles, groups mixing both, method calls,
-padding markers at the log's wrap-around), operations that raise, operations whose end_op
-has work to do or fails, pool growth in the middle of the loop, and commits when the batch
-is full and when the undo log asks.
+messages: every form of entry (bytes operations, packed tuples, pickles, groups mixing
+them, method calls, padding markers at the log's wrap-around), operations that raise,
+operations whose end_op has work to do or fails, pool growth in the middle of the loop, and
+commits when the batch is full and when the undo log asks.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from persimmon import PSM, shadow
 from persimmon.calls import CALL
+from persimmon.errors import CorruptPoolError
 from persimmon.heap import Heap
 from persimmon.opcodec import encode, encode_group
 from persimmon.oplog import OpLog
@@ -27,8 +28,10 @@ _MAX_BATCH = 30
 
 def _op(rng: random.Random, i: int):
     r = rng.random()
-    if r < 0.45:
+    if r < 0.3:
         return b"S" + b"k%07d" % rng.randrange(300) + bytes([i & 255]) * rng.randrange(120)
+    if r < 0.45:  # packed: values either side of the short form's 255 bytes
+        return (b"set", b"t%03d" % rng.randrange(100), bytes([i & 255]) * rng.randrange(400), i)
     if r < 0.6:
         return (CALL, "put", (b"m%d" % rng.randrange(50),), {"value": b"v%d" % i})
     if r < 0.7:
@@ -162,3 +165,47 @@ def test_a_value_end_op_cannot_persist_is_reported_once_and_the_shadow_goes_on(s
         assert "builtins.function" in st["shadow_message"]
     with PSM(Mixed, shm_path) as again:
         assert again.state.n == 51 and again.state.data[b"key00049"] == b"value"
+
+
+def test_the_compiled_loop_reads_packed_operations_and_leaves_a_damaged_one_to_python(
+        monkeypatch):
+    if shadow._fast_run is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    stops = []
+    real = shadow._fast_run
+
+    def counting(*args):
+        r = real(*args)
+        stops.append(r[3])
+        return r
+
+    monkeypatch.setattr(shadow, "_fast_run", counting)
+    dev = SimDevice.from_image(_new_pool())
+    heap = Heap.open(dev)
+    pool = heap.pool
+    fg = OpLog(dev, pool.oplog_off, pool.oplog_size)
+    ap = shadow.Applier(heap, OpLog(dev, pool.oplog_off, pool.oplog_size), max_batch=1000)
+    ops = [(b"set", b"t%03d" % i, b"v" * (i * 13 % 300), i) for i in range(12)]
+    payloads = [encode(op) for op in ops]
+    assert {p[:1] for p in payloads} == {b"T"}
+    fg.append(payloads[0])
+    fg.append(encode_group(payloads[1:]))
+    fg.commit()
+    assert ap.run(100) == 12
+    assert stops and set(stops) == {0}, stops  # read in C: never left to the Python loop
+    ap.commit()
+    assert {k: v for k, v in heap.materialize().data.items()} == {
+        op[1]: op[2] for op in ops}
+    # a damaged packed operation in a group whose checksum holds: the compiled loop leaves
+    # the entry to the Python loop, which names the damage
+    # (the first entry is read by the Python loop, which loads the head: the compiled loop
+    # then gets the second)
+    bad = payloads[5][:-1]
+    fg.append(payloads[6])
+    fg.append(encode_group([encode((b"set", b"ok", b"v", 0)), bad]))
+    fg.commit()
+    stops.clear()
+    with pytest.raises(CorruptPoolError, match="packed operation"):
+        ap.run(100)
+    assert stops == [2]
+    heap.close()

@@ -1022,15 +1022,182 @@ static PyObject *log_read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return out;
 }
 
+/* ---- the operation codec ----------------------------------------------------------------
+ * pack_op(op) -> bytes or None, unpack_op(payload) -> op: the log's compact form (tag T) of
+ * an operation built only of exact tuples, bytes, ints that fit in 64 bits and None (the
+ * common shape of a key-value operation), written and read without pickle.  After the T,
+ * one value: 't' u32 count + the items; 's' u8 length + the bytes (fewer than 256), 'b' u32
+ * length + the bytes; 'i' i64; 'N'.  All little-endian.  pack_op gives None for anything
+ * else (another type, a subclass, a big int, nesting deeper than OPC_DEPTH): the caller
+ * pickles it.  unpack_op raises ValueError for a payload that is not exactly one such value.
+ * opcodec.py holds the same format in Python: change both. */
+#define TAG_T 0x54
+#define OPC_DEPTH 16
+#define OPC_UNPACKABLE (-1)
+
+/* bytes the value takes, OPC_UNPACKABLE, or -2 with an error set */
+static Py_ssize_t opc_size(PyObject *o, int depth) {
+    if (PyBytes_CheckExact(o)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(o);
+        if (n > 0xFFFFFFFFLL) return OPC_UNPACKABLE;
+        return (n < 256 ? 2 : 5) + n;
+    }
+    if (PyLong_CheckExact(o)) {
+        int over = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &over);
+        if (v == -1 && PyErr_Occurred()) return -2;
+        return over ? OPC_UNPACKABLE : 9;
+    }
+    if (o == Py_None) return 1;
+    if (PyTuple_CheckExact(o)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(o), total = 5;
+        if (depth >= OPC_DEPTH || n > 0xFFFFFFFFLL) return OPC_UNPACKABLE;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t s = opc_size(PyTuple_GET_ITEM(o, i), depth + 1);
+            if (s < 0) return s;
+            total += s;
+        }
+        return total;
+    }
+    return OPC_UNPACKABLE;
+}
+
+/* writes the value (opc_size said it packs) at p; returns the end */
+static uint8_t *opc_fill(PyObject *o, uint8_t *p) {
+    if (PyBytes_CheckExact(o)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(o);
+        if (n < 256) {
+            *p++ = 's';
+            *p++ = (uint8_t)n;
+        } else {
+            uint32_t u = (uint32_t)n;
+            *p++ = 'b';
+            memcpy(p, &u, 4);
+            p += 4;
+        }
+        memcpy(p, PyBytes_AS_STRING(o), (size_t)n);
+        return p + n;
+    }
+    if (PyLong_CheckExact(o)) {
+        int over = 0;
+        int64_t v = (int64_t)PyLong_AsLongLongAndOverflow(o, &over);
+        *p++ = 'i';
+        memcpy(p, &v, 8);
+        return p + 8;
+    }
+    if (o == Py_None) {
+        *p++ = 'N';
+        return p;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(o);
+    uint32_t u = (uint32_t)n;
+    *p++ = 't';
+    memcpy(p, &u, 4);
+    p += 4;
+    for (Py_ssize_t i = 0; i < n; i++) p = opc_fill(PyTuple_GET_ITEM(o, i), p);
+    return p;
+}
+
+static PyObject *pack_op(PyObject *self, PyObject *op) {
+    Py_ssize_t n = opc_size(op, 0);
+    if (n == -2) return NULL;
+    if (n < 0) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n + 1);
+    if (!out) return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    *p = TAG_T;
+    opc_fill(op, p + 1);
+    return out;
+}
+
+static PyObject *opc_damaged(void) {
+    PyErr_SetString(PyExc_ValueError, "a T operation payload is damaged");
+    return NULL;
+}
+
+/* the value at *p (advanced past it), or NULL with ValueError (damaged) or another error */
+static PyObject *opc_read(const uint8_t **pp, const uint8_t *end, int depth) {
+    const uint8_t *p = *pp;
+    if (p >= end) return opc_damaged();
+    uint8_t t = *p++;
+    PyObject *v;
+    uint32_t n;
+    switch (t) {
+    case 's':
+    case 'b':
+        if (t == 's') {
+            if (end - p < 1) return opc_damaged();
+            n = *p++;
+        } else {
+            if (end - p < 4) return opc_damaged();
+            memcpy(&n, p, 4);
+            p += 4;
+            if (n < 256) return opc_damaged(); /* (not the form pack_op writes) */
+        }
+        if ((uint64_t)(end - p) < n) return opc_damaged();
+        v = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        p += n;
+        break;
+    case 'i': {
+        int64_t x;
+        if (end - p < 8) return opc_damaged();
+        memcpy(&x, p, 8);
+        p += 8;
+        v = PyLong_FromLongLong((long long)x);
+        break;
+    }
+    case 'N':
+        v = Py_NewRef(Py_None);
+        break;
+    case 't':
+        if (depth >= OPC_DEPTH || end - p < 4) return opc_damaged();
+        memcpy(&n, p, 4);
+        p += 4;
+        if ((uint64_t)(end - p) < n) return opc_damaged(); /* every item takes a byte */
+        v = PyTuple_New((Py_ssize_t)n);
+        for (uint32_t i = 0; v && i < n; i++) {
+            PyObject *it = opc_read(&p, end, depth + 1);
+            if (!it) Py_CLEAR(v);
+            else PyTuple_SET_ITEM(v, i, it);
+        }
+        break;
+    default:
+        return opc_damaged();
+    }
+    *pp = p;
+    return v;
+}
+
+/* the operation in the T payload b[0..len) (b[0] is the tag), or NULL with an error */
+static PyObject *opc_unpack(const uint8_t *b, Py_ssize_t len) {
+    if (len < 2 || b[0] != TAG_T) return opc_damaged();
+    const uint8_t *p = b + 1, *end = b + len;
+    PyObject *v = opc_read(&p, end, 0);
+    if (v && p != end) {
+        Py_DECREF(v);
+        return opc_damaged();
+    }
+    return v;
+}
+
+static PyObject *unpack_op(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *v = opc_unpack((const uint8_t *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return v;
+}
+
 /* ---- the shadow's apply loop ---------------------------------------------------------
  * apply_run(dev, data, cap, pos, head, limit, apply, apply_op, root, heap, loads, in_batch,
  *           max_batch, threshold, undo, raised, end_failed) -> (n, pos, in_batch, why)
  * is the loop of Applier.run (shadow.py) for the entries it reads in its common forms: an
  * entry that passes its checks (as log_read reads it) holding one operation, or a group of
- * them, each a bytes operation (tag B) or a pickle.  Per operation: apply(op) (or, for a
- * method-call operation or when apply is None, apply_op(root, op)); an Exception it raises
- * goes to raised(exc, pos, i, k) (the entry's position, the operation's place in it and
- * its count of operations) and the loop goes on; then heap.end_op() unless Heap.end_op's
+ * them, each a bytes operation (tag B), a packed one (T) or a pickle.  Per operation:
+ * apply(op) (or, for a method-call operation or when apply is None, apply_op(root, op)); an
+ * Exception it raises goes to raised(exc, pos, i, k) (the entry's position, the
+ * operation's place in it and its count of operations) and the loop goes on; then
+ * heap.end_op() unless Heap.end_op's
  * four tests all fail, an Exception from it going to end_failed(exc, pos, i, k).  It stops
  * at entry boundaries: after `limit` operations or at `head` (why 0), when the batch is due
  * for a commit (in_batch >= max_batch or undo.count >= threshold: why 1), or at an entry
@@ -1120,7 +1287,7 @@ static int apply_one(PyObject *const *args, PyObject *op, long long pos, Py_ssiz
 }
 
 /* The operations of payload pl (its own bytes: one operation; a group: its members), each a
- * B or pickle payload, as new references in (*ops)[0..*k): 1 (*ops is `one` for a single
+ * B, T or pickle payload, as new references in (*ops)[0..*k): 1 (*ops is `one` for a single
  * operation, else memory to PyMem_Free); 0 for the Python loop (another tag, a damaged
  * group); -1 on error. */
 static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***ops,
@@ -1144,7 +1311,9 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
         for (Py_ssize_t i = 0; i < n; i++) {
             uint32_t ln;
             memcpy(&ln, lens + 4 * i, 4);
-            if (ln == 0 || at + ln > len || (b[at] != TAG_B && b[at] != TAG_PK)) return 0;
+            if (ln == 0 || at + ln > len ||
+                (b[at] != TAG_B && b[at] != TAG_PK && b[at] != TAG_T))
+                return 0;
             at += ln;
         }
         if (at != len) return 0;
@@ -1153,7 +1322,7 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
             PyErr_NoMemory();
             return -1;
         }
-    } else if (b[0] != TAG_B && b[0] != TAG_PK) {
+    } else if (b[0] != TAG_B && b[0] != TAG_PK && b[0] != TAG_T) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1163,6 +1332,8 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
         PyObject *op;
         if (m[0] == TAG_B) {
             op = PyBytes_FromStringAndSize((const char *)m + 1, (Py_ssize_t)ln - 1);
+        } else if (m[0] == TAG_T) {
+            op = opc_unpack(m, (Py_ssize_t)ln);
         } else if (n == 1) {
             op = PyObject_CallOneArg(loads, pl);
         } else {
@@ -1174,7 +1345,9 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
             for (Py_ssize_t j = 0; j < i; j++) Py_DECREF((*ops)[j]);
             if (*ops != one) PyMem_Free(*ops);
             *ops = one;
-            return -1;
+            if (m[0] != TAG_T || !PyErr_ExceptionMatches(PyExc_ValueError)) return -1;
+            PyErr_Clear(); /* a damaged T payload: the Python loop reports it */
+            return 0;
         }
         (*ops)[i] = op;
         o += ln;
@@ -1647,6 +1820,11 @@ static PyMethodDef methods[] = {
      "PM_GETATTR)"},
     {"decode_blobs", (PyCFunction)(void (*)(void))decode_blobs, METH_FASTCALL,
      "decode_blobs(buf, slots) -> list or None: bytes/str objects materialize reads"},
+    {"pack_op", pack_op, METH_O,
+     "pack_op(op) -> bytes or None: the T payload of an operation made of tuples, bytes, "
+     "64-bit ints and None; None for any other"},
+    {"unpack_op", unpack_op, METH_O,
+     "unpack_op(payload) -> op: the operation in a T payload (ValueError: damaged)"},
     {"rehash", (PyCFunction)(void (*)(void))rehash, METH_FASTCALL,
      "rehash(buf, old, nent, es, ents, itab, size) -> count: Heap._ht_resize's copy and "
      "index, in place"},
@@ -1658,7 +1836,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 8
+#define API 9
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;

@@ -3,6 +3,12 @@
 An entry payload is one tag byte then the body:
 
 * ``B`` + raw bytes: the operation is a ``bytes`` object (no pickling at all);
+* ``T`` + one packed value: an operation built only of exact tuples, bytes, ints that fit
+  in 64 bits and None (the usual shape of a key-value operation), written and read without
+  pickle.  A value is ``t`` + u32 count + the items, ``s`` + u8 length + bytes (shorter
+  than 256), ``b`` + u32 length + bytes (256 or longer), ``i`` + i64, or ``N``; all
+  little-endian, nesting at most 16 tuples deep.  The compiled module packs it when it is
+  built (about 4x faster than pickle for a Redis SET); :func:`unpack` reads it either way;
 * a pickle (protocol 2 or later, so its first byte is ``0x80``, which serves as the tag):
   any other picklable operation;
 * ``P`` + pickle: the same, as written by earlier versions (still read);
@@ -20,6 +26,7 @@ import struct
 from typing import Any
 
 from .errors import CorruptPoolError, UnpersistableError
+from .heap import FAST
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -28,6 +35,12 @@ TAG_BYTES = 0x42  # B: the payload's first byte for a bytes operation
 TAG_PICKLE = 0x80  # pickle's PROTO opcode: a payload that is a pickle as it stands
 assert _PROTO >= 2
 TAG_GROUP = 0x47  # G: a group of payloads
+TAG_PACKED = 0x54  # T: a packed operation
+_PACK_DEPTH = 16
+_pack = getattr(FAST, "pack_op", None)
+_unpack = getattr(FAST, "unpack_op", None)
+_I64 = struct.Struct("<q")
+_U32 = struct.Struct("<I")
 _GROUP_HEAD = struct.Struct("<BI")
 GROUP_OVERHEAD = _GROUP_HEAD.size  # bytes of a group besides its payloads and their lengths
 
@@ -36,6 +49,8 @@ def encode(op: Any) -> bytes:
     """The log payload of ``op``; raises :class:`UnpersistableError` if it cannot be pickled."""
     if type(op) is bytes:
         return b"B" + op
+    if _pack is not None and (p := _pack(op)) is not None:
+        return p
     try:
         return _dumps(op, _PROTO)
     except Exception as e:
@@ -57,6 +72,8 @@ def decode(payload: bytes | memoryview) -> tuple[Any, int | None, int | None]:
         return bytes(payload[1:]), None, None
     if tag == TAG_PICKLE:
         return _loads(payload), None, None
+    if tag == TAG_PACKED:
+        return unpack(payload), None, None
     if tag == 0x50:  # P
         return _loads(payload[1:]), None, None
     if tag == 0x56:  # V
@@ -64,6 +81,85 @@ def decode(payload: bytes | memoryview) -> tuple[Any, int | None, int | None]:
         return op, r, s
     raise CorruptPoolError(f"unknown operation-log entry tag {tag!r}: the entry is damaged or "
                            "was written by a newer version")
+
+
+def pack(op: Any) -> bytes | None:
+    """The ``T`` payload of ``op`` in pure Python, or None when ``op`` has a part other than
+    an exact tuple, bytes, 64-bit int or None (the compiled ``pack_op`` gives the same
+    bytes)."""
+    out = [b"T"]
+    if not _pack_into(op, out, 0):
+        return None
+    return b"".join(out)
+
+
+def _pack_into(v: Any, out: list, depth: int) -> bool:
+    t = type(v)
+    if t is bytes:
+        n = len(v)
+        out.append(bytes((0x73, n)) if n < 256 else b"b" + _U32.pack(n))
+        out.append(v)
+    elif t is int:
+        if not -(1 << 63) <= v < 1 << 63:
+            return False
+        out.append(b"i" + _I64.pack(v))
+    elif v is None:
+        out.append(b"N")
+    elif t is tuple and depth < _PACK_DEPTH and len(v) <= 0xFFFFFFFF:
+        out.append(b"t" + _U32.pack(len(v)))
+        return all(_pack_into(x, out, depth + 1) for x in v)
+    else:
+        return False
+    return True
+
+
+def unpack(payload: bytes | memoryview) -> Any:
+    """The operation in a ``T`` payload; raises :class:`CorruptPoolError` unless the payload
+    is exactly one packed value."""
+    try:
+        if _unpack is not None:
+            return _unpack(payload)
+        mv = memoryview(payload)
+        if len(mv) < 2 or mv[0] != TAG_PACKED:
+            raise ValueError
+        v, o = _unpack_at(mv, 1, 0)
+        if o != len(mv):
+            raise ValueError
+        return v
+    except (ValueError, IndexError, struct.error):
+        raise CorruptPoolError("a packed operation in the operation log is damaged") from None
+
+
+def _unpack_at(mv: memoryview, o: int, depth: int) -> tuple[Any, int]:
+    t = mv[o]
+    o += 1
+    if t == 0x73 or t == 0x62:  # s, b
+        if t == 0x73:
+            n = mv[o]
+            o += 1
+        else:
+            n = _U32.unpack_from(mv, o)[0]
+            o += 4
+            if n < 256:
+                raise ValueError
+        if o + n > len(mv):
+            raise ValueError
+        return bytes(mv[o : o + n]), o + n
+    if t == 0x69:  # i
+        return _I64.unpack_from(mv, o)[0], o + 8
+    if t == 0x4E:  # N
+        return None, o
+    if t == 0x74 and depth < _PACK_DEPTH:  # t
+        n = _U32.unpack_from(mv, o)[0]
+        o += 4
+        if o + n > len(mv):
+            raise ValueError
+        items = []
+        for _ in range(n):
+            x, o = _unpack_at(mv, o, depth + 1)
+            items.append(x)
+        return tuple(items), o
+    raise ValueError
 
 
 def encode_group(payloads: list[bytes]) -> bytes:
