@@ -1197,11 +1197,11 @@ static PyObject *unpack_op(PyObject *self, PyObject *arg) {
  * apply(op) (or, for a method-call operation or when apply is None, apply_op(root, op)); an
  * Exception it raises goes to raised(exc, pos, i, k) (the entry's position, the
  * operation's place in it and its count of operations) and the loop goes on; then
- * heap.end_op() unless Heap.end_op's
- * four tests all fail, an Exception from it going to end_failed(exc, pos, i, k).  It stops
- * at entry boundaries: after `limit` operations or at `head` (why 0), when the batch is due
- * for a commit (in_batch >= max_batch or undo.count >= threshold: why 1), or at an entry
- * it leaves to the Python loop (a padding marker, a damaged entry, another tag: why 2).
+ * heap.end_op() unless Heap.end_op's four tests all fail, an Exception from it going to
+ * end_failed(exc, pos, i, k).  It stops at entry boundaries: after `limit` operations or
+ * at `head` (why 0), when the batch is due for a commit (in_batch >= max_batch or
+ * undo.count >= threshold: why 1), or at an entry it leaves to the Python loop (a padding
+ * marker, a damaged entry, another tag: why 2).
  * The pool buffer is taken from dev.buf per entry and released before any operation runs
  * (an operation may grow the pool, which remaps it). */
 #define WHY_STOPPED 0
@@ -1286,6 +1286,9 @@ static int apply_one(PyObject *const *args, PyObject *op, long long pos, Py_ssiz
     return 0;
 }
 
+/* 1 when t is the tag of an operation payload this loop decodes itself (B, T, pickle) */
+static inline int own_tag(uint8_t t) { return t == TAG_B || t == TAG_T || t == TAG_PK; }
+
 /* The operations of payload pl (its own bytes: one operation; a group: its members), each a
  * B, T or pickle payload, as new references in (*ops)[0..*k): 1 (*ops is `one` for a single
  * operation, else memory to PyMem_Free); 0 for the Python loop (another tag, a damaged
@@ -1311,9 +1314,7 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
         for (Py_ssize_t i = 0; i < n; i++) {
             uint32_t ln;
             memcpy(&ln, lens + 4 * i, 4);
-            if (ln == 0 || at + ln > len ||
-                (b[at] != TAG_B && b[at] != TAG_PK && b[at] != TAG_T))
-                return 0;
+            if (ln == 0 || at + ln > len || !own_tag(b[at])) return 0;
             at += ln;
         }
         if (at != len) return 0;
@@ -1322,7 +1323,7 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
             PyErr_NoMemory();
             return -1;
         }
-    } else if (b[0] != TAG_B && b[0] != TAG_PK && b[0] != TAG_T) {
+    } else if (!own_tag(b[0])) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
