@@ -16,7 +16,7 @@ class KV:
 
     def apply(self, op):
         kind = op[0]
-        if kind == "set":
+        if kind == "set" or kind == b"set":  # (b"set", ...): logged packed, not pickled
             self.data[op[1]] = op[2]
         elif kind == "del":
             self.data.pop(op[1], None)
@@ -68,6 +68,8 @@ def workload_op(i: int):
         return ("append", f"l{i % 11}", i)
     if i % 13 == 12:
         return ("del", k)
+    if i % 3 == 1:  # bytes and ints only: the packed form (tag T)
+        return (b"set", k.encode(), (b"v%d" % i * (1 + i % 9), i))
     return ("set", k, b"v%d" % i * (1 + i % 9))
 
 
