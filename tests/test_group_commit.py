@@ -4,14 +4,15 @@ recovery.  (Crash tests of group commit: tests/test_runtime_crash.py.)"""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
 
 from persimmon import PSM
-from persimmon.errors import CorruptPoolError, LogFullError, UnpersistableError
-from persimmon.heap import Heap
-from persimmon.opcodec import decode, encode, encode_group, split
+from persimmon.errors import CorruptPoolError, LogFullError, PersimmonError, UnpersistableError
+from persimmon.heap import FAST, Heap
+from persimmon.opcodec import GROUP_OVERHEAD, decode, encode, encode_group, split
 from persimmon.oplog import OpLog
 from persimmon.shadow import Applier
 from persimmon.simdevice import SimDevice
@@ -159,3 +160,79 @@ def test_invoke_rw_grouped_is_invoke_rw_without_commit(shm_path):
         psm.verify()
     with PSM(KV, shm_path) as psm:
         assert psm.state.data["c"] == 6
+
+
+def _grouped_run(path: str, ops: list) -> tuple[list, list[bytes]]:
+    """Results (or exception types) of ``ops`` through invoke_rw_grouped, with a commit
+    after every seventh, and the log entries they made."""
+    psm = PSM(KV, path, log_size=64 << 10)  # groups of at most 16 KB
+    psm._stop_shadow()
+    h0 = psm._log.head
+    out = []
+    for i, op in enumerate(ops):
+        try:
+            out.append(psm.invoke_rw_grouped(op))
+        except Exception as e:  # noqa: BLE001 (the type is what is compared)
+            out.append(type(e))
+        if i % 7 == 6:
+            psm.commit()
+    psm.commit()
+    ents = _entries(psm, h0)
+    psm.close(drain=False)
+    return out, ents
+
+
+def _grouper_ops() -> list:
+    big = b"v" * 5000
+    return [
+        (b"set", b"k1", b"v1"),  # packed
+        ("set", "k2", 2),  # str: pickled, by the Python rules
+        b"raw",  # a bytes operation: tag B
+        (b"set", b"four", None, 7),  # a 4-tuple: maybe a method call, the Python rules
+        (b"set", b"n", -(1 << 63)),
+        (b"set", b"big", 1 << 70),  # a big int: pickled
+        ("boom", 3),  # apply raises: logged all the same
+        ("set", "f", lambda: 1),  # cannot be logged: refused, the state untouched
+        *[(b"set", b"b%d" % i, big) for i in range(8)],  # groups cut at 16 KB
+        (b"set", b"c", 1),
+    ]
+
+
+@pytest.mark.skipif(FAST is None, reason="the fast path is not built (PERSIMMON_PURE_PYTHON)")
+def test_the_compiled_grouper_logs_and_answers_as_the_python_rules_do(shm_path, monkeypatch):
+    import persimmon.psm as psm_mod
+
+    ops = _grouper_ops()
+    compiled = _grouped_run(shm_path, ops)
+    monkeypatch.setattr(psm_mod, "FAST", None)  # a PSM opened now has no compiled grouper
+    python = _grouped_run(shm_path + ".py", ops)
+    os.unlink(shm_path + ".py")
+    assert compiled == python
+    results, ents = compiled
+    assert results[6] is ValueError and results[7] is UnpersistableError
+    assert len(ents) >= 4 and sum(len(split(e)) for e in ents) == len(ops) - 1
+    with PSM(KV, shm_path) as again:
+        assert again.state.data[b"k1"] == b"v1" and again.state.data[b"c"] == 1
+        assert again.state.data[b"four"] is None and again.state.n == len(ops) - 2  # (boom, f)
+        assert "f" not in again.state.data and again.state.data[b"big"] == 1 << 70
+
+
+@pytest.mark.skipif(FAST is None, reason="the fast path is not built (PERSIMMON_PURE_PYTHON)")
+def test_a_psm_s_grouped_call_is_the_compiled_grouper_until_it_closes(shm_path):
+    psm = PSM(KV, shm_path, log_size=1 << 20)
+    g = psm.invoke_rw_grouped
+    assert isinstance(g, FAST.Grouper)  # the server's per-write call runs no Python frame
+    assert g((b"set", b"a", b"1")) == 1 and g.bytes > GROUP_OVERHEAD
+    with pytest.raises(TypeError, match="one positional argument"):
+        g()
+    with pytest.raises(TypeError, match="one positional argument"):
+        g((b"set", b"a", b"1"), op=1)
+    psm.commit()
+    assert g.bytes == GROUP_OVERHEAD and not psm._group
+    psm.close()
+    with pytest.raises(PersimmonError, match="closed"):
+        g((b"set", b"b", b"2"))
+    with pytest.raises(TypeError):
+        FAST.Grouper([], 5, 100, 3, print)  # apply must be callable (or None)
+    with PSM(KV, shm_path) as again:
+        assert again.state.data == {b"a": b"1"}

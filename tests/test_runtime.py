@@ -173,6 +173,26 @@ def test_shadow_restart_under_load(shm_path):
         assert p2.state.n == 3000 and p2.state.data["k2999"] == 2999
 
 
+def test_the_watchdog_restarts_a_dead_shadow_of_an_idle_psm_and_otherwise_sleeps(shm_path):
+    with PSM(KV, shm_path) as psm:
+        psm.invoke_rw(("set", "a", 1))
+        psm.sync()
+        wakes = psm._watch_wakes
+        time.sleep(1.0)
+        assert psm._watch_wakes == wakes  # no periodic wake-up to take a busy server's GIL
+        first = psm.shadow_pid
+        os.kill(first, signal.SIGKILL)  # no write follows: only the watchdog can notice
+        assert wait_for(lambda: psm.stats()["shadow_restarts"] == 1, 5)
+        assert psm.shadow_pid != first and psm._watch_wakes > wakes
+        psm.invoke_rw(("set", "b", 2))
+        psm.verify()
+        os.kill(psm.shadow_pid, signal.SIGKILL)  # and the new shadow is watched too
+        assert wait_for(lambda: psm.stats()["shadow_restarts"] == 2, 5)
+    assert not psm._watchdog.is_alive()
+    with PSM(KV, shm_path) as again:
+        assert again.state.data == {"a": 1, "b": 2}
+
+
 def test_shadow_runs_as_idle_work_by_default_and_normal_when_asked(shm_path):
     def policy(psm):
         psm.sync()  # the shadow has started and applied what was logged

@@ -1022,6 +1022,65 @@ static PyObject *log_read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return out;
 }
 
+/* log_put_group(buf, a, pos, payloads, ln) -> bool: OpLog.append_group's write, for a
+ * group entry the caller has room for at byte a of buf (no wrap): the 16-byte entry head
+ * (ln, xxh32 of the body seeded with pos, pos) and the body opcodec.encode_group would
+ * make ('G', u32 count, the u32 lengths, the payloads), written in place with no payload of
+ * the whole group built first.  False, nothing written, when the xxHash library's function
+ * is not bound (the caller then appends encode_group's bytes); ValueError when ln is not
+ * the group's length or the entry does not fit in buf. */
+static PyObject *log_put_group(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "log_put_group(buf, a, pos, payloads, ln)");
+        return NULL;
+    }
+    long long a = PyLong_AsLongLong(args[1]), pos = PyLong_AsLongLong(args[2]);
+    long long ln = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *g = args[3];
+    Py_ssize_t cnt = PyList_GET_SIZE(g);
+    long long want = 5 + 4 * (long long)cnt;
+    for (Py_ssize_t i = 0; i < cnt; i++) {
+        PyObject *x = PyList_GET_ITEM(g, i);
+        if (!PyBytes_CheckExact(x)) {
+            PyErr_SetString(PyExc_TypeError, "log_put_group: a payload is not bytes");
+            return NULL;
+        }
+        want += PyBytes_GET_SIZE(x);
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) return NULL;
+    if (want != ln || ln > 0xFFFFFFF0LL || cnt > 0xFFFFFFFFLL || a < 0 || pos < 0 ||
+        a + 16 + ln > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "log_put_group: the group's length or place is wrong");
+        return NULL;
+    }
+    if (!c_xxh32) {
+        PyBuffer_Release(&view);
+        Py_RETURN_FALSE;
+    }
+    uint8_t *b = (uint8_t *)view.buf + a, *body = b + 16;
+    uint32_t u = (uint32_t)cnt;
+    body[0] = 'G';
+    memcpy(body + 1, &u, 4);
+    uint8_t *lens = body + 5, *p = lens + 4 * (size_t)cnt;
+    for (Py_ssize_t i = 0; i < cnt; i++) {
+        PyObject *x = PyList_GET_ITEM(g, i);
+        uint32_t n = (uint32_t)PyBytes_GET_SIZE(x);
+        memcpy(lens + 4 * (size_t)i, &n, 4);
+        memcpy(p, PyBytes_AS_STRING(x), n);
+        p += n;
+    }
+    uint32_t l32 = (uint32_t)ln, chk = c_xxh32(body, (size_t)ln, (uint32_t)(pos & 0xFFFFFFFF));
+    uint64_t p64 = (uint64_t)pos;
+    memcpy(b, &l32, 4);
+    memcpy(b + 4, &chk, 4);
+    memcpy(b + 8, &p64, 8);
+    PyBuffer_Release(&view);
+    Py_RETURN_TRUE;
+}
+
 /* ---- the operation codec ----------------------------------------------------------------
  * pack_op(op) -> bytes or None, unpack_op(payload) -> op: the log's compact form (tag T) of
  * an operation built only of exact tuples, bytes, ints that fit in 64 bits and None (the
@@ -1109,6 +1168,132 @@ static PyObject *pack_op(PyObject *self, PyObject *op) {
     opc_fill(op, p + 1);
     return out;
 }
+
+/* Grouper: PSM.invoke_rw_grouped's common case in C, so a server's per-write call runs no
+ * Python frame.  grouper(op) packs op (the T form), appends the payload to the group list,
+ * counts its bytes (payload + its u32 length) in `bytes`, and returns apply(op): the same as
+ * the Python method.  Anything else goes to slow(op), the Python method, which has every
+ * rule: `on` false (closed, verify mode), no `apply`, a 4-tuple (maybe a method-call
+ * operation), a bytes operation (tag B), one that does not pack (pickled), or a group that
+ * would pass `max` bytes (flushed first). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *group, *apply, *slow;
+    PyObject *func, *obj; /* apply's function and object when it is a bound method */
+    Py_ssize_t bytes, max;
+    char on;
+} Grouper;
+
+static PyObject *grouper_call(PyObject *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames) {
+    Grouper *g = (Grouper *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "invoke_rw_grouped(op) takes one positional argument");
+        return NULL;
+    }
+    PyObject *op = args[0];
+    if (!g->on || g->apply == Py_None || PyBytes_CheckExact(op) ||
+        (PyTuple_CheckExact(op) && PyTuple_GET_SIZE(op) == 4))
+        return PyObject_CallOneArg(g->slow, op);
+    Py_ssize_t n = opc_size(op, 0);
+    if (n == -2) return NULL;
+    Py_ssize_t size = g->bytes + n + 1 + 4;
+    if (n < 0 || size > g->max) return PyObject_CallOneArg(g->slow, op);
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, n + 1);
+    if (!payload) return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(payload);
+    *p = TAG_T;
+    opc_fill(op, p + 1);
+    int err = PyList_Append(g->group, payload);
+    Py_DECREF(payload);
+    if (err < 0) return NULL;
+    g->bytes = size;
+    if (g->func) { /* apply(op) without a bound-method call's argument copy */
+        PyObject *a[3] = {NULL, g->obj, op};
+        return PyObject_Vectorcall(g->func, a + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    return PyObject_CallOneArg(g->apply, op);
+}
+
+static PyObject *grouper_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *group, *apply, *slow;
+    Py_ssize_t bytes, max;
+    static char *kwlist[] = {"group", "bytes", "max", "apply", "slow", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nnOO:Grouper", kwlist, &PyList_Type, &group,
+                                     &bytes, &max, &apply, &slow))
+        return NULL;
+    if ((apply != Py_None && !PyCallable_Check(apply)) || !PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "Grouper: apply (or None) and slow must be callable");
+        return NULL;
+    }
+    Grouper *g = (Grouper *)type->tp_alloc(type, 0);
+    if (!g) return NULL;
+    g->vectorcall = grouper_call;
+    g->group = Py_NewRef(group);
+    g->apply = Py_NewRef(apply);
+    g->slow = Py_NewRef(slow);
+    if (PyMethod_Check(apply)) {
+        g->func = Py_NewRef(PyMethod_GET_FUNCTION(apply));
+        g->obj = Py_NewRef(PyMethod_GET_SELF(apply));
+    }
+    g->bytes = bytes;
+    g->max = max;
+    g->on = 1;
+    return (PyObject *)g;
+}
+
+static int grouper_traverse(PyObject *self, visitproc visit, void *arg) {
+    Grouper *g = (Grouper *)self;
+    Py_VISIT(g->group);
+    Py_VISIT(g->apply);
+    Py_VISIT(g->slow);
+    Py_VISIT(g->func);
+    Py_VISIT(g->obj);
+    return 0;
+}
+
+static int grouper_clear(PyObject *self) {
+    Grouper *g = (Grouper *)self;
+    Py_CLEAR(g->group);
+    Py_CLEAR(g->apply);
+    Py_CLEAR(g->slow);
+    Py_CLEAR(g->func);
+    Py_CLEAR(g->obj);
+    return 0;
+}
+
+static void grouper_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    grouper_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyMemberDef grouper_members[] = {
+    {"bytes", T_PYSSIZET, offsetof(Grouper, bytes), 0,
+     "bytes of the group so far, its head included"},
+    {"max", T_PYSSIZET, offsetof(Grouper, max), READONLY, "a group's largest size in bytes"},
+    {"on", T_BOOL, offsetof(Grouper, on), 0, "false: every operation goes to slow"},
+    {"group", T_OBJECT, offsetof(Grouper, group), READONLY, "the list of payloads"},
+    {NULL},
+};
+
+static PyTypeObject GrouperType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "persimmon._speedups.Grouper",
+    .tp_basicsize = sizeof(Grouper),
+    .tp_new = grouper_new,
+    .tp_dealloc = grouper_dealloc,
+    .tp_traverse = grouper_traverse,
+    .tp_clear = grouper_clear,
+    .tp_vectorcall_offset = offsetof(Grouper, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_members = grouper_members,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Grouper(group, bytes, max, apply, slow): PSM.invoke_rw_grouped's common case "
+              "(see _speedups.c)",
+};
 
 static PyObject *opc_damaged(void) {
     PyErr_SetString(PyExc_ValueError, "a T operation payload is damaged");
@@ -1814,6 +1999,8 @@ static PyMethodDef methods[] = {
      "apply_run(dev, data, cap, pos, head, limit, apply, apply_op, root, heap, loads, "
      "in_batch, max_batch, threshold, undo, raised, end_failed) -> (n, pos, in_batch, why): "
      "the shadow's apply loop"},
+    {"log_put_group", (PyCFunction)(void (*)(void))log_put_group, METH_FASTCALL,
+     "log_put_group(buf, a, pos, payloads, ln) -> bool: a group entry written in place"},
     {"log_read", (PyCFunction)(void (*)(void))log_read, METH_FASTCALL,
      "log_read(buf, data, cap, pos) -> (payload, next) or None: OpLog.read's common case"},
     {"proxy_method", (PyCFunction)(void (*)(void))proxy_method, METH_FASTCALL,
@@ -1837,11 +2024,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 9
+#define API 10
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
-    if (PyType_Ready(&PMethType) < 0) return NULL;
+    if (PyType_Ready(&PMethType) < 0 || PyType_Ready(&GrouperType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     /* the layout constants compiled in, which heap.py checks against its own */
     if (m && (PyModule_AddIntConstant(m, "API", API) < 0 ||
@@ -1855,7 +2042,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "PERTURB_SHIFT", PERTURB_SHIFT) < 0 ||
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
-              PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0)) {
+              PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0 ||
+              PyModule_AddObjectRef(m, "Grouper", (PyObject *)&GrouperType) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -122,7 +122,7 @@ def _rehash(buf: Any, old: int, nent: int, es: int, ents: int, itab: int, size: 
     return len(hashes)
 
 
-FAST_API = 9  # the _speedups.API this heap was written against
+FAST_API = 10  # the _speedups.API this heap was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 _PROBE_OVER = 4096

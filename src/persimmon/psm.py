@@ -17,6 +17,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import select
 import socket
 import sys
 import threading
@@ -30,8 +31,8 @@ from .calls import apply_op
 from .digest import digest
 from .doorbell import Doorbell
 from .errors import DivergenceError, PersimmonError, PoolError, ShadowError
-from .heap import Heap
-from .opcodec import GROUP_OVERHEAD, decode, encode, encode_group, encode_verified, split
+from .heap import FAST, Heap
+from .opcodec import GROUP_OVERHEAD, decode, encode, encode_verified, split
 from .oplog import OpLog
 from .pool import Pool
 
@@ -39,6 +40,17 @@ _SLEEPING = S.SLEEPING
 log = logging.getLogger("persimmon")
 
 _ENTRY_OVERHEAD = 64  # header + alignment of one log entry, upper bound
+
+
+class _GroupBytes:
+    """The group's byte count where the compiled grouper is not built (the same fields;
+    invoke_rw_grouped stays the Python method)."""
+
+    __slots__ = ("group", "bytes", "max", "apply", "slow", "on")
+
+    def __init__(self, group: list, nbytes: int, max: int, apply: Any, slow: Any) -> None:
+        self.group, self.bytes, self.max = group, nbytes, max
+        self.apply, self.slow, self.on = apply, slow, True
 
 
 class PSM:
@@ -129,6 +141,11 @@ class PSM:
         finally:
             handoff.close()
         self._watchdog_stop = threading.Event()
+        # (a pipe that wakes the watchdog: a new shadow to watch, or close)
+        self._watch_r, self._watch_w = os.pipe()
+        self._watch_wakes = 0  # (its wake-ups, for the tests)
+        os.set_blocking(self._watch_r, False)
+        os.set_blocking(self._watch_w, False)
         self._watchdog = threading.Thread(target=self._watch, name="persimmon-watchdog",
                                           daemon=True)
         self._watchdog.start()
@@ -164,8 +181,18 @@ class PSM:
         # group entry at the next commit (see invoke_rw).  A group is cut before it would
         # pass _group_max bytes, so any group fits the log with room to spare.
         self._group: list[bytes] = []
-        self._group_bytes = GROUP_OVERHEAD
         self._group_max = max(4096, min(1 << 20, self._log.capacity // 4))
+        # The group's byte count lives in the grouper: the compiled one runs the common case
+        # of invoke_rw_grouped (and is then that instance attribute, so a server's call of
+        # it runs no Python frame); either way the rules are those of _invoke_rw_grouped.
+        apply = getattr(self.state, "apply", None)
+        mk = getattr(FAST, "Grouper", None) or _GroupBytes
+        self._grouper = mk(self._group, GROUP_OVERHEAD, self._group_max,
+                           apply if callable(apply) else None, self._invoke_rw_grouped)
+        if self.verify_mode:
+            self._grouper.on = False  # (verify mode logs no groups)
+        elif mk is not _GroupBytes:
+            self.invoke_rw_grouped = self._grouper  # type: ignore[method-assign]
         self._counters[S.POSITION] = self._log.tail
         if pin_cores and hasattr(os, "sched_setaffinity"):
             try:
@@ -220,21 +247,46 @@ class PSM:
         )
         p.start()
         self._shadow = p
+        self._wake_watchdog()
+
+    def _wake_watchdog(self) -> None:
+        w = getattr(self, "_watch_w", -1)  # (the first shadow starts before the watchdog)
+        if w >= 0:
+            try:
+                os.write(w, b"\0")
+            except OSError:  # full: a wake-up is pending anyway
+                pass
 
     def _watch(self) -> None:
-        while not self._watchdog_stop.wait(0.2):
+        # Sleeps until the shadow exits (its sentinel becomes readable) or the PSM wakes it,
+        # and restarts a shadow that died.  No periodic wake-up: a thread that woke five
+        # times a second to look took the GIL from a busy server each time, and cost it
+        # 1.6 % of its throughput (docs/benchmarks.md).
+        poller = select.poll()
+        poller.register(self._watch_r, select.POLLIN)
+        while not self._watchdog_stop.is_set():
+            p = self._shadow  # (held: its sentinel stays open while it is polled)
+            fd = p.sentinel if p is not None else -1
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
+            poller.poll()
+            self._watch_wakes += 1
+            if fd >= 0:
+                poller.unregister(fd)
+            try:
+                os.read(self._watch_r, 4096)
+            except BlockingIOError:
+                pass
             self._ensure_shadow()
 
     def _ensure_shadow(self) -> None:
         with self._lock:
-            if self._closed or self._shadow is None:
+            p = self._shadow
+            if self._closed or p is None or p.is_alive():
                 return
-            if self._shadow.is_alive():
-                return
-            code = self._shadow.exitcode
             msg = self._message.value.decode("utf-8", "replace")
             log.warning("shadow process %s exited (code %s)%s; starting a new one",
-                        self._shadow.pid, code, f": {msg}" if msg else "")
+                        p.pid, p.exitcode, f": {msg}" if msg else "")
             restarts = self._restarts + 1
             if restarts > 50 and restarts > 10 * (self._counters[S.BATCHES] + 1):
                 raise ShadowError(f"the shadow keeps failing: {msg}")
@@ -293,14 +345,23 @@ class PSM:
     def invoke_rw_grouped(self, op: Any) -> Any:
         """``invoke_rw(op, commit=False)`` in one positional call, for request loops that
         commit once per batch: the operation is logged and applied now, and durable when
-        the next :meth:`commit` returns (which writes all of them as one log entry)."""
+        the next :meth:`commit` returns (which writes all of them as one log entry).
+
+        With the compiled module built, a PSM's ``invoke_rw_grouped`` is a compiled object
+        that does the same (it binds ``state.apply`` once, when the PSM opens)."""
+        return self._invoke_rw_grouped(op)
+
+    def _invoke_rw_grouped(self, op: Any) -> Any:
+        # Every rule of invoke_rw_grouped (the compiled grouper hands all but its common case
+        # here).  Encoded first, so an operation that cannot be logged raises before it
+        # touches the state; applied now; nothing is acknowledged before commit() made the
+        # group durable.
         if self._closed or self.verify_mode:
             return self.invoke_rw(op, commit=False)  # (raises if closed; verify: no groups)
-        # Encoded first, so an operation that cannot be logged raises before it touches the
-        # state; applied now; nothing is acknowledged before commit() made the group durable.
         payload = encode(op)
         n = len(payload) + 4  # its bytes in a group: the payload and its length
-        size = self._group_bytes + n
+        g = self._grouper
+        size = g.bytes + n
         if size > self._group_max:
             self._flush_group()
             size = GROUP_OVERHEAD + n
@@ -309,7 +370,7 @@ class PSM:
                 self._ops_logged += 1
                 return apply_op(self.state, op)
         self._group.append(payload)
-        self._group_bytes = size
+        g.bytes = size
         return apply_op(self.state, op)
 
     def commit(self) -> None:
@@ -333,10 +394,13 @@ class PSM:
     def _flush_group(self) -> None:
         # Write the waiting operations into the log as one entry (flushed, not committed).
         g = self._group
-        self._append(g[0] if len(g) == 1 else encode_group(g), wait=self._wait)
+        if len(g) == 1:
+            self._append(g[0], wait=self._wait)
+        else:  # (the grouper's byte count is the group entry's length)
+            self._log.append_group(g, self._grouper.bytes, wait=self._wait)
         self._ops_logged += len(g)  # (counted here, not per operation: see stats())
         g.clear()
-        self._group_bytes = GROUP_OVERHEAD
+        self._grouper.bytes = GROUP_OVERHEAD
 
     def invoke_ro(self, op: Any) -> Any:
         """Run a read-only operation on the DRAM copy (never logged).
@@ -463,24 +527,33 @@ class PSM:
             self.sync()
         with self._lock:
             self._closed = True
+            self._grouper.on = False  # (the compiled grouper: every call to the Python rules)
         self._watchdog_stop.set()
+        self._wake_watchdog()
+        if self._watchdog.is_alive() and self._watchdog is not threading.current_thread():
+            self._watchdog.join(5.0)
+        if not self._watchdog.is_alive():  # (else it may still poll them: left open)
+            os.close(self._watch_r)
+            os.close(self._watch_w)
+            self._watch_r = self._watch_w = -1
         self._stop_shadow()
         self._bell.close()
         self._pool.close()
         _live.discard(self)
 
     def _stop_shadow(self) -> None:
-        p = self._shadow
-        if p is None:
-            return
-        self._counters[S.STOP] = 1
-        self._bell.ring()
-        p.join(5.0)
-        if p.is_alive():
-            p.kill()
-            p.join(1.0)
-        self._shadow = None
-        self._counters[S.READY] = 0
+        with self._lock:  # (the watchdog, woken by its exit, must not take it for a death)
+            p = self._shadow
+            if p is None:
+                return
+            self._counters[S.STOP] = 1
+            self._bell.ring()
+            p.join(5.0)
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+            self._shadow = None
+            self._counters[S.READY] = 0
 
     def __enter__(self) -> PSM:
         return self
