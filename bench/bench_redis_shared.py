@@ -22,8 +22,9 @@ benchmark the targets are judged on; this one tells small differences apart.
 
 A name may appear twice (`persimmon-none,persimmon-none`): the two are then separate
 servers, the spread of the method itself.  The ratios are of each server to the last one
-named.  `--repeat` starts fresh servers for each repetition (a process's hash seed and
-memory layout move its figure by about 1 %).
+named.  `--repeat` starts fresh servers for each repetition, every other one in the reverse
+order (a process's hash seed and memory layout, and its place in the order, move its
+figure by about 1 %).
 """
 
 from __future__ import annotations
@@ -63,20 +64,24 @@ def processed(port: int) -> int:
     raise RuntimeError(f"no total_commands_processed from the server on {port}")
 
 
-def one_run(kinds: list[str], windows: int, window: float, warmup: float) -> list[list[float]]:
-    """Start the servers and their loads; per window, each server's requests over the last
-    server's."""
+def one_run(kinds: list[str], windows: int, window: float, warmup: float,
+            reverse: bool) -> list[list[float]]:
+    """Start the servers and their loads (in the reverse order if ``reverse``); per window,
+    each server's requests over the last server's."""
     workdir = tempfile.mkdtemp(prefix="bench-shared-", dir=os.path.expanduser("~"))
     procs: list = []
     loads: list = []
     try:
-        for i, kind in enumerate(kinds):
+        order = list(range(len(kinds)))[::-1] if reverse else list(range(len(kinds)))
+        started: dict = {}
+        for i in order:
             wd = os.path.join(workdir, str(i))
             os.makedirs(wd)
             port = free_port()
-            procs.append((start(kind, port, wd), port))
+            started[i] = (start(kinds[i], port, wd), port)
+        procs = [started[i] for i in range(len(kinds))]
         time.sleep(1.0)  # (the shadow has been forked by now)
-        for p, port in procs:
+        for p, port in (started[i] for i in order):
             os.sched_setaffinity(p.pid, {0})
             for k in children(p.pid):
                 os.sched_setaffinity(k, {1})
@@ -124,10 +129,12 @@ def main() -> None:
         sys.exit("needs 2 CPUs and redis-benchmark (apt-get install redis-tools)")
     print(calibration_line(), flush=True)
     allw: list[list[float]] = []
+    runs: list[list[float]] = []
     for r in range(args.repeat):
-        w = one_run(kinds, args.windows, args.window, args.warmup)
+        w = one_run(kinds, args.windows, args.window, args.warmup, reverse=r % 2 == 1)
         allw += w
         meds = [statistics.median(x[j] for x in w) for j in range(len(kinds) - 1)]
+        runs.append(meds)
         print(f"run {r + 1}: " + ", ".join(
             f"server {j + 1}/{len(kinds)} {m:.4f}" for j, m in enumerate(meds))
             + f" ({statistics.median(x[-1] for x in w):,.0f} requests/s for {kinds[-1]})",
@@ -138,9 +145,12 @@ def main() -> None:
     for j, k in enumerate(kinds[:-1]):
         rs = [x[j] for x in allw]
         ci = median_interval(rs)
-        span = f", 95 % interval {ci[0]:.4f}-{ci[1]:.4f}" if ci else ""
-        print(f"server {j + 1} ({k}) / server {len(kinds)} ({kinds[-1]}): median "
-              f"{statistics.median(rs):.4f}{span}")
+        span = f" (95 % interval {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+        per = [m[j] for m in runs]
+        print(f"server {j + 1} ({k}) / server {len(kinds)} ({kinds[-1]}): median of the "
+              f"runs {statistics.median(per):.4f}, runs {min(per):.4f}-{max(per):.4f}; "
+              f"median of all windows {statistics.median(rs):.4f}{span}")
+    print("(the runs differ more than the windows of one run: judge by the runs)")
 
 
 if __name__ == "__main__":
