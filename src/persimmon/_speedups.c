@@ -1157,16 +1157,21 @@ static uint8_t *opc_fill(PyObject *o, uint8_t *p) {
     return p;
 }
 
-static PyObject *pack_op(PyObject *self, PyObject *op) {
-    Py_ssize_t n = opc_size(op, 0);
-    if (n == -2) return NULL;
-    if (n < 0) Py_RETURN_NONE;
+/* the T payload of op, whose packed value opc_size found to take n bytes */
+static PyObject *opc_payload(PyObject *op, Py_ssize_t n) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, n + 1);
     if (!out) return NULL;
     uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
     *p = TAG_T;
     opc_fill(op, p + 1);
     return out;
+}
+
+static PyObject *pack_op(PyObject *self, PyObject *op) {
+    Py_ssize_t n = opc_size(op, 0);
+    if (n == -2) return NULL;
+    if (n < 0) Py_RETURN_NONE;
+    return opc_payload(op, n);
 }
 
 /* Grouper: PSM.invoke_rw_grouped's common case in C, so a server's per-write call runs no
@@ -1201,11 +1206,8 @@ static PyObject *grouper_call(PyObject *self, PyObject *const *args, size_t narg
     if (n == -2) return NULL;
     Py_ssize_t size = g->bytes + n + 1 + 4;
     if (n < 0 || size > g->max) return PyObject_CallOneArg(g->slow, op);
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, n + 1);
+    PyObject *payload = opc_payload(op, n);
     if (!payload) return NULL;
-    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(payload);
-    *p = TAG_T;
-    opc_fill(op, p + 1);
     int err = PyList_Append(g->group, payload);
     Py_DECREF(payload);
     if (err < 0) return NULL;
@@ -1273,9 +1275,7 @@ static void grouper_dealloc(PyObject *self) {
 static PyMemberDef grouper_members[] = {
     {"bytes", T_PYSSIZET, offsetof(Grouper, bytes), 0,
      "bytes of the group so far, its head included"},
-    {"max", T_PYSSIZET, offsetof(Grouper, max), READONLY, "a group's largest size in bytes"},
     {"on", T_BOOL, offsetof(Grouper, on), 0, "false: every operation goes to slow"},
-    {"group", T_OBJECT, offsetof(Grouper, group), READONLY, "the list of payloads"},
     {NULL},
 };
 

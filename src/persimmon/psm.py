@@ -43,14 +43,13 @@ _ENTRY_OVERHEAD = 64  # header + alignment of one log entry, upper bound
 
 
 class _GroupBytes:
-    """The group's byte count where the compiled grouper is not built (the same fields;
-    invoke_rw_grouped stays the Python method)."""
+    """The group's byte count where the compiled grouper is not built (invoke_rw_grouped
+    stays the Python method; ``on`` is set as the compiled one's is, and read by nobody)."""
 
-    __slots__ = ("group", "bytes", "max", "apply", "slow", "on")
+    __slots__ = ("bytes", "on")
 
-    def __init__(self, group: list, nbytes: int, max: int, apply: Any, slow: Any) -> None:
-        self.group, self.bytes, self.max = group, nbytes, max
-        self.apply, self.slow, self.on = apply, slow, True
+    def __init__(self, nbytes: int) -> None:
+        self.bytes, self.on = nbytes, True
 
 
 class PSM:
@@ -185,14 +184,17 @@ class PSM:
         # The group's byte count lives in the grouper: the compiled one runs the common case
         # of invoke_rw_grouped (and is then that instance attribute, so a server's call of
         # it runs no Python frame); either way the rules are those of _invoke_rw_grouped.
-        apply = getattr(self.state, "apply", None)
-        mk = getattr(FAST, "Grouper", None) or _GroupBytes
-        self._grouper = mk(self._group, GROUP_OVERHEAD, self._group_max,
-                           apply if callable(apply) else None, self._invoke_rw_grouped)
+        mk = getattr(FAST, "Grouper", None)
+        if mk is None:
+            self._grouper: Any = _GroupBytes(GROUP_OVERHEAD)
+        else:
+            apply = getattr(self.state, "apply", None)
+            self._grouper = mk(self._group, GROUP_OVERHEAD, self._group_max,
+                               apply if callable(apply) else None, self._invoke_rw_grouped)
+            if not self.verify_mode:
+                self.invoke_rw_grouped = self._grouper  # type: ignore[method-assign]
         if self.verify_mode:
             self._grouper.on = False  # (verify mode logs no groups)
-        elif mk is not _GroupBytes:
-            self.invoke_rw_grouped = self._grouper  # type: ignore[method-assign]
         self._counters[S.POSITION] = self._log.tail
         if pin_cores and hasattr(os, "sched_setaffinity"):
             try:
