@@ -147,6 +147,15 @@ def _enc(v: Any, r3: bool, out: list[bytes]) -> None:
             for a, b in v:
                 _enc(a, r3, out)
                 _enc(b, r3, out)
+    elif t is RDoubleText:
+        out.append((b",%b\r\n" % v) if r3 else (b"$%d\r\n%b\r\n" % (len(v), v)))
+    elif t is RPairMap:
+        out.append((b"%%%d\r\n" if r3 else b"*%d\r\n") % len(v))
+        for a, b in v:
+            if not r3:
+                out.append(b"*2\r\n")
+            _enc(a, r3, out)
+            _enc(b, r3, out)
     elif t is Push:
         out.append((b">%d\r\n" if r3 else b"*%d\r\n") % len(v))
         for x in v:
@@ -163,3 +172,11 @@ def _enc(v: Any, r3: bool, out: list[bytes]) -> None:
         out.append(b"$%d\r\n%b\r\n" % (len(s), s))
     else:
         raise TypeError(f"cannot encode reply {v!r}")
+
+
+class RDoubleText(bytes):
+    """A double given as its text: a bulk string in RESP2, a double (``,``) in RESP3."""
+
+
+class RPairMap(list):
+    """(key, value) pairs: a map in RESP3, an array of 2-element arrays in RESP2 (XREAD)."""
