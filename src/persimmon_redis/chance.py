@@ -156,6 +156,8 @@ def bpop_ready(ctx: Ctx, a: list) -> Any:
 def bpop_op(ctx: Ctx, a: list) -> Any:
     """``\\x00bpop argv...``: pop as the blocking command would once ``bpop_ready``."""
     a = list(a[1:])
+    if a[0].lower() in (b"xread", b"xreadgroup"):  # stream reads: served now or null
+        return COMMANDS[b"\x00xread"].fn(ctx, a)
     timeout_arg(bpop_keys(a)[1])  # inside MULTI a bad timeout is this command's error
     k = bpop_ready(ctx, a)
     if k is None:

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any
 
 from .replies import RError
+from .stream import Stream
 
 CHUNK = 128  # sorted-set chunk size
 
@@ -132,4 +133,6 @@ def type_name(v: Any) -> bytes:
         return b"set"
     if isinstance(v, ZSet):
         return b"zset"
+    if isinstance(v, Stream):
+        return b"stream"
     raise RError("ERR unknown value type")

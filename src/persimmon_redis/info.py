@@ -7,6 +7,7 @@ import resource
 import time
 from typing import Any
 
+from . import datasettings as datacfg
 from .keyspace import to_int
 from .patterns import glob_match
 from .registry import COMMANDS, client_commands
@@ -92,6 +93,9 @@ def config_cmd(s: Any, a: list) -> Any:
             for k, fn in _CONFIG_KEYS.items():
                 if glob_match(pat.lower(), k.encode()) and k.encode() not in out:
                     out += [k.encode(), str(fn(cfg)).encode()]
+            for k2 in datacfg.SETTINGS:  # (settings the state machine keeps)
+                if glob_match(pat.lower(), k2) and k2 not in out:
+                    out += [k2, b"%d" % datacfg.get(s.state, k2)]
         return RMap(list(zip(out[::2], out[1::2], strict=True)))
     if sub == b"SET" and len(a) >= 4 and len(a) % 2 == 0:
         for i in range(2, len(a), 2):
@@ -104,6 +108,12 @@ def config_cmd(s: Any, a: list) -> Any:
                 cfg.proto_max_bulk_len = to_int(v)
             elif k == "hz":
                 cfg.hz = max(1, min(500, to_int(v)))
+            elif k.encode() in datacfg.SETTINGS:
+                try:
+                    n = datacfg.parse(k.encode(), v)
+                except RError as e:
+                    return e
+                s.write(0, (b"\x00datacfg", k.encode(), b"%d" % n))
             elif k in ("appendonly", "save", "maxmemory", "timeout"):
                 pass
             else:

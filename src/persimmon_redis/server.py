@@ -492,6 +492,9 @@ class Server:
                 for w in self.watchers.get((db, k), ()):
                     w.dirty = True
         if self.blocked:
+            if not keys:  # FLUSHALL, FLUSHDB, SWAPDB: any key a client waits on may change
+                for bdb, k in list(self.blocked):
+                    self.serve_blocked(bdb, k)
             for k in keys:
                 if (db, k) in self.blocked:
                     self.serve_blocked(db, k)

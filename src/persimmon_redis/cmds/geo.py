@@ -15,10 +15,10 @@ import re
 from typing import Any
 
 from .. import geohash as gh
+from ..datatypes import ZSet
 from ..keyspace import Ctx, delete, get_zset, set_value, to_int
 from ..registry import COMMANDS, command
 from ..replies import E_SYNTAX, RDoubleText, RError
-from ..state import ZSet
 
 _FLOAT = re.compile(rb"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity)\Z", re.I)
 _UNITS = {b"m": 1.0, b"km": 1000.0, b"ft": 0.3048, b"mi": 1609.34}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import datasettings as datacfg
 from .. import hll
 from ..keyspace import Ctx, get_str, lookup, lookup_write, set_value
 from ..registry import command
@@ -17,11 +18,11 @@ from ..replies import OK, WRONGTYPE, RError
 
 E_NOTHLL = "WRONGTYPE Key is not a valid HyperLogLog string value."
 E_INVALID = "INVALIDOBJ Corrupted HLL object detected"
-SPARSE_MAX_DEFAULT = 3000
 
 
 def sparse_max(ctx: Ctx) -> int:
-    return getattr(ctx.state, "hll_sparse_max_bytes", SPARSE_MAX_DEFAULT)
+    """hll-sparse-max-bytes as the state machine knows it (a logged setting)."""
+    return datacfg.get(ctx.state, b"hll-sparse-max-bytes")
 
 
 def _hll_value(v: Any) -> bytes:

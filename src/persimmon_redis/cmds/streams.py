@@ -9,21 +9,24 @@ blocks (a BLOCK option is parsed and otherwise ignored).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import datasettings as datacfg
 from ..keyspace import Ctx, lookup, lookup_write, to_int
 from ..registry import command
-from ..replies import E_SYNTAX, OK, WRONGTYPE, RError, RMap, RPairMap
+from ..replies import E_SYNTAX, NULL_ARRAY, OK, WRONGTYPE, RError, RMap, RPairMap
 from ..stream import INVALID, M64, MAX_ID, Group, Nack, Stream, fmt_id
+
+if TYPE_CHECKING:
+    from ..server import Client, Server
 
 E_ID = "ERR Invalid stream ID specified as stream command argument"
 _DIGITS = re.compile(rb"[0-9]+\Z")
-NODE_MAX_DEFAULT = 100
 
 
 def node_max(ctx: Ctx) -> int:
     """stream-node-max-entries as the state machine knows it (a logged setting)."""
-    return getattr(ctx.state, "stream_node_max", NODE_MAX_DEFAULT)
+    return datacfg.get(ctx.state, b"stream-node-max-entries")
 
 
 def _ull(b: bytes) -> int | None:
@@ -255,8 +258,6 @@ def _xrange(ctx: Ctx, a: list, rev: bool) -> Any:
     if s is None:
         return []
     if count == 0:
-        from ..replies import NULL_ARRAY
-
         return NULL_ARRAY
     return [_entry(i, f) for i, f in s.range(lo, hi, max(count, 0), rev)]
 
@@ -390,7 +391,7 @@ def serve_read(ctx: Ctx, r: ReadArgs, resolved: list, count: int) -> list:
             c = g.consumer(r.consumer, now)
             ents = []
             for i in g.pel_ids(c.pel):
-                if i < gt:
+                if i <= gt:
                     continue
                 if count and len(ents) >= count:
                     break
@@ -425,33 +426,117 @@ def serve_read(ctx: Ctx, r: ReadArgs, resolved: list, count: int) -> list:
     return out
 
 
-@command("xread", arity=-4, flags=("readonly", "blocking"))
+def xread_keys(a: list) -> list:
+    """The keys of an XREAD / XREADGROUP (those after STREAMS)."""
+    for i in range(1, len(a)):
+        if a[i].lower() == b"streams":
+            rest = a[i + 1:]
+            return list(rest[:len(rest) // 2])
+    return []
+
+
 def cmd_xread(ctx: Ctx, a: list) -> Any:
-    from ..replies import NULL_ARRAY
-
+    """XREAD / XREADGROUP served now, without blocking (as inside MULTI)."""
     r = parse_read(a)
     out = serve_read(ctx, r, resolve_ids(ctx, r), r.count)
     return RPairMap(out) if out else NULL_ARRAY
 
 
-@command("xreadgroup", arity=-7, flags=("write", "blocking"))
-def cmd_xreadgroup(ctx: Ctx, a: list) -> Any:
-    from ..replies import NULL_ARRAY
+@command("\x00xreadgroup", arity=-7, flags=("write", "internal"), getkeys=xread_keys)
+def cmd_xreadgroup_op(ctx: Ctx, a: list) -> Any:
+    """The logged form of XREADGROUP (``\x00xreadgroup`` + its arguments, BLOCK dropped)."""
+    return cmd_xread(ctx, [b"xreadgroup", *a[1:]])
 
-    r = parse_read(a)
-    out = serve_read(ctx, r, resolve_ids(ctx, r), r.count)
-    return RPairMap(out) if out else NULL_ARRAY
+
+@command("\x00xread", arity=-4, flags=("write", "internal"), getkeys=xread_keys)
+def exec_form(ctx: Ctx, a: list) -> Any:
+    """XREAD / XREADGROUP (``a[0]``) inside a transaction's operation, where they never
+    block (run by ``chance.bpop_op``)."""
+    return cmd_xread(ctx, list(a))
+
+
+@command("xread", arity=-4, flags=("readonly", "blocking"), getkeys=xread_keys, server=True)
+@command("xreadgroup", arity=-7, flags=("write", "blocking"), getkeys=xread_keys,
+         server=True)
+def xread_server(s: Server, c: Client, a: list) -> None:
+    """XREAD / XREADGROUP: served at once when a stream has something for them; with BLOCK,
+    parked until one has (then XREADGROUP is logged as ``\x00xreadgroup``, which updates the
+    group and its pending entries on both copies)."""
+    group = a[0].lower() == b"xreadgroup"
+    try:
+        r = parse_read(a)
+        resolved = resolve_ids(Ctx(s.state, c.db, s.now()), r)
+    except RError as e:
+        c.reply(e)
+        return
+    # the arguments the state machine runs: no BLOCK, "$" resolved to the id it meant now
+    fixed = [a[0].lower()]
+    i = 1
+    while i < len(a) and a[i].lower() != b"streams":
+        if a[i].lower() == b"block":
+            i += 2
+            continue
+        fixed.append(a[i])
+        i += 1
+    fixed.append(b"streams")
+    fixed += r.keys
+    fixed += [fmt_id(gt) if raw == b"$" else raw
+              for raw, (_, _, gt) in zip(r.ids, resolved, strict=True)]
+
+    def serve(ctx: Ctx) -> Any:
+        if group:
+            out = s.write(c.db, (b"\x00xreadgroup", *fixed[1:]))
+            s.touched(c.db, r.keys)
+            return out
+        try:
+            return cmd_xread(ctx, fixed)
+        except RError as e:
+            return e
+
+    def attempt() -> Any:
+        ctx = Ctx(s.state, c.db, s.now())
+        if group:
+            for k in r.keys:
+                v = lookup(ctx, k)
+                if not isinstance(v, Stream):
+                    return RError("UNBLOCKED the stream key no longer exists")
+                if r.group not in v.groups:
+                    return RError("NOGROUP the consumer group this client was blocked on no "
+                                  "longer exists")
+        try:
+            now_resolved = resolve_ids(ctx, parse_read(fixed))
+        except RError:
+            return None  # (XREAD: a key of another type now; wait for a stream)
+        if not read_ready(ctx, r, now_resolved):
+            return None
+        return serve(ctx)
+
+    ctx = Ctx(s.state, c.db, s.now())
+    if r.block is None or c.multi is not None or c.in_exec:
+        if not read_ready(ctx, r, resolved):
+            c.reply(NULL_ARRAY)
+            return
+        c.reply(serve(ctx))
+        return
+    if read_ready(ctx, r, resolved):
+        c.reply(serve(ctx))
+        return
+    s.block(c, r.keys, r.block / 1000, attempt)
 
 
 def read_ready(ctx: Ctx, r: ReadArgs, resolved: list) -> bool:
     """Whether a (blocked) read could serve something now."""
     for s, g, gt in resolved:
-        if s is None or not len(s):
+        if s is None:
+            continue
+        if g is not None and gt != GT_NEW:
+            return True  # a consumer's history is always served at once
+        if not len(s):
             continue
         if g is None:
             if s.last_valid_id() > gt:
                 return True
-        elif gt != GT_NEW or s.last_valid_id() > g.last_id:
+        elif s.last_valid_id() > g.last_id:
             return True
     return False
 
@@ -474,7 +559,7 @@ _XGROUP = {b"create": -5, b"setid": -5, b"destroy": 4, b"createconsumer": 5,
 _XINFO = {b"consumers": 4, b"groups": 3, b"stream": -3, b"help": 2}
 
 
-@command("xgroup", arity=-2, flags=("write",))
+@command("xgroup", arity=-2, flags=("write",), keys=(2, 2, 1))
 def cmd_xgroup(ctx: Ctx, a: list) -> Any:
     check_subcommand(a, _XGROUP, "XGROUP")
     sub = a[1].lower()
@@ -828,7 +913,7 @@ def cmd_xautoclaim(ctx: Ctx, a: list) -> Any:
 
 
 # ---------------------------------------------------------------------------- XINFO
-@command("xinfo", arity=-2, flags=("readonly",))
+@command("xinfo", arity=-2, flags=("readonly",), keys=(2, 2, 1))
 def cmd_xinfo(ctx: Ctx, a: list) -> Any:
     check_subcommand(a, _XINFO, "XINFO")
     sub = a[1].lower()
