@@ -146,7 +146,9 @@ class Client(asyncio.Protocol):
         # A new command starting with anything but '*' is an inline command (telnet).  The
         # reader holds part of a command when it has unread bytes, or when a chunk ended
         # between two elements of an array, and then the next chunk starts with '$'.
-        if self.inline or (data[0] not in _RESP_START and not reader.has_data()):
+        # (hiredis consumes a type byte that ends a chunk, so then has_data() is False too)
+        if self.inline or (data[0] not in _RESP_START and not reader.has_data()
+                           and not self.tail):
             data = self._inline(data)
             if data is None:
                 return
@@ -181,7 +183,7 @@ class Client(asyncio.Protocol):
             if self.closing:
                 return
         # a length split across two chunks is checked with the end of the previous one
-        self.tail = data[-_TAIL:] if reader.has_data() else b""
+        self.tail = data[-_TAIL:] if reader.has_data() or data[-1] in _RESP_START else b""
         # Replies go out once per event-loop round, after the group commit: writing each at
         # once was measured slower (a wake-up of the client per reply instead of per round).
         self.server.schedule(self)
