@@ -15,6 +15,8 @@ so the bytes (what GET returns) and the counts are Redis's.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from itertools import accumulate
 
 P = 14
 Q = 64 - P
@@ -114,152 +116,164 @@ def dense_from_registers(vals: list) -> bytearray:
 
 
 # ---------------------------------------------------------------------------- sparse
-def sparse_ops(body: bytes) -> list:
-    """Opcodes ``[kind, length, value]`` of sparse register bytes."""
-    ops = []
-    i = 0
-    n = len(body)
-    while i < n:
-        b = body[i]
-        if b & 0x80:
-            ops.append([VAL, (b & 3) + 1, ((b >> 2) & 0x1F) + 1])
-            i += 1
-        elif b & 0x40:
-            b2 = body[i + 1] if i + 1 < n else 0
-            ops.append([XZERO, (((b & 0x3F) << 8) | b2) + 1, 0])
-            i += 2
-        else:
-            ops.append([ZERO, (b & 0x3F) + 1, 0])
-            i += 1
-    return ops
+class Sparse:
+    """Sparse opcodes as three parallel lists (kind, run length, value), so the opcode
+    covering a register is found with ``accumulate`` and ``bisect`` at C speed."""
 
+    def __init__(self, body: bytes) -> None:
+        kinds: list = []
+        lens: list = []
+        vals: list = []
+        i = 0
+        n = len(body)
+        while i < n:
+            b = body[i]
+            if b & 0x80:
+                kinds.append(VAL)
+                lens.append((b & 3) + 1)
+                vals.append(((b >> 2) & 0x1F) + 1)
+                i += 1
+            elif b & 0x40:
+                b2 = body[i + 1] if i + 1 < n else 0
+                kinds.append(XZERO)
+                lens.append((((b & 0x3F) << 8) | b2) + 1)
+                vals.append(0)
+                i += 2
+            else:
+                kinds.append(ZERO)
+                lens.append((b & 0x3F) + 1)
+                vals.append(0)
+                i += 1
+        self.kinds, self.lens, self.vals = kinds, lens, vals
+        self.acc = list(accumulate(lens))  # where each opcode's run ends (kept up to date)
+        self.size = HDR + n  # the string's length, as Redis checks it against the limit
 
-def sparse_bytes(ops: list) -> bytes:
-    out = bytearray()
-    for kind, ln, val in ops:
+    def to_bytes(self) -> bytes:
+        out = bytearray()
+        for kind, ln, val in zip(self.kinds, self.lens, self.vals, strict=True):
+            if kind == VAL:
+                out.append(0x80 | ((val - 1) << 2) | (ln - 1))
+            elif kind == XZERO:
+                out.append(0x40 | ((ln - 1) >> 8))
+                out.append((ln - 1) & 0xFF)
+            else:
+                out.append(ln - 1)
+        return bytes(out)
+
+    def registers(self) -> list:
+        """Register values; Invalid unless the opcodes cover exactly 16384."""
+        out = [0] * REGISTERS
+        idx = 0
+        for kind, ln, val in zip(self.kinds, self.lens, self.vals, strict=True):
+            if kind == VAL:
+                if idx + ln > REGISTERS:
+                    raise Invalid
+                out[idx:idx + ln] = [val] * ln
+            idx += ln
+        if idx != REGISTERS:
+            raise Invalid
+        return out
+
+    def to_dense(self) -> bytearray:
+        """hllSparseToDense (Invalid when the opcodes do not cover 16384 registers)."""
+        regs = bytearray(DENSE_SIZE - HDR)
+        idx = 0
+        for kind, ln, val in zip(self.kinds, self.lens, self.vals, strict=True):
+            if kind == VAL:
+                if idx + ln > REGISTERS:
+                    break
+                for j in range(idx, idx + ln):
+                    dense_set(regs, j, val)
+            idx += ln
+        if idx != REGISTERS:
+            raise Invalid
+        return regs
+
+    def set(self, index: int, count: int, max_bytes: int) -> int:
+        """Redis's hllSparseSet: 1 if changed, 0 if not; raises Promote or Invalid."""
+        if count > 32:
+            raise Promote
+        kinds, lens, vals, acc = self.kinds, self.lens, self.vals, self.acc
+        pi = bisect_right(acc, index)
+        if pi >= len(lens) or lens[pi] == 0:
+            raise Invalid
+        span = lens[pi]
+        first = acc[pi] - span
+        kind, runlen, curval = kinds[pi], span, vals[pi]
+        prev = pi - 1 if pi > 0 else 0
         if kind == VAL:
-            out.append(0x80 | ((val - 1) << 2) | (ln - 1))
-        elif kind == XZERO:
-            out.append(0x40 | ((ln - 1) >> 8))
-            out.append((ln - 1) & 0xFF)
+            if curval >= count:
+                return 0
+            if runlen == 1:
+                vals[pi] = count
+                self._merge(prev)
+                return 1
+        if kind == ZERO and runlen == 1:
+            kinds[pi], vals[pi] = VAL, count
+            self._merge(prev)
+            return 1
+        last = first + span - 1
+        sk: list = []
+        sl: list = []
+        sv: list = []
+        if kind != VAL:
+            if index != first:
+                ln = index - first
+                sk.append(XZERO if ln > 64 else ZERO)
+                sl.append(ln)
+                sv.append(0)
+            sk.append(VAL)
+            sl.append(1)
+            sv.append(count)
+            if index != last:
+                ln = last - index
+                sk.append(XZERO if ln > 64 else ZERO)
+                sl.append(ln)
+                sv.append(0)
         else:
-            out.append(ln - 1)
-    return bytes(out)
+            if index != first:
+                sk.append(VAL)
+                sl.append(index - first)
+                sv.append(curval)
+            sk.append(VAL)
+            sl.append(1)
+            sv.append(count)
+            if index != last:
+                sk.append(VAL)
+                sl.append(last - index)
+                sv.append(curval)
+        delta = len(sk) + sk.count(XZERO) - (2 if kind == XZERO else 1)
+        if delta > 0 and self.size + delta > max_bytes:
+            raise Promote
+        kinds[pi:pi + 1] = sk
+        lens[pi:pi + 1] = sl
+        vals[pi:pi + 1] = sv
+        acc[pi:pi + 1] = list(accumulate(sl, initial=first))[1:]
+        self.size += delta
+        self._merge(prev)
+        return 1
 
-
-def _oplen(op: list) -> int:
-    return 2 if op[0] == XZERO else 1
-
-
-def sparse_registers(ops: list) -> list:
-    """Register values of sparse opcodes; Invalid unless they cover exactly 16384."""
-    out = [0] * REGISTERS
-    idx = 0
-    for kind, ln, val in ops:
-        if kind == VAL:
-            if idx + ln > REGISTERS:
-                raise Invalid
-            for j in range(idx, idx + ln):
-                out[j] = val
-        idx += ln
-    if idx != REGISTERS:
-        raise Invalid
-    return out
+    def _merge(self, p: int) -> None:
+        """Merge neighbouring VAL opcodes of the same value, scanning up to 5 from ``p``."""
+        kinds, lens, vals, acc = self.kinds, self.lens, self.vals, self.acc
+        scan = 5
+        while p < len(kinds) and scan:
+            scan -= 1
+            if kinds[p] != VAL:
+                p += 1
+                continue
+            if p + 1 < len(kinds) and kinds[p + 1] == VAL and vals[p] == vals[p + 1]:
+                ln = lens[p] + lens[p + 1]
+                if ln <= 4:
+                    lens[p + 1] = ln
+                    del kinds[p], lens[p], vals[p], acc[p]
+                    self.size -= 1
+                    continue
+            p += 1
 
 
 class Promote(Exception):
     """The sparse form must become dense."""
-
-
-def sparse_set(ops: list, size: list, index: int, count: int, max_bytes: int) -> int:
-    """Redis's hllSparseSet on an opcode list (``size[0]``: the string's byte length, kept
-    up to date): 1 if changed, 0 if not; raises Promote or Invalid."""
-    if count > 32:
-        raise Promote
-    first = 0
-    pi = 0
-    span = 0
-    n = len(ops)
-    while pi < n:
-        span = ops[pi][1]
-        if index <= first + span - 1:
-            break
-        first += span
-        pi += 1
-    if span == 0 or pi >= n:
-        raise Invalid
-    kind, runlen, curval = ops[pi]
-    prev = pi - 1 if pi > 0 else 0
-    if kind == VAL:
-        if curval >= count:
-            return 0
-        if runlen == 1:
-            ops[pi] = [VAL, 1, count]
-            _merge(ops, prev, size)
-            return 1
-    if kind == ZERO and runlen == 1:
-        ops[pi] = [VAL, 1, count]
-        _merge(ops, prev, size)
-        return 1
-    last = first + span - 1
-    seq = []
-    if kind != VAL:
-        if index != first:
-            ln = index - first
-            seq.append([XZERO if ln > 64 else ZERO, ln, 0])
-        seq.append([VAL, 1, count])
-        if index != last:
-            ln = last - index
-            seq.append([XZERO if ln > 64 else ZERO, ln, 0])
-    else:
-        if index != first:
-            seq.append([VAL, index - first, curval])
-        seq.append([VAL, 1, count])
-        if index != last:
-            seq.append([VAL, last - index, curval])
-    delta = sum(_oplen(o) for o in seq) - _oplen(ops[pi])
-    if delta > 0 and size[0] + delta > max_bytes:
-        raise Promote
-    ops[pi:pi + 1] = seq
-    size[0] += delta
-    _merge(ops, prev, size)
-    return 1
-
-
-def _merge(ops: list, p: int, size: list) -> None:
-    """Merge neighbouring VAL opcodes of the same value, scanning up to 5 from ``p``."""
-    scan = 5
-    while p < len(ops) and scan:
-        scan -= 1
-        if ops[p][0] != VAL:
-            p += 1
-            continue
-        if p + 1 < len(ops) and ops[p + 1][0] == VAL:
-            v1, v2 = ops[p][2], ops[p + 1][2]
-            if v1 == v2:
-                ln = ops[p][1] + ops[p + 1][1]
-                if ln <= 4:
-                    ops[p + 1] = [VAL, ln, v1]
-                    del ops[p]
-                    size[0] -= 1
-                    continue
-        p += 1
-
-
-def sparse_to_dense(ops: list) -> bytearray:
-    """hllSparseToDense (Invalid when the opcodes do not cover 16384 registers)."""
-    regs = bytearray(DENSE_SIZE - HDR)
-    idx = 0
-    for kind, ln, val in ops:
-        if kind == VAL:
-            if idx + ln > REGISTERS:
-                break
-            for j in range(idx, idx + ln):
-                dense_set(regs, j, val)
-        idx += ln
-    if idx != REGISTERS:
-        raise Invalid
-    return regs
 
 
 # ---------------------------------------------------------------------------- values
@@ -269,23 +283,22 @@ class Hll:
 
     def __init__(self, v: bytes) -> None:
         self.hdr = bytearray(v[:HDR])
+        self.ops: Sparse | None = None
+        self.regs: bytearray | None = None
         if v[4] == DENSE:
-            self.ops = None
-            self.regs: bytearray | None = bytearray(v[HDR:])
+            self.regs = bytearray(v[HDR:])
         else:
-            self.ops = sparse_ops(v[HDR:])
-            self.regs = None
-            self.size = [len(v)]
+            self.ops = Sparse(v[HDR:])
 
     def promote(self) -> None:
-        self.regs = sparse_to_dense(self.ops)
+        self.regs = self.ops.to_dense()
         self.ops = None
         self.hdr[4] = DENSE
 
     def set(self, index: int, count: int, max_bytes: int) -> int:
         if self.ops is not None:
             try:
-                return sparse_set(self.ops, self.size, index, count, max_bytes)
+                return self.ops.set(index, count, max_bytes)
             except Promote:
                 self.promote()
         regs = self.regs
@@ -298,7 +311,7 @@ class Hll:
         self.hdr[15] |= 0x80
 
     def encode(self) -> bytes:
-        body = sparse_bytes(self.ops) if self.ops is not None else bytes(self.regs)
+        body = self.ops.to_bytes() if self.ops is not None else bytes(self.regs)
         return bytes(self.hdr) + body
 
 
@@ -306,7 +319,7 @@ def registers(v: bytes) -> list:
     """All register values of a valid-looking HLL string (Invalid if corrupted)."""
     if v[4] == DENSE:
         return dense_registers(v[HDR:])
-    return sparse_registers(sparse_ops(v[HDR:]))
+    return Sparse(v[HDR:]).registers()
 
 
 def _sigma(x: float) -> float:
