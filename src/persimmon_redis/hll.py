@@ -92,27 +92,33 @@ def dense_set(regs: bytearray, i: int, val: int) -> None:
 
 
 def dense_registers(regs: bytes) -> list:
-    """All 16384 register values of dense register bytes."""
+    """All 16384 register values of dense register bytes (3 bytes hold 4 registers)."""
     out = [0] * REGISTERS
-    x = int.from_bytes(regs, "little")
-    if not x:
+    if not any(regs):
         return out
-    for g in range(REGISTERS // 4):
-        w = (x >> (24 * g)) & 0xFFFFFF
+    j = 0
+    for g in range(0, REGISTERS * 6 // 8, 3):
+        w = regs[g] | (regs[g + 1] << 8) | (regs[g + 2] << 16)
         if w:
-            j = 4 * g
             out[j] = w & 63
             out[j + 1] = (w >> 6) & 63
             out[j + 2] = (w >> 12) & 63
             out[j + 3] = w >> 18
+        j += 4
     return out
 
 
 def dense_from_registers(vals: list) -> bytearray:
-    x = 0
-    for i in range(REGISTERS - 1, -1, -1):
-        x = (x << 6) | vals[i]
-    return bytearray(x.to_bytes(DENSE_SIZE - HDR, "little"))
+    out = bytearray(DENSE_SIZE - HDR)
+    g = 0
+    for j in range(0, REGISTERS, 4):
+        w = vals[j] | (vals[j + 1] << 6) | (vals[j + 2] << 12) | (vals[j + 3] << 18)
+        if w:
+            out[g] = w & 0xFF
+            out[g + 1] = (w >> 8) & 0xFF
+            out[g + 2] = w >> 16
+        g += 3
+    return out
 
 
 # ---------------------------------------------------------------------------- sparse
