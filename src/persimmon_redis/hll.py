@@ -15,6 +15,7 @@ so the bytes (what GET returns) and the counts are Redis's.
 from __future__ import annotations
 
 import math
+import struct
 from bisect import bisect_right
 from itertools import accumulate
 
@@ -27,6 +28,7 @@ DENSE, SPARSE = 0, 1
 M64 = (1 << 64) - 1
 _MUL = 0xC6A4A7935BD1E995
 ZERO, XZERO, VAL = 0, 1, 2
+_U64 = struct.Struct("<Q")
 
 
 class Invalid(Exception):
@@ -35,23 +37,19 @@ class Invalid(Exception):
 
 def murmur64a(data: bytes, seed: int = 0xADC83B19) -> int:
     n = len(data)
-    h = (seed ^ (n * _MUL)) & M64
+    mul, m64 = _MUL, M64
+    h = (seed ^ (n * mul)) & m64
     end = n - (n & 7)
-    for i in range(0, end, 8):
-        k = int.from_bytes(data[i:i + 8], "little")
-        k = (k * _MUL) & M64
-        k ^= k >> 47
-        k = (k * _MUL) & M64
-        h ^= k
-        h = (h * _MUL) & M64
-    rest = n & 7
-    if rest:
-        h ^= int.from_bytes(data[end:], "little")
-        h = (h * _MUL) & M64
+    if end:
+        for (k,) in _U64.iter_unpack(data[:end]):
+            k = (k * mul) & m64
+            k ^= k >> 47
+            h = ((h ^ ((k * mul) & m64)) * mul) & m64
+    if n & 7:
+        h = ((h ^ int.from_bytes(data[end:], "little")) * mul) & m64
     h ^= h >> 47
-    h = (h * _MUL) & M64
-    h ^= h >> 47
-    return h
+    h = (h * mul) & m64
+    return h ^ (h >> 47)
 
 
 def pat_len(ele: bytes) -> tuple[int, int]:

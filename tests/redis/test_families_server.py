@@ -78,6 +78,12 @@ SCRIPTS = {
         "GEOSEARCHSTORE d2 Sicily FROMMEMBER Palermo BYRADIUS 500 km DESC COUNT 1",
         "ZRANGE d2 0 -1 WITHSCORES", "GEOSEARCH nokey FROMLONLAT 15 37 BYBOX 1 1 km",
     ],
+    "lcs": [
+        "SET v1 ohmytext", "SET v2 mynewtext", "LCS v1 v2", "LCS v1 v2 LEN", "LCS v1 v2 IDX",
+        "LCS v1 v2 IDX MINMATCHLEN 4 WITHMATCHLEN", "LCS v1 v2 IDX LEN", "LCS v1 v2 FOO",
+        "SET a1 ACCGGTCGAGTGCGCGGAAGCCGGCCGAA", "SET a2 GTCGTTCGGAATGCCGTTGCTCTGTAAA",
+        "LCS a1 a2", "LCS a1 a2 IDX WITHMATCHLEN", "LCS a1 nokey", "LPUSH l x", "LCS a1 l",
+    ],
     "sort": [
         "RPUSH l 3 1 2 10", "SORT l", "SORT l DESC", "SORT l ALPHA", "SORT l LIMIT 1 2",
         "SORT l LIMIT 10 2", "MSET w_1 30 w_2 20 w_3 10 w_10 0", "SORT l BY w_*",

@@ -27,6 +27,7 @@ from ..replies import (
     OK,
     WRONGTYPE,
     RError,
+    RMap,
 )
 
 
@@ -260,35 +261,86 @@ def cmd_incrbyfloat(ctx: Ctx, a: list) -> Any:
 
 @command("lcs", arity=-3, flags=("readonly",), keys=(1, 2, 1))
 def cmd_lcs(ctx: Ctx, a: list) -> Any:
-    x = get_str(ctx, a[1]) or b""
-    y = get_str(ctx, a[2]) or b""
-    want_len = False
-    for opt in a[3:]:
-        if opt.upper() == b"LEN":
-            want_len = True
+    """LCS with LEN, IDX, MINMATCHLEN and WITHMATCHLEN; the table walk breaks ties as
+    Redis's does, so the string and the ranges are Redis's."""
+    x, y = lookup(ctx, a[1]), lookup(ctx, a[2])
+    if (x is not None and not isinstance(x, bytes)) or (y is not None
+                                                        and not isinstance(y, bytes)):
+        raise RError("ERR The specified keys must contain string values")
+    x, y = x or b"", y or b""
+    getlen = getidx = withmatchlen = False
+    minmatchlen = 0
+    j = 3
+    while j < len(a):
+        o = a[j].upper()
+        if o == b"IDX":
+            getidx = True
+        elif o == b"LEN":
+            getlen = True
+        elif o == b"WITHMATCHLEN":
+            withmatchlen = True
+        elif o == b"MINMATCHLEN" and j + 1 < len(a):
+            minmatchlen = max(to_int(a[j + 1]), 0)
+            j += 1
         else:
             raise RError(E_SYNTAX)
+        j += 1
+    if getlen and getidx:
+        raise RError("ERR If you want both the length and indexes, please just use IDX.")
     m, n = len(x), len(y)
     prev = [0] * (n + 1)
     rows = [prev]
     for i in range(1, m + 1):
         cur = [0] * (n + 1)
         xi = x[i - 1]
-        for j in range(1, n + 1):
-            cur[j] = prev[j - 1] + 1 if xi == y[j - 1] else max(prev[j], cur[j - 1])
+        for jj in range(1, n + 1):
+            if xi == y[jj - 1]:
+                cur[jj] = prev[jj - 1] + 1
+            else:
+                up, left = prev[jj], cur[jj - 1]
+                cur[jj] = up if up > left else left
         rows.append(cur)
         prev = cur
-    if want_len:
-        return rows[m][n]
-    out = bytearray()
-    i, j = m, n
-    while i and j:
-        if x[i - 1] == y[j - 1]:
-            out.append(x[i - 1])
+    total = rows[m][n]
+    if getlen:
+        return total
+    out = bytearray(total)
+    idx = total
+    matches = []
+    a_start, a_end, b_start, b_end = m, 0, 0, 0  # (a_start == m: no range open)
+    i, jj = m, n
+    while i > 0 and jj > 0:
+        emit = False
+        if x[i - 1] == y[jj - 1]:
+            out[idx - 1] = x[i - 1]
+            if a_start == m:
+                a_start = a_end = i - 1
+                b_start = b_end = jj - 1
+            elif a_start == i and b_start == jj:
+                a_start -= 1
+                b_start -= 1
+            else:
+                emit = True
+            if a_start == 0 or b_start == 0:
+                emit = True
+            idx -= 1
             i -= 1
-            j -= 1
-        elif rows[i - 1][j] >= rows[i][j - 1]:
-            i -= 1
+            jj -= 1
         else:
-            j -= 1
-    return bytes(reversed(out))
+            if rows[i - 1][jj] > rows[i][jj - 1]:
+                i -= 1
+            else:
+                jj -= 1
+            if a_start != m:
+                emit = True
+        if emit:
+            mlen = a_end - a_start + 1
+            if minmatchlen == 0 or mlen >= minmatchlen:
+                item: list = [[a_start, a_end], [b_start, b_end]]
+                if withmatchlen:
+                    item.append(mlen)
+                matches.append(item)
+            a_start = m
+    if getidx:
+        return RMap([(b"matches", matches), (b"len", total)])
+    return bytes(out)
