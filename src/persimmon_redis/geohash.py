@@ -118,3 +118,99 @@ def human(x: float) -> bytes:
 
 def fixed4(x: float) -> bytes:
     return b"%.4f" % x
+
+
+# ---------------------------------------------------------------------------- search cells
+MERCATOR_MAX = 20037726.37
+_EVEN = 0x5555555555555555
+_ODD = 0xAAAAAAAAAAAAAAAA
+
+
+def _steps_for(range_m: float, lat: float) -> int:
+    if range_m == 0:
+        return 26
+    step = 1
+    while range_m < MERCATOR_MAX:
+        range_m *= 2
+        step += 1
+    step -= 2
+    if lat > 66 or lat < -66:
+        step -= 1
+        if lat > 80 or lat < -80:
+            step -= 1
+    return min(max(step, 1), 26)
+
+
+def _move(bits: int, step: int, dx: int, dy: int) -> int:
+    if dx:
+        x, y = bits & _ODD, bits & _EVEN
+        zz = _EVEN >> (64 - step * 2)
+        x = x + (zz + 1) if dx > 0 else (x | zz) - (zz + 1)
+        bits = (x & (_ODD >> (64 - step * 2))) | y
+    if dy:
+        x, y = bits & _ODD, bits & _EVEN
+        zz = _ODD >> (64 - step * 2)
+        y = y + (zz + 1) if dy > 0 else (y | zz) - (zz + 1)
+        bits = x | (y & (_EVEN >> (64 - step * 2)))
+    return bits
+
+
+def _area(bits: int, step: int) -> tuple[float, float, float, float]:
+    """(lon_min, lon_max, lat_min, lat_max) of a cell."""
+    ilat, ilon = _squash(bits), _squash(bits >> 1)
+    scale = float(1 << step)
+    lat_scale, lon_scale = LAT_MAX - LAT_MIN, LONG_MAX - LONG_MIN
+    return (LONG_MIN + (ilon * 1.0 / scale) * lon_scale,
+            LONG_MIN + ((ilon + 1) * 1.0 / scale) * lon_scale,
+            LAT_MIN + (ilat * 1.0 / scale) * lat_scale,
+            LAT_MIN + ((ilat + 1) * 1.0 / scale) * lat_scale)
+
+
+# the nine cells in Redis's visiting order: (dx, dy)
+_ORDER = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, 1), (1, -1), (-1, -1))
+
+
+def search_cells(lon: float, lat: float, width_m: float, height_m: float,
+                 radius_m: float) -> list:
+    """Redis's geohashCalculateAreasByShapeWGS84: the score ranges ``[lo, hi)`` of the
+    cells a search visits, in its order (``width_m``/``height_m``: half extents)."""
+    lat_delta = (height_m / EARTH_RADIUS) / D_R
+    top = (width_m / EARTH_RADIUS / math.cos((lat + lat_delta) * D_R)) / D_R
+    bottom = (width_m / EARTH_RADIUS / math.cos((lat - lat_delta) * D_R)) / D_R
+    south = lat < 0
+    min_lon = lon - bottom if south else lon - top
+    max_lon = lon + bottom if south else lon + top
+    min_lat, max_lat = lat - lat_delta, lat + lat_delta
+    steps = _steps_for(radius_m, lat)
+    bits = encode(lon, lat, steps)
+    n = _area(_move(bits, steps, 0, 1), steps)
+    s = _area(_move(bits, steps, 0, -1), steps)
+    e = _area(_move(bits, steps, 1, 0), steps)
+    w = _area(_move(bits, steps, -1, 0), steps)
+    if (n[3] < max_lat or s[2] > min_lat or e[1] < max_lon or w[0] > min_lon) and steps > 1:
+        steps -= 1
+        bits = encode(lon, lat, steps)
+    cells = [(_move(bits, steps, dx, dy), dx, dy) for dx, dy in _ORDER]
+    area = _area(bits, steps)
+    drop: set = set()
+    if steps >= 2:
+        if area[2] < min_lat:
+            drop |= {(0, -1), (-1, -1), (1, -1)}
+        if area[3] > max_lat:
+            drop |= {(0, 1), (1, 1), (-1, 1)}
+        if area[0] < min_lon:
+            drop |= {(-1, 0), (-1, -1), (-1, 1)}
+        if area[1] > max_lon:
+            drop |= {(1, 0), (1, -1), (1, 1)}
+    out = []
+    last = None
+    shift = 52 - steps * 2
+    for i, (cb, dx, dy) in enumerate(cells):
+        if (dx, dy) in drop:
+            continue
+        if i and last is not None and cb == last:
+            continue
+        out.append((cb << shift, (cb + 1) << shift))
+        if i:
+            last = cb
+    return out

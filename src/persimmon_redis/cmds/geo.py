@@ -2,16 +2,16 @@
 GEOADD, GEODIST, GEOHASH, GEOPOS, GEOSEARCH, GEOSEARCHSTORE, GEORADIUS(_RO),
 GEORADIUSBYMEMBER(_RO).
 
-A search tests every member of the set with Redis's exact distance (or box) test, in score
-order; Redis visits nine geohash cells around the centre instead, which finds the same
-members (the cells cover the whole shape) but in another order when the reply is neither
-sorted nor limited.
+A search visits the geohash cells Redis visits (the centre cell and its neighbours at the
+step Redis estimates, in Redis's order) and tests each member in them, in score order, with
+Redis's exact distance (or box) test, so even unsorted replies list members as Redis does.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from typing import Any
 
 from .. import geohash as gh
@@ -220,17 +220,30 @@ def _search(ctx: Ctx, a: list, src: int, flags: int) -> Any:
         sort = "asc"
     found = []
     cx, cy = xy
-    for score, member in z.items():
-        px, py = gh.decode_score(score)
-        if bybox:
-            d = gh.in_box(width * conv, height * conv, cx, cy, px, py)
-            if d is None:
-                continue
-        else:
-            d = gh.distance(cx, cy, px, py)
-            if d > radius * conv:
-                continue
-        found.append((d, score, member, px, py))
+    if bybox:
+        cells = gh.search_cells(cx, cy, width * conv / 2, height * conv / 2,
+                                math.sqrt((width / 2) ** 2 + (height / 2) ** 2) * conv)
+    else:
+        cells = gh.search_cells(cx, cy, radius * conv, radius * conv, radius * conv)
+    items = z.items()
+    scores = [s for s, _ in items]
+    for lo, hi in cells:  # Redis's nine cells, in its order; members in score order
+        k = bisect_left(scores, lo)
+        while k < len(items) and items[k][0] < hi:
+            score, member = items[k]
+            k += 1
+            px, py = gh.decode_score(score)
+            if bybox:
+                d = gh.in_box(width * conv, height * conv, cx, cy, px, py)
+                if d is None:
+                    continue
+            else:
+                d = gh.distance(cx, cy, px, py)
+                if d > radius * conv:
+                    continue
+            found.append((d, score, member, px, py))
+            if any_ and len(found) >= count:
+                break
         if any_ and len(found) >= count:
             break
     if sort == "asc":
