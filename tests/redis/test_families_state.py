@@ -47,6 +47,7 @@ def family_ops(seed: int, n: int = 500) -> list:
             (b"xack", s, g, b"%d-0" % (now - rng.randrange(100))),
             (b"xclaim", s, g, c, b"0", b"%d-0" % (now - rng.randrange(100)), b"FORCE"),
             (b"xautoclaim", s, g, c, b"10", b"0", b"COUNT", b"3"),
+            (b"copy", s, b"scopy", b"REPLACE"),
             (b"setbit", b"bm", b"%d" % rng.randrange(500), b"%d" % rng.randrange(2)),
             (b"bitop", b"XOR", b"bx", b"bm", b"bm2"),
             (b"bitfield", b"bm2", b"OVERFLOW", b"SAT", b"INCRBY", b"i5", b"#%d" % rng.randrange(9),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from .. import rdb
 from ..datatypes import ZSet, type_name
 from ..keyspace import (
     I64_MAX,
@@ -33,6 +34,7 @@ from ..replies import (
     RError,
     Status,
 )
+from ..stream import Stream
 
 
 @command("unlink", arity=-2, flags=("write", "fast"), keys=(1, -1, 1))
@@ -209,6 +211,8 @@ def _copy_value(v: Any) -> Any:
         return deque(v)
     if isinstance(v, set):
         return set(v)
+    if isinstance(v, Stream):  # (entries, nodes, groups and PELs: a DUMP/RESTORE copy)
+        return rdb.load(rdb.dump(v))
     z = ZSet()
     for score, member in v.items():
         z.add(member, score)
@@ -336,6 +340,8 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
             return b"quicklist"
         if isinstance(v, set):
             return b"hashtable"
+        if isinstance(v, Stream):
+            return b"stream"
         return b"skiplist"
     if sub == b"FREQ":
         raise RError("ERR An LFU maxmemory policy is not selected, access frequency not "
