@@ -30,6 +30,11 @@ _MUL = 0xC6A4A7935BD1E995
 ZERO, XZERO, VAL = 0, 1, 2
 _U64 = struct.Struct("<Q")
 
+try:  # optional: a vectorised hash for large PFADDs
+    import numpy as _np
+except ImportError:  # pragma: no cover
+    _np = None
+
 
 class Invalid(Exception):
     """A corrupted HLL (Redis: INVALIDOBJ)."""
@@ -59,6 +64,54 @@ def pat_len(ele: bytes) -> tuple[int, int]:
     h >>= P
     h |= 1 << Q
     return index, (h & -h).bit_length()
+
+
+def pat_lens(elements: list) -> list:
+    """``pat_len`` of many elements: MurmurHash64A vectorised with numpy (uint64 arithmetic
+    wraps as C's does) when it is installed and the batch is large; the same values as
+    ``pat_len`` one by one."""
+    if _np is None or len(elements) < 64:
+        return [pat_len(e) for e in elements]
+    np = _np
+    out: list = [None] * len(elements)
+    groups: dict = {}
+    for i, e in enumerate(elements):
+        groups.setdefault(len(e), []).append(i)
+    mul = np.uint64(_MUL)
+    s47 = np.uint64(47)
+    for n, idxs in groups.items():
+        if len(idxs) < 8:
+            for i in idxs:
+                out[i] = pat_len(elements[i])
+            continue
+        raw = np.frombuffer(b"".join(elements[i] for i in idxs), dtype=np.uint8)
+        raw = raw.reshape(len(idxs), n)
+        h = np.full(len(idxs), (0xADC83B19 ^ (n * _MUL)) & M64, dtype=np.uint64)
+        end = n - (n & 7)
+        if end:
+            blocks = np.ascontiguousarray(raw[:, :end]).view("<u8")
+            for col in range(end // 8):
+                k = blocks[:, col] * mul
+                k ^= k >> s47
+                k *= mul
+                h ^= k
+                h *= mul
+        if n & 7:
+            tail = np.zeros(len(idxs), dtype=np.uint64)
+            for b in range(n & 7):
+                tail |= raw[:, end + b].astype(np.uint64) << np.uint64(8 * b)
+            h ^= tail
+            h *= mul
+        h ^= h >> s47
+        h *= mul
+        h ^= h >> s47
+        index = (h & np.uint64(REGISTERS - 1)).tolist()
+        rest = (h >> np.uint64(P)) | np.uint64(1 << Q)
+        low = rest & (~rest + np.uint64(1))
+        counts = np.frexp(low.astype(np.float64))[1].tolist()  # lowest set bit, 1-based
+        for j, i in enumerate(idxs):
+            out[i] = (index[j], counts[j])
+    return out
 
 
 def empty() -> bytes:

@@ -45,8 +45,7 @@ def cmd_pfadd(ctx: Ctx, a: list) -> Any:
     h = hll.Hll(v)
     mx = sparse_max(ctx)
     try:
-        for ele in a[2:]:
-            i, c = hll.pat_len(ele)
+        for i, c in hll.pat_lens(a[2:]):
             if h.set(i, c, mx):
                 updated += 1
     except hll.Invalid:
