@@ -142,9 +142,17 @@ def dense_set(regs: bytearray, i: int, val: int) -> None:
         regs[byte + 1] = (regs[byte + 1] & ~(63 >> (8 - fb)) & 0xFF) | (val >> (8 - fb))
 
 
-def dense_registers(regs: bytes) -> list:
-    """All 16384 register values of dense register bytes (3 bytes hold 4 registers)."""
-    out = [0] * REGISTERS
+def dense_registers(regs: bytes) -> bytearray:
+    """The 16384 register values (one byte each) of dense register bytes (3 bytes hold 4
+    registers, from the least significant bit on)."""
+    if _np is not None:
+        np = _np
+        w = np.frombuffer(bytes(regs[:REGISTERS * 6 // 8]), dtype=np.uint8).reshape(-1, 3)
+        w = w.astype(np.uint32)
+        w = w[:, 0] | (w[:, 1] << 8) | (w[:, 2] << 16)
+        out4 = np.stack([w & 63, (w >> 6) & 63, (w >> 12) & 63, w >> 18], axis=1)
+        return bytearray(out4.astype(np.uint8).tobytes())
+    out = bytearray(REGISTERS)
     if not any(regs):
         return out
     j = 0
@@ -159,7 +167,13 @@ def dense_registers(regs: bytes) -> list:
     return out
 
 
-def dense_from_registers(vals: list) -> bytearray:
+def dense_from_registers(vals: bytes) -> bytearray:
+    if _np is not None:
+        np = _np
+        v = np.frombuffer(bytes(vals), dtype=np.uint8).reshape(-1, 4).astype(np.uint32)
+        w = v[:, 0] | (v[:, 1] << 6) | (v[:, 2] << 12) | (v[:, 3] << 18)
+        out3 = np.stack([w & 0xFF, (w >> 8) & 0xFF, w >> 16], axis=1)
+        return bytearray(out3.astype(np.uint8).tobytes())
     out = bytearray(DENSE_SIZE - HDR)
     g = 0
     for j in range(0, REGISTERS, 4):
@@ -170,6 +184,14 @@ def dense_from_registers(vals: list) -> bytearray:
             out[g + 2] = w >> 16
         g += 3
     return out
+
+
+def maxed(a: bytes, b: bytes) -> bytearray:
+    """Register by register maximum of two register arrays."""
+    if _np is not None:
+        return bytearray(_np.maximum(_np.frombuffer(bytes(a), dtype=_np.uint8),
+                                     _np.frombuffer(bytes(b), dtype=_np.uint8)).tobytes())
+    return bytearray(map(max, a, b))
 
 
 # ---------------------------------------------------------------------------- sparse
@@ -217,15 +239,15 @@ class Sparse:
                 out.append(ln - 1)
         return bytes(out)
 
-    def registers(self) -> list:
+    def registers(self) -> bytearray:
         """Register values; Invalid unless the opcodes cover exactly 16384."""
-        out = [0] * REGISTERS
+        out = bytearray(REGISTERS)
         idx = 0
         for kind, ln, val in zip(self.kinds, self.lens, self.vals, strict=True):
             if kind == VAL:
                 if idx + ln > REGISTERS:
                     raise Invalid
-                out[idx:idx + ln] = [val] * ln
+                out[idx:idx + ln] = bytes((val,)) * ln
             idx += ln
         if idx != REGISTERS:
             raise Invalid
@@ -372,7 +394,7 @@ class Hll:
         return bytes(self.hdr) + body
 
 
-def registers(v: bytes) -> list:
+def registers(v: bytes) -> bytearray:
     """All register values of a valid-looking HLL string (Invalid if corrupted)."""
     if v[4] == DENSE:
         return dense_registers(v[HDR:])
@@ -407,11 +429,9 @@ def _tau(x: float) -> float:
             return z / 3
 
 
-def count(regs: list) -> int:
-    """Redis 7's cardinality estimate from register values."""
-    histo = [0] * 64
-    for r in regs:
-        histo[r] += 1
+def count(regs: bytes) -> int:
+    """Redis 7's cardinality estimate from register values (one byte each)."""
+    histo = [regs.count(v) for v in range(Q + 2)]
     m = float(REGISTERS)
     z = m * _tau((m - histo[Q + 1]) / m)
     for j in range(Q, 0, -1):

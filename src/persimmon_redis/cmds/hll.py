@@ -59,7 +59,7 @@ def cmd_pfadd(ctx: Ctx, a: list) -> Any:
 @command("pfcount", arity=-2, flags=("write", "may-replicate"), keys=(1, -1, 1))
 def cmd_pfcount(ctx: Ctx, a: list) -> Any:
     if len(a) > 2:
-        regs = [0] * hll.REGISTERS
+        regs = bytearray(hll.REGISTERS)
         for k in a[1:]:
             v = lookup(ctx, k)
             if v is None:
@@ -69,7 +69,7 @@ def cmd_pfcount(ctx: Ctx, a: list) -> Any:
                 other = hll.registers(v)
             except hll.Invalid:
                 raise RError(E_INVALID) from None
-            regs = list(map(max, regs, other))
+            regs = hll.maxed(regs, other)
         return hll.count(regs)
     v = lookup_write(ctx, a[1])
     if v is None:
@@ -88,7 +88,7 @@ def cmd_pfcount(ctx: Ctx, a: list) -> Any:
 
 @command("pfmerge", arity=-2, flags=("write", "denyoom"), keys=(1, -1, 1))
 def cmd_pfmerge(ctx: Ctx, a: list) -> Any:
-    regs = [0] * hll.REGISTERS
+    regs = bytearray(hll.REGISTERS)
     dense = False
     for k in a[1:]:
         v = lookup_write(ctx, k)
@@ -98,7 +98,7 @@ def cmd_pfmerge(ctx: Ctx, a: list) -> Any:
         if v[4] == hll.DENSE:
             dense = True
         try:
-            regs = list(map(max, regs, hll.registers(v)))
+            regs = hll.maxed(regs, hll.registers(v))
         except hll.Invalid:
             raise RError(E_INVALID) from None
     v = get_str(ctx, a[1], write=True)
@@ -109,7 +109,7 @@ def cmd_pfmerge(ctx: Ctx, a: list) -> Any:
             h.promote()
         if h.ops is None:
             cur = hll.dense_registers(bytes(h.regs))
-            h.regs = hll.dense_from_registers(list(map(max, cur, regs)))
+            h.regs = hll.dense_from_registers(hll.maxed(cur, regs))
         else:
             for j, c in enumerate(regs):
                 if c:
