@@ -208,3 +208,23 @@ def test_xreadgroup_delivery_times_are_the_operation_clock():
         [[b"1-1", b"c", 1000, 1]]
     assert st.apply((0, 1300, (b"xpending", b"s", b"g", b"IDLE", b"1200", b"-", b"+",
                                b"10"))) == []
+
+
+def test_hll_vectorised_and_plain_paths_agree(monkeypatch):
+    """numpy (when installed) only speeds up hashing and register conversions: the plain
+    Python path gives the same registers, bytes and counts."""
+    rng = random.Random(8)
+    elements = [b"%r" % rng.random() for _ in range(3000)] + [bytes(rng.randrange(256) for _ in
+                                                                    range(rng.randrange(40)))
+                                                              for _ in range(500)]
+    fast = hll.pat_lens(elements)
+    h = hll.Hll(hll.empty())
+    for i, c in fast:
+        h.set(i, c, 3000)
+    v = h.encode()
+    regs = hll.registers(v)
+    monkeypatch.setattr(hll, "_np", None)
+    assert hll.pat_lens(elements) == fast == [hll.pat_len(e) for e in elements]
+    assert hll.registers(v) == regs and v[4] == hll.DENSE
+    assert hll.dense_from_registers(regs) == bytearray(v[hll.HDR:])
+    assert hll.maxed(regs, bytes(hll.REGISTERS)) == regs
