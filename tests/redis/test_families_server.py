@@ -93,6 +93,8 @@ SCRIPTS = {
         "SORT bad", "SORT l FOO", "SET str v", "SORT str", "SORT nokey", "SORT nokey STORE dst",
         "EXISTS dst", "SADD s c a b", "SORT s ALPHA", "SORT s BY nosort STORE ds",
         "LRANGE ds 0 -1", "ZADD z 1 x 2 y 3 z", "SORT z BY nosort DESC",
+        "COMMAND GETKEYS SORT abc STORE invalid STORE stillbad STORE def",
+        "COMMAND GETKEYS SORT abc GET store BY x LIMIT 0 1",
     ],
 }
 

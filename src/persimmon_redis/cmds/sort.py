@@ -40,11 +40,20 @@ def _strtod(b: bytes) -> float | None:
 
 
 def sort_keys(a: list) -> list:
-    keys = [a[1]]
-    for i in range(2, len(a) - 1):
-        if a[i].lower() == b"store":
-            keys.append(a[i + 1])
-    return keys
+    """The sorted key and the last STORE key (Redis's sortGetKeys: the arguments of LIMIT,
+    GET and BY are skipped)."""
+    store = None
+    i = 2
+    while i < len(a):
+        o = a[i].lower()
+        if o == b"limit":
+            i += 2
+        elif o in (b"get", b"by"):
+            i += 1
+        elif o == b"store" and i + 1 < len(a):
+            store = a[i + 1]
+        i += 1
+    return [a[1]] if store is None else [a[1], store]
 
 
 def by_pattern(ctx: Ctx, pattern: bytes, subst: bytes) -> bytes | None:
