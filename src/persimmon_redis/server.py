@@ -24,11 +24,12 @@ from typing import Any
 
 import hiredis
 
-from . import registry
+from . import notify, registry
 from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
 from .config import Config
 from .info import VERSION
+from .keyspace import lookup
 from .patterns import glob_match
 from .replies import (
     E_NOAUTH,
@@ -114,6 +115,13 @@ class Client(asyncio.Protocol):
         self.paused = False
         self.in_exec = False
         self.block_timer: Any = None
+        # CLIENT REPLY ON/OFF/SKIP: a muted client's commands go through _muted_dispatch
+        self.dispatch_fn = server.safe_dispatch
+        self.reply_mode = b"ON"
+
+    def set_reply_mode(self, mode: bytes) -> None:
+        self.reply_mode = mode
+        self.dispatch_fn = self.server.safe_dispatch if mode == b"ON" else _muted_dispatch
 
     # -------------------------------------------------------------- transport
     def connection_made(self, transport: Any) -> None:
@@ -170,7 +178,7 @@ class Client(asyncio.Protocol):
         elif self._too_big(data):
             return
         reader.feed(data)
-        dispatch = self.server.safe_dispatch
+        dispatch = self.dispatch_fn
         while True:
             try:
                 argv = reader.gets()
@@ -255,7 +263,7 @@ class Client(asyncio.Protocol):
                 if self.blocked is not None or self.backlog:
                     self.backlog.append(argv)
                 else:
-                    self.server.safe_dispatch(self, argv)
+                    self.dispatch_fn(self, argv)
                 if self.closing:
                     return None
             if not buf:
@@ -309,6 +317,19 @@ def _in_read_command(frame: Any) -> bool:
             in_dispatch = True
         f = f.f_back
     return in_dispatch
+
+
+def _muted_dispatch(c: Client, argv: list) -> None:
+    """A command of a client with CLIENT REPLY OFF or SKIP: its reply is dropped (pub/sub
+    messages still arrive; CLIENT REPLY ON answers)."""
+    mode = c.reply_mode
+    mark = len(c.out)
+    c.server.safe_dispatch(c, argv)
+    if c.reply_mode == b"ON":  # it was CLIENT REPLY ON: its OK is sent
+        return
+    del c.out[mark:]
+    if mode == b"SKIP" and c.reply_mode == b"SKIP":  # the one skipped reply is done
+        c.set_reply_mode(b"ON")
 
 
 def _protocol_message(msg: str) -> str:
@@ -397,6 +418,7 @@ class Server:
         self.closed = False
         self._interrupting = False
         self.ready_keys: list[tuple[int, bytes]] = []
+        self.notify_on = False
         self.serving = False
         self._exp_walk: dict[int, tuple] = {}
 
@@ -532,16 +554,66 @@ class Server:
         self.run(c, cmd, argv)
 
     def write_and_touch(self, c: Client, cmd: Cmd, argv: list) -> None:
-        """A write while some client watches a key or is blocked: tell them."""
+        """A write while some client watches a key or is blocked, or while keyspace
+        notifications are on: tell them."""
         pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
+        existed = self.existing(c.db, cmd.keys(argv)) if self.notify_on else None
         res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
         if pre is not None:
             self.touched_pairs(pre)
         else:
             self.touched(c.db, cmd.keys(argv))
+        if existed is not None:
+            self.notify_write(c.db, argv, res, existed)
         if type(res) is RError:
             cmd.failed += 1
         c.reply(res)
+
+    # -------------------------------------------------------------- notifications
+    def config_changed(self) -> None:
+        """After CONFIG SET: keyspace notifications on or off.  While they are on, writes
+        leave the fast path (which never pays for them)."""
+        flags = self.cfg.notify
+        on = "K" in flags or "E" in flags
+        if on != self.notify_on:
+            self.notify_on = on
+            for n, cmd in COMMANDS.items():
+                if cmd.write and n in _DATA_ALL:
+                    if on:
+                        _DATA.pop(n, None)
+                    else:
+                        _DATA[n] = cmd
+
+    def existing(self, db: int, keys: list) -> dict:
+        ctx = Ctx(self.state, db, self.now())
+        return {k: lookup(ctx, k) is not None for k in keys}
+
+    def notify_write(self, db: int, argv: list, res: Any, existed: dict) -> None:
+        ctx = Ctx(self.state, db, self.now())
+        name = argv[0].lower()
+
+        def before(k: bytes) -> bool:
+            return existed.get(k, False)
+
+        def after(k: bytes) -> bool:
+            return lookup(ctx, k) is not None
+
+        evs = notify.new_keys(list(existed), before, after)
+        evs += notify.events(name, argv, res, before, after)
+        for cls, ev, key in evs:
+            self.notify(cls, ev, key, db)
+
+    def notify(self, cls: str, event: str, key: bytes, db: int) -> None:
+        """Publish one keyspace event if its class is enabled (Redis's
+        notifyKeyspaceEvent)."""
+        flags = self.cfg.notify
+        if not self.notify_on or (cls not in flags and not (
+                flags.startswith("A") and cls in "g$lshzxetd")):
+            return
+        if "K" in flags:
+            self.publish(b"__keyspace@%d__:%b" % (db, key), event.encode())
+        if "E" in flags:
+            self.publish(b"__keyevent@%d__:%b" % (db, event.encode()), key)
 
     def touched_pairs(self, pairs: list) -> None:
         by_db: dict[int, list] = {}
@@ -551,8 +623,14 @@ class Server:
             self.touched(db, keys)
 
     def run(self, c: Client, cmd: Cmd, argv: list) -> None:
+        if cmd.precheck is not None:
+            err = cmd.precheck(self, c.db, argv)
+            if err is not None:
+                cmd.failed += 1
+                c.reply(err)
+                return
         if cmd.write:
-            if self.watchers or self.blocked:
+            if self.watchers or self.blocked or self.notify_on:
                 self.write_and_touch(c, cmd, argv)
                 return
             res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
@@ -712,6 +790,9 @@ class Server:
                 if dead:
                     self.write(dbi, (b"\x00expired", *dead))
                     self.touched(dbi, dead)
+                    if self.notify_on:
+                        for k in dead:
+                            self.notify("x", "expired", k, dbi)
                     self.stats["expired"] += len(dead)
                     wrote = True
                 if len(dead) < 5:
@@ -762,6 +843,7 @@ class Server:
                 signal.signal(sig, self._on_signal)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
+        self.config_changed()  # (notify-keyspace-events from redis.conf)
         expiry = asyncio.ensure_future(self.active_expiry())
         log.info("Ready to accept connections on %s port %d",
                  ",".join(self.cfg.bind), self.cfg.port)
@@ -781,7 +863,9 @@ class Server:
 
 # Data commands a client may call (the fast path of safe_dispatch looks here first).
 _DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
-                           if not c.server and "internal" not in c.flags}
+                           if not c.server and "internal" not in c.flags
+                           and c.precheck is None}
+_DATA_ALL = dict(_DATA)
 _SAFE_DISPATCH_CODE = Server.safe_dispatch.__code__
 _EXECUTE_OP_CODE = execute_op.__code__
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
