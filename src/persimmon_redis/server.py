@@ -165,6 +165,12 @@ class Client(asyncio.Protocol):
         if self.closing:
             return
         reader = self.reader
+        if data[:2] == b"*-" and not reader.has_data():  # Redis ignores "*-N"
+            nl = data.find(b"\n")
+            if nl >= 0:
+                data = data[nl + 1 :]
+                if not data:
+                    return
         # A new command starting with anything but '*' is an inline command (telnet).  The
         # reader holds part of a command when it has unread bytes, or when a chunk ended
         # between two elements of an array, and then the next chunk starts with '$'.
@@ -189,6 +195,8 @@ class Client(asyncio.Protocol):
                 break
             # every element must be a bulk string: join() raises on anything else (C speed)
             if type(argv) is not list or not argv:
+                if argv is None or argv == []:
+                    continue  # "*-1", "*0": Redis ignores an empty multibulk
                 self.protocol_error("expected '$', got something else")
                 return
             try:
@@ -339,7 +347,9 @@ def _protocol_message(msg: str) -> str:
     if "bulk" in m:
         return "invalid bulk length"
     if "type byte" in m:
-        return "expected '$', got something else"
+        got = re.search(r'got "(.)"', msg)
+        return f"expected '$', got '{got.group(1)}'" if got else \
+            "expected '$', got something else"
     return msg
 
 
