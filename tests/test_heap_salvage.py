@@ -248,3 +248,45 @@ def test_the_pools_a_sigkill_damaged_open_and_keep_every_logged_operation(name, 
         assert p.state.n == n and p.stats()["salvaged_bytes"] == 0
     finally:
         p.close()
+
+
+def test_the_compiled_walk_and_its_python_twin_agree_and_name_the_same_damage():
+    fast = heap_module.FAST
+    if fast is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    shared = [b"shared", 7]
+    state = {"a": shared, "b": (shared, shared), "c": [_kinds(i) for i in range(20)],
+             "d": {b"k%d" % i: b"v" * (i % 300) for i in range(500)}}
+    dev = SimDevice(1 << 20)
+    h = Heap.create(dev, state)
+    image = dev.persisted_image()
+    views = {}
+    for name, paths in (("compiled", fast), ("python", None)):
+        h.fast = paths
+        views[name] = h._mark_reachable()
+    assert views["compiled"] == views["python"]
+    cover, rc = views["python"]
+    assert rc == {h.root["a"]._o: 3} and cover.count(2) > 1000
+    value = h._children(h.root["d"]._o, L.T_DICT, 0)[1]  # the first entry's value
+    h.close()
+    damages = {
+        "a leaf's size class": (value + 1, bytes([250])),
+        "a leaf's type": (value, bytes([L.T_RAW])),
+        "a slot that is no value": (None, None),
+    }
+    for what, (at, data) in damages.items():
+        bad = bytearray(image)
+        if at is None:  # the root's slot: an even value that is no immediate
+            probe = Heap.open(SimDevice.from_image(image), writable=False)
+            at, data = probe._meta + L.META_ROOT, (42).to_bytes(8, "little")
+            probe.close()
+        bad[at : at + len(data)] = data
+        errors = []
+        for paths in (fast, None):
+            h2 = Heap.open(SimDevice.from_image(bytes(bad)), writable=False)
+            h2.fast = paths
+            with pytest.raises(CorruptPoolError) as e:
+                h2._mark_reachable()
+            errors.append(str(e.value))
+            h2.close()
+        assert errors[0] == errors[1], (what, errors)

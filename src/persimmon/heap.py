@@ -26,6 +26,7 @@ import importlib
 import logging
 import os
 import pickle
+import re
 import struct
 import sys
 import warnings
@@ -96,6 +97,33 @@ def _describe_damage(damaged: list[tuple[int, int, str]]) -> str:
     return "; ".join(what for _s, _e, what in damaged)
 
 
+_FREE_RUN = re.compile(rb"\x00+")  # a run of blocks no chunk in use covers
+_COVER_MAX = 4096
+_COVER = memoryview(b"\x02" + b"\x01" * (_COVER_MAX - 1))
+
+
+def _cover_pattern(n: int) -> Any:
+    """What ``Heap._mark_reachable`` writes over a chunk in use of ``n`` blocks."""
+    return _COVER[:n] if n <= _COVER_MAX else b"\x02" + b"\x01" * (n - 1)
+
+
+_COVER_PATTERNS = [bytes(_COVER[:n]) for n in range(256)]
+
+
+def _overlap(cover: bytearray, buf: Any, arena: int) -> str:
+    """Where two chunks in use overlap (``cover`` covers fewer blocks than were written):
+    the first chunk start that a chunk before it runs over."""
+    sizes = _CLASS_SIZES
+    end = 0  # the end (in blocks) of the chunks seen so far
+    i = cover.find(2)
+    while i >= 0:
+        if i < end:
+            return f"the chunk in use at {arena + (i << 5)} overlaps the one before it"
+        end = max(end, i + (sizes[buf[arena + (i << 5) + 1]] >> 5))
+        i = cover.find(2, i + 1)
+    return "two chunks in use overlap"
+
+
 def _hdr_pack(buf: Any, off: int, t: int, cls: int, flags: int, rc: int, aux: int) -> None:
     """Write the 16-byte object header at ``off``.
 
@@ -145,7 +173,7 @@ def _rehash(buf: Any, old: int, nent: int, es: int, ents: int, itab: int, size: 
     return len(hashes)
 
 
-FAST_API = 10  # the _speedups.API this heap was written against
+FAST_API = 11  # the _speedups.API this heap was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 _PROBE_OVER = 4096
@@ -175,7 +203,8 @@ def _configure_fast_path(mod: Any) -> Any:
     source changed since (``pip install -e .`` again rebuilds it)."""
     ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
             "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER, "DUMMY": L.DUMMY,
-            "PERTURB_SHIFT": _PERTURB_SHIFT}
+            "PERTURB_SHIFT": _PERTURB_SHIFT,
+            "VALUE_TYPES": sum(1 << t for t in _VALUE_TYPES)}
     if getattr(mod, "API", None) != FAST_API or any(
             getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
@@ -818,12 +847,12 @@ class Heap:
         Everything between the arena start and the committed heap top that is not reachable
         is free (this also reclaims unreachable cycles).  Runs at open, and by
         :meth:`collect`.  Nothing read from the pool is trusted: damage in the reachable
-        graph raises :class:`CorruptPoolError`; damaged free space (a chunk walk that does not
-        add up between two chunks in use) is re-carved into valid free chunks when
-        ``salvage`` is true, and reported in :attr:`salvaged` (docs/heap.md, "Salvage").
+        graph raises :class:`CorruptPoolError`; damaged free space (a run of free chunks
+        that does not add up between two chunks in use) is re-carved into valid free chunks
+        when ``salvage`` is true, and reported in :attr:`salvaged` (docs/heap.md, "Salvage").
         """
-        marks, rcd = self._mark_reachable()
-        fls, damaged = self._walk_free(marks)
+        cover, rcd = self._mark_reachable()
+        fls, damaged = self._walk_free(cover)
         if damaged:
             if not salvage:
                 raise CorruptPoolError(_describe_damage(damaged))
@@ -837,115 +866,143 @@ class Heap:
     def _mark_reachable(self) -> tuple[bytearray, dict[int, int]]:
         """The chunks in use, found by a walk from the root that checks what it reads.
 
-        Returns ``marks`` (a byte per 32-byte block of the arena below the committed top, 1
-        at the start of each chunk in use: the metadata block, every reachable object and
-        the arrays behind containers) and the reference counts that are not 1.  Raises
-        :class:`CorruptPoolError` naming the first damage: a slot value that is no value, a
-        reference outside the heap or off a chunk boundary, a header whose type or size
-        class is invalid or whose chunk crosses the committed top, an array shared by two
+        Returns ``cover`` (a byte per 32-byte block of the arena below the committed top: 2
+        at the first block of each chunk in use -- the metadata block, every reachable
+        object, the arrays behind containers --, 1 at its other blocks, 0 elsewhere) and the
+        reference counts that are not 1.  Raises :class:`CorruptPoolError` naming the first
+        damage: a slot value that is no value, a reference outside the heap or into the
+        middle of a chunk, a header whose type or size class is invalid or whose chunk
+        crosses the committed top, two chunks in use that overlap, an array shared by two
         containers.
         """
         buf = self.buf
         arena = self._arena
         top = self._ctop
-        marks = bytearray((top - arena) >> 5)
+        cover = bytearray((top - arena) >> 5)
         rcd: dict[int, int] = {}
-        marks[0] = 1
-        stack = [_q_unpack(buf, self._meta + L.META_ROOT)[0]]
+        cover[0] = 2  # the metadata block (one block)
+        stack: list[int] = []  # containers marked, whose children are still to be marked
+        fast = self.fast
+        compiled = fast.mark_slots if fast is not None else None
+        mark = self._mark_slots
         children = self._children
         internal = self._internal
         sizes = _CLASS_SIZES
-        value_types = _VALUE_TYPES
+        covered = 1 + mark([_q_unpack(buf, self._meta + L.META_ROOT)[0]], cover, rcd, stack)
         x = 0
         try:
             while stack:
                 x = stack.pop()
-                if x & 7:
-                    if x & 1 or x == _NONE or x == _TRUE or x == _FALSE:
-                        continue
-                    raise CorruptPoolError(f"invalid slot value {x:#x}")
-                if x <= arena or x >= top or (x - arena) & 31:
-                    if x == 0:
-                        continue
-                    raise CorruptPoolError(f"reference {x} points outside the heap")
-                i = (x - arena) >> 5
-                if marks[i]:
-                    if buf[x] not in value_types:
-                        raise CorruptPoolError(f"reference {x} points at a "
-                                               f"{L.TYPE_NAMES.get(buf[x], buf[x])} chunk")
-                    rcd[x] = rcd.get(x, 1) + 1
-                    continue
-                t, cls, _f, _r, aux = _hdr_unpack(buf, x)
-                if t not in value_types or cls >= _NCLASSES or x + sizes[cls] > top:
-                    raise CorruptPoolError(
-                        f"object at {x} has a damaged header (type {t}, size class {cls})")
-                marks[i] = 1
-                if t in _LEAVES:
-                    continue
+                t = buf[x]
                 for inner in internal(x, t):
                     if inner <= arena or inner >= top or (inner - arena) & 31:
                         raise CorruptPoolError(
                             f"object at {x} has a damaged array reference ({inner})")
                     j = (inner - arena) >> 5
                     icls = buf[inner + 1]
-                    if marks[j] or buf[inner] not in _ARRAY_TYPES or icls >= _NCLASSES or (
+                    if cover[j] or buf[inner] not in _ARRAY_TYPES or icls >= _NCLASSES or (
                         inner + sizes[icls] > top
                     ):
                         raise CorruptPoolError(f"the array at {inner} behind the object at {x} "
                                                "is damaged or shared")
-                    marks[j] = 1
-                stack.extend(children(x, t, aux))
+                    n = sizes[icls] >> 5
+                    cover[j : j + n] = _cover_pattern(n)
+                    covered += n
+                kids = children(x, t, _Q_unpack(buf, x + 8)[0])
+                if compiled is None:
+                    covered += mark(kids, cover, rcd, stack)
+                    continue
+                done = compiled(buf, cover, arena, top, kids, rcd, stack)
+                if done is None:  # damaged: the Python twin names it (and must raise)
+                    mark(kids, cover, rcd, stack)
+                    raise CorruptPoolError(f"the children of the object at {x} are damaged")
+                covered += done
         except (IndexError, ValueError, TypeError, struct.error) as e:
             raise CorruptPoolError(f"the object at {x} is damaged ({e})") from None
-        return marks, rcd
+        if len(cover) - cover.count(0) != covered:
+            raise CorruptPoolError(_overlap(cover, buf, arena))
+        return cover, rcd
 
-    def _walk_free(self, marks: bytearray) -> tuple[list[list[int]], list[tuple[int, int, str]]]:
-        """The free lists: every chunk between the chunks in use (``marks``).
+    def _mark_slots(self, slots: list[int], cover: bytearray, rcd: dict[int, int],
+                    stack: list[int]) -> int:
+        """Check the slot values ``slots`` and mark the objects they refer to in ``cover``
+        (see :meth:`_mark_reachable`); count second references in ``rcd``; push containers
+        onto ``stack``.  Returns the number of blocks marked.  (The compiled
+        ``_speedups.mark_slots`` does the same, and declines where this raises.)"""
+        buf = self.buf
+        arena = self._arena
+        top = self._ctop
+        sizes = _CLASS_SIZES
+        value_types = _VALUE_TYPES
+        leaves = _LEAVES
+        patterns = _COVER_PATTERNS
+        covered = 0
+        for x in slots:
+            if x & 7:
+                if x & 1 or x == _NONE or x == _TRUE or x == _FALSE:
+                    continue
+                raise CorruptPoolError(f"invalid slot value {x:#x}")
+            if x <= arena or x >= top or (x - arena) & 31:
+                if x == 0:
+                    continue
+                raise CorruptPoolError(f"reference {x} points outside the heap")
+            i = (x - arena) >> 5
+            t = buf[x]
+            c = cover[i]
+            if c:
+                if c == 1 or t not in value_types:
+                    raise CorruptPoolError(f"reference {x} points into a chunk in use that "
+                                           "is not a value")
+                rcd[x] = rcd.get(x, 1) + 1
+                continue
+            cls = buf[x + 1]
+            if t not in value_types or cls >= _NCLASSES or x + sizes[cls] > top:
+                raise CorruptPoolError(
+                    f"object at {x} has a damaged header (type {t}, size class {cls})")
+            n = sizes[cls] >> 5
+            if n == 1:
+                cover[i] = 2
+            else:
+                cover[i : i + n] = patterns[n] if n < 256 else _cover_pattern(n)
+            covered += n
+            if t not in leaves:
+                stack.append(x)
+        return covered
+
+    def _walk_free(self, cover: bytearray) -> tuple[list[list[int]], list[tuple[int, int, str]]]:
+        """The free lists: every chunk between the chunks in use (``cover``).
 
         Each gap between two chunks in use (or the last one and the committed top) must be
         tiled exactly by the chunks its size-class bytes describe.  Returns the free lists
         and the damaged regions ``(start, end, what)``: from the first chunk of a gap whose
         class byte is invalid or whose chunk would cross the gap's end, to that end.  A
         tiling that differs from the one the allocator made is harmless (it covers only
-        free memory), so it is not damage.  Raises :class:`CorruptPoolError` if two chunks
-        in use overlap.
+        free memory), so it is not damage.
         """
         buf = self.buf
         arena = self._arena
         sizes = _CLASS_SIZES
         fls: list[list[int]] = [[] for _ in range(_NCLASSES)]
         damaged: list[tuple[int, int, str]] = []
-        nblocks = len(marks)
-        find = marks.find
-        j = 0  # first block of the gap being walked
-        while True:
-            k = find(1, j)
-            if k < 0:
-                k = nblocks
-            if j < k:
-                off = arena + (j << 5)
-                end = arena + (k << 5)
-                while off < end:
-                    cls = buf[off + 1]
-                    if cls >= _NCLASSES:
-                        damaged.append((off, end, f"the free chunk at {off} has size class {cls}"))
-                        break
-                    nxt = off + sizes[cls]
-                    if nxt > end:
-                        what = "the committed heap top" if k == nblocks else "a chunk in use"
-                        damaged.append((off, end, f"the free chunk at {off} (size class {cls}, "
-                                        f"{sizes[cls]} bytes) crosses {what} at {end}"))
-                        break
-                    fls[cls].append(off)
-                    off = nxt
-            if k == nblocks:
-                return fls, damaged
-            x = arena + (k << 5)
-            j = k + (sizes[buf[x + 1]] >> 5)  # (a class checked by _mark_reachable)
-            inside = find(1, k + 1, j)
-            if inside >= 0:
-                raise CorruptPoolError(f"the chunk in use at {x} overlaps the one at "
-                                       f"{arena + (inside << 5)}")
+        nblocks = len(cover)
+        for gap in _FREE_RUN.finditer(cover):
+            j, k = gap.span()
+            off = arena + (j << 5)
+            end = arena + (k << 5)
+            while off < end:
+                cls = buf[off + 1]
+                if cls >= _NCLASSES:
+                    damaged.append((off, end, f"the free chunk at {off} has size class {cls}"))
+                    break
+                nxt = off + sizes[cls]
+                if nxt > end:
+                    what = "the committed heap top" if k == nblocks else "a chunk in use"
+                    damaged.append((off, end, f"the free chunk at {off} (size class {cls}, "
+                                    f"{sizes[cls]} bytes) crosses {what} at {end}"))
+                    break
+                fls[cls].append(off)
+                off = nxt
+        return fls, damaged
 
     def _salvage(self, damaged: list[tuple[int, int, str]], fls: list[list[int]]) -> None:
         """Re-carve damaged free regions into valid free chunks (largest classes first).
@@ -993,8 +1050,8 @@ class Heap:
         writing).  Damaged free space is returned as one message per region: a writable
         open salvages it (:meth:`_rebuild`), no data is lost.
         """
-        marks, _rc = self._mark_reachable()
-        _fls, damaged = self._walk_free(marks)
+        cover, _rc = self._mark_reachable()
+        _fls, damaged = self._walk_free(cover)
         return [f"{end - start} bytes of free space at [{start}, {end}) are damaged ({what})"
                 for start, end, what in damaged]
 
