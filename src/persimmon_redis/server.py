@@ -118,10 +118,16 @@ class Client(asyncio.Protocol):
         # CLIENT REPLY ON/OFF/SKIP: a muted client's commands go through _muted_dispatch
         self.dispatch_fn = server.safe_dispatch
         self.reply_mode = b"ON"
+        self.switching = False
 
     def set_reply_mode(self, mode: bytes) -> None:
         self.reply_mode = mode
-        self.dispatch_fn = self.server.safe_dispatch if mode == b"ON" else _muted_dispatch
+        fn = self.server.safe_dispatch if mode == b"ON" else _muted_dispatch
+        if fn is not self.dispatch_fn and not self.closing:
+            # the read loop holds the dispatch function in a local: "closing" makes it
+            # look at the client after this command, "switching" says why
+            self.closing = self.switching = True
+        self.dispatch_fn = fn
 
     # -------------------------------------------------------------- transport
     def connection_made(self, transport: Any) -> None:
@@ -209,7 +215,11 @@ class Client(asyncio.Protocol):
             else:
                 dispatch(self, argv)
             if self.closing:
-                return
+                if not self.switching:
+                    return
+                # CLIENT REPLY changed how this client's commands are dispatched
+                self.closing = self.switching = False
+                dispatch = self.dispatch_fn
         # a length split across two chunks is checked with the end of the previous one
         self.tail = data[-_TAIL:] if reader.has_data() else b""
         # Replies go out once per event-loop round, after the group commit: writing each at
@@ -273,7 +283,9 @@ class Client(asyncio.Protocol):
                 else:
                     self.dispatch_fn(self, argv)
                 if self.closing:
-                    return None
+                    if not self.switching:
+                        return None
+                    self.closing = self.switching = False
             if not buf:
                 self.inline = b""
                 self.server.schedule(self)
@@ -427,6 +439,7 @@ class Server:
         self.servers: list = []
         self.closed = False
         self._interrupting = False
+        self.signalled_at: float | None = None
         self.ready_keys: list[tuple[int, bytes]] = []
         self.notify_on = False
         self.serving = False
@@ -732,8 +745,12 @@ class Server:
         self.cancel_block(c)
         c.reply(reply)
         self.schedule(c)
-        while c.backlog and c.blocked is None and not c.closing:
-            self.safe_dispatch(c, c.backlog.popleft())
+        while c.backlog and c.blocked is None:
+            if c.closing:
+                if not c.switching:
+                    break
+                c.closing = c.switching = False
+            c.dispatch_fn(c, c.backlog.popleft())
 
     def serve_blocked(self, db: int, key: bytes) -> None:
         q = self.blocked.get((db, key))
@@ -831,6 +848,8 @@ class Server:
         and the log never disagree about an operation)."""
         if self.shutdown_event is None or self.closed:
             return
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
         self.loop.call_soon_threadsafe(self.shutdown_event.set)
         if not self._interrupting and _in_read_command(frame):
             self._interrupting = True
@@ -868,6 +887,9 @@ class Server:
         self.flush()
         self.closed = True
         self.p.close()
+        if self.signalled_at is not None:
+            log.info("pool closed %.3f s after the signal",
+                     time.monotonic() - self.signalled_at)
         log.info("persimmon-redis is now ready to exit, bye bye...")
 
 
