@@ -329,8 +329,12 @@ def test_sigkill_under_family_load_keeps_acknowledged_writes():
                     pass
 
             t = threading.Thread(target=load)
+            before = len(acked_ids)
             t.start()
-            time.sleep(random.Random(round_).uniform(0.4, 0.9))
+            deadline = time.monotonic() + 20  # (a loaded machine: wait for some progress)
+            while len(acked_ids) < before + 15 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(random.Random(round_).uniform(0, 0.3))
             srv.kill(signal.SIGKILL)
             stop.set()
             t.join(10)

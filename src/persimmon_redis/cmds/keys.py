@@ -9,9 +9,10 @@ from typing import Any
 
 from .. import rdb
 from ..datatypes import ZSet, type_name
+from ..encodings import encoding_of
 from ..keyspace import (
     I64_MAX,
-    INT_RE,
+    I64_MIN,
     Ctx,
     delete,
     forget_views,
@@ -35,6 +36,54 @@ from ..replies import (
     Status,
 )
 from ..stream import Stream
+
+
+# ---------------------------------------------------------------------------- touches
+# What FLUSHALL, FLUSHDB, SWAPDB, MOVE and COPY ... DB change beyond their key arguments,
+# for WATCH and blocked clients (registry ``touches``: called by the server before the
+# write runs, only while a client watches a key or is blocked).
+def _live(server: Any, db: int, key: bytes) -> bool:
+    return lookup(Ctx(server.state, db, server.now()), key) is not None
+
+
+def _touches_flushall(server: Any, db: int, a: list) -> list:
+    # (blocked clients too: a stream reader blocked in a group must learn its key is gone)
+    return [(d, k) for (d, k) in server.watchers if _live(server, d, k)] + list(server.blocked)
+
+
+def _touches_flushdb(server: Any, db: int, a: list) -> list:
+    return [(d, k) for (d, k) in server.watchers if d == db and _live(server, d, k)] + \
+        [(d, k) for (d, k) in server.blocked if d == db]
+
+
+def _touches_swapdb(server: Any, db: int, a: list) -> list:
+    try:
+        pair = {int(a[1]), int(a[2])}
+    except ValueError:
+        return []
+    if not all(0 <= d < len(server.state.dbs) for d in pair):
+        return []
+    out = [(d, k) for (d, k) in server.watchers
+           if d in pair and any(_live(server, x, k) for x in pair)]
+    return out + [(d, k) for (d, k) in server.blocked if d in pair]
+
+
+def _touches_move(server: Any, db: int, a: list) -> list:
+    try:
+        return [(db, a[1]), (int(a[2]), a[1])]
+    except ValueError:
+        return [(db, a[1])]
+
+
+def _touches_copy(server: Any, db: int, a: list) -> list:
+    target = db
+    for i in range(3, len(a) - 1):
+        if a[i].upper() == b"DB":
+            try:
+                target = int(a[i + 1])
+            except ValueError:
+                pass
+    return [(target, a[2])]
 
 
 @command("unlink", arity=-2, flags=("write", "fast"), keys=(1, -1, 1))
@@ -148,15 +197,20 @@ def _expire(ctx: Ctx, a: list, unit: int, absolute: bool, name: str) -> Any:
     key = a[1]
     t = to_int(a[2])
     flags = {x.upper() for x in a[3:]}
-    if flags - {b"NX", b"XX", b"GT", b"LT"}:
-        raise RError(f"ERR Unsupported option {a[3 + 0].decode('utf-8', 'replace')}")
+    for x in a[3:]:
+        if x.upper() not in (b"NX", b"XX", b"GT", b"LT"):
+            raise RError(f"ERR Unsupported option {x.decode('utf-8', 'replace')}")
     if b"NX" in flags and flags & {b"XX", b"GT", b"LT"}:
         raise RError("ERR NX and XX, GT or LT options at the same time are not compatible")
     if b"GT" in flags and b"LT" in flags:
         raise RError("ERR GT and LT options at the same time are not compatible")
-    if abs(t) > I64_MAX // unit:
-        raise RError(f"ERR invalid expire time in '{name}' command")
-    deadline = t * unit if absolute else ctx.now + t * unit
+    err = f"ERR invalid expire time in '{name}' command"
+    if unit == 1000 and not -(-I64_MIN // 1000) <= t <= I64_MAX // 1000:
+        raise RError(err)  # (C's LLONG_MIN / 1000 truncates toward zero)
+    base = 0 if absolute else ctx.now
+    if t * unit > I64_MAX - base:
+        raise RError(err)
+    deadline = t * unit + base
     if lookup_write(ctx, key) is None:
         return 0
     cur = ctx.expires.get(key)
@@ -219,7 +273,8 @@ def _copy_value(v: Any) -> Any:
     return z
 
 
-@command("copy", arity=-3, flags=("write", "denyoom"), keys=(1, 2, 1))
+@command("copy", arity=-3, flags=("write", "denyoom"), keys=(1, 2, 1),
+         touches=lambda s, db, a: [(db, a[1]), *_touches_copy(s, db, a)])
 def cmd_copy(ctx: Ctx, a: list) -> Any:
     src, dst = a[1], a[2]
     target = ctx.dbi
@@ -254,7 +309,7 @@ def cmd_copy(ctx: Ctx, a: list) -> Any:
     return 1
 
 
-@command("move", arity=3, flags=("write", "fast"))
+@command("move", arity=3, flags=("write", "fast"), touches=_touches_move)
 def cmd_move(ctx: Ctx, a: list) -> Any:
     target = to_int(a[2], "ERR value is not an integer or out of range")
     if not 0 <= target < len(ctx.state.dbs):
@@ -273,7 +328,8 @@ def cmd_move(ctx: Ctx, a: list) -> Any:
     return 1
 
 
-@command("swapdb", arity=3, flags=("write", "fast"), keys=(0, 0, 1))
+@command("swapdb", arity=3, flags=("write", "fast"), keys=(0, 0, 1),
+         touches=_touches_swapdb)
 def cmd_swapdb(ctx: Ctx, a: list) -> Any:
     try:
         i, j = to_int(a[1]), to_int(a[2])
@@ -290,7 +346,8 @@ def cmd_swapdb(ctx: Ctx, a: list) -> Any:
     return OK
 
 
-@command("flushdb", arity=-1, flags=("write",), keys=(0, 0, 1))
+@command("flushdb", arity=-1, flags=("write",), keys=(0, 0, 1),
+         touches=_touches_flushdb)
 def cmd_flushdb(ctx: Ctx, a: list) -> Any:
     if len(a) > 2 or (len(a) == 2 and a[1].upper() not in (b"ASYNC", b"SYNC")):
         raise RError(E_SYNTAX)
@@ -299,7 +356,8 @@ def cmd_flushdb(ctx: Ctx, a: list) -> Any:
     return OK
 
 
-@command("flushall", arity=-1, flags=("write",), keys=(0, 0, 1))
+@command("flushall", arity=-1, flags=("write",), keys=(0, 0, 1),
+         touches=_touches_flushall)
 def cmd_flushall(ctx: Ctx, a: list) -> Any:
     if len(a) > 2 or (len(a) == 2 and a[1].upper() not in (b"ASYNC", b"SYNC")):
         raise RError(E_SYNTAX)
@@ -330,19 +388,7 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
     if v is None:
         return None
     if sub == b"ENCODING":
-        if isinstance(v, bytes):
-            if INT_RE.match(v) and len(v) <= 20:
-                return b"int"
-            return b"embstr" if len(v) <= 44 else b"raw"
-        if isinstance(v, dict):
-            return b"listpack" if len(v) <= 128 else b"hashtable"
-        if isinstance(v, deque):
-            return b"quicklist"
-        if isinstance(v, set):
-            return b"hashtable"
-        if isinstance(v, Stream):
-            return b"stream"
-        return b"skiplist"
+        return encoding_of(v)
     if sub == b"FREQ":
         raise RError("ERR An LFU maxmemory policy is not selected, access frequency not "
                      "tracked. Please note that when switching between policies at runtime "
@@ -353,6 +399,13 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
         return 1
     raise RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. "
                  "Try OBJECT HELP.")
+
+
+@command("\x00error", arity=2, flags=("write", "internal"), keys=(0, 0, 0))
+def cmd_error(ctx: Ctx, a: list) -> Any:
+    """Internal: the place of a transaction's command the server refused before logging
+    (its ``precheck``): answers that error and changes nothing."""
+    return RError(a[1].decode("utf-8", "replace"))
 
 
 @command("\x00expired", arity=-1, flags=("write", "internal"), keys=(1, -1, 1))

@@ -21,6 +21,7 @@ from ..replies import (
     E_POSITIVE,
     E_RANGE,
     E_SYNTAX,
+    NULL_ARRAY,
     OK,
     RError,
 )
@@ -70,7 +71,7 @@ def _pop(ctx: Ctx, a: list, left: bool) -> Any:
         raise RError(f"ERR wrong number of arguments for '{a[0].decode().lower()}' command")
     lst = get_list(ctx, a[1], write=True)
     if lst is None:
-        return None
+        return None if count is None else NULL_ARRAY  # (RESP2: *-1 with a count)
     if count is None:
         v = lst.popleft() if left else lst.pop()
         drop_if_empty(ctx, a[1], lst)
@@ -289,4 +290,4 @@ def cmd_lmpop(ctx: Ctx, a: list) -> Any:
                    for _ in range(min(count, len(lst)))]
             drop_if_empty(ctx, k, lst)
             return [k, out]
-    return None
+    return NULL_ARRAY
