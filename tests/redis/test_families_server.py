@@ -232,6 +232,8 @@ def test_blocking_xread_and_xreadgroup(r, server):
     r.execute_command("XGROUP", "DESTROY", "bs", "g")
     t.join(10)
     assert isinstance(got["d"], redis.ResponseError) and "NOGROUP" in str(got["d"])
+    assert r.info("commandstats")["cmdstat_xreadgroup"]["failed_calls"] >= 1
+    assert r.info("errorstats")["errorstat_NOGROUP"]["count"] >= 1
 
 
 def test_a_command_split_after_a_type_byte_is_not_inline(server):
