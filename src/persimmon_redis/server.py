@@ -171,12 +171,6 @@ class Client(asyncio.Protocol):
         if self.closing:
             return
         reader = self.reader
-        if data[:2] == b"*-" and not reader.has_data():  # Redis ignores "*-N"
-            nl = data.find(b"\n")
-            if nl >= 0:
-                data = data[nl + 1 :]
-                if not data:
-                    return
         # A new command starting with anything but '*' is an inline command (telnet).  The
         # reader holds part of a command when it has unread bytes, or when a chunk ended
         # between two elements of an array, and then the next chunk starts with '$'.
@@ -197,6 +191,14 @@ class Client(asyncio.Protocol):
             try:
                 argv = reader.gets()
             except hiredis.ProtocolError as e:
+                if data.startswith(b"*-") and b"\n" in data and "out of range" in str(e):
+                    # Redis ignores a negative multibulk count ("*-10"): start afresh after
+                    # it (hiredis only accepts -1)
+                    self.reader = hiredis.Reader()
+                    rest = data[data.find(b"\n") + 1 :]
+                    if rest:
+                        self.data_received(rest)
+                    return
                 self.protocol_error(_protocol_message(str(e)))
                 return
             if argv is False:
@@ -315,7 +317,7 @@ class Client(asyncio.Protocol):
             self.out.append(b"$-1\r\n")
         else:
             if t is RError:
-                self.server.count_error(v.msg)
+                self.server.count_error(v.msg, self.last_cmd)
             self.out.append(encode(v, self.resp3))
 
 
@@ -436,6 +438,7 @@ class Server:
         self.stats = {"connections": 0, "expired": 0, "rejected": 0}
         self.run_id = os.urandom(20).hex()
         self.errors: dict[str, int] = {}  # INFO errorstats: error code -> replies
+        self.rejecting = False
         self.last_save = int(time.time())
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
@@ -452,7 +455,12 @@ class Server:
         """total_commands_processed: the sum of the table's call counts."""
         return sum(c.calls for c in COMMANDS.values())
 
-    def count_error(self, msg: str) -> None:
+    def count_error(self, msg: str, name: bytes = b"") -> None:
+        """INFO errorstats, and the failed calls of the command that replied it (a command
+        refused before it ran counts as rejected instead)."""
+        cmd = COMMANDS.get(name)
+        if cmd is not None and not self.rejecting:
+            cmd.failed += 1
         code = msg.split(" ", 1)[0]
         if not code.isupper() or len(self.errors) >= 128 and code not in self.errors:
             code = "ERR"  # (Redis bounds the table too)
@@ -518,9 +526,7 @@ class Server:
                     elif res is OK:
                         c.out.append(b"+OK\r\n")
                     else:
-                        if type(res) is RError:
-                            cmd.failed += 1
-                        c.reply(res)
+                        c.reply(res)  # (an error reply counts as a failed call there)
                     return
             self.dispatch(c, argv, name)
         except ShutdownInterrupt:
@@ -562,7 +568,9 @@ class Server:
             if c.multi is not None:
                 c.multi_error = True
             cmd.rejected += 1
+            self.rejecting = True
             c.reply(arity_error(name.decode("utf-8", "replace")))
+            self.rejecting = False
             return
         if c.multi is not None and name not in NOT_QUEUED:
             if cmd.has("no-multi"):
@@ -590,8 +598,6 @@ class Server:
             self.touched(c.db, cmd.keys(argv))
         if existed is not None:
             self.notify_write(c.db, argv, res, existed)
-        if type(res) is RError:
-            cmd.failed += 1
         c.reply(res)
 
     # -------------------------------------------------------------- notifications
@@ -651,7 +657,6 @@ class Server:
         if cmd.precheck is not None:
             err = cmd.precheck(self, c.db, argv)
             if err is not None:
-                cmd.failed += 1
                 c.reply(err)
                 return
         if cmd.write:
@@ -664,8 +669,6 @@ class Server:
                 res = cmd.fn(Ctx(self.state, c.db, self.now()), argv)
             except RError as e:
                 res = e
-        if type(res) is RError:
-            cmd.failed += 1
         c.reply(res)
 
     def write(self, db: int, argv: tuple) -> Any:
