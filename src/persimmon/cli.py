@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from . import layout as L
 from .errors import PersimmonError
+from .filedevice import JOURNAL_SUFFIX
 from .heap import Heap
 from .oplog import OpLog
 
@@ -36,6 +38,7 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             "device": dev.kind,
             "is_pmem": dev.is_pmem,
             "flush_path": dev.flush_path,
+            "survives": dev.survives,
             "file_size": dev.size,
             "commit_seq": heap._seq - 1,
             "commit_position": heap.position,
@@ -56,6 +59,9 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             )
         else:
             info["log_capacity"] = 0
+        if getattr(dev, "writes_through", False):
+            wb = path + JOURNAL_SUFFIX
+            info["writeback_journal_bytes"] = os.path.getsize(wb) if os.path.exists(wb) else 0
         if count:
             info["objects"] = heap.count_objects()
         return info
