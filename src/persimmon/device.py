@@ -85,6 +85,11 @@ class Device:
         """Make everything flushed durable (the fence)."""
         self.drain()
 
+    def write_sync(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`write` then :meth:`sync`: ``data`` is durable when this returns."""
+        self.write(off, data)
+        self.drain()
+
     def write_ordered(self, off: int, data: bytes) -> None:
         """Store and persist ``data`` once everything flushed before is durable."""
         self.drain()

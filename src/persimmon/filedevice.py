@@ -68,19 +68,34 @@ def writeback_seconds() -> float:
 
 
 class OsFile:
-    """The few file operations the disk devices use, on a descriptor."""
+    """The few file operations the disk devices use, on a descriptor (and, for synced
+    writes, a second descriptor of the same file opened with ``O_DSYNC``)."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "path", "_dsync")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: str | None = None) -> None:
         self.fd = fd
+        self.path = path
+        self._dsync = -1
 
     def pwrite(self, data: bytes | bytearray | memoryview, off: int) -> None:
-        mv = memoryview(data)
-        while len(mv):
-            n = os.pwrite(self.fd, mv, off)
-            mv = mv[n:]
-            off += n
+        _pwrite_all(self.fd, data, off)
+
+    def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
+        """Write and make durable this range only (``O_DSYNC``: the kernel writes back
+        the range and flushes the device's cache, not every dirty page of the file)."""
+        if self._dsync < 0:
+            if self.path is None:
+                _pwrite_all(self.fd, data, off)
+                os.fdatasync(self.fd)
+                return
+            self._dsync = os.open(self.path, os.O_RDWR | os.O_DSYNC)
+        _pwrite_all(self._dsync, data, off)
+
+    def close_sync(self) -> None:
+        if self._dsync >= 0:
+            os.close(self._dsync)
+            self._dsync = -1
 
     def pread(self, n: int, off: int) -> bytes:
         return os.pread(self.fd, n, off)
@@ -93,6 +108,14 @@ class OsFile:
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, off: int) -> None:
+    mv = memoryview(data)
+    while len(mv):
+        n = os.pwrite(fd, mv, off)
+        mv = mv[n:]
+        off += n
 
 
 def fsync_dir(path: str) -> None:
@@ -193,7 +216,7 @@ class FileDevice(Device):
                  journal: OsFile | None = None) -> None:
         self.path = path
         self._fd = fd
-        self.io = io if io is not None else OsFile(fd)
+        self.io = io if io is not None else OsFile(fd, path)
         self._journal = journal
         self.size = self.io.size()
         if self.size == 0:
@@ -241,6 +264,10 @@ class FileDevice(Device):
         """Make every write and store so far durable (``fdatasync``)."""
         self._dirty = False
         self.io.sync()
+
+    def write_sync(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``off`` and make that range durable before returning."""
+        self.io.pwrite_sync(data, off)
 
     def write_ordered(self, off: int, data: bytes) -> None:
         """Write ``data`` once everything stored or flushed before is durable."""
@@ -303,6 +330,8 @@ class FileDevice(Device):
             self.drain()
         finally:
             self._unmap()
+            if isinstance(self.io, OsFile):
+                self.io.close_sync()
             if self._fd >= 0:
                 os.close(self._fd)
             if self._journal is not None and isinstance(self._journal, OsFile):

@@ -79,11 +79,12 @@ class OpLog:
         self._head_at = base + _HEAD
         self._tail_at = base + _TAIL
         self._data = base + _DATA
-        # On a disk pool (dev.writes_through) the entries go to the file with pwrite and one
-        # fdatasync per commit, and the head is written after that sync, unsynced: it is made
+        # On a disk pool (dev.writes_through) the entries go to the file at the commit, with
+        # one synced write, and the head is written after that, unsynced: it is made
         # durable by the next commit's sync, so after a power loss it may lag the durable
         # entries (recover_end finds them).  Nothing is stored into the mapping there.
         self._through = dev.writes_through
+        self._runs: list[list] = []  # (disk pools) entries staged until the commit
         head = self.head
         if self.tail > head and not self._through:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
@@ -197,7 +198,8 @@ class OpLog:
         return self._res
 
     def _append_through(self, payload: bytes, wait: Callable[[], None] | None) -> int:
-        # append() on a disk pool: the entry (and a padding marker) written through the file
+        # append() on a disk pool: the entry (and a padding marker) is staged here and
+        # written at the commit, with one synced write of the range (see commit())
         ln = len(payload)
         n = (16 + ln + 63) & ~63
         cap = self.capacity
@@ -206,22 +208,30 @@ class OpLog:
                 f"an operation of {ln} bytes does not fit in the {cap}-byte operation log "
                 "(create the pool with a larger log_size)"
             )
-        dev = self.dev
         pos = self._res
         off = pos % cap
         if off + n > cap:
             pad = cap - off
             self._wait_free(pad, wait)
-            dev.write(self._data + off, _ENT.pack(_PAD, 0, pos))
+            self._stage(self._data + off, _ENT.pack(_PAD, 0, pos))
             pos += pad
             self._res = pos
             off = 0
         if pos + n - self._tail_seen > cap:
             self._wait_free(n, wait)
-        dev.write(self._data + off,
-                  _ENT.pack(ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos) + payload)
+        self._stage(self._data + off,
+                    _ENT.pack(ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos) + payload
+                    + bytes(n - 16 - ln))
         self._res = pos = pos + n
         return pos
+
+    def _stage(self, a: int, data: bytes) -> None:
+        runs = self._runs
+        if runs and runs[-1][0] + runs[-1][1] == a:
+            runs[-1][1] += len(data)
+            runs[-1][2].append(data)
+        else:
+            runs.append([a, len(data), [data]])
 
     def append_group(self, payloads: list[bytes], ln: int, *,
                      wait: Callable[[], None] | None = None) -> int:
@@ -249,8 +259,12 @@ class OpLog:
             return res
         dev = self.dev
         if self._through:
-            # one fdatasync makes the entries durable; the head is published after it
-            dev.sync()
+            # One synced write of the new entries' range (O_DSYNC: only that range is
+            # written back, not what the shadow wrote into the file meanwhile); the head is
+            # published after it, and made durable by the next commit's sync.
+            for a, _n, chunks in self._runs:
+                dev.write_sync(a, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            self._runs = []
             dev.write(self._head_at, res.to_bytes(8, "little"))
             self._committed = res
             return res

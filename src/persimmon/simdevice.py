@@ -131,6 +131,19 @@ class SimFile:
         if self.on_sync is not None:
             self.on_sync(self, "after")
 
+    def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
+        """A synced write (``O_DSYNC``): this range, and only it, is durable after it."""
+        if self.on_sync is not None:
+            self.on_sync(self, "before")
+        self.pwrite(data, off)
+        end = off + len(data)
+        if end > len(self.dur):
+            self.dur.extend(bytes(end - len(self.dur)))
+        self.dur[off:end] = self.cache[off:end]
+        self.syncs += 1
+        if self.on_sync is not None:
+            self.on_sync(self, "after")
+
     def truncate(self, n: int) -> None:
         if n > len(self.cache):
             self.cache.extend(bytes(n - len(self.cache)))
