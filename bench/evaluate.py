@@ -244,9 +244,9 @@ def sweep(args, workdir: str, diskdir: str, results: dict) -> None:
                     say(f"sweep {step}/{total}: P{pl} {share:3d} % writes: " + ", ".join(
                         f"{k} {rows[f'{k}|{pl}|{share}'][-1]['rps']:,.0f}" for k in kinds))
         for key, rs in rows.items():
-            rs = sorted(rs, key=lambda r: r["rps"])
-            results.setdefault("sweep", {})[key] = rs[len(rs) // 2] | {
-                "all_rps": [r["rps"] for r in rs]}
+            srt = sorted(rs, key=lambda r: r["rps"])
+            results.setdefault("sweep", {})[key] = srt[len(srt) // 2] | {
+                "rounds_rps": [r["rps"] for r in rs]}  # (in round order: pairs by round)
     finally:
         for s in servers.values():
             s.remove()
@@ -479,6 +479,9 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
             if any(c != "-" for c in cells):
                 out.append(f"| {LABEL[kind]} | " + " | ".join(cells) + " |")
         out.append("")
+        out.append("Ratios: the median over the rounds of the two servers' requests/s "
+                   "in the same round (the range of the rounds in brackets).")
+        out.append("")
         ratios = [("persimmon", "none"), ("none", "redis"), ("persimmon-disk", "redis-aof-always"),
                   ("persimmon-disk", "redis-aof-everysec")]
         out += ["| ratio | " + " | ".join(f"{s} %" for s in SHARES) + " |",
@@ -487,7 +490,13 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
             cells = []
             for s in SHARES:
                 ra, rb = sw.get(f"{a}|{pl}|{s}"), sw.get(f"{b}|{pl}|{s}")
-                cells.append(f"{ra['rps'] / rb['rps']:.2f}" if ra and rb and rb["rps"] else "-")
+                if not (ra and rb and rb["rps"]):
+                    cells.append("-")
+                    continue
+                pairs = sorted(x / y for x, y in zip(ra["rounds_rps"], rb["rounds_rps"],
+                                                     strict=True) if y)
+                span = (f" ({pairs[0]:.2f}-{pairs[-1]:.2f})" if len(pairs) > 1 else "")
+                cells.append(f"{pairs[len(pairs) // 2]:.2f}{span}" if pairs else "-")
             out.append(f"| {a} / {b} | " + " | ".join(cells) + " |")
         out += ["", f"![throughput, P{pl}](figures/throughput_vs_writes_P{pl}.png)", ""]
     if sw:
@@ -571,6 +580,10 @@ def main() -> None:
                     help="a directory on a disk file system (not tmpfs)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "evaluation.md"))
     ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # (tiny sizes)
+    for opt in ("keys", "seconds", "rounds"):
+        ap.add_argument(f"--{opt}", type=int, dest=f"set_{opt}", help="override")
+    ap.add_argument("--pipelines", dest="set_pipelines", help="override, e.g. 1,16")
+    ap.add_argument("--shares", dest="set_shares", help="override, e.g. 10,100")
     args = ap.parse_args()
     if shutil.which("resp-benchmark") is None or shutil.which("redis-server") is None:
         sys.exit("needs resp-benchmark (pip install '.[bench]') and redis-server")
@@ -584,6 +597,14 @@ def main() -> None:
     if args.smoke:
         args.keys, args.seconds, args.sustained, args.sizes = 2000, 1, 3, [2000]
         args.pipelines = [1]
+    for opt in ("keys", "seconds", "rounds"):
+        if getattr(args, f"set_{opt}") is not None:
+            setattr(args, opt, getattr(args, f"set_{opt}"))
+    if args.set_pipelines:
+        args.pipelines = [int(x) for x in args.set_pipelines.split(",")]
+    global SHARES
+    if args.set_shares:
+        SHARES = tuple(int(x) for x in args.set_shares.split(","))
     args.servers = args.servers.split(",")
     parts = args.only.split(",")
     from persimmon.device import on_tmpfs
