@@ -275,7 +275,7 @@ def sustained(args, workdir: str, diskdir: str, results: dict) -> None:
                     continue
                 n = int(inf.get("total_commands_processed", 0))
                 t = time.monotonic() - t0
-                if last is not None:
+                if last is not None and p.poll() is None:  # (not the window after the end)
                     series.append({
                         "t": round(t, 2), "rps": (n - last[1]) / (t - last[0]),
                         "lag_ops": int(inf.get("shadow_lag_ops", 0)),
