@@ -404,7 +404,8 @@ def plots(results: dict, figdir: str) -> list[str]:
             ax2.plot(xs, [sw[f"{kind}|{pl}|{s}"]["p99_ms"] for s in xs], marker="o",
                      label=LABEL[kind])
         ax1.set(xlabel="write share (%)", ylabel="requests/s", title=f"throughput, P{pl}")
-        ax2.set(xlabel="write share (%)", ylabel="p99 latency (ms)", title=f"p99 latency, P{pl}")
+        ax2.set(xlabel="write share (%)", ylabel="p99 latency (ms)", title=f"p99 latency, P{pl}",
+                yscale="log")
         ax1.legend(fontsize=7)
         fig.tight_layout()
         name = f"throughput_vs_writes_P{pl}.png"
@@ -579,6 +580,9 @@ def main() -> None:
     ap.add_argument("--diskdir", default="/var/tmp",
                     help="a directory on a disk file system (not tmpfs)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "evaluation.md"))
+    ap.add_argument("--replot", action="store_true",
+                    help="measure nothing: rewrite the report and plots from the figures of "
+                    "the last run (docs/figures/evaluation.json; give the run's --quick)")
     ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # (tiny sizes)
     for opt in ("keys", "seconds", "rounds"):
         ap.add_argument(f"--{opt}", type=int, dest=f"set_{opt}", help="override")
@@ -613,6 +617,12 @@ def main() -> None:
         sys.exit(f"--diskdir {args.diskdir} is on tmpfs: give a directory on a disk")
     figdir = os.path.join(os.path.dirname(args.out), "figures")
     os.makedirs(figdir, exist_ok=True)
+    if args.replot:
+        with open(os.path.join(figdir, "evaluation.json")) as f:
+            results = json.load(f)
+        report(results, plots(results, figdir), args, args.out)
+        say(f"rewrote {args.out} and the plots from {figdir}/evaluation.json")
+        return
     fs = subprocess.run(["df", "-T", args.diskdir], capture_output=True, text=True).stdout
     ver = subprocess.run([sys.executable, "-m", "pip", "show", "resp-benchmark"],
                          capture_output=True, text=True).stdout
