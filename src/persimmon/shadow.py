@@ -50,6 +50,7 @@ APPLIED_OPS = 11
 MAX_BATCH_SEEN = 12
 WANTED = 13  # a log position the foreground waits for (sync): commit as soon as it is reached
 SLEEPING = 14  # set by the shadow while it sleeps on the doorbell: a commit rings it
+SALVAGED = 15  # bytes of damaged free space the shadow's opens re-carved (Heap._salvage)
 NCOUNTERS = 16
 MSG_SIZE = 4096
 
@@ -347,6 +348,7 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
     prio = Priority(idle_policy)
     defer_writeback()  # a disk pool: the PM copy's write-backs are paced (filedevice)
     heap = Heap.open(path, lock=False)
+    c[SALVAGED] += heap.stats["salvaged_bytes"]
     try:
         _loop(heap, parent_pid, c, message, verify, max_batch, prio, bell)
     finally:
