@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 from heap_workload import canon
+from persimmon.cli import inspect_pool
 from persimmon.device import on_tmpfs, open_device
 from persimmon.filedevice import JOURNAL_SUFFIX, DeferredFileDevice, FileDevice, read_journal
 from persimmon.heap import Heap
@@ -208,11 +209,25 @@ def test_psm_on_a_disk_pool_survives_restart_and_says_so(disk_path):
         psm.sync()
     finally:
         psm.close()
+    info = inspect_pool(disk_path)
+    assert info["survives"] == "power loss" and info["device"] == "file"
+    assert info["writeback_journal_bytes"] >= 0
     psm = PSM(KV, disk_path)
     try:
         assert psm.recovered and _state_dict(psm.state) == expected_state(300)
     finally:
         psm.close()
+
+
+def test_a_tmpfs_pool_says_it_survives_process_crashes(shm_path):
+    if not on_tmpfs(os.path.dirname(shm_path)):
+        pytest.fail("/dev/shm is not a tmpfs here")
+    psm = PSM(KV, shm_path, log_size=64 << 10)
+    try:
+        assert psm.survives == "process crashes"
+    finally:
+        psm.close()
+    assert inspect_pool(shm_path)["survives"] == "process crashes"
 
 
 ITERATIONS = int(os.environ.get("PERSIMMON_DISK_CRASH_ITERATIONS", "9"))
