@@ -10,6 +10,7 @@ server (numbers may then be a moment old).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -117,7 +118,22 @@ def check_pool(path: str, device: str = "auto") -> list[str]:
         )
     finally:
         view.close()
+    if problems and _in_use(path):
+        problems.append("the pool is in use by a running process, so a batch may have been "
+                        "changing while it was read: stop that process for a definitive check")
     return problems
+
+
+def _in_use(path: str) -> bool:
+    """Does another process hold the pool's lock (a server or PSM that has it open)?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
