@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import datasettings as datacfg
 from ..keyspace import Ctx, lookup, lookup_write, to_int
-from ..registry import COMMANDS, command
+from ..registry import command
 from ..replies import E_SYNTAX, NULL_ARRAY, OK, WRONGTYPE, RError, RMap, RPairMap
 from ..stream import INVALID, M64, MAX_ID, Group, Nack, Stream, fmt_id
 
@@ -463,17 +463,11 @@ def xread_server(s: Server, c: Client, a: list) -> None:
     parked until one has (then XREADGROUP is logged as ``\x00xreadgroup``, which updates the
     group and its pending entries on both copies)."""
     group = a[0].lower() == b"xreadgroup"
-    entry = COMMANDS[a[0].lower()]
-
-    def failed(e: RError) -> RError:
-        entry.failed += 1  # (INFO commandstats failed_calls, also when answered unblocked)
-        return e
-
     try:
         r = parse_read(a)
         resolved = resolve_ids(Ctx(s.state, c.db, s.now()), r)
     except RError as e:
-        c.reply(failed(e))
+        c.reply(e)
         return
     # the arguments the state machine runs: no BLOCK, "$" resolved to the id it meant now
     fixed = [a[0].lower()]
@@ -505,10 +499,10 @@ def xread_server(s: Server, c: Client, a: list) -> None:
             for k in r.keys:
                 v = lookup(ctx, k)
                 if not isinstance(v, Stream):
-                    return failed(RError("UNBLOCKED the stream key no longer exists"))
+                    return RError("UNBLOCKED the stream key no longer exists")
                 if r.group not in v.groups:
-                    return failed(RError("NOGROUP the consumer group this client was blocked "
-                                         "on no longer exists"))
+                    return RError("NOGROUP the consumer group this client was blocked on no "
+                                  "longer exists")
         try:
             now_resolved = resolve_ids(ctx, parse_read(fixed))
         except RError:
@@ -522,12 +516,10 @@ def xread_server(s: Server, c: Client, a: list) -> None:
         if not read_ready(ctx, r, resolved):
             c.reply(NULL_ARRAY)
             return
-        res = serve(ctx)
-        c.reply(failed(res) if isinstance(res, RError) else res)
+        c.reply(serve(ctx))
         return
     if read_ready(ctx, r, resolved):
-        res = serve(ctx)
-        c.reply(failed(res) if isinstance(res, RError) else res)
+        c.reply(serve(ctx))
         return
     s.block(c, r.keys, r.block / 1000, attempt)
 
