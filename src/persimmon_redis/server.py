@@ -119,6 +119,7 @@ class Client(asyncio.Protocol):
         self.dispatch_fn = server.safe_dispatch
         self.reply_mode = b"ON"
         self.switching = False
+        self.pushed: list[int] = []
 
     def set_reply_mode(self, mode: bytes) -> None:
         self.reply_mode = mode
@@ -316,6 +317,8 @@ class Client(asyncio.Protocol):
         else:
             if t is RError:
                 self.server.count_error(v.msg, self.last_cmd)
+            elif t is Push and self.reply_mode != b"ON":
+                self.pushed.append(len(self.out))  # (CLIENT REPLY OFF keeps pub/sub)
             self.out.append(encode(v, self.resp3))
 
 
@@ -346,10 +349,13 @@ def _muted_dispatch(c: Client, argv: list) -> None:
     messages still arrive; CLIENT REPLY ON answers)."""
     mode = c.reply_mode
     mark = len(c.out)
+    c.pushed = []
     c.server.safe_dispatch(c, argv)
     if c.reply_mode == b"ON":  # it was CLIENT REPLY ON: its OK is sent
         return
+    keep = [c.out[i] for i in c.pushed if i >= mark]  # pub/sub messages still go out
     del c.out[mark:]
+    c.out += keep
     if mode == b"SKIP" and c.reply_mode == b"SKIP":  # the one skipped reply is done
         c.set_reply_mode(b"ON")
 
