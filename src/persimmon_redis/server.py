@@ -594,13 +594,17 @@ class Server:
         """A write while some client watches a key or is blocked, or while keyspace
         notifications are on: tell them."""
         pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
-        existed = self.existing(c.db, cmd.keys(argv)) if self.notify_on else None
+        keys = cmd.keys(argv)
+        existed = self.existing(c.db, keys) if self.notify_on or self.watchers else None
         res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
         if pre is not None:
             self.touched_pairs(pre)
         else:
-            self.touched(c.db, cmd.keys(argv))
-        if existed is not None:
+            if existed is not None:  # a key missing before and after was not modified
+                now = self.existing(c.db, keys)
+                keys = [k for k in keys if existed.get(k) or now.get(k)]
+            self.touched(c.db, keys)
+        if existed is not None and self.notify_on:
             self.notify_write(c.db, argv, res, existed)
         c.reply(res)
 
