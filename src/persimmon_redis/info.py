@@ -35,7 +35,8 @@ def render_info(s: Any, sections: list[bytes]) -> bytes:
                         "maxclients": s.cfg.maxclients})
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     section("Memory", {"used_memory": rss, "used_memory_human": f"{rss / 1048576:.2f}M",
-                       "maxmemory": 0, "maxmemory_policy": "noeviction"})
+                       "maxmemory": 0, "maxmemory_policy": "noeviction",
+                       **_scripting_memory()})
     section("Persistence", {
         "loading": 0, "persistence_mode": s.p.mode, "rdb_changes_since_last_save": 0,
         "rdb_last_save_time": s.last_save, "aof_enabled": 0,
@@ -78,7 +79,18 @@ _CONFIG_KEYS = {
     "databases": lambda c: c.databases, "proto-max-bulk-len": lambda c: c.proto_max_bulk_len,
     "appendonly": lambda c: "no", "save": lambda c: "", "hz": lambda c: c.hz,
     "maxmemory": lambda c: 0, "timeout": lambda c: 0,
+    "busy-reply-threshold": lambda c: c.busy_reply_threshold,
+    "lua-time-limit": lambda c: c.busy_reply_threshold,
 }
+
+
+def _scripting_memory() -> dict:
+    from . import scripting
+
+    lua = scripting._vm.memory() if scripting._vm is not None else 0
+    return {"used_memory_lua": lua, "used_memory_vm_eval": lua,
+            "number_of_cached_scripts": len(scripting.SCRIPTS),
+            "number_of_functions": len(scripting._funcs)}
 
 
 def config_cmd(s: Any, a: list) -> Any:
@@ -104,6 +116,8 @@ def config_cmd(s: Any, a: list) -> Any:
                 cfg.proto_max_bulk_len = to_int(v)
             elif k == "hz":
                 cfg.hz = max(1, min(500, to_int(v)))
+            elif k in ("busy-reply-threshold", "lua-time-limit"):
+                cfg.busy_reply_threshold = to_int(v)
             elif k in ("appendonly", "save", "maxmemory", "timeout"):
                 pass
             else:

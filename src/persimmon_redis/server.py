@@ -24,7 +24,7 @@ from typing import Any
 
 import hiredis
 
-from . import chance
+from . import busy, chance
 from .commands import COMMANDS, Cmd, Ctx, glob_match, to_int
 from .replies import (
     E_DB,
@@ -79,6 +79,7 @@ class Config:
         self.shadow_priority = "idle"
         self.hz = 10
         self.verify = False
+        self.busy_reply_threshold = 5000  # ms (lua-time-limit)
 
 
 class Client(asyncio.Protocol):
@@ -392,6 +393,10 @@ class Server:
     # -------------------------------------------------------------- dispatch
     def now(self) -> int:
         return _now_ms()
+
+    def busy_threshold(self) -> float:
+        """Seconds a script may run before other clients get BUSY (lua-time-limit)."""
+        return self.cfg.busy_reply_threshold / 1000
 
     def safe_dispatch(self, c: Client, argv: list) -> None:
         """:meth:`dispatch`, with any unexpected failure turned into an error reply for this
@@ -813,6 +818,7 @@ def _exec(s: Server, c: Client, a: list) -> None:
     # no operation and runs command by command.
     names = [q[0].lower() for q in queued]
     has_write = any(n == b"select" or n == b"spop" or n in chance.BLOCKING
+                    or n in busy.SCRIPT_CALLS
                     or (n in COMMANDS and COMMANDS[n].write) for n in names)
     if not has_write:
         out = []
@@ -835,6 +841,8 @@ def _exec(s: Server, c: Client, a: list) -> None:
             inside.append((b"\x00rand", b"%d" % _rng.getrandbits(63), *q))
         elif n in chance.BLOCKING:
             inside.append((b"\x00bpop", *q))
+        elif n in busy.SCRIPT_CALLS:
+            inside.append(busy.multi_form(s, c, q))
         elif n not in _OUTSIDE:
             inside.append(tuple(q))
     res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
@@ -1085,6 +1093,8 @@ _SPECIAL: dict[bytes, tuple] = {
 }
 
 
+_SPECIAL.update(busy.SPECIAL)
+
 # Connection and server commands that neither read nor write the dataset: inside MULTI they
 # are answered around the transaction's one operation (see _exec).
 _OUTSIDE = frozenset({b"ping", b"echo", b"time", b"lastsave", b"command", b"config",
@@ -1092,7 +1102,7 @@ _OUTSIDE = frozenset({b"ping", b"echo", b"time", b"lastsave", b"command", b"conf
                       b"bgsave", b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe",
                       b"unwatch"})
 # Commands Redis 7 flags no-multi (that we have): refused while a transaction is queued.
-_NO_MULTI = frozenset({b"save", b"shutdown"})
+_NO_MULTI = frozenset({b"save", b"shutdown", b"script", b"function"})
 
 
 def run_server(cfg: Config) -> int:

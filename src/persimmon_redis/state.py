@@ -128,10 +128,18 @@ class ZSet:
 
 
 class RedisState:
-    """All databases; ``apply(op)`` executes one write operation (see the module doc)."""
+    """All databases; ``apply(op)`` executes one write operation (see the module doc).
+
+    ``functions``: the libraries loaded with FUNCTION LOAD (library name -> code), part of
+    the persistent state like Redis's RDB keeps them.  A pool made before scripting existed
+    has no such attribute: the class default (None) reads as "no libraries", and the first
+    FUNCTION LOAD sets it."""
+
+    functions: Any = None
 
     def __init__(self, databases: int = 16) -> None:
         self.dbs = [Db() for _ in range(databases)]
+        self.functions = {}
 
     def apply(self, op: Any) -> Any:
         return _execute(self, op)
@@ -140,6 +148,7 @@ class RedisState:
 def _execute(state: Any, op: Any) -> Any:
     # Bound to commands.execute_op on first use (commands imports this module).
     global _execute
+    from . import scripting  # noqa: F401  (registers the script operations)
     from .commands import execute_op
 
     _execute = execute_op
