@@ -23,7 +23,8 @@ from typing import Any
 import hiredis
 
 from . import scripting
-from .commands import Ctx
+from .keyspace import Ctx
+from .registry import command
 from .replies import OK, RError, RMap
 
 log = logging.getLogger("persimmon_redis")
@@ -320,8 +321,21 @@ def multi_form(s: Any, c: Any, q: list) -> tuple:
 
 SCRIPT_CALLS = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall",
                           b"fcall_ro"})
-SPECIAL: dict[bytes, tuple] = {
-    b"eval": (_eval, -3), b"evalsha": (_eval, -3), b"eval_ro": (_eval, -3),
-    b"evalsha_ro": (_eval, -3), b"fcall": (_fcall, -3), b"fcall_ro": (_fcall, -3),
-    b"script": (_script, -2), b"function": (_function, -2),
-}
+
+
+def _script_keys(a: list) -> list:
+    try:
+        n = int(a[2])
+    except (ValueError, IndexError):
+        return []
+    return list(a[3:3 + n]) if 0 <= n <= len(a) - 3 else []
+
+
+_SF = ("noscript", "skip-monitor", "may-replicate", "no-mandatory-keys", "stale")
+for _name in ("eval", "evalsha", "fcall"):
+    command(_name, arity=-3, flags=_SF, getkeys=_script_keys, server=True)(
+        _fcall if _name == "fcall" else _eval)
+    command(_name + "_ro", arity=-3, flags=("readonly",) + _SF, getkeys=_script_keys,
+            server=True)(_fcall if _name == "fcall" else _eval)
+command("script", arity=-2, flags=("noscript",), keys=(0, 0, 0), server=True)(_script)
+command("function", arity=-2, flags=("noscript",), keys=(0, 0, 0), server=True)(_function)

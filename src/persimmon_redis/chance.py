@@ -19,10 +19,9 @@ import random
 from collections import deque
 from typing import Any
 
-from .commands import (
-    COMMANDS,
+from .datatypes import ZSet
+from .keyspace import (
     Ctx,
-    cmd_spop_members,
     get_hash,
     get_set,
     get_zset,
@@ -31,12 +30,8 @@ from .commands import (
     parse_mpop,
     to_int,
 )
+from .registry import COMMANDS, command
 from .replies import E_SYNTAX, NULL_ARRAY, WRONGTYPE, RDouble, RError
-from .state import ZSet
-
-RANDOM = frozenset({b"spop", b"srandmember", b"zrandmember", b"hrandfield", b"randomkey"})
-BLOCKING = frozenset({b"blpop", b"brpop", b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin",
-                      b"bzpopmax", b"bzmpop"})
 
 
 def resolve(ctx: Ctx, a: list, rng: random.Random, canonical: bool) -> tuple[Any, Any]:
@@ -109,11 +104,12 @@ def _pick(items: list, count: int | None, rng: random.Random, shape: Any,
     return out
 
 
+@command("\x00rand", arity=-3, flags=("write", "internal"), keys=(0, 0, 0))
 def rand_op(ctx: Ctx, a: list) -> Any:
     """``\\x00rand seed argv...``: a random command run inside a transaction."""
     reply, write = resolve(ctx, list(a[2:]), random.Random(int(a[1])), canonical=True)
     if write is not None:
-        return cmd_spop_members(ctx, list(write))
+        return COMMANDS[b"\x00spop"].fn(ctx, list(write))
     return reply
 
 
@@ -156,6 +152,7 @@ def bpop_ready(ctx: Ctx, a: list) -> Any:
     return None
 
 
+@command("\x00bpop", arity=-3, flags=("write", "internal"), keys=(0, 0, 0))
 def bpop_op(ctx: Ctx, a: list) -> Any:
     """``\\x00bpop argv...``: pop as the blocking command would once ``bpop_ready``."""
     a = list(a[1:])

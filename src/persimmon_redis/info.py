@@ -7,8 +7,12 @@ import resource
 import time
 from typing import Any
 
-from .commands import COMMANDS, to_int
+from .keyspace import to_int
+from .patterns import glob_match
+from .registry import COMMANDS, client_commands
 from .replies import E_SYNTAX, OK, RError, RMap
+
+VERSION = "7.0.0-persimmon"
 
 
 def render_info(s: Any, sections: list[bytes]) -> bytes:
@@ -21,8 +25,6 @@ def render_info(s: Any, sections: list[bytes]) -> bytes:
             out.append(f"# {name}")
             out.extend(f"{k}:{v}" for k, v in items.items())
             out.append("")
-
-    from .server import VERSION
 
     up = int(time.time() - s.started)
     section("Server", {
@@ -97,8 +99,6 @@ def config_cmd(s: Any, a: list) -> Any:
     sub = a[1].upper()
     cfg = s.cfg
     if sub == b"GET" and len(a) >= 3:
-        from .commands import glob_match
-
         out = []
         for pat in a[2:]:
             for k, fn in _CONFIG_KEYS.items():
@@ -137,20 +137,13 @@ def config_cmd(s: Any, a: list) -> Any:
 
 
 def _cmd_info(name: bytes) -> list:
-    from .server import _SPECIAL
-
-    c = COMMANDS.get(name)
-    if c is not None:
-        flags = [b"write"] if c.write else [b"readonly"]
-        return [name, c.arity, flags, c.first, c.last, c.step]
-    sp = _SPECIAL[name]
-    return [name, sp[1], [b"fast"], 0, 0, 0]
+    c = COMMANDS[name]
+    return [name, c.arity, [x.encode() for x in c.flags if x != "internal"], c.first, c.last,
+            c.step]
 
 
 def _all_names() -> list[bytes]:
-    from .server import _SPECIAL
-
-    return sorted({n for n in COMMANDS if n[:1] != b"\x00"} | set(_SPECIAL))
+    return client_commands()
 
 
 def command_cmd(s: Any, a: list) -> Any:
@@ -174,7 +167,7 @@ def command_cmd(s: Any, a: list) -> Any:
         return RMap(out)
     if sub == b"GETKEYS" and len(a) > 2:
         c = COMMANDS.get(a[2].lower())
-        if c is None:
+        if c is None or "internal" in c.flags:
             return RError("ERR Invalid command specified")
         return c.keys(list(a[2:]))
     return RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. Try COMMAND "

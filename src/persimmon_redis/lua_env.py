@@ -189,7 +189,7 @@ def _struct_op(op: bytes, fmt: Any, *args: Any) -> Any:
                     else:
                         ln = len(v) if num is None or num == 0 else num
                         if len(v) < ln:
-                            return True, f"bad argument #{k + 1} to 'pack' (string too short)".encode()
+                            return True, f"bad argument #{k + 1} to 'pack' (string too short)".encode()  # noqa: E501
                         out += v[:ln]
                 else:
                     return True, f"invalid format option '{c}'".encode()
@@ -437,7 +437,7 @@ class LuaVM:
             return b"ERR redis.register_function can only be called on FUNCTION LOAD command"
         if not name or not all(c == 0x5F or 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A
                                or 0x61 <= c <= 0x7A for c in name):
-            return b"ERR Function names can only contain letters, numbers, or underscores(_) and must be at least one character long"
+            return b"ERR Function names can only contain letters, numbers, or underscores(_) and must be at least one character long"  # noqa: E501
         if name in reg:
             return b"ERR Function already exists in the library"
         reg[name] = (desc if isinstance(desc, bytes) else None,

@@ -29,8 +29,9 @@ import time
 from typing import Any
 
 from . import chance
-from .commands import COMMANDS, Cmd, Ctx, cmd_spop_members, to_int
+from .keyspace import Ctx, to_int
 from .lua_env import LuaVM
+from .registry import COMMANDS, command
 from .replies import E_DB, OK, PONG, RError, RMap, RSet, Status
 
 log = logging.getLogger("persimmon_redis")
@@ -43,7 +44,9 @@ _NOT_IN_SCRIPTS = frozenset({
     b"function", b"multi", b"exec", b"discard", b"watch", b"unwatch", b"subscribe",
     b"psubscribe", b"unsubscribe", b"punsubscribe", b"auth", b"hello", b"reset", b"quit",
     b"save", b"bgsave", b"shutdown", b"cluster", b"monitor", b"sync", b"psync",
-    b"client", b"debug", b"config", b"slaveof", b"replicaof"}) | chance.BLOCKING
+    b"client", b"debug", b"config", b"slaveof", b"replicaof", b"blpop", b"brpop",
+    b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop", b"xread",
+    b"xreadgroup"})
 LOAD_BUDGET = 5000  # FUNCTION LOAD: at most this many 100k-instruction steps (deterministic)
 
 _vm: LuaVM | None = None
@@ -77,7 +80,7 @@ def shebang_flags(body: bytes) -> tuple[frozenset | None, int, str | None]:
     if not parts:
         return None, 0, "ERR Invalid engine in script shebang"
     if parts[0] != b"#!lua":
-        return None, 0, f"ERR Unexpected engine in script shebang: {parts[0].decode('utf-8', 'replace')}"
+        return None, 0, f"ERR Unexpected engine in script shebang: {parts[0].decode('utf-8', 'replace')}"  # noqa: E501
     flags: set = set()
     for p in parts[1:]:
         if p.startswith(b"flags="):
@@ -138,13 +141,15 @@ class Run:
                 return True, b"ERR Lua redis lib command arguments must be strings or integers"
         name = argv[0].lower()
         if name == b"\x00acl_check":
-            if len(argv) < 2 or argv[1].lower() not in COMMANDS and argv[1].lower() not in _EXTRA:
+            if len(argv) < 2 or argv[1].lower() not in COMMANDS:
                 return True, b"ERR Invalid command passed to redis.acl_check_cmd()"
             return False, 1
         cmd = COMMANDS.get(name) if name[:1] != b"\x00" else None
+        if cmd is not None and cmd.server:
+            cmd = None
         extra = _EXTRA.get(name)
         if cmd is None and extra is None:
-            if name in _NOT_IN_SCRIPTS:
+            if name in _NOT_IN_SCRIPTS or name in COMMANDS:
                 return True, b"ERR This Redis command is not allowed from script"
             return True, b"ERR Unknown Redis command called from script"
         arity = cmd.arity if cmd is not None else extra[1]
@@ -539,7 +544,7 @@ def op_function(ctx: Ctx, a: list) -> Any:
             items = [(k, v) for k, v in libs.items() if k not in names]
         # check that every function name stays unique
         seen: dict = {}
-        for n, code in items:
+        for n, _code in items:
             for f in _libs.get(n, (None, {}))[1]:
                 seen[f] = n
         loaded = []
@@ -601,7 +606,7 @@ def function_list(state: Any, a: list) -> Any:
             i += 2
         else:
             return RError(f"ERR Unknown argument {a[i].decode('utf-8', 'replace')}")
-    from .commands import glob_match
+    from .patterns import glob_match
 
     out = []
     libs = libraries(state) or {}
@@ -624,16 +629,31 @@ def function_list(state: Any, a: list) -> Any:
 
 
 # ---------------------------------------------------------------- registration
-def _register_ops() -> None:
-    COMMANDS[b"\x00eval"] = Cmd("\x00eval", op_eval, -6, True, 0, 0, 0)
-    COMMANDS[b"\x00fcall"] = Cmd("\x00fcall", op_fcall, -6, True, 0, 0, 0)
-    COMMANDS[b"\x00function"] = Cmd("\x00function", op_function, -2, True, 0, 0, 0)
-    COMMANDS[b"\x00error"] = Cmd("\x00error", op_error, 2, True, 0, 0, 0)
+_OP = ("write", "internal")
 
 
+@command("\x00eval", arity=-6, flags=_OP, keys=(0, 0, 0))
+def _op_eval(ctx: Ctx, a: list) -> Any:
+    return op_eval(ctx, a)
+
+
+@command("\x00fcall", arity=-6, flags=_OP, keys=(0, 0, 0))
+def _op_fcall(ctx: Ctx, a: list) -> Any:
+    return op_fcall(ctx, a)
+
+
+@command("\x00function", arity=-2, flags=_OP, keys=(0, 0, 0))
+def _op_function(ctx: Ctx, a: list) -> Any:
+    return op_function(ctx, a)
+
+
+@command("\x00error", arity=2, flags=_OP, keys=(0, 0, 0))
 def op_error(ctx: Ctx, a: list) -> Any:
-    """``\x00error message``: a queued command that could only fail (inside MULTI)."""
+    """``\\x00error message``: a queued command that could only fail (inside MULTI)."""
     return RError(a[1].decode("utf-8", "replace"))
 
 
-_register_ops()
+def cmd_spop_members(ctx: Ctx, a: list) -> Any:
+    from .cmds.sets import cmd_spop_members as f
+
+    return f(ctx, a)

@@ -24,27 +24,23 @@ from typing import Any
 
 import hiredis
 
-from . import busy, chance
-from .commands import COMMANDS, Cmd, Ctx, glob_match, to_int
+from . import registry
+from .cmds.transactions import NOT_QUEUED
+from .commands import COMMANDS, Cmd, Ctx
+from .info import VERSION
+from .patterns import glob_match
 from .replies import (
-    E_DB,
     E_NOAUTH,
-    E_SYNTAX,
-    E_WRONGPASS,
     NULL_ARRAY,
     OK,
-    PONG,
     QUEUED,
     Push,
     RError,
-    RMap,
-    Status,
     arity_error,
     encode,
 )
 
 log = logging.getLogger("persimmon_redis")
-VERSION = "7.0.0-persimmon"
 _BIGNUM = re.compile(rb"[*$](\d{9,})\r\n")
 # digits -> '0', '*' and '$' -> '$', anything else -> 'x': a long length shows as _BIG_HINT
 _LEN_CLASSES = bytes(
@@ -451,9 +447,8 @@ class Server:
                     "SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this "
                     "context"))
                 return
-        special = _SPECIAL.get(name)
-        cmd = COMMANDS.get(name) if name[:1] != b"\x00" else None
-        if special is None and cmd is None:
+        cmd = registry.lookup(name)
+        if cmd is None:
             args = "".join(f"'{a[:128].decode('utf-8', 'replace')}' " for a in argv[1:])
             err = RError(f"ERR unknown command '{argv[0][:128].decode('utf-8', 'replace')}', "
                          f"with args beginning with: {args}")
@@ -461,23 +456,21 @@ class Server:
                 c.multi_error = True
             c.reply(err)
             return
-        arity = special[1] if special is not None else cmd.arity
-        if (arity > 0 and len(argv) != arity) or (arity < 0 and len(argv) < -arity):
+        if not cmd.arity_ok(len(argv)):
             if c.multi is not None:
                 c.multi_error = True
             c.reply(arity_error(name.decode("utf-8", "replace")))
             return
-        if c.multi is not None and name not in (b"exec", b"discard", b"multi", b"watch",
-                                                b"reset", b"quit"):
-            if name in _NO_MULTI:
+        if c.multi is not None and name not in NOT_QUEUED:
+            if cmd.has("no-multi"):
                 c.multi_error = True
                 c.reply(RError("ERR Command not allowed inside a transaction"))
                 return
             c.multi.append(argv)
             c.reply(QUEUED)
             return
-        if special is not None:
-            special[0](self, c, argv)
+        if cmd.server:
+            cmd.fn(self, c, argv)
             return
         self.run(c, cmd, argv)
 
@@ -671,438 +664,11 @@ class Server:
         log.info("persimmon-redis is now ready to exit, bye bye...")
 
 
-_DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items() if n[:1] != b"\x00"}
+# Data commands a client may call (the fast path of safe_dispatch looks here first).
+_DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
+                           if not c.server and "internal" not in c.flags}
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
               b"quit", b"reset"}
-
-
-# ------------------------------------------------------------------ special commands
-def _ping(s: Server, c: Client, a: list) -> None:
-    if len(a) > 2:
-        c.reply(arity_error("ping"))
-    elif (c.channels or c.patterns) and not c.resp3:
-        c.reply([b"pong", a[1] if len(a) == 2 else b""])
-    else:
-        c.reply(a[1] if len(a) == 2 else PONG)
-
-
-def _echo(s: Server, c: Client, a: list) -> None:
-    c.reply(a[1])
-
-
-def _quit(s: Server, c: Client, a: list) -> None:
-    c.reply(OK)
-    c.close_after_reply()
-
-
-def _select(s: Server, c: Client, a: list) -> None:
-    try:
-        i = to_int(a[1])
-    except RError as e:
-        c.reply(e)
-        return
-    if not 0 <= i < len(s.state.dbs):
-        c.reply(RError(E_DB))
-        return
-    c.db = i
-    c.reply(OK)
-
-
-def _auth(s: Server, c: Client, a: list) -> None:
-    if len(a) > 3:
-        c.reply(RError(E_SYNTAX))
-        return
-    pw = s.cfg.requirepass
-    if pw is None:
-        c.reply(RError("ERR AUTH <password> called without any password configured for the "
-                       "default user. Are you sure your configuration is correct?"))
-        return
-    user = a[1] if len(a) == 3 else b"default"
-    if user == b"default" and a[-1] == pw.encode():
-        c.authed = True
-        c.reply(OK)
-    else:
-        c.reply(RError(E_WRONGPASS))
-
-
-def _hello(s: Server, c: Client, a: list) -> None:
-    proto = None
-    i = 1
-    if len(a) > 1:
-        try:
-            proto = to_int(a[1])
-        except RError:
-            c.reply(RError("ERR Protocol version is not an integer or out of range"))
-            return
-        if proto not in (2, 3):
-            c.reply(RError("NOPROTO unsupported protocol version"))
-            return
-        i = 2
-    while i < len(a):
-        opt = a[i].upper()
-        if opt == b"AUTH" and i + 2 < len(a):
-            if s.cfg.requirepass is None or a[i + 2] != s.cfg.requirepass.encode():
-                c.reply(RError(E_WRONGPASS))
-                return
-            c.authed = True
-            i += 3
-        elif opt == b"SETNAME" and i + 1 < len(a):
-            c.name = a[i + 1]
-            i += 2
-        else:
-            c.reply(RError(f"ERR Syntax error in HELLO option '{a[i].decode('utf-8', 'replace')}'"))
-            return
-    if not c.authed:
-        c.reply(RError("NOAUTH HELLO must be called with the client already authenticated, "
-                       "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-                       "authenticate the client and select the RESP protocol version at the "
-                       "same time"))
-        return
-    if proto is not None:
-        c.resp3 = proto == 3
-    c.reply(RMap([(b"server", b"redis"), (b"version", VERSION.encode()),
-                  (b"proto", 3 if c.resp3 else 2), (b"id", c.id), (b"mode", b"standalone"),
-                  (b"role", b"master"), (b"modules", [])]))
-
-
-def _reset(s: Server, c: Client, a: list) -> None:
-    c.multi = None
-    c.multi_error = False
-    s.unwatch_all(c)
-    s.unsubscribe_all(c)
-    c.db = 0
-    c.resp3 = False
-    c.name = b""
-    c.authed = s.cfg.requirepass is None
-    c.reply(Status("RESET"))
-
-
-def _multi(s: Server, c: Client, a: list) -> None:
-    if c.multi is not None:
-        c.reply(RError("ERR MULTI calls can not be nested"))
-        return
-    c.multi = []
-    c.multi_error = False
-    c.reply(OK)
-
-
-def _discard(s: Server, c: Client, a: list) -> None:
-    if c.multi is None:
-        c.reply(RError("ERR DISCARD without MULTI"))
-        return
-    c.multi = None
-    s.unwatch_all(c)
-    c.reply(OK)
-
-
-def _exec(s: Server, c: Client, a: list) -> None:
-    if c.multi is None:
-        c.reply(RError("ERR EXEC without MULTI"))
-        return
-    queued, c.multi = c.multi, None
-    if c.multi_error:
-        c.multi_error = False
-        s.unwatch_all(c)
-        c.reply(RError("EXECABORT Transaction discarded because of previous errors."))
-        return
-    if c.dirty:
-        s.unwatch_all(c)
-        c.reply(NULL_ARRAY)
-        return
-    s.unwatch_all(c)
-    # Reads and writes of the transaction run as one operation (atomic and durable as one).
-    # Commands that do not touch the dataset (PING, TIME, PUBLISH, AUTH, SUBSCRIBE, ...) are
-    # answered by the server around it, in their place in the reply; random commands and
-    # blocking pops run inside it in their deterministic forms (chance.py).  SAVE and
-    # SHUTDOWN are refused at MULTI time, as by Redis.  A transaction without a write needs
-    # no operation and runs command by command.
-    names = [q[0].lower() for q in queued]
-    has_write = any(n == b"select" or n == b"spop" or n in chance.BLOCKING
-                    or n in busy.SCRIPT_CALLS
-                    or (n in COMMANDS and COMMANDS[n].write) for n in names)
-    if not has_write:
-        out = []
-        c.in_exec = True
-        try:
-            for q, name in zip(queued, names, strict=True):
-                mark = len(c.out)
-                if name in _SPECIAL:
-                    _SPECIAL[name][0](s, c, q)
-                else:
-                    s.run(c, COMMANDS[name], q)
-                out.append(_decode_last(c, mark))
-        finally:
-            c.in_exec = False
-        c.out.append(b"*%d\r\n" % len(out) + b"".join(out))
-        return
-    inside = []
-    for q, n in zip(queued, names, strict=True):
-        if n in chance.RANDOM:
-            inside.append((b"\x00rand", b"%d" % _rng.getrandbits(63), *q))
-        elif n in chance.BLOCKING:
-            inside.append((b"\x00bpop", *q))
-        elif n in busy.SCRIPT_CALLS:
-            inside.append(busy.multi_form(s, c, q))
-        elif n not in _OUTSIDE:
-            inside.append(tuple(q))
-    res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
-    db = c.db
-    for q, name in zip(queued, names, strict=True):
-        if name == b"select":
-            try:
-                db = int(q[1])
-            except ValueError:
-                pass
-            continue
-        cmd = COMMANDS.get(name)
-        if cmd is not None and cmd.write:
-            s.touched(db, cmd.keys(q))
-        elif name == b"spop":
-            s.touched(db, [q[1]])
-        elif name in chance.BLOCKING:
-            try:
-                keys = chance.bpop_keys(q)[0]
-            except RError:
-                keys = []
-            s.touched(db, keys + ([q[2]] if name in (b"brpoplpush", b"blmove") else []))
-    if 0 <= db < len(s.state.dbs):
-        c.db = db
-    if len(inside) == len(queued):
-        c.reply(res)
-        return
-    parts = []
-    results = iter(res)
-    c.in_exec = True
-    try:
-        for q, name in zip(queued, names, strict=True):
-            if name in _OUTSIDE:
-                mark = len(c.out)
-                _SPECIAL[name][0](s, c, q)
-                parts.append(_decode_last(c, mark))
-            else:
-                parts.append(encode(next(results), c.resp3))
-    finally:
-        c.in_exec = False
-    c.out.append(b"*%d\r\n" % len(parts) + b"".join(parts))
-
-
-def _decode_last(c: Client, mark: int) -> bytes:
-    data = b"".join(c.out[mark:])
-    del c.out[mark:]
-    return data
-
-
-def _watch(s: Server, c: Client, a: list) -> None:
-    if c.multi is not None:
-        c.reply(RError("ERR WATCH inside MULTI is not allowed"))
-        return
-    for k in a[1:]:
-        key = (c.db, k)
-        s.watchers.setdefault(key, set()).add(c)
-        c.watched.add(key)
-    c.reply(OK)
-
-
-def _unwatch(s: Server, c: Client, a: list) -> None:
-    s.unwatch_all(c)
-    c.reply(OK)
-
-
-def _subscribe(s: Server, c: Client, a: list, pattern: bool = False) -> None:
-    kind = b"psubscribe" if pattern else b"subscribe"
-    target = s.patterns if pattern else s.channels
-    mine = c.patterns if pattern else c.channels
-    for ch in a[1:]:
-        target.setdefault(ch, set()).add(c)
-        mine.add(ch)
-        c.reply(Push([kind, ch, len(c.channels) + len(c.patterns)]))
-
-
-def _psubscribe(s: Server, c: Client, a: list) -> None:
-    _subscribe(s, c, a, pattern=True)
-
-
-def _unsubscribe(s: Server, c: Client, a: list, pattern: bool = False) -> None:
-    kind = b"punsubscribe" if pattern else b"unsubscribe"
-    target = s.patterns if pattern else s.channels
-    mine = c.patterns if pattern else c.channels
-    names = a[1:] or sorted(mine)
-    if not names:
-        c.reply(Push([kind, None, len(c.channels) + len(c.patterns)]))
-        return
-    for ch in names:
-        subs = target.get(ch)
-        if subs is not None:
-            subs.discard(c)
-            if not subs:
-                del target[ch]
-        mine.discard(ch)
-        c.reply(Push([kind, ch, len(c.channels) + len(c.patterns)]))
-
-
-def _punsubscribe(s: Server, c: Client, a: list) -> None:
-    _unsubscribe(s, c, a, pattern=True)
-
-
-def _publish(s: Server, c: Client, a: list) -> None:
-    c.reply(s.publish(a[1], a[2]))
-
-
-def _pubsub(s: Server, c: Client, a: list) -> None:
-    sub = a[1].upper()
-    if sub == b"CHANNELS":
-        pat = a[2] if len(a) > 2 else None
-        c.reply([ch for ch in s.channels if pat is None or glob_match(pat, ch)])
-    elif sub == b"NUMSUB":
-        out: list = []
-        for ch in a[2:]:
-            out += [ch, len(s.channels.get(ch, ()))]
-        c.reply(out)
-    elif sub == b"NUMPAT":
-        c.reply(len(s.patterns))
-    else:
-        c.reply(RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. "
-                       "Try PUBSUB HELP."))
-
-
-def _random(s: Server, c: Client, a: list) -> None:
-    """SPOP, SRANDMEMBER, ZRANDMEMBER, HRANDFIELD, RANDOMKEY: chosen here, at random, from
-    the DRAM copy; SPOP's members are then removed by a logged ``\x00spop`` operation."""
-    try:
-        reply, write = chance.resolve(Ctx(s.state, c.db, s.now()), a, _rng, canonical=False)
-    except RError as e:
-        c.reply(e)
-        return
-    if write is not None:
-        reply = s.write(c.db, write)
-        s.touched(c.db, [a[1]])
-    c.reply(reply)
-
-
-_rng = random.Random()
-
-
-def _blocking_pop(s: Server, c: Client, a: list) -> None:
-    """BLPOP / BRPOP / BLMOVE / BRPOPLPUSH / BLMPOP / BZPOPMIN / BZPOPMAX / BZMPOP."""
-    try:
-        keys, t = chance.bpop_keys(a)
-        timeout = chance.timeout_arg(t)
-    except RError as e:
-        c.reply(e)
-        return
-
-    def attempt() -> Any:
-        ready = chance.bpop_ready(Ctx(s.state, c.db, s.now()), a)
-        if ready is None or isinstance(ready, RError):
-            return ready
-        out = s.write(c.db, (b"\x00bpop", *a))
-        name = a[0].lower()
-        s.touched(c.db, [ready] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
-        return out
-
-    if c.multi is None and not c.in_exec:
-        res = attempt()
-        if res is not None:
-            c.reply(res)
-            return
-        s.block(c, keys, timeout, attempt)
-    else:
-        res = attempt()
-        c.reply(res if res is not None else NULL_ARRAY)
-
-
-def _info(s: Server, c: Client, a: list) -> None:
-    from .info import render_info
-
-    c.reply(render_info(s, [x.lower() for x in a[1:]]))
-
-
-def _config(s: Server, c: Client, a: list) -> None:
-    from .info import config_cmd
-
-    c.reply(config_cmd(s, a))
-
-
-def _command(s: Server, c: Client, a: list) -> None:
-    from .info import command_cmd
-
-    c.reply(command_cmd(s, a))
-
-
-def _client(s: Server, c: Client, a: list) -> None:
-    from .info import client_cmd
-
-    c.reply(client_cmd(s, c, a))
-
-
-def _time(s: Server, c: Client, a: list) -> None:
-    t = time.time()
-    c.reply([b"%d" % int(t), b"%d" % int((t % 1) * 1_000_000)])
-
-
-def _save(s: Server, c: Client, a: list) -> None:
-    s.p.checkpoint(wait=True)
-    s.last_save = int(time.time())
-    c.reply(OK)
-
-
-def _bgsave(s: Server, c: Client, a: list) -> None:
-    s.p.checkpoint(wait=False)
-    s.last_save = int(time.time())
-    c.reply(Status("Background saving started"))
-
-
-def _lastsave(s: Server, c: Client, a: list) -> None:
-    c.reply(s.last_save)
-
-
-def _shutdown(s: Server, c: Client, a: list) -> None:
-    s.shutdown_event.set()
-
-
-def _debug(s: Server, c: Client, a: list) -> None:
-    sub = a[1].upper()
-    if sub == b"SLEEP" and len(a) == 3:
-        time.sleep(float(a[2]))
-        c.reply(OK)
-    elif sub == b"JMAP":
-        c.reply(OK)
-    else:
-        c.reply(RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'"))
-
-
-_SPECIAL: dict[bytes, tuple] = {
-    b"ping": (_ping, -1), b"echo": (_echo, 2), b"quit": (_quit, -1), b"select": (_select, 2),
-    b"auth": (_auth, -2), b"hello": (_hello, -1), b"reset": (_reset, 1),
-    b"multi": (_multi, 1), b"exec": (_exec, 1), b"discard": (_discard, 1),
-    b"watch": (_watch, -2), b"unwatch": (_unwatch, 1),
-    b"subscribe": (_subscribe, -2), b"psubscribe": (_psubscribe, -2),
-    b"unsubscribe": (_unsubscribe, -1), b"punsubscribe": (_punsubscribe, -1),
-    b"publish": (_publish, 3), b"pubsub": (_pubsub, -2),
-    b"spop": (_random, -2), b"srandmember": (_random, -2),
-    b"zrandmember": (_random, -2), b"hrandfield": (_random, -2),
-    b"randomkey": (_random, 1),
-    b"blpop": (_blocking_pop, -3), b"brpop": (_blocking_pop, -3),
-    b"brpoplpush": (_blocking_pop, 4), b"blmove": (_blocking_pop, 6),
-    b"blmpop": (_blocking_pop, -5), b"bzpopmin": (_blocking_pop, -3),
-    b"bzpopmax": (_blocking_pop, -3), b"bzmpop": (_blocking_pop, -5),
-    b"info": (_info, -1), b"config": (_config, -2), b"command": (_command, -1),
-    b"client": (_client, -2), b"time": (_time, 1), b"save": (_save, -1),
-    b"bgsave": (_bgsave, -1), b"lastsave": (_lastsave, 1), b"shutdown": (_shutdown, -1),
-    b"debug": (_debug, -2),
-}
-
-
-_SPECIAL.update(busy.SPECIAL)
-
-# Connection and server commands that neither read nor write the dataset: inside MULTI they
-# are answered around the transaction's one operation (see _exec).
-_OUTSIDE = frozenset({b"ping", b"echo", b"time", b"lastsave", b"command", b"config",
-                      b"client", b"info", b"debug", b"publish", b"pubsub", b"auth", b"hello",
-                      b"bgsave", b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe",
-                      b"unwatch"})
-# Commands Redis 7 flags no-multi (that we have): refused while a transaction is queued.
-_NO_MULTI = frozenset({b"save", b"shutdown", b"script", b"function"})
 
 
 def run_server(cfg: Config) -> int:
