@@ -6,9 +6,10 @@ The Lua side (``lua_prelude.lua``) builds the environment Redis gives scripts: t
 table, ``bit``, ``struct``, ``cjson``, ``cmsgpack``, read-only globals, ``math.random`` on
 Redis's rand48.  The binding is locked down: Lua strings cross as ``bytes``, nothing but
 strings, numbers, booleans and nil ever goes from Python to Lua except the few callables
-handed to the prelude (kept in its local upvalues), every attribute access on a Python object
-is refused (``attribute_filter``), ``python.eval``/builtins are not registered and the
-``python`` table is removed, and the VM's memory is bounded (``max_memory``).
+handed to the prelude (kept in its local upvalues), every item or attribute access on a
+Python object is refused (``attribute_handlers``), ``python.eval`` and the builtins are not
+registered and the ``python`` table is not visible to scripts, and the VM's memory is
+bounded (``max_memory``).
 
 The callbacks report errors by returning ``(True, message)``; they never raise into Lua.
 """
@@ -42,7 +43,11 @@ _PRELUDE = os.path.join(os.path.dirname(__file__), "lua_prelude.lua")
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
-def _deny(obj: Any, name: Any, is_setting: bool) -> Any:
+def _deny_get(obj: Any, name: Any) -> Any:
+    raise AttributeError("access to Python objects is not allowed from scripts")
+
+
+def _deny_set(obj: Any, name: Any, value: Any) -> Any:
     raise AttributeError("access to Python objects is not allowed from scripts")
 
 
@@ -371,7 +376,8 @@ class LuaVM:
 
     def __init__(self, max_memory: int = LUA_MAX_MEMORY) -> None:
         self.lua = _lupa.LuaRuntime(encoding=None, register_eval=False, register_builtins=False,
-                                    unpack_returned_tuples=True, attribute_filter=_deny,
+                                    unpack_returned_tuples=True,
+                                    attribute_handlers=(_deny_get, _deny_set),
                                     max_memory=max_memory)
         self.run: Any = None  # the current run (scripting.Run) while a script executes
         self.rand_state = RAND48_INIT

@@ -13,6 +13,7 @@ import redis
 from redis_rate_limit import RateLimit, TooManyRequests
 
 from conftest import ServerProc
+from persimmon_redis.replies import RError
 from persimmon_redis.state import RedisState, dump
 
 LIB = ("#!lua name=mylib\n"
@@ -103,7 +104,7 @@ def test_functions(r, server):
     r.function_flush()
     with pytest.raises(redis.ResponseError, match="Function not found"):
         r.fcall("bump", 1, "n", 1)
-    assert r.function_restore(payload) == b"OK" or True
+    assert r.function_restore(payload) in (b"OK", True, "OK")
     assert r.fcall("bump", 1, "n", 1) == 6
     with pytest.raises(redis.ResponseError, match="payload version or checksum are wrong"):
         r.function_restore(b"garbage")
@@ -135,7 +136,7 @@ def test_old_state_without_functions_attribute_still_works():
     st = RedisState(2)
     del st.__dict__["functions"]  # a pool made before scripting
     assert st.apply((0, 0, (b"\x00fcall", b"1", b"0", b"bump", b"0"))) == \
-        redis.ResponseError or True
+        RError("ERR Function not found")
     res = st.apply((0, 0, (b"\x00function", b"load", b"0", LIB.encode())))
     assert res == b"mylib" and st.functions[b"mylib"] == LIB.encode()
 
@@ -148,7 +149,8 @@ def test_old_state_without_functions_attribute_still_works():
     "local f = redis.call return f.__class__", "return getfenv(0).os",
     "setfenv(0, {})", "rawset(_G, 'x', 1)", "setmetatable(_G, nil)",
     "getmetatable('').__index = {}", "redis.call = nil",
-    "local ok, e = pcall(redis.call) return type(e) == 'userdata' and e.__class__",
+    "local ok, e = pcall(redis.call) if type(e) ~= 'table' then return e.__class__ end "
+    "error('the error value is a plain table')",
 ])
 def test_sandbox_escapes_fail(r, escape):
     with pytest.raises(redis.ResponseError):
@@ -156,9 +158,24 @@ def test_sandbox_escapes_fail(r, escape):
     assert r.ping()
 
 
+def test_python_objects_are_unreachable_even_if_handed_to_lua():
+    from persimmon_redis.lua_env import LuaVM
+
+    vm = LuaVM()
+    probe = vm.lua.eval("function(o) return o.__class__ end")
+    with pytest.raises(Exception, match="not allowed"):
+        probe(object())
+    items = vm.lua.eval("function(o) return o[1] end")
+    with pytest.raises(Exception, match="not allowed"):
+        items([1, 2])
+    setter = vm.lua.eval("function(o) o.x = 1 end")
+    with pytest.raises(Exception, match="not allowed"):
+        setter(vm)
+
+
 def test_memory_of_a_script_is_bounded(r):
     with pytest.raises(redis.ResponseError):
-        r.eval("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end", 0)
+        r.eval("local s = 'x' while true do s = s .. s end", 0)
     assert r.eval("return 1", 0) == 1
 
 
@@ -172,8 +189,7 @@ def test_busy_script_kill_and_unkillable(server):
         "while true do end", 0))))
     t.start()
     time.sleep(0.4)
-    with pytest.raises(redis.exceptions.BusyLoadingError if False else redis.ResponseError,
-                       match="BUSY"):
+    with pytest.raises(redis.ResponseError, match="BUSY"):
         other.ping()
     assert other.script_kill()
     t.join(10)
@@ -181,7 +197,7 @@ def test_busy_script_kill_and_unkillable(server):
     assert other.ping()
     # a script that wrote cannot be killed; it finishes when the key appears
     t = threading.Thread(target=lambda: res.append(c.eval(
-        "redis.call('set', KEYS[1], 'y') local i = 0 while i < 3e8 do i = i + 1 end "
+        "redis.call('set', KEYS[1], 'y') local i = 0 while i < 3e7 do i = i + 1 end "
         "return 'done'", 1, "wk")))
     t.start()
     time.sleep(0.4)
@@ -208,9 +224,13 @@ def test_redis_py_lock(r, server):
     assert r.pttl("res") > 5000
     lock.release()
     assert other.acquire(blocking=False)
+    assert lock.acquire(blocking=True, blocking_timeout=0.2) is False  # waits, then gives up
+    r.set("res", "someone-else")  # the lock changed hands behind other's back
     with pytest.raises(redis.exceptions.LockNotOwnedError):
-        lock.release()
-    other.release()
+        other.extend(5)  # (the Lua scripts refuse: the token is not ours)
+    with pytest.raises(redis.exceptions.LockNotOwnedError):
+        other.release()
+    assert r.get("res") == b"someone-else"
 
 
 def test_rate_limiter(server):
@@ -241,8 +261,6 @@ def test_verify_mode_pm_copy_equals_dram_with_writing_scripts():
                 c.eval("redis.call('rpush', 'l', ARGV[1]) error('boom')", 0, str(i))
         assert c.llen("l") == 50
         c.save()  # the PM copy caught up; verify mode stops at any divergence
-        info = c.info("persistence") if False else None
-        assert info is None
         c.close()
         srv.stop()
         log = open(srv.log_path, "rb").read()
