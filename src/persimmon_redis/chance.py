@@ -21,6 +21,7 @@ from typing import Any
 
 from .datatypes import ZSet
 from .keyspace import (
+    I64_MAX,
     Ctx,
     get_hash,
     get_set,
@@ -31,7 +32,7 @@ from .keyspace import (
     to_int,
 )
 from .registry import COMMANDS, command
-from .replies import E_SYNTAX, NULL_ARRAY, WRONGTYPE, RDouble, RError
+from .replies import E_SYNTAX, NULL_ARRAY, WRONGTYPE, RDouble, RError, RPairs
 
 
 def resolve(ctx: Ctx, a: list, rng: random.Random, canonical: bool) -> tuple[Any, Any]:
@@ -59,29 +60,49 @@ def resolve(ctx: Ctx, a: list, rng: random.Random, canonical: bool) -> tuple[Any
         return None, (b"\x00spop", a[1], b"1" if count is None else b"0", *chosen)
     if name == b"srandmember":
         st = get_set(ctx, a[1])
-        count = to_int(a[2]) if len(a) == 3 else None
+        count = _count(a[2], False) if len(a) == 3 else None
         if len(a) > 3:
             raise RError(E_SYNTAX)
         members = (sorted(st) if canonical else list(st)) if st is not None else []
         return _pick(members, count, rng, lambda m: [m]), None
     if name == b"zrandmember":
-        z = get_zset(ctx, a[1])
-        count = to_int(a[2]) if len(a) >= 3 else None
         ws = len(a) == 4 and a[3].upper() == b"WITHSCORES"
         if len(a) > 4 or (len(a) == 4 and not ws):
             raise RError(E_SYNTAX)
+        count = _count(a[2], ws) if len(a) >= 3 else None
+        z = get_zset(ctx, a[1])
         items = z.items() if z is not None else []
-        return _pick(items, count, rng,
-                     lambda it: [it[1], RDouble(it[0])] if ws else [it[1]], single=1), None
+        return _pairs(_pick(items, count, rng,
+                            lambda it: [it[1], RDouble(it[0])] if ws else [it[1]], single=1),
+                      ws), None
     # hrandfield
-    h = get_hash(ctx, a[1])
-    count = to_int(a[2]) if len(a) >= 3 else None
     ws = len(a) == 4 and a[3].upper() == b"WITHVALUES"
     if len(a) > 4 or (len(a) == 4 and not ws):
         raise RError(E_SYNTAX)
+    count = _count(a[2], ws) if len(a) >= 3 else None
+    h = get_hash(ctx, a[1])
     items = list(h.items()) if h is not None else []
-    return _pick(items, count, rng, lambda it: [it[0], it[1]] if ws else [it[0]],
-                 single=0), None
+    return _pairs(_pick(items, count, rng, lambda it: [it[0], it[1]] if ws else [it[0]],
+                        single=0), ws), None
+
+
+def _count(b: bytes, pairs: bool) -> int:
+    """The count argument with Redis's range checks (pairs: half the range, as the reply
+    has two entries per element)."""
+    n = to_int(b)
+    if n < -I64_MAX:
+        raise RError(f"ERR value is out of range, value must between {-I64_MAX} and "
+                     f"{I64_MAX}")
+    if pairs and (n < -I64_MAX // 2 or n > I64_MAX // 2):
+        raise RError("ERR value is out of range")
+    return n
+
+
+def _pairs(flat: Any, ws: bool) -> Any:
+    """WITHSCORES / WITHVALUES replies: pairs (an array of pairs in RESP3)."""
+    if not ws or not isinstance(flat, list):
+        return flat
+    return RPairs(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _pick(items: list, count: int | None, rng: random.Random, shape: Any,

@@ -24,6 +24,7 @@ This module imports nothing from the package but ``replies``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 # Flags with a meaning to the server (others are only reported by COMMAND INFO):
 #   write     a logged operation (data commands) / changes the dataset (server commands)
@@ -46,11 +47,12 @@ class Cmd:
     """One command of the table."""
 
     __slots__ = ("name", "fn", "arity", "flags", "first", "last", "step", "getkeys",
-                 "write", "server", "calls", "usec", "failed", "rejected")
+                 "write", "server", "touches", "calls", "usec", "failed", "rejected")
 
     def __init__(self, name: str, fn: Callable, arity: int, flags: Iterable[str] = (),
                  keys: tuple[int, int, int] = (1, 1, 1),
-                 getkeys: Callable[[list], list] | None = None, server: bool = False) -> None:
+                 getkeys: Callable[[list], list] | None = None, server: bool = False,
+                 touches: Callable[[Any, int, list], list] | None = None) -> None:
         self.name = name
         self.fn = fn
         self.arity = arity
@@ -62,6 +64,7 @@ class Cmd:
         self.getkeys = getkeys
         self.write = "write" in self.flags
         self.server = server
+        self.touches = touches
         # INFO commandstats
         self.calls = 0
         self.usec = 0
@@ -94,11 +97,18 @@ COMMANDS: dict[bytes, Cmd] = {}
 def command(name: str, arity: int, flags: Iterable[str] = (),
             keys: tuple[int, int, int] = (1, 1, 1),
             getkeys: Callable[[list], list] | None = None, aliases: Iterable[str] = (),
-            server: bool = False) -> Callable[[Callable], Callable]:
+            server: bool = False,
+            touches: Callable[[Any, int, list], list] | None = None
+            ) -> Callable[[Callable], Callable]:
     """Register the decorated handler as command ``name`` (and ``aliases``, same entry
     data).  Names are lower-case; a name registered twice is an error (two modules would
     otherwise silently fight over it).  Returns the handler unchanged, so decorators stack
-    when an alias needs other flags or arity."""
+    when an alias needs other flags or arity.
+
+    ``touches(server, db, argv) -> [(db, key), ...]``: for a write that changes keys other
+    than its key arguments (FLUSHALL, SWAPDB, MOVE, ...), the keys WATCH and blocked clients
+    must hear about; called before the write runs (only while some client watches a key or
+    is blocked)."""
 
     def register(fn: Callable) -> Callable:
         for n in (name, *aliases):
@@ -107,7 +117,7 @@ def command(name: str, arity: int, flags: Iterable[str] = (),
             b = n.encode()
             if b in COMMANDS:
                 raise ValueError(f"command {n!r} registered twice")
-            COMMANDS[b] = Cmd(n, fn, arity, flags, keys, getkeys, server)
+            COMMANDS[b] = Cmd(n, fn, arity, flags, keys, getkeys, server, touches)
         return fn
 
     return register

@@ -65,6 +65,11 @@ def vm() -> LuaVM:
     return _vm
 
 
+def vm_memory() -> int:
+    """Bytes of the Lua heap (INFO used_memory_lua)."""
+    return _vm.memory() if _vm is not None else 0
+
+
 def sha1hex(b: bytes) -> bytes:
     return hashlib.sha1(b).hexdigest().encode()
 

@@ -26,7 +26,8 @@ import hiredis
 
 from . import registry
 from .cmds.transactions import NOT_QUEUED
-from .commands import COMMANDS, Cmd, Ctx
+from .commands import COMMANDS, Cmd, Ctx, execute_op
+from .config import Config
 from .info import VERSION
 from .patterns import glob_match
 from .replies import (
@@ -52,30 +53,34 @@ INLINE_MAX = 64 * 1024
 _time_ns = time.time_ns
 
 
+DENIED = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted from "
+    b"the loopback interface. If you want to connect from external computers to Redis you "
+    b"may adopt one of the following solutions: 1) Just disable protected mode sending the "
+    b"command 'CONFIG SET protected-mode no' from the loopback interface by connecting to "
+    b"Redis from the same host the server is running, however MAKE SURE Redis is not "
+    b"publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change "
+    b"permanent. 2) Alternatively you can just disable the protected mode by editing the "
+    b"Redis configuration file, and setting the protected mode option to 'no', and then "
+    b"restarting the server. 3) If you started the server manually just for testing, "
+    b"restart it with the '--protected-mode no' option. 4) Setup a an authentication "
+    b"password for the default user. NOTE: You only need to do one of the above things in "
+    b"order for the server to start accepting connections from the outside.\r\n")
+
+
+def is_local_address(ip: str) -> bool:
+    """Redis's islocalClient: only 127.0.0.1 and ::1 (and a Unix socket) are local; other
+    loopback addresses such as 127.0.0.2 are not.  An IPv4 address mapped into IPv6 counts
+    as the IPv4 address."""
+    if ip.startswith("::ffff:"):
+        ip = ip[7:]
+    return ip in ("127.0.0.1", "::1")
+
+
 def _now_ms() -> int:
     """The server's clock, in milliseconds since the epoch (what operations carry)."""
     return _time_ns() // 1_000_000
-
-
-class Config:
-    """Server settings (command line or redis.conf)."""
-
-    def __init__(self) -> None:
-        self.port = 6379
-        self.bind = ["127.0.0.1"]
-        self.dir = "/dev/shm/persimmon-redis"
-        self.persistence = "persimmon"
-        self.requirepass: str | None = None
-        self.maxclients = 10000
-        self.databases = 16
-        self.log_size = 64 << 20
-        self.proto_max_bulk_len = 512 * 1024 * 1024
-        self.client_output_limit = 256 * 1024 * 1024
-        self.device = "auto"
-        self.shadow_priority = "idle"
-        self.hz = 10
-        self.verify = False
-        self.busy_reply_threshold = 5000  # ms (lua-time-limit)
 
 
 class Client(asyncio.Protocol):
@@ -92,6 +97,7 @@ class Client(asyncio.Protocol):
         self.multi: list | None = None
         self.multi_error = False
         self.watched: set = set()
+        self.watched_stale: set = set()  # watched keys already expired when watched
         self.dirty = False
         self.name = b""
         self.id = server.next_id()
@@ -115,6 +121,13 @@ class Client(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         s = self.server
+        if s.cfg.protected_mode and s.cfg.requirepass is None and peer \
+                and not is_local_address(peer[0]):
+            transport.write(DENIED)
+            transport.close()
+            self.closing = True
+            s.stats["rejected"] += 1
+            return
         if len(s.clients) >= s.cfg.maxclients:
             transport.write(b"-ERR max number of clients reached\r\n")
             transport.close()
@@ -271,7 +284,31 @@ class Client(asyncio.Protocol):
         elif v is None and not self.resp3:
             self.out.append(b"$-1\r\n")
         else:
+            if t is RError:
+                self.server.count_error(v.msg)
             self.out.append(encode(v, self.resp3))
+
+
+class ShutdownInterrupt(BaseException):
+    """Raised by the signal handler inside a read command to abandon it (not an Exception,
+    so no handler's ``except Exception`` swallows it)."""
+
+
+def _in_read_command(frame: Any) -> bool:
+    """Whether the interrupted code runs a client's command and no write is being applied
+    (nothing of the state machine's ``execute_op`` or of the persistence layer on the
+    stack)."""
+    in_dispatch = False
+    f = frame
+    while f is not None:
+        code = f.f_code
+        if code is _EXECUTE_OP_CODE or f.f_globals.get("__name__", "").startswith(
+                ("persimmon.", "persimmon_redis.persistence")):
+            return False
+        if code is _SAFE_DISPATCH_CODE:
+            in_dispatch = True
+        f = f.f_back
+    return in_dispatch
 
 
 def _protocol_message(msg: str) -> str:
@@ -352,12 +389,27 @@ class Server:
         self.blocked: dict[tuple, deque] = {}
         self.started = time.time()
         self.stats = {"connections": 0, "expired": 0, "rejected": 0}
-        self.ncommands = 0
+        self.run_id = os.urandom(20).hex()
+        self.errors: dict[str, int] = {}  # INFO errorstats: error code -> replies
         self.last_save = int(time.time())
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False
+        self._interrupting = False
+        self.ready_keys: list[tuple[int, bytes]] = []
+        self.serving = False
         self._exp_walk: dict[int, tuple] = {}
+
+    @property
+    def ncommands(self) -> int:
+        """total_commands_processed: the sum of the table's call counts."""
+        return sum(c.calls for c in COMMANDS.values())
+
+    def count_error(self, msg: str) -> None:
+        code = msg.split(" ", 1)[0]
+        if not code.isupper() or len(self.errors) >= 128 and code not in self.errors:
+            code = "ERR"  # (Redis bounds the table too)
+        self.errors[code] = self.errors.get(code, 0) + 1
 
     def next_id(self) -> int:
         self._next_id += 1
@@ -391,15 +443,15 @@ class Server:
         return _now_ms()
 
     def busy_threshold(self) -> float:
-        """Seconds a script may run before other clients get BUSY (lua-time-limit)."""
-        return self.cfg.busy_reply_threshold / 1000
+        """Seconds a script may run before other clients get BUSY (busy-reply-threshold,
+        alias lua-time-limit; 0 = never)."""
+        return int(self.cfg.values["busy-reply-threshold"]) / 1000
 
     def safe_dispatch(self, c: Client, argv: list) -> None:
         """:meth:`dispatch`, with any unexpected failure turned into an error reply for this
         client only (and logged): one bad command never takes the server down."""
         try:
             name = argv[0].lower()
-            self.ncommands += 1
             c.last_cmd = name
             cmd = _DATA.get(name)
             # the fast path: a plain data command outside MULTI, pub/sub and AUTH
@@ -408,10 +460,12 @@ class Server:
                 n = len(argv)
                 arity = cmd.arity
                 if n == arity or (arity < 0 and n >= -arity):
+                    cmd.calls += 1  # (INFO commandstats; the total is their sum)
                     if cmd.write:
-                        res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
                         if self.watchers or self.blocked:
-                            self.touched(c.db, cmd.keys(argv))
+                            self.write_and_touch(c, cmd, argv)
+                            return
+                        res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
                     else:
                         try:
                             res = cmd.fn(Ctx(self.state, c.db, _now_ms()), argv)
@@ -422,9 +476,15 @@ class Server:
                     elif res is OK:
                         c.out.append(b"+OK\r\n")
                     else:
+                        if type(res) is RError:
+                            cmd.failed += 1
                         c.reply(res)
                     return
             self.dispatch(c, argv, name)
+        except ShutdownInterrupt:
+            log.warning("%r interrupted by the shutdown", argv[:1])
+            c.reply(RError("ERR interrupted: the server is shutting down"))
+            c.closing = True  # the rest of this client's pipeline is not run
         except Exception as e:
             from .persistence import PersistenceError
 
@@ -459,6 +519,7 @@ class Server:
         if not cmd.arity_ok(len(argv)):
             if c.multi is not None:
                 c.multi_error = True
+            cmd.rejected += 1
             c.reply(arity_error(name.decode("utf-8", "replace")))
             return
         if c.multi is not None and name not in NOT_QUEUED:
@@ -469,21 +530,44 @@ class Server:
             c.multi.append(argv)
             c.reply(QUEUED)
             return
+        cmd.calls += 1
         if cmd.server:
             cmd.fn(self, c, argv)
             return
         self.run(c, cmd, argv)
 
+    def write_and_touch(self, c: Client, cmd: Cmd, argv: list) -> None:
+        """A write while some client watches a key or is blocked: tell them."""
+        pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
+        res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
+        if pre is not None:
+            self.touched_pairs(pre)
+        else:
+            self.touched(c.db, cmd.keys(argv))
+        if type(res) is RError:
+            cmd.failed += 1
+        c.reply(res)
+
+    def touched_pairs(self, pairs: list) -> None:
+        by_db: dict[int, list] = {}
+        for db, k in pairs:
+            by_db.setdefault(db, []).append(k)
+        for db, keys in by_db.items():
+            self.touched(db, keys)
+
     def run(self, c: Client, cmd: Cmd, argv: list) -> None:
         if cmd.write:
-            res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
             if self.watchers or self.blocked:
-                self.touched(c.db, cmd.keys(argv))
+                self.write_and_touch(c, cmd, argv)
+                return
+            res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
         else:
             try:
                 res = cmd.fn(Ctx(self.state, c.db, self.now()), argv)
             except RError as e:
                 res = e
+        if type(res) is RError:
+            cmd.failed += 1
         c.reply(res)
 
     def write(self, db: int, argv: tuple) -> Any:
@@ -497,9 +581,26 @@ class Server:
                 for w in self.watchers.get((db, k), ()):
                     w.dirty = True
         if self.blocked:
+            ready = self.ready_keys
             for k in keys:
                 if (db, k) in self.blocked:
-                    self.serve_blocked(db, k)
+                    ready.append((db, k))
+            if ready and not self.serving:
+                self.serve_ready()
+
+    def serve_ready(self) -> None:
+        """Serve the clients blocked on keys that became ready, as Redis does after a
+        command (or a whole transaction): in order, each pop seeing the state the previous
+        ones left, never re-entered (a served BLMOVE that readies its target key appends to
+        the queue this loop works through)."""
+        self.serving = True
+        try:
+            ready = self.ready_keys
+            while ready:
+                db, k = ready.pop(0)
+                self.serve_blocked(db, k)
+        finally:
+            self.serving = False
 
     def touched_all(self) -> None:
         for w in (x for s in self.watchers.values() for x in s):
@@ -513,6 +614,7 @@ class Server:
                 if not s:
                     del self.watchers[key]
         c.watched.clear()
+        c.watched_stale.clear()
         c.dirty = False
 
     def block(self, c: Client, keys: list, timeout: float, retry: Any) -> None:
@@ -635,6 +737,21 @@ class Server:
         return sample
 
     # -------------------------------------------------------------- lifecycle
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: shut down.  The event loop's own handler only runs once the
+        loop gets control back, which a long command (KEYS over millions of keys, DEBUG
+        SLEEP) would delay indefinitely; this one runs inside the command, and abandons it
+        if it only reads (a write that is being applied is let finish, so the DRAM copy
+        and the log never disagree about an operation)."""
+        if self.shutdown_event is None or self.closed:
+            return
+        self.loop.call_soon_threadsafe(self.shutdown_event.set)
+        if not self._interrupting and _in_read_command(frame):
+            self._interrupting = True
+            log.info("received %s during a command: abandoning it to shut down",
+                     signal.Signals(signum).name)
+            raise ShutdownInterrupt()
+
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.shutdown_event = asyncio.Event()
@@ -644,8 +761,11 @@ class Server:
             self.servers.append(srv)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
+                # the loop's handler wakes it when idle; ours runs between two bytecodes
+                # of a long command as well (see _on_signal)
                 self.loop.add_signal_handler(sig, self.shutdown_event.set)
-            except (NotImplementedError, RuntimeError):
+                signal.signal(sig, self._on_signal)
+            except (NotImplementedError, RuntimeError, ValueError):
                 pass
         expiry = asyncio.ensure_future(self.active_expiry())
         log.info("Ready to accept connections on %s port %d",
@@ -667,6 +787,8 @@ class Server:
 # Data commands a client may call (the fast path of safe_dispatch looks here first).
 _DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
                            if not c.server and "internal" not in c.flags}
+_SAFE_DISPATCH_CODE = Server.safe_dispatch.__code__
+_EXECUTE_OP_CODE = execute_op.__code__
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
               b"quit", b"reset"}
 

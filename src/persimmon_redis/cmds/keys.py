@@ -8,9 +8,9 @@ from collections import deque
 from typing import Any
 
 from ..datatypes import ZSet, type_name
+from ..encodings import encoding_of
 from ..keyspace import (
     I64_MAX,
-    INT_RE,
     Ctx,
     delete,
     forget_views,
@@ -33,6 +33,52 @@ from ..replies import (
     RError,
     Status,
 )
+
+
+# ---------------------------------------------------------------------------- touches
+# What FLUSHALL, FLUSHDB, SWAPDB, MOVE and COPY ... DB change beyond their key arguments,
+# for WATCH and blocked clients (registry ``touches``: called by the server before the
+# write runs, only while a client watches a key or is blocked).
+def _live(server: Any, db: int, key: bytes) -> bool:
+    return lookup(Ctx(server.state, db, server.now()), key) is not None
+
+
+def _touches_flushall(server: Any, db: int, a: list) -> list:
+    return [(d, k) for (d, k) in server.watchers if _live(server, d, k)]
+
+
+def _touches_flushdb(server: Any, db: int, a: list) -> list:
+    return [(d, k) for (d, k) in server.watchers if d == db and _live(server, d, k)]
+
+
+def _touches_swapdb(server: Any, db: int, a: list) -> list:
+    try:
+        pair = {int(a[1]), int(a[2])}
+    except ValueError:
+        return []
+    if not all(0 <= d < len(server.state.dbs) for d in pair):
+        return []
+    out = [(d, k) for (d, k) in server.watchers
+           if d in pair and any(_live(server, x, k) for x in pair)]
+    return out + [(d, k) for (d, k) in server.blocked if d in pair]
+
+
+def _touches_move(server: Any, db: int, a: list) -> list:
+    try:
+        return [(db, a[1]), (int(a[2]), a[1])]
+    except ValueError:
+        return [(db, a[1])]
+
+
+def _touches_copy(server: Any, db: int, a: list) -> list:
+    target = db
+    for i in range(3, len(a) - 1):
+        if a[i].upper() == b"DB":
+            try:
+                target = int(a[i + 1])
+            except ValueError:
+                pass
+    return [(target, a[2])]
 
 
 @command("unlink", arity=-2, flags=("write", "fast"), keys=(1, -1, 1))
@@ -215,7 +261,8 @@ def _copy_value(v: Any) -> Any:
     return z
 
 
-@command("copy", arity=-3, flags=("write", "denyoom"), keys=(1, 2, 1))
+@command("copy", arity=-3, flags=("write", "denyoom"), keys=(1, 2, 1),
+         touches=lambda s, db, a: [(db, a[1]), *_touches_copy(s, db, a)])
 def cmd_copy(ctx: Ctx, a: list) -> Any:
     src, dst = a[1], a[2]
     target = ctx.dbi
@@ -250,7 +297,7 @@ def cmd_copy(ctx: Ctx, a: list) -> Any:
     return 1
 
 
-@command("move", arity=3, flags=("write", "fast"))
+@command("move", arity=3, flags=("write", "fast"), touches=_touches_move)
 def cmd_move(ctx: Ctx, a: list) -> Any:
     target = to_int(a[2], "ERR value is not an integer or out of range")
     if not 0 <= target < len(ctx.state.dbs):
@@ -269,7 +316,8 @@ def cmd_move(ctx: Ctx, a: list) -> Any:
     return 1
 
 
-@command("swapdb", arity=3, flags=("write", "fast"), keys=(0, 0, 1))
+@command("swapdb", arity=3, flags=("write", "fast"), keys=(0, 0, 1),
+         touches=_touches_swapdb)
 def cmd_swapdb(ctx: Ctx, a: list) -> Any:
     try:
         i, j = to_int(a[1]), to_int(a[2])
@@ -286,7 +334,8 @@ def cmd_swapdb(ctx: Ctx, a: list) -> Any:
     return OK
 
 
-@command("flushdb", arity=-1, flags=("write",), keys=(0, 0, 1))
+@command("flushdb", arity=-1, flags=("write",), keys=(0, 0, 1),
+         touches=_touches_flushdb)
 def cmd_flushdb(ctx: Ctx, a: list) -> Any:
     if len(a) > 2 or (len(a) == 2 and a[1].upper() not in (b"ASYNC", b"SYNC")):
         raise RError(E_SYNTAX)
@@ -295,7 +344,8 @@ def cmd_flushdb(ctx: Ctx, a: list) -> Any:
     return OK
 
 
-@command("flushall", arity=-1, flags=("write",), keys=(0, 0, 1))
+@command("flushall", arity=-1, flags=("write",), keys=(0, 0, 1),
+         touches=_touches_flushall)
 def cmd_flushall(ctx: Ctx, a: list) -> Any:
     if len(a) > 2 or (len(a) == 2 and a[1].upper() not in (b"ASYNC", b"SYNC")):
         raise RError(E_SYNTAX)
@@ -326,17 +376,7 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
     if v is None:
         return None
     if sub == b"ENCODING":
-        if isinstance(v, bytes):
-            if INT_RE.match(v) and len(v) <= 20:
-                return b"int"
-            return b"embstr" if len(v) <= 44 else b"raw"
-        if isinstance(v, dict):
-            return b"listpack" if len(v) <= 128 else b"hashtable"
-        if isinstance(v, deque):
-            return b"quicklist"
-        if isinstance(v, set):
-            return b"hashtable"
-        return b"skiplist"
+        return encoding_of(v)
     if sub == b"FREQ":
         raise RError("ERR An LFU maxmemory policy is not selected, access frequency not "
                      "tracked. Please note that when switching between policies at runtime "

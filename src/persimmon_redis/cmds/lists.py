@@ -21,6 +21,7 @@ from ..replies import (
     E_POSITIVE,
     E_RANGE,
     E_SYNTAX,
+    NULL_ARRAY,
     OK,
     RError,
 )
@@ -70,7 +71,7 @@ def _pop(ctx: Ctx, a: list, left: bool) -> Any:
         raise RError(f"ERR wrong number of arguments for '{a[0].decode().lower()}' command")
     lst = get_list(ctx, a[1], write=True)
     if lst is None:
-        return None
+        return None if count is None else NULL_ARRAY  # (RESP2: *-1 with a count)
     if count is None:
         v = lst.popleft() if left else lst.pop()
         drop_if_empty(ctx, a[1], lst)

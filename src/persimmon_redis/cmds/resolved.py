@@ -73,10 +73,12 @@ def _blocking_pop(s: Server, c: Client, a: list) -> None:
         c.reply(e)
         return
 
-    def attempt() -> Any:
+    def attempt(first: bool = True) -> Any:
         ready = chance.bpop_ready(Ctx(s.state, c.db, s.now()), a)
-        if ready is None or isinstance(ready, RError):
-            return ready
+        if isinstance(ready, RError):  # a key of another type: an error at first, later
+            return ready if first else None  # the client stays blocked (Redis 7.0)
+        if ready is None:
+            return None
         out = s.write(c.db, (b"\x00bpop", *a))
         name = a[0].lower()
         s.touched(c.db, [ready] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
@@ -87,7 +89,7 @@ def _blocking_pop(s: Server, c: Client, a: list) -> None:
         if res is not None:
             c.reply(res)
             return
-        s.block(c, keys, timeout, attempt)
+        s.block(c, keys, timeout, lambda: attempt(False))
     else:
         res = attempt()
         c.reply(res if res is not None else NULL_ARRAY)

@@ -4,7 +4,7 @@ machine (see docs/redis.md, "Operations and determinism").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import chance
 from ..busy import SCRIPT_CALLS, multi_form
@@ -63,7 +63,7 @@ def _exec(s: Server, c: Client, a: list) -> None:
         s.unwatch_all(c)
         c.reply(RError("EXECABORT Transaction discarded because of previous errors."))
         return
-    if c.dirty:
+    if c.dirty or (c.watched and _watched_key_expired(s, c)):
         s.unwatch_all(c)
         c.reply(NULL_ARRAY)
         return
@@ -76,6 +76,8 @@ def _exec(s: Server, c: Client, a: list) -> None:
     # no operation and runs command by command.
     names = [q[0].lower() for q in queued]
     cmds = [COMMANDS[n] for n in names]  # (all known: unknown ones abort at queue time)
+    for cmd in cmds:
+        cmd.calls += 1
     has_write = any(n == b"select" or cmd.write for n, cmd in zip(names, cmds, strict=True))
     if not has_write:
         out = []
@@ -103,7 +105,20 @@ def _exec(s: Server, c: Client, a: list) -> None:
             inside.append(multi_form(s, c, q))
         elif not out_:
             inside.append(tuple(q))
+    pre: list = []
+    if s.watchers or s.blocked:  # the keys FLUSHALL, SWAPDB, ... touch, seen before
+        db = c.db
+        for q, name, cmd in zip(queued, names, cmds, strict=True):
+            if name == b"select":
+                try:
+                    db = int(q[1])
+                except ValueError:
+                    pass
+            elif cmd.touches is not None and 0 <= db < len(s.state.dbs):
+                pre += cmd.touches(s, db, q)
     res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
+    if pre:
+        s.touched_pairs(pre)
     db = c.db
     for q, name, cmd in zip(queued, names, cmds, strict=True):
         if name == b"select":
@@ -154,11 +169,30 @@ def _watch(s: Server, c: Client, a: list) -> None:
     if c.multi is not None:
         c.reply(RError("ERR WATCH inside MULTI is not allowed"))
         return
+    now = s.now()
+    db = s.state.dbs[c.db]
     for k in a[1:]:
         key = (c.db, k)
         s.watchers.setdefault(key, set()).add(c)
         c.watched.add(key)
+        if _stale(db, k, now):
+            c.watched_stale.add(key)
     c.reply(OK)
+
+
+def _stale(db: Any, k: bytes, now: int) -> bool:
+    """A key still in the dictionary past its deadline (not yet deleted)."""
+    e = db.expires.get(k)
+    return e is not None and e <= now and k in db.data
+
+
+def _watched_key_expired(s: Server, c: Client) -> bool:
+    """Redis 7.0: a watched key that was live at WATCH time and has expired since makes
+    EXEC fail even if nothing deleted it yet."""
+    now = s.now()
+    dbs = s.state.dbs
+    return any(key not in c.watched_stale and _stale(dbs[key[0]], key[1], now)
+               for key in c.watched)
 
 
 @command("unwatch", arity=1,
