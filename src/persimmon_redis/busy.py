@@ -129,8 +129,8 @@ def function_stats(s: Any) -> Any:
     run = _running[-1] if _running else None
     running = None
     if run is not None:
-        running = RMap([(b"name", run.name.encode()),
-                        (b"command", [run.name.encode()]),
+        running = RMap([(b"name", run.name),
+                        (b"command", [b"eval" if run.eval_mode else b"fcall", run.name]),
                         (b"duration_ms", int((time.monotonic() - run.started) * 1000))])
     scripting.sync_libraries(s.state)
     return RMap([(b"running_script", running),
@@ -154,8 +154,9 @@ def _finish(s: Any, c: Any, res: Any, run: Any, op: tuple) -> None:
             s.p.execute_rw(op)
         finally:
             scripting._precomputed = scripting._NONE
-        for db, keys in run.written:
-            s.touched(db, keys)
+        if s.watchers or s.blocked:
+            for db, keys in run.written_keys():
+                s.touched(db, keys)
     c.reply(res)
 
 
@@ -236,6 +237,8 @@ def _script(s: Any, c: Any, a: list) -> None:
             return
         scripting.SCRIPTS.clear()
         scripting.vm().scripts.clear()
+        scripting.vm().by_body.clear()
+        scripting.vm().collect()
         c.reply(OK)
     elif sub == b"kill" and len(a) == 2:
         c.reply(_kill(None, True))

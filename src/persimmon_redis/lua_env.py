@@ -286,6 +286,19 @@ def _msgnum(x: Any, raw: Any = None) -> Any:
     return b"\xcb" + _struct.pack(">d", f)
 
 
+_SOURCES: dict[bytes, bytes] = {}
+
+
+def _source(name: bytes) -> bytes:
+    """The Lua source of a library loaded on first use (cjson, cmsgpack)."""
+    src = _SOURCES.get(name)
+    if src is None:
+        path = os.path.join(os.path.dirname(__file__), f"lua_{name.decode()}.lua")
+        with open(path, "rb") as f:
+            src = _SOURCES[name] = f.read()
+    return src
+
+
 def _jnum(x: Any) -> bytes:
     """cjson's number format (``%.14g``)."""
     return b"%.14g" % float(x)
@@ -388,12 +401,14 @@ class LuaVM:
         chunk = loader(prelude)
         self.api = chunk(self._cmd, self._sha1, self._log, self._hook, self._rand, self._seed,
                          self._setresp, self._repl, self._register, _bit, _struct_op, _msgnum,
-                         _jnum)
+                         _jnum, _source)
         self._compile = self.api.compile
         self._run_eval = self.api.run_eval
         self._run_function = self.api.run_function
         self.table_from = self.lua.table_from
-        self.scripts: dict[str, Any] = {}  # sha -> compiled function
+        self.scripts: dict[bytes, Any] = {}  # sha -> (sha, compiled function, flags)
+        self.by_body: dict[bytes, Any] = {}  # script body -> the same entry
+        self.calls = 0
 
     # ------------------------------------------------------------------ callbacks
     def _cmd(self, *args: Any) -> Any:
@@ -519,6 +534,9 @@ class LuaVM:
     def call(self, fn: Any, function_mode: bool, hooked: bool, nkeys: int, args: list) -> Any:
         """Run; returns the reply value, or ("E", msg, source, line) on error."""
         runner = self._run_function if function_mode else self._run_eval
+        self.calls += 1
+        if self.calls % 50 == 0:  # (as Redis: a GC step every 50 calls, not a full cycle)
+            self.api.gc_step()
         try:
             res = runner(fn, hooked, nkeys, *args)
         except _lupa.LuaMemoryError:
@@ -558,6 +576,9 @@ class LuaVM:
             return "ERR Error registering functions"
         cbs = {k: res[k] for k in specs}
         return cbs, specs
+
+    def collect(self) -> None:
+        self.api.collect()
 
     def memory(self) -> int:
         return int(self.api.memory() * 1024)

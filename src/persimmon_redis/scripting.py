@@ -136,50 +136,57 @@ class Run:
         if args[0] == b"\x00many":
             t = args[2]
             args = tuple(t[i] for i in range(1, int(args[1]) + 1))
-        argv: list = []
-        for a in args:
-            if isinstance(a, bytes):
-                argv.append(a)
-            elif isinstance(a, (int, float)) and not isinstance(a, bool):
-                argv.append(b"%.17g" % a)
-            else:
-                return True, b"ERR Lua redis lib command arguments must be strings or integers"
+        argv = list(args)
+        for i, a in enumerate(argv):
+            if type(a) is not bytes:
+                if isinstance(a, (int, float)) and not isinstance(a, bool):
+                    argv[i] = b"%.17g" % a
+                else:
+                    return True, (b"ERR Lua redis lib command arguments must be strings or "
+                                  b"integers")
         name = argv[0].lower()
-        if name == b"\x00acl_check":
-            if len(argv) < 2 or argv[1].lower() not in COMMANDS:
-                return True, b"ERR Invalid command passed to redis.acl_check_cmd()"
-            return False, 1
-        cmd = COMMANDS.get(name) if name[:1] != b"\x00" else None
-        if cmd is not None and cmd.server:
-            cmd = None
-        extra = _EXTRA.get(name)
-        if cmd is None and extra is None:
+        entry = _TABLE.get(name) or _table().get(name)
+        if entry is None:
+            if name == b"\x00acl_check":
+                if len(argv) < 2 or argv[1].lower() not in COMMANDS:
+                    return True, b"ERR Invalid command passed to redis.acl_check_cmd()"
+                return False, 1
             if name in _NOT_IN_SCRIPTS or name in COMMANDS:
                 return True, b"ERR This Redis command is not allowed from script"
             return True, b"ERR Unknown Redis command called from script"
-        arity = cmd.arity if cmd is not None else extra[1]
+        fn, arity, write, cmd = entry
         n = len(argv)
         if (arity > 0 and n != arity) or n < -arity:
             return True, b"ERR Wrong number of args calling Redis command from script"
-        if name in _NOT_IN_SCRIPTS:
+        if fn is None:
             return True, b"ERR This Redis command is not allowed from script"
-        write = cmd.write if cmd is not None else extra[2]
         if write:
             if self.readonly:
                 return True, b"ERR Write commands are not allowed from read-only scripts."
             self.dirty = True
         try:
             if cmd is not None:
-                res = cmd.fn(self.ctx, argv)
+                res = fn(self.ctx, argv)
                 if write:
-                    self.written.append((self.ctx.dbi, cmd.keys(argv)))
+                    self.written.append((self.ctx.dbi, cmd, argv))
             else:
-                res = extra[0](self, argv)
+                res = fn(self, argv)
         except RError as e:
-            res = e
+            return True, e.msg.encode("utf-8", "replace")
+        t = type(res)
+        if t is bytes or t is int:
+            return False, res
         if isinstance(res, RError):
             return True, res.msg.encode("utf-8", "replace")
         return False, self.vm.to_lua(res, self.resp)
+
+    def written_keys(self) -> list:
+        """[(db, keys)] of the write commands the script called (for WATCH and blocked
+        clients)."""
+        out = []
+        for dbi, cmd, argv in self.written:
+            out.append((dbi, cmd.keys(argv) if cmd is not None else argv))
+        return out
 
     def random(self) -> random.Random:
         if self.rng is None:
@@ -200,7 +207,8 @@ class Run:
             log.warning("Slow script detected: still in execution after %d milliseconds. "
                         "You can try killing the script using the %s command. Script name "
                         "is: %s.", int((time.monotonic() - self.started) * 1000),
-                        "SCRIPT KILL" if self.eval_mode else "FUNCTION KILL", self.name)
+                        "SCRIPT KILL" if self.eval_mode else "FUNCTION KILL",
+                        self.name.decode("utf-8", "replace"))
         from .busy import serve_while_busy
 
         serve_while_busy(s, self)
@@ -242,7 +250,7 @@ def _x_random(run: Run, a: list) -> Any:
         if run.readonly:
             raise RError("ERR Write commands are not allowed from read-only scripts.")
         run.dirty = True
-        run.written.append((run.ctx.dbi, [a[1]]))
+        run.written.append((run.ctx.dbi, None, [a[1]]))
         return cmd_spop_members(run.ctx, list(write))
     return reply
 
@@ -274,9 +282,29 @@ _EXTRA: dict[bytes, tuple] = {
 }
 
 
+# name -> (handler, arity, write, registry command or None): what redis.call can run
+_TABLE: dict[bytes, tuple] = {}
+
+
+def _table() -> dict:
+    if not _TABLE:
+        for name, cmd in COMMANDS.items():
+            if name[:1] == b"\x00":
+                continue
+            if name in _NOT_IN_SCRIPTS:
+                _TABLE[name] = (None, cmd.arity, False, None)
+            elif not cmd.server:
+                _TABLE[name] = (cmd.fn, cmd.arity, cmd.write, cmd)
+        for name, (fn, arity, write) in _EXTRA.items():
+            _TABLE[name] = (fn, arity, write, None)
+    return _TABLE
+
+
 # ---------------------------------------------------------------- running scripts
-def error_reply(res: tuple, funcname: str) -> RError:
+def error_reply(res: tuple, funcname: Any) -> RError:
     """Redis's error reply for a failed script: the message, then where it failed."""
+    if isinstance(funcname, bytes):
+        funcname = funcname.decode("utf-8", "replace")
     _, msg, source, line = res
     text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
     if text.startswith("-"):
@@ -289,10 +317,14 @@ def error_reply(res: tuple, funcname: str) -> RError:
 
 def compiled(body: bytes) -> Any:
     """(sha, function, flags) of a script body, compiled once per VM (or an RError)."""
-    sha = sha1hex(body)
     machine = vm()
+    entry = machine.by_body.get(body)  # (no SHA1 per call: a dict lookup by the body)
+    if entry is not None:
+        return entry
+    sha = sha1hex(body)
     entry = machine.scripts.get(sha)
     if entry is not None:
+        machine.by_body[body] = entry
         return entry
     flags, shebang_len, err = shebang_flags(body)
     if err is not None:
@@ -304,6 +336,7 @@ def compiled(body: bytes) -> Any:
                       + f.decode("utf-8", "replace"))
     entry = (sha, f, flags)
     machine.scripts[sha] = entry
+    machine.by_body[body] = entry
     SCRIPTS[sha] = (body, flags if flags is not None else frozenset())
     return entry
 
@@ -317,7 +350,7 @@ def run_eval(ctx: Ctx, body: bytes, nkeys: int, args: list, readonly: bool, seed
     sha, fn, flags = entry
     machine = vm()
     ro = readonly or (flags is not None and "no-writes" in flags)
-    run = Run(ctx, machine, ro, seed, time_us, True, sha.decode(), server, caller)
+    run = Run(ctx, machine, ro, seed, time_us, True, sha, server, caller)
     return _execute(machine, run, fn, False, nkeys, args), run
 
 
@@ -346,8 +379,8 @@ def run_fcall(ctx: Ctx, fname: bytes, nkeys: int, args: list, readonly: bool, se
     if readonly and "no-writes" not in flags:
         return RError("ERR Can not execute a script with write flag using *_ro command."), None
     machine = vm()
-    run = Run(ctx, machine, readonly or "no-writes" in flags, seed, time_us, False,
-              fname.decode("utf-8", "replace"), server, caller)
+    run = Run(ctx, machine, readonly or "no-writes" in flags, seed, time_us, False, fname,
+              server, caller)
     return _execute(machine, run, cb, True, nkeys, args), run
 
 
