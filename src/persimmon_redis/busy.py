@@ -35,7 +35,6 @@ BUSY_FUNC = ("BUSY Redis is busy running a script. You can only call FUNCTION KI
 UNKILLABLE = ("UNKILLABLE Sorry the script already executed write commands against the "
               "dataset. You can either wait the script termination or kill the server in a "
               "hard way using the SHUTDOWN NOSAVE command.")
-_running: list = []  # the run in progress (for FUNCTION STATS / SCRIPT KILL outside busy)
 
 
 def serve_while_busy(s: Any, run: Any) -> None:
@@ -126,7 +125,7 @@ def _kill(run: Any, is_eval: bool) -> Any:
 
 
 def function_stats(s: Any) -> Any:
-    run = _running[-1] if _running else None
+    run = scripting.vm().run
     running = None
     if run is not None:
         running = RMap([(b"name", run.name),
@@ -144,39 +143,51 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _finish(s: Any, c: Any, res: Any, run: Any, op: tuple) -> None:
+def _log(s: Any, res: Any, run: Any, op: tuple) -> None:
     """Log a script that wrote (one operation; applied on the DRAM copy it returns ``res``,
     computed just now), then tell blocked clients and WATCHers about its keys."""
     _flushed_for.discard(s)
+    scripting.precomputed(res)
+    try:
+        s.p.execute_rw(op)
+    finally:
+        scripting._precomputed = scripting._NONE
+    if run.written:
+        _touch(s, run)
+
+
+def _touch(s: Any, run: Any) -> None:
+    for db, keys in run.written_keys():
+        s.touched(db, keys)
+
+
+def _finish(s: Any, c: Any, res: Any, run: Any, op: tuple) -> None:
     if run is not None and run.dirty:
-        scripting.precomputed(res)
-        try:
-            s.p.execute_rw(op)
-        finally:
-            scripting._precomputed = scripting._NONE
-        if s.watchers or s.blocked:
-            for db, keys in run.written_keys():
-                s.touched(db, keys)
+        _log(s, res, run, op)
+    else:
+        _flushed_for.discard(s)
     c.reply(res)
 
 
 def _eval(s: Any, c: Any, a: list) -> None:
     name = a[0].lower()
-    ro = name.endswith(b"_ro")
+    ro = name[-3:] == b"_ro"
     n = scripting.parse_numkeys(a)
-    if isinstance(n, RError):
+    if type(n) is not int:
         c.reply(n)
         return
-    if name.startswith(b"evalsha"):
+    machine = scripting.vm()
+    if name[4:7] == b"sha":
         sha = a[1].lower()
         ent = scripting.SCRIPTS.get(sha) if len(sha) == 40 else None
         if ent is None:
             c.reply(RError(scripting.NOSCRIPT))
             return
         body = ent[0]
+        entry = machine.scripts.get(sha) or scripting.compiled(body)
     else:
         body = a[1]
-    entry = scripting.compiled(body)
+        entry = scripting.compiled(body)
     if isinstance(entry, RError):
         c.reply(entry)
         return
@@ -184,18 +195,19 @@ def _eval(s: Any, c: Any, a: list) -> None:
     if ro and flags is not None and "no-writes" not in flags:
         c.reply(RError("ERR Can not execute a script with write flag using *_ro command."))
         return
-    machine = scripting.vm()
     seed = machine.rand_state
     t = _now_us()
-    ctx = Ctx(s.state, c.db, t // 1000)
-    _running.append(None)
-    try:
-        res, run = scripting.run_eval(ctx, body, n, list(a[3:]), ro, seed, t, s, c)
-        _running[-1] = run
-    finally:
-        _running.pop()
-    op = (c.db, t // 1000, (b"\x00eval", b"%d" % seed, b"%d" % t, body, b"%d" % n, *a[3:]))
-    _finish(s, c, res, run, op)
+    ms = t // 1000
+    res, run = scripting.run_entry(Ctx(s.state, c.db, ms), entry, n, a[3:], ro, seed, t, s, c)
+    if run.dirty:
+        if s.p.mode == "none":  # (nothing to log: the script already ran on the state)
+            _flushed_for.discard(s)
+            if run.written:
+                _touch(s, run)
+        else:
+            _log(s, res, run, (c.db, ms, (b"\x00eval", b"%d" % seed, b"%d" % t, body,
+                                          b"%d" % n, *a[3:])))
+    c.reply(res)
 
 
 def _fcall(s: Any, c: Any, a: list) -> None:
@@ -215,11 +227,7 @@ def _fcall(s: Any, c: Any, a: list) -> None:
     seed = machine.rand_state
     t = _now_us()
     ctx = Ctx(s.state, c.db, t // 1000)
-    _running.append(None)
-    try:
-        res, run = scripting.run_fcall(ctx, a[1], n, list(a[3:]), ro, seed, t, s, c)
-    finally:
-        _running.pop()
+    res, run = scripting.run_fcall(ctx, a[1], n, list(a[3:]), ro, seed, t, s, c)
     op = (c.db, t // 1000, (b"\x00fcall", b"%d" % seed, b"%d" % t, a[1], b"%d" % n, *a[3:]))
     _finish(s, c, res, run, op)
 

@@ -412,12 +412,11 @@ class LuaVM:
 
     # ------------------------------------------------------------------ callbacks
     def _cmd(self, *args: Any) -> Any:
-        run = self.run
-        if run is None:
-            return True, b"ERR redis.call/pcall can only be called inside a script invocation"
         try:
-            return run.call(args)
+            return self.run.call(args)
         except Exception as e:  # never into Lua as a Python object
+            if self.run is None:
+                return True, b"ERR redis.call/pcall can only be called inside a script invocation"
             return True, f"ERR internal error: {type(e).__name__}: {e}".encode()
 
     @staticmethod

@@ -107,7 +107,7 @@ class Run:
 
     __slots__ = ("ctx", "vm", "resp", "readonly", "dirty", "written", "seed", "rng", "server",
                  "started", "threshold", "kill", "eval_mode", "name", "time_us", "busy",
-                 "caller")
+                 "caller", "track")
 
     def __init__(self, ctx: Ctx, machine: LuaVM, readonly: bool, seed: int, time_us: int,
                  eval_mode: bool, name: str, server: Any = None, caller: Any = None) -> None:
@@ -121,8 +121,11 @@ class Run:
         self.rng: random.Random | None = None
         self.server = server
         self.caller = caller
+        # the written keys matter only to WATCHers and blocked clients (none can appear
+        # while the script runs: other clients get BUSY)
+        self.track = server is not None and bool(server.watchers or server.blocked)
         self.started = time.monotonic()
-        self.threshold = server.busy_threshold() if server is not None else 0.0
+        self.threshold = -1.0  # (read from the server's config at the first hook call)
         self.kill = False
         self.busy = False
         self.eval_mode = eval_mode
@@ -167,7 +170,7 @@ class Run:
         try:
             if cmd is not None:
                 res = fn(self.ctx, argv)
-                if write:
+                if write and self.track:
                     self.written.append((self.ctx.dbi, cmd, argv))
             else:
                 res = fn(self, argv)
@@ -198,7 +201,11 @@ class Run:
         """Called every 100k Lua instructions: past the busy threshold, let the server answer
         other clients (BUSY) and see whether SCRIPT/FUNCTION KILL asked to stop."""
         s = self.server
-        if s is None or self.threshold <= 0:
+        if s is None:
+            return False
+        if self.threshold < 0:
+            self.threshold = s.busy_threshold()
+        if self.threshold <= 0:
             return False
         if not self.busy:
             if time.monotonic() - self.started < self.threshold:
@@ -250,7 +257,8 @@ def _x_random(run: Run, a: list) -> Any:
         if run.readonly:
             raise RError("ERR Write commands are not allowed from read-only scripts.")
         run.dirty = True
-        run.written.append((run.ctx.dbi, None, [a[1]]))
+        if run.track:
+            run.written.append((run.ctx.dbi, None, [a[1]]))
         return cmd_spop_members(run.ctx, list(write))
     return reply
 
@@ -347,6 +355,12 @@ def run_eval(ctx: Ctx, body: bytes, nkeys: int, args: list, readonly: bool, seed
     entry = compiled(body)
     if isinstance(entry, RError):
         return entry, None
+    return run_entry(ctx, entry, nkeys, args, readonly, seed, time_us, server, caller)
+
+
+def run_entry(ctx: Ctx, entry: tuple, nkeys: int, args: list, readonly: bool, seed: int,
+              time_us: int, server: Any = None, caller: Any = None) -> tuple[Any, Run]:
+    """Run a compiled script ``(sha, function, flags)``; (reply, run)."""
     sha, fn, flags = entry
     machine = vm()
     ro = readonly or (flags is not None and "no-writes" in flags)
