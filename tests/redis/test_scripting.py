@@ -319,3 +319,15 @@ def test_apply_runs_scripts_deterministically_on_two_copies():
                     b"redis.call('spop','s') return {math.random(100), "
                     b"redis.call('srandmember','s')}", b"0"))
     assert a.apply(op) == b.apply(op) and dump(a) == dump(b)
+
+
+def test_scripts_inside_multi_are_part_of_the_transaction(r):
+    r.delete("m")
+    p = r.pipeline(transaction=True)
+    p.eval("return redis.call('incr', KEYS[1])", 1, "m")
+    p.eval("return redis.call('incrby', KEYS[1], ARGV[1])", 1, "m", 10)
+    p.evalsha("0" * 40, 0)
+    p.get("m")
+    res = p.execute(raise_on_error=False)
+    assert res[0] == 1 and res[1] == 11 and isinstance(res[2], redis.ResponseError)
+    assert "No matching script" in str(res[2]) and res[3] == b"11"

@@ -78,7 +78,8 @@ def _exec(s: Server, c: Client, a: list) -> None:
     cmds = [COMMANDS[n] for n in names]  # (all known: unknown ones abort at queue time)
     for cmd in cmds:
         cmd.calls += 1
-    has_write = any(n == b"select" or cmd.write for n, cmd in zip(names, cmds, strict=True))
+    has_write = any(n == b"select" or cmd.write or n in SCRIPT_CALLS
+                    for n, cmd in zip(names, cmds, strict=True))
     if not has_write:
         out = []
         c.in_exec = True
