@@ -38,8 +38,8 @@ UNKILLABLE = ("UNKILLABLE Sorry the script already executed write commands again
 
 
 def serve_while_busy(s: Any, run: Any) -> None:
-    if s not in _flushed_for:
-        _flushed_for.add(s)
+    if not run.flushed:
+        run.flushed = True
         try:
             s.p.sync()
         except Exception:  # pragma: no cover - reported by the next write
@@ -87,9 +87,6 @@ def serve_while_busy(s: Any, run: Any) -> None:
             _busy_command(s, c, argv, run)
         if c.out and c.transport is not None:
             c.send_out()
-
-
-_flushed_for: set = set()
 
 
 def _busy_command(s: Any, c: Any, a: list, run: Any) -> None:
@@ -146,7 +143,6 @@ def _now_us() -> int:
 def _log(s: Any, res: Any, run: Any, op: tuple) -> None:
     """Log a script that wrote (one operation; applied on the DRAM copy it returns ``res``,
     computed just now), then tell blocked clients and WATCHers about its keys."""
-    _flushed_for.discard(s)
     scripting.precomputed(res)
     try:
         s.p.execute_rw(op)
@@ -164,8 +160,6 @@ def _touch(s: Any, run: Any) -> None:
 def _finish(s: Any, c: Any, res: Any, run: Any, op: tuple) -> None:
     if run is not None and run.dirty:
         _log(s, res, run, op)
-    else:
-        _flushed_for.discard(s)
     c.reply(res)
 
 
@@ -201,7 +195,6 @@ def _eval(s: Any, c: Any, a: list) -> None:
     res, run = scripting.run_entry(Ctx(s.state, c.db, ms), entry, n, a[3:], ro, seed, t, s, c)
     if run.dirty:
         if s.p.mode == "none":  # (nothing to log: the script already ran on the state)
-            _flushed_for.discard(s)
             if run.written:
                 _touch(s, run)
         else:

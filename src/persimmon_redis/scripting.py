@@ -107,7 +107,7 @@ class Run:
 
     __slots__ = ("ctx", "vm", "resp", "readonly", "dirty", "written", "seed", "rng", "server",
                  "started", "threshold", "kill", "eval_mode", "name", "time_us", "busy",
-                 "caller", "track")
+                 "caller", "track", "flushed")
 
     def __init__(self, ctx: Ctx, machine: LuaVM, readonly: bool, seed: int, time_us: int,
                  eval_mode: bool, name: str, server: Any = None, caller: Any = None) -> None:
@@ -128,6 +128,7 @@ class Run:
         self.threshold = -1.0  # (read from the server's config at the first hook call)
         self.kill = False
         self.busy = False
+        self.flushed = False  # (busy: the replies waiting from before were sent)
         self.eval_mode = eval_mode
         self.name = name
         self.time_us = time_us
