@@ -236,10 +236,7 @@ def _script(s: Any, c: Any, a: list) -> None:
         if len(a) > 3 or (len(a) == 3 and a[2].lower() not in (b"sync", b"async")):
             c.reply(RError("ERR SCRIPT FLUSH only support SYNC|ASYNC option"))
             return
-        scripting.SCRIPTS.clear()
-        scripting.vm().scripts.clear()
-        scripting.vm().by_body.clear()
-        scripting.vm().collect()
+        scripting.reset_vm()
         c.reply(OK)
     elif sub == b"kill" and len(a) == 2:
         c.reply(_kill(None, True))

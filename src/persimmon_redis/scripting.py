@@ -65,6 +65,19 @@ def vm() -> LuaVM:
     return _vm
 
 
+def reset_vm() -> None:
+    """SCRIPT FLUSH: a fresh Lua VM, as Redis starts a new one (the libraries are compiled
+    again on their next use; math.random's sequence goes on)."""
+    global _vm
+    old = _vm
+    _vm = LuaVM()
+    if old is not None:
+        _vm.rand_state = old.rand_state
+    SCRIPTS.clear()
+    _libs.clear()
+    _funcs.clear()
+
+
 def vm_memory() -> int:
     """Bytes of the Lua heap (INFO used_memory_lua)."""
     return _vm.memory() if _vm is not None else 0
