@@ -316,26 +316,25 @@ def _show(p: _Param, v: Any) -> str:
     return str(v)
 
 
-_KEYSPACE_EVENT_CLASSES = "g$lshzxetmdnKEA"
+_ALL_CLASSES = "g$lshzxetd"  # what 'A' stands for (not m, key misses, nor n, new keys)
 
 
 def canonical_keyspace_events(value: str) -> str:
-    """notify-keyspace-events as Redis stores and shows it (``A`` expands to the classes it
-    stands for, order fixed); ValueError for an unknown class."""
+    """notify-keyspace-events as Redis stores and shows it (classes in a fixed order, 'A'
+    when all of A's are there, then K, E, m); ValueError for an unknown character."""
     flags = set()
     for ch in value:
-        if ch not in _KEYSPACE_EVENT_CLASSES:
-            raise ValueError(ch)
         if ch == "A":
-            flags.update("g$lshzxetmd")
-        else:
+            flags.update(_ALL_CLASSES)
+        elif ch in "g$lshzxetdKEmn":
             flags.add(ch)
-    if not flags & {"K", "E"}:
-        return ""
-    out = "".join(c for c in "g$lshzxetmd" if c in flags)
-    if set("g$lshzxetmd") <= flags:
+        else:
+            raise ValueError(ch)
+    if set(_ALL_CLASSES) <= flags:
         out = "A"
-    return out + "".join(c for c in "KE" if c in flags)
+    else:
+        out = "".join(c for c in "g$lshzxetdn" if c in flags)
+    return out + "".join(c for c in "KEm" if c in flags)
 
 
 class Config:

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from .config import ConfigError
+from .keyspace import to_int
 from .registry import COMMANDS, client_commands
-from .replies import E_SYNTAX, OK, RError, RMap
+from .replies import E_SYNTAX, NULL_ARRAY, OK, RError, RMap
 
 REDIS_VERSION = "7.0.15"  # the Redis whose commands, replies and test suite we follow
 VERSION = REDIS_VERSION  # (what HELLO and INFO's redis_version report)
@@ -227,6 +228,7 @@ def config_cmd(s: Any, a: list) -> Any:
         except ConfigError as e:
             return RError(f"ERR CONFIG SET failed (possibly related to argument "
                           f"'{e.args[0]}') - {e.args[1]}")
+        s.config_changed()
         return OK
     if sub == b"RESETSTAT" and len(a) == 2:
         for k in s.stats:
@@ -286,6 +288,9 @@ def command_cmd(s: Any, a: list) -> Any:
                   "HELP.")
 
 
+NO_REPLY = object()  # a command that sends no reply (CLIENT REPLY OFF/SKIP)
+
+
 def client_cmd(s: Any, c: Any, a: list) -> Any:
     sub = a[1].upper()
     if sub == b"ID":
@@ -330,7 +335,32 @@ def client_cmd(s: Any, c: Any, a: list) -> Any:
             x.close_after_reply()
             s.schedule(x)
         return OK if len(a) == 3 else len(targets)
-    if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH", b"REPLY"):
+    if sub == b"UNBLOCK" and len(a) in (3, 4):
+        try:
+            cid = to_int(a[2])
+        except RError as e:
+            return e
+        how = a[3].upper() if len(a) == 4 else b"TIMEOUT"
+        if how not in (b"TIMEOUT", b"ERROR"):
+            return RError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+        target = s.clients.get(cid)
+        if target is None or target.blocked is None:
+            return 0
+        s.unblock(target, NULL_ARRAY if how == b"TIMEOUT" else
+                  RError("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+        return 1
+    if sub == b"REPLY" and len(a) == 3:
+        mode = a[2].upper()
+        if mode not in (b"ON", b"OFF", b"SKIP"):
+            return RError(E_SYNTAX)
+        if mode == b"ON":
+            c.set_reply_mode(b"ON")
+            return OK
+        # OFF and SKIP are not answered; SKIP also drops the next command's reply
+        if not (mode == b"SKIP" and c.reply_mode == b"OFF"):
+            c.set_reply_mode(mode)
+        return NO_REPLY
+    if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
         return OK
     return RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. Try CLIENT "
                   "HELP.")

@@ -241,19 +241,44 @@ def scan_args(a: list, start: int) -> tuple[Any, int, bytes | None]:
 
 
 def scan_cursor(b: bytes) -> int:
-    try:
-        c = to_int(b)
-    except RError:
-        raise RError("ERR invalid cursor") from None
-    if c < 0:
+    """A SCAN cursor: an unsigned 64-bit number (Redis's strtoull)."""
+    if not b.isdigit() or int(b) >= 1 << 64:
         raise RError("ERR invalid cursor")
-    return c
+    return int(b)
 
 
-def scan_slice(items: list, cursor: int, count: int) -> tuple[int, list]:
-    chunk = items[cursor : cursor + count]
-    nxt = cursor + count
-    return (0 if nxt >= len(items) else nxt), chunk
+_M64 = (1 << 64) - 1
+
+
+def _rev64(v: int) -> int:
+    return int(f"{v:064b}"[::-1], 2)
+
+
+def scan_slice(items: list, cursor: int, count: int, key: Any = None) -> tuple[int, list]:
+    """One SCAN step over ``items`` as Redis's dictScan walks a hash table: elements fall
+    into 2^k buckets by their hash (2^k >= len), and the cursor visits buckets in
+    reverse-binary order.  So an element present during the whole scan is returned at
+    least once however the collection grows or shrinks between calls (the table size is
+    recomputed each call, which to the cursor looks like Redis's rehashing).  ``key(item)``
+    is what is hashed (default: the item).  Returns (next cursor, items)."""
+    n = len(items)
+    size = 4
+    while size < n:
+        size <<= 1
+    mask = size - 1
+    buckets: dict[int, list] = {}
+    for it in items:
+        buckets.setdefault(hash(it if key is None else key(it)) & mask, []).append(it)
+    out: list = []
+    v = cursor
+    steps = count * 10  # (Redis: at most 10 x COUNT buckets per call)
+    while True:
+        out += buckets.get(v & mask, ())
+        v |= ~mask & _M64
+        v = _rev64((_rev64(v) + 1) & _M64)
+        steps -= 1
+        if v == 0 or steps <= 0 or len(out) >= count:
+            return v, out
 
 
 def parse_mpop(a: list, first: int, kinds: tuple) -> tuple[list, bytes, int]:
@@ -275,7 +300,7 @@ def parse_mpop(a: list, first: int, kinds: tuple) -> tuple[list, bytes, int]:
     if rest:
         if len(rest) != 2 or rest[0].upper() != b"COUNT":
             raise RError(E_SYNTAX)
-        count = to_int(rest[1])
+        count = to_int(rest[1], "ERR count should be greater than 0")
         if count <= 0:
             raise RError("ERR count should be greater than 0")
     return keys, where, count

@@ -47,12 +47,14 @@ class Cmd:
     """One command of the table."""
 
     __slots__ = ("name", "fn", "arity", "flags", "first", "last", "step", "getkeys",
-                 "write", "server", "touches", "calls", "usec", "failed", "rejected")
+                 "write", "server", "touches", "precheck", "calls", "usec", "failed",
+                 "rejected")
 
     def __init__(self, name: str, fn: Callable, arity: int, flags: Iterable[str] = (),
                  keys: tuple[int, int, int] = (1, 1, 1),
                  getkeys: Callable[[list], list] | None = None, server: bool = False,
-                 touches: Callable[[Any, int, list], list] | None = None) -> None:
+                 touches: Callable[[Any, int, list], list] | None = None,
+                 precheck: Callable[[Any, int, list], Any] | None = None) -> None:
         self.name = name
         self.fn = fn
         self.arity = arity
@@ -65,6 +67,7 @@ class Cmd:
         self.write = "write" in self.flags
         self.server = server
         self.touches = touches
+        self.precheck = precheck
         # INFO commandstats
         self.calls = 0
         self.usec = 0
@@ -98,7 +101,8 @@ def command(name: str, arity: int, flags: Iterable[str] = (),
             keys: tuple[int, int, int] = (1, 1, 1),
             getkeys: Callable[[list], list] | None = None, aliases: Iterable[str] = (),
             server: bool = False,
-            touches: Callable[[Any, int, list], list] | None = None
+            touches: Callable[[Any, int, list], list] | None = None,
+            precheck: Callable[[Any, int, list], Any] | None = None
             ) -> Callable[[Callable], Callable]:
     """Register the decorated handler as command ``name`` (and ``aliases``, same entry
     data).  Names are lower-case; a name registered twice is an error (two modules would
@@ -108,7 +112,12 @@ def command(name: str, arity: int, flags: Iterable[str] = (),
     ``touches(server, db, argv) -> [(db, key), ...]``: for a write that changes keys other
     than its key arguments (FLUSHALL, SWAPDB, MOVE, ...), the keys WATCH and blocked clients
     must hear about; called before the write runs (only while some client watches a key or
-    is blocked)."""
+    is blocked).
+
+    ``precheck(server, db, argv) -> RError | None``: a check that depends on the server's
+    configuration (the shadow has none, so the logged operation must not depend on it), run
+    by the server before the write is logged: an error is the reply and nothing is logged.
+    Commands with one leave the server's fast path."""
 
     def register(fn: Callable) -> Callable:
         for n in (name, *aliases):
@@ -117,7 +126,7 @@ def command(name: str, arity: int, flags: Iterable[str] = (),
             b = n.encode()
             if b in COMMANDS:
                 raise ValueError(f"command {n!r} registered twice")
-            COMMANDS[b] = Cmd(n, fn, arity, flags, keys, getkeys, server, touches)
+            COMMANDS[b] = Cmd(n, fn, arity, flags, keys, getkeys, server, touches, precheck)
         return fn
 
     return register

@@ -24,11 +24,12 @@ from typing import Any
 
 import hiredis
 
-from . import registry
+from . import notify, registry
 from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
 from .config import Config
 from .info import VERSION
+from .keyspace import lookup
 from .patterns import glob_match
 from .replies import (
     E_NOAUTH,
@@ -114,6 +115,19 @@ class Client(asyncio.Protocol):
         self.paused = False
         self.in_exec = False
         self.block_timer: Any = None
+        # CLIENT REPLY ON/OFF/SKIP: a muted client's commands go through _muted_dispatch
+        self.dispatch_fn = server.safe_dispatch
+        self.reply_mode = b"ON"
+        self.switching = False
+
+    def set_reply_mode(self, mode: bytes) -> None:
+        self.reply_mode = mode
+        fn = self.server.safe_dispatch if mode == b"ON" else _muted_dispatch
+        if fn is not self.dispatch_fn and not self.closing:
+            # the read loop holds the dispatch function in a local: "closing" makes it
+            # look at the client after this command, "switching" says why
+            self.closing = self.switching = True
+        self.dispatch_fn = fn
 
     # -------------------------------------------------------------- transport
     def connection_made(self, transport: Any) -> None:
@@ -170,17 +184,27 @@ class Client(asyncio.Protocol):
         elif self._too_big(data):
             return
         reader.feed(data)
-        dispatch = self.server.safe_dispatch
+        dispatch = self.dispatch_fn
         while True:
             try:
                 argv = reader.gets()
             except hiredis.ProtocolError as e:
+                if data.startswith(b"*-") and b"\n" in data and "out of range" in str(e):
+                    # Redis ignores a negative multibulk count ("*-10"): start afresh after
+                    # it (hiredis only accepts -1)
+                    self.reader = hiredis.Reader()
+                    rest = data[data.find(b"\n") + 1 :]
+                    if rest:
+                        self.data_received(rest)
+                    return
                 self.protocol_error(_protocol_message(str(e)))
                 return
             if argv is False:
                 break
             # every element must be a bulk string: join() raises on anything else (C speed)
             if type(argv) is not list or not argv:
+                if argv is None or argv == []:
+                    continue  # "*-1", "*0": Redis ignores an empty multibulk
                 self.protocol_error("expected '$', got something else")
                 return
             try:
@@ -193,7 +217,11 @@ class Client(asyncio.Protocol):
             else:
                 dispatch(self, argv)
             if self.closing:
-                return
+                if not self.switching:
+                    return
+                # CLIENT REPLY changed how this client's commands are dispatched
+                self.closing = self.switching = False
+                dispatch = self.dispatch_fn
         # a length split across two chunks is checked with the end of the previous one
         self.tail = data[-_TAIL:] if reader.has_data() else b""
         # Replies go out once per event-loop round, after the group commit: writing each at
@@ -255,9 +283,11 @@ class Client(asyncio.Protocol):
                 if self.blocked is not None or self.backlog:
                     self.backlog.append(argv)
                 else:
-                    self.server.safe_dispatch(self, argv)
+                    self.dispatch_fn(self, argv)
                 if self.closing:
-                    return None
+                    if not self.switching:
+                        return None
+                    self.closing = self.switching = False
             if not buf:
                 self.inline = b""
                 self.server.schedule(self)
@@ -285,7 +315,7 @@ class Client(asyncio.Protocol):
             self.out.append(b"$-1\r\n")
         else:
             if t is RError:
-                self.server.count_error(v.msg)
+                self.server.count_error(v.msg, self.last_cmd)
             self.out.append(encode(v, self.resp3))
 
 
@@ -311,6 +341,19 @@ def _in_read_command(frame: Any) -> bool:
     return in_dispatch
 
 
+def _muted_dispatch(c: Client, argv: list) -> None:
+    """A command of a client with CLIENT REPLY OFF or SKIP: its reply is dropped (pub/sub
+    messages still arrive; CLIENT REPLY ON answers)."""
+    mode = c.reply_mode
+    mark = len(c.out)
+    c.server.safe_dispatch(c, argv)
+    if c.reply_mode == b"ON":  # it was CLIENT REPLY ON: its OK is sent
+        return
+    del c.out[mark:]
+    if mode == b"SKIP" and c.reply_mode == b"SKIP":  # the one skipped reply is done
+        c.set_reply_mode(b"ON")
+
+
 def _protocol_message(msg: str) -> str:
     m = msg.lower()
     if "multi" in m or "aggregate" in m:
@@ -318,7 +361,9 @@ def _protocol_message(msg: str) -> str:
     if "bulk" in m:
         return "invalid bulk length"
     if "type byte" in m:
-        return "expected '$', got something else"
+        got = re.search(r'got "(.)"', msg)
+        return f"expected '$', got '{got.group(1)}'" if got else \
+            "expected '$', got something else"
     return msg
 
 
@@ -391,12 +436,15 @@ class Server:
         self.stats = {"connections": 0, "expired": 0, "rejected": 0}
         self.run_id = os.urandom(20).hex()
         self.errors: dict[str, int] = {}  # INFO errorstats: error code -> replies
+        self.rejecting = False
         self.last_save = int(time.time())
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False
         self._interrupting = False
+        self.signalled_at: float | None = None
         self.ready_keys: list[tuple[int, bytes]] = []
+        self.notify_on = False
         self.serving = False
         self._exp_walk: dict[int, tuple] = {}
 
@@ -405,7 +453,12 @@ class Server:
         """total_commands_processed: the sum of the table's call counts."""
         return sum(c.calls for c in COMMANDS.values())
 
-    def count_error(self, msg: str) -> None:
+    def count_error(self, msg: str, name: bytes = b"") -> None:
+        """INFO errorstats, and the failed calls of the command that replied it (a command
+        refused before it ran counts as rejected instead)."""
+        cmd = COMMANDS.get(name)
+        if cmd is not None and not self.rejecting:
+            cmd.failed += 1
         code = msg.split(" ", 1)[0]
         if not code.isupper() or len(self.errors) >= 128 and code not in self.errors:
             code = "ERR"  # (Redis bounds the table too)
@@ -476,9 +529,7 @@ class Server:
                     elif res is OK:
                         c.out.append(b"+OK\r\n")
                     else:
-                        if type(res) is RError:
-                            cmd.failed += 1
-                        c.reply(res)
+                        c.reply(res)  # (an error reply counts as a failed call there)
                     return
             self.dispatch(c, argv, name)
         except ShutdownInterrupt:
@@ -520,7 +571,9 @@ class Server:
             if c.multi is not None:
                 c.multi_error = True
             cmd.rejected += 1
+            self.rejecting = True
             c.reply(arity_error(name.decode("utf-8", "replace")))
+            self.rejecting = False
             return
         if c.multi is not None and name not in NOT_QUEUED:
             if cmd.has("no-multi"):
@@ -537,16 +590,64 @@ class Server:
         self.run(c, cmd, argv)
 
     def write_and_touch(self, c: Client, cmd: Cmd, argv: list) -> None:
-        """A write while some client watches a key or is blocked: tell them."""
+        """A write while some client watches a key or is blocked, or while keyspace
+        notifications are on: tell them."""
         pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
+        existed = self.existing(c.db, cmd.keys(argv)) if self.notify_on else None
         res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
         if pre is not None:
             self.touched_pairs(pre)
         else:
             self.touched(c.db, cmd.keys(argv))
-        if type(res) is RError:
-            cmd.failed += 1
+        if existed is not None:
+            self.notify_write(c.db, argv, res, existed)
         c.reply(res)
+
+    # -------------------------------------------------------------- notifications
+    def config_changed(self) -> None:
+        """After CONFIG SET: keyspace notifications on or off.  While they are on, writes
+        leave the fast path (which never pays for them)."""
+        flags = self.cfg.notify
+        on = "K" in flags or "E" in flags
+        if on != self.notify_on:
+            self.notify_on = on
+            for n, cmd in COMMANDS.items():
+                if cmd.write and n in _DATA_ALL:
+                    if on:
+                        _DATA.pop(n, None)
+                    else:
+                        _DATA[n] = cmd
+
+    def existing(self, db: int, keys: list) -> dict:
+        ctx = Ctx(self.state, db, self.now())
+        return {k: lookup(ctx, k) is not None for k in keys}
+
+    def notify_write(self, db: int, argv: list, res: Any, existed: dict) -> None:
+        ctx = Ctx(self.state, db, self.now())
+        name = argv[0].lower()
+
+        def before(k: bytes) -> bool:
+            return existed.get(k, False)
+
+        def after(k: bytes) -> bool:
+            return lookup(ctx, k) is not None
+
+        evs = notify.new_keys(list(existed), before, after)
+        evs += notify.events(name, argv, res, before, after)
+        for cls, ev, key in evs:
+            self.notify(cls, ev, key, db)
+
+    def notify(self, cls: str, event: str, key: bytes, db: int) -> None:
+        """Publish one keyspace event if its class is enabled (Redis's
+        notifyKeyspaceEvent)."""
+        flags = self.cfg.notify
+        if not self.notify_on or (cls not in flags and not (
+                flags.startswith("A") and cls in "g$lshzxetd")):
+            return
+        if "K" in flags:
+            self.publish(b"__keyspace@%d__:%b" % (db, key), event.encode())
+        if "E" in flags:
+            self.publish(b"__keyevent@%d__:%b" % (db, event.encode()), key)
 
     def touched_pairs(self, pairs: list) -> None:
         by_db: dict[int, list] = {}
@@ -556,8 +657,13 @@ class Server:
             self.touched(db, keys)
 
     def run(self, c: Client, cmd: Cmd, argv: list) -> None:
+        if cmd.precheck is not None:
+            err = cmd.precheck(self, c.db, argv)
+            if err is not None:
+                c.reply(err)
+                return
         if cmd.write:
-            if self.watchers or self.blocked:
+            if self.watchers or self.blocked or self.notify_on:
                 self.write_and_touch(c, cmd, argv)
                 return
             res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
@@ -566,8 +672,6 @@ class Server:
                 res = cmd.fn(Ctx(self.state, c.db, self.now()), argv)
             except RError as e:
                 res = e
-        if type(res) is RError:
-            cmd.failed += 1
         c.reply(res)
 
     def write(self, db: int, argv: tuple) -> Any:
@@ -649,8 +753,12 @@ class Server:
         self.cancel_block(c)
         c.reply(reply)
         self.schedule(c)
-        while c.backlog and c.blocked is None and not c.closing:
-            self.safe_dispatch(c, c.backlog.popleft())
+        while c.backlog and c.blocked is None:
+            if c.closing:
+                if not c.switching:
+                    break
+                c.closing = c.switching = False
+            c.dispatch_fn(c, c.backlog.popleft())
 
     def serve_blocked(self, db: int, key: bytes) -> None:
         q = self.blocked.get((db, key))
@@ -717,6 +825,9 @@ class Server:
                 if dead:
                     self.write(dbi, (b"\x00expired", *dead))
                     self.touched(dbi, dead)
+                    if self.notify_on:
+                        for k in dead:
+                            self.notify("x", "expired", k, dbi)
                     self.stats["expired"] += len(dead)
                     wrote = True
                 if len(dead) < 5:
@@ -745,6 +856,8 @@ class Server:
         and the log never disagree about an operation)."""
         if self.shutdown_event is None or self.closed:
             return
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
         self.loop.call_soon_threadsafe(self.shutdown_event.set)
         if not self._interrupting and _in_read_command(frame):
             self._interrupting = True
@@ -767,6 +880,7 @@ class Server:
                 signal.signal(sig, self._on_signal)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
+        self.config_changed()  # (notify-keyspace-events from redis.conf)
         expiry = asyncio.ensure_future(self.active_expiry())
         log.info("Ready to accept connections on %s port %d",
                  ",".join(self.cfg.bind), self.cfg.port)
@@ -781,12 +895,17 @@ class Server:
         self.flush()
         self.closed = True
         self.p.close()
+        if self.signalled_at is not None:
+            log.info("pool closed %.3f s after the signal",
+                     time.monotonic() - self.signalled_at)
         log.info("persimmon-redis is now ready to exit, bye bye...")
 
 
 # Data commands a client may call (the fast path of safe_dispatch looks here first).
 _DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
-                           if not c.server and "internal" not in c.flags}
+                           if not c.server and "internal" not in c.flags
+                           and c.precheck is None}
+_DATA_ALL = dict(_DATA)
 _SAFE_DISPATCH_CODE = Server.safe_dispatch.__code__
 _EXECUTE_OP_CODE = execute_op.__code__
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ..info import client_cmd, command_cmd, config_cmd, render_info
+from ..info import NO_REPLY, client_cmd, command_cmd, config_cmd, render_info
 from ..registry import command
 from ..replies import OK, RError, Status
 
@@ -32,7 +32,9 @@ def _command(s: Server, c: Client, a: list) -> None:
 
 @command("client", arity=-2, flags=(), keys=(0, 0, 0), server=True)
 def _client(s: Server, c: Client, a: list) -> None:
-    c.reply(client_cmd(s, c, a))
+    res = client_cmd(s, c, a)
+    if res is not NO_REPLY:
+        c.reply(res)
 
 
 @command("time", arity=1, flags=("loading", "stale", "fast"), keys=(0, 0, 0), server=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..encodings import encoding_of
 from ..keyspace import (
     FLOAT_RE,
     I64_MAX,
@@ -147,7 +148,10 @@ def cmd_hscan(ctx: Ctx, a: list) -> Any:
     rx, count, _ = scan_args(a, 3)
     h = get_hash(ctx, a[1])
     items = list(h.items()) if h is not None else []
-    nxt, chunk = scan_slice(items, cursor, count)
+    if h is not None and encoding_of(h) == b"listpack":
+        nxt, chunk = 0, items  # (Redis: a small encoding is returned in one call)
+    else:
+        nxt, chunk = scan_slice(items, cursor, count, key=lambda it: it[0])
     out = []
     for f, v in chunk:
         if rx is None or rx.match(f):

@@ -11,6 +11,7 @@ from ..datatypes import ZSet, type_name
 from ..encodings import encoding_of
 from ..keyspace import (
     I64_MAX,
+    I64_MIN,
     Ctx,
     delete,
     forget_views,
@@ -192,15 +193,20 @@ def _expire(ctx: Ctx, a: list, unit: int, absolute: bool, name: str) -> Any:
     key = a[1]
     t = to_int(a[2])
     flags = {x.upper() for x in a[3:]}
-    if flags - {b"NX", b"XX", b"GT", b"LT"}:
-        raise RError(f"ERR Unsupported option {a[3 + 0].decode('utf-8', 'replace')}")
+    for x in a[3:]:
+        if x.upper() not in (b"NX", b"XX", b"GT", b"LT"):
+            raise RError(f"ERR Unsupported option {x.decode('utf-8', 'replace')}")
     if b"NX" in flags and flags & {b"XX", b"GT", b"LT"}:
         raise RError("ERR NX and XX, GT or LT options at the same time are not compatible")
     if b"GT" in flags and b"LT" in flags:
         raise RError("ERR GT and LT options at the same time are not compatible")
-    if abs(t) > I64_MAX // unit:
-        raise RError(f"ERR invalid expire time in '{name}' command")
-    deadline = t * unit if absolute else ctx.now + t * unit
+    err = f"ERR invalid expire time in '{name}' command"
+    if unit == 1000 and not -(-I64_MIN // 1000) <= t <= I64_MAX // 1000:
+        raise RError(err)  # (C's LLONG_MIN / 1000 truncates toward zero)
+    base = 0 if absolute else ctx.now
+    if t * unit > I64_MAX - base:
+        raise RError(err)
+    deadline = t * unit + base
     if lookup_write(ctx, key) is None:
         return 0
     cur = ctx.expires.get(key)
@@ -387,6 +393,13 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
         return 1
     raise RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. "
                  "Try OBJECT HELP.")
+
+
+@command("\x00error", arity=2, flags=("write", "internal"), keys=(0, 0, 0))
+def cmd_error(ctx: Ctx, a: list) -> Any:
+    """Internal: the place of a transaction's command the server refused before logging
+    (its ``precheck``): answers that error and changes nothing."""
+    return RError(a[1].decode("utf-8", "replace"))
 
 
 @command("\x00expired", arity=-1, flags=("write", "internal"), keys=(1, -1, 1))

@@ -290,4 +290,4 @@ def cmd_lmpop(ctx: Ctx, a: list) -> Any:
                    for _ in range(min(count, len(lst)))]
             drop_if_empty(ctx, k, lst)
             return [k, out]
-    return None
+    return NULL_ARRAY

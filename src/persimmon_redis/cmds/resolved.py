@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 server_rng = random.Random()
 
 
+def _plain_form(a: list, key: bytes) -> list:
+    """The non-blocking command a served blocking pop amounts to (for notifications)."""
+    name = a[0].lower()
+    if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
+        return [name[1:], key]
+    if name == b"brpoplpush":
+        return [b"rpoplpush", key, a[2]]
+    if name == b"blmove":
+        return [b"lmove", key, a[2], a[3], a[4]]
+    return [name[1:], b"1", key, *a[3 + int(a[2]):]]
+
+
 def _bpop_keys(argv: list) -> list:
     try:
         return chance.bpop_keys(argv)[0]
@@ -43,8 +55,11 @@ def _random(s: Server, c: Client, a: list) -> None:
         c.reply(e)
         return
     if write is not None:
+        existed = s.existing(c.db, [a[1]]) if s.notify_on else None
         reply = s.write(c.db, write)
         s.touched(c.db, [a[1]])
+        if existed is not None:
+            s.notify_write(c.db, list(write), reply, existed)
     c.reply(reply)
 
 
@@ -79,8 +94,13 @@ def _blocking_pop(s: Server, c: Client, a: list) -> None:
             return ready if first else None  # the client stays blocked (Redis 7.0)
         if ready is None:
             return None
-        out = s.write(c.db, (b"\x00bpop", *a))
         name = a[0].lower()
+        dst = [a[2]] if name in (b"brpoplpush", b"blmove") else []
+        existed = s.existing(c.db, [ready, *dst]) if s.notify_on else None
+        out = s.write(c.db, (b"\x00bpop", *a))
+        if existed is not None:
+            s.notify_write(c.db, _plain_form(a, ready), out[1:] if name in (
+                b"blpop", b"brpop") else out, existed)
         s.touched(c.db, [ready] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
         return out
 

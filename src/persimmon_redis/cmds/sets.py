@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..encodings import encoding_of
 from ..keyspace import (
     Ctx,
     delete,
     drop_if_empty,
     get_set,
+    lookup,
     scan_args,
     scan_cursor,
     scan_slice,
@@ -94,7 +96,17 @@ def cmd_spop_members(ctx: Ctx, a: list) -> Any:
     return out
 
 
-@command("smove", arity=4, flags=("write", "fast"), keys=(1, 2, 1))
+def _touches_smove(server: Any, db: int, a: list) -> list:
+    """SMOVE changes the source only if it holds the member, and the destination only if
+    it does not hold it yet (WATCH sees exactly that, as in Redis)."""
+    ctx = Ctx(server.state, db, server.now())
+    src, dst = lookup(ctx, a[1]), lookup(ctx, a[2])
+    if not isinstance(src, set) or a[3] not in src:
+        return []
+    return [(db, a[1])] + ([] if isinstance(dst, set) and a[3] in dst else [(db, a[2])])
+
+
+@command("smove", arity=4, flags=("write", "fast"), keys=(1, 2, 1), touches=_touches_smove)
 def cmd_smove(ctx: Ctx, a: list) -> Any:
     src = get_set(ctx, a[1], write=True)
     dst = get_set(ctx, a[2], write=True)
@@ -164,7 +176,7 @@ def cmd_sdiff(ctx: Ctx, a: list) -> Any:
 
 @command("sintercard", arity=-3, flags=("readonly",), keys=(0, 0, 1))
 def cmd_sintercard(ctx: Ctx, a: list) -> Any:
-    n = to_int(a[1])
+    n = to_int(a[1], "ERR numkeys should be greater than 0")
     if n <= 0:
         raise RError("ERR numkeys should be greater than 0")
     if len(a) < 2 + n:
@@ -174,7 +186,7 @@ def cmd_sintercard(ctx: Ctx, a: list) -> Any:
     if rest:
         if len(rest) != 2 or rest[0].upper() != b"LIMIT":
             raise RError(E_SYNTAX)
-        limit = to_int(rest[1])
+        limit = to_int(rest[1], "ERR LIMIT can't be negative")
         if limit < 0:
             raise RError("ERR LIMIT can't be negative")
     c = len(_sinter(_sets(ctx, a[2 : 2 + n])))
@@ -210,8 +222,11 @@ def cmd_sscan(ctx: Ctx, a: list) -> Any:
     cursor = scan_cursor(a[2])
     rx, count, _ = scan_args(a, 3)
     s = get_set(ctx, a[1])
-    items = sorted(s) if s is not None else []
-    nxt, chunk = scan_slice(items, cursor, count)
+    items = list(s) if s is not None else []
+    if s is not None and encoding_of(s) == b"intset":
+        nxt, chunk = 0, sorted(items, key=int)  # (Redis: an intset in one call, in order)
+    else:
+        nxt, chunk = scan_slice(items, cursor, count)
     if rx is not None:
         chunk = [m for m in chunk if rx.match(m)]
     return [b"%d" % nxt, chunk]

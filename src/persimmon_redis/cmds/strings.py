@@ -30,6 +30,21 @@ from ..replies import (
 )
 
 
+def _deadline(ctx: Ctx, opt: bytes, arg: bytes, name: str) -> int:
+    """The absolute deadline (ms) of EX/PX/EXAT/PXAT ``arg``, with Redis's checks (positive,
+    no overflow in the unit conversion or when the clock is added)."""
+    t = to_int(arg)
+    seconds = opt in (b"EX", b"EXAT")
+    if t <= 0 or (seconds and t > I64_MAX // 1000):
+        raise RError(f"ERR invalid expire time in '{name}' command")
+    ms = t * 1000 if seconds else t
+    if opt in (b"EX", b"PX"):
+        ms += ctx.now
+    if ms > I64_MAX:
+        raise RError(f"ERR invalid expire time in '{name}' command")
+    return ms
+
+
 @command("get", arity=2, flags=("readonly", "fast"))
 def cmd_get(ctx: Ctx, a: list) -> Any:
     return get_str(ctx, a[1])
@@ -57,11 +72,7 @@ def cmd_set(ctx: Ctx, a: list) -> Any:
             keepttl = True
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and deadline is None and not keepttl \
                 and i + 1 < n:
-            t = to_int(a[i + 1])
-            if t <= 0 or (opt in (b"EX", b"EXAT") and t > I64_MAX // 1000):
-                raise RError("ERR invalid expire time in 'set' command")
-            deadline = {b"EX": ctx.now + t * 1000, b"PX": ctx.now + t, b"EXAT": t * 1000,
-                        b"PXAT": t}[opt]
+            deadline = _deadline(ctx, opt, a[i + 1], "set")
             i += 1
         else:
             raise RError(E_SYNTAX)
@@ -158,11 +169,7 @@ def cmd_getex(ctx: Ctx, a: list) -> Any:
         if opt == b"PERSIST" and len(a) == 3:
             persist = True
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and len(a) == 4:
-            t = to_int(a[3])
-            if t <= 0:
-                raise RError("ERR invalid expire time in 'getex' command")
-            deadline = {b"EX": ctx.now + t * 1000, b"PX": ctx.now + t, b"EXAT": t * 1000,
-                        b"PXAT": t}[opt]
+            deadline = _deadline(ctx, opt, a[3], "getex")
         else:
             raise RError(E_SYNTAX)
     v = get_str(ctx, key, write=True)
@@ -174,7 +181,32 @@ def cmd_getex(ctx: Ctx, a: list) -> Any:
     return v
 
 
-@command("append", arity=3, flags=("write", "denyoom", "fast"))
+E_TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+
+
+def _check_setrange(server: Any, db: int, a: list) -> RError | None:
+    """proto-max-bulk-len bounds the string SETRANGE would make (checked by the server
+    before logging: the limit is configuration)."""
+    try:
+        off = to_int(a[2])
+    except RError:
+        return None  # (the handler answers that)
+    if off < 0 or not a[3]:
+        return None
+    if off + len(a[3]) > server.cfg.proto_max_bulk_len:
+        v = lookup(Ctx(server.state, db, server.now()), a[1])
+        if v is None or isinstance(v, bytes):
+            return RError(E_TOO_BIG)
+    return None
+
+
+def _check_append(server: Any, db: int, a: list) -> RError | None:
+    v = lookup(Ctx(server.state, db, server.now()), a[1])
+    cur = len(v) if isinstance(v, bytes) else 0
+    return RError(E_TOO_BIG) if cur + len(a[2]) > server.cfg.proto_max_bulk_len else None
+
+
+@command("append", arity=3, flags=("write", "denyoom", "fast"), precheck=_check_append)
 def cmd_append(ctx: Ctx, a: list) -> Any:
     v = get_str(ctx, a[1], write=True)
     nv = (v or b"") + a[2]
@@ -199,10 +231,10 @@ def cmd_getrange(ctx: Ctx, a: list) -> Any:
     return v[s : e + 1] if s <= e else b""
 
 
-@command("setrange", arity=4, flags=("write", "denyoom"))
+@command("setrange", arity=4, flags=("write", "denyoom"), precheck=_check_setrange)
 def cmd_setrange(ctx: Ctx, a: list) -> Any:
     off = to_int(a[2])
-    if off < 0 or off + len(a[3]) > 512 * 1024 * 1024:
+    if off < 0:
         raise RError("ERR offset is out of range")
     v = get_str(ctx, a[1], write=True)
     if v is None and not a[3]:

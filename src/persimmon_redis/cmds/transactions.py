@@ -105,7 +105,9 @@ def _exec(s: Server, c: Client, a: list) -> None:
         elif q[0].lower() in SCRIPT_CALLS:
             inside.append(multi_form(s, c, q))
         elif not out_:
-            inside.append(tuple(q))
+            err = cmd.precheck(s, c.db, q) if cmd.precheck is not None else None
+            # (a failed check answers in its place; nothing of it is executed)
+            inside.append(tuple(q) if err is None else (b"\x00error", err.msg.encode()))
     pre: list = []
     if s.watchers or s.blocked:  # the keys FLUSHALL, SWAPDB, ... touch, seen before
         db = c.db
@@ -117,9 +119,28 @@ def _exec(s: Server, c: Client, a: list) -> None:
                     pass
             elif cmd.touches is not None and 0 <= db < len(s.state.dbs):
                 pre += cmd.touches(s, db, q)
+    existed = None
+    if s.notify_on:
+        existed = {}
+        db = c.db
+        for q in inside:
+            if q[0].lower() == b"select":
+                db = int(q[1]) if q[1].isdigit() else db
+            elif q[0].lower() in COMMANDS:
+                existed.update(((db, k), v) for k, v in s.existing(
+                    db, COMMANDS[q[0].lower()].keys(list(q))).items())
     res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
     if pre:
         s.touched_pairs(pre)
+    if existed is not None:
+        db = c.db
+        for q, r in zip(inside, res, strict=False):
+            name = q[0].lower()
+            if name == b"select":
+                db = int(q[1]) if q[1].isdigit() else db
+            elif name in COMMANDS and COMMANDS[name].write and name[:1] != b"\x00":
+                s.notify_write(db, list(q), r, {k: v for (d, k), v in existed.items()
+                                                if d == db})
     db = c.db
     for q, name, cmd in zip(queued, names, cmds, strict=True):
         if name == b"select":

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from ..datatypes import ZSet
+from ..encodings import encoding_of
 from ..keyspace import (
     Ctx,
     delete,
@@ -26,6 +27,7 @@ from ..registry import command
 from ..replies import (
     E_POSITIVE,
     E_SYNTAX,
+    NULL_ARRAY,
     WRONGTYPE,
     RDouble,
     RError,
@@ -404,7 +406,7 @@ def cmd_zmpop(ctx: Ctx, a: list) -> Any:
         if z:
             sel = _zpop(ctx, k, count, where == b"MAX")
             return [k, [[m, RDouble(s)] for s, m in sel]]
-    return None
+    return NULL_ARRAY
 
 
 def _zrem_range(ctx: Ctx, a: list, by: bytes | None) -> Any:
@@ -542,7 +544,7 @@ def cmd_zdiffstore(ctx: Ctx, a: list) -> Any:
 
 @command("zintercard", arity=-3, flags=("readonly",), keys=(0, 0, 1))
 def cmd_zintercard(ctx: Ctx, a: list) -> Any:
-    n = to_int(a[1])
+    n = to_int(a[1], "ERR numkeys should be greater than 0")
     if n <= 0:
         raise RError("ERR numkeys should be greater than 0")
     keys = a[2 : 2 + n]
@@ -553,7 +555,7 @@ def cmd_zintercard(ctx: Ctx, a: list) -> Any:
     if rest:
         if len(rest) != 2 or rest[0].upper() != b"LIMIT":
             raise RError(E_SYNTAX)
-        limit = to_int(rest[1])
+        limit = to_int(rest[1], "ERR LIMIT can't be negative")
         if limit < 0:
             raise RError("ERR LIMIT can't be negative")
     items, _ = _zsetop(ctx, [a[0], b"%d" % n, *keys], 1, b"INTER", False)
@@ -566,7 +568,10 @@ def cmd_zscan(ctx: Ctx, a: list) -> Any:
     rx, count, _ = scan_args(a, 3)
     z = get_zset(ctx, a[1])
     items = z.items() if z is not None else []
-    nxt, chunk = scan_slice(items, cursor, count)
+    if z is not None and encoding_of(z) == b"listpack":
+        nxt, chunk = 0, items  # (Redis: a small encoding is returned in one call)
+    else:
+        nxt, chunk = scan_slice(items, cursor, count, key=lambda it: it[1])
     out: list = []
     for s, m in chunk:
         if rx is None or rx.match(m):
