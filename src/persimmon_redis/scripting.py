@@ -713,12 +713,6 @@ def _op_function(ctx: Ctx, a: list) -> Any:
     return op_function(ctx, a)
 
 
-@command("\x00error", arity=2, flags=_OP, keys=(0, 0, 0))
-def op_error(ctx: Ctx, a: list) -> Any:
-    """``\\x00error message``: a queued command that could only fail (inside MULTI)."""
-    return RError(a[1].decode("utf-8", "replace"))
-
-
 def cmd_spop_members(ctx: Ctx, a: list) -> Any:
     from .cmds.sets import cmd_spop_members as f
 
