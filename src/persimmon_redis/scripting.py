@@ -45,8 +45,7 @@ _NOT_IN_SCRIPTS = frozenset({
     b"psubscribe", b"unsubscribe", b"punsubscribe", b"auth", b"hello", b"reset", b"quit",
     b"save", b"bgsave", b"shutdown", b"cluster", b"monitor", b"sync", b"psync",
     b"client", b"debug", b"config", b"slaveof", b"replicaof", b"blpop", b"brpop",
-    b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop", b"xread",
-    b"xreadgroup"})
+    b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop"})
 LOAD_BUDGET = 5000  # FUNCTION LOAD: at most this many 100k-instruction steps (deterministic)
 
 _vm: LuaVM | None = None
@@ -173,6 +172,9 @@ class Run:
             return True, b"ERR Unknown Redis command called from script"
         fn, arity, write, cmd = entry
         n = len(argv)
+        if name in (b"xread", b"xreadgroup") and any(x.upper() == b"BLOCK" for x in argv):
+            return True, (b"ERR " + name + b" command is not allowed with BLOCK option from "
+                          b"scripts")
         if (arity > 0 and n != arity) or n < -arity:
             return True, b"ERR Wrong number of args calling Redis command from script"
         if fn is None:
