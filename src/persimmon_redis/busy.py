@@ -38,6 +38,7 @@ UNKILLABLE = ("UNKILLABLE Sorry the script already executed write commands again
 
 
 def serve_while_busy(s: Any, run: Any) -> None:
+    """Called from the script's hook past the busy threshold (see the module doc)."""
     if not run.flushed:
         run.flushed = True
         try:
@@ -340,3 +341,5 @@ for _name in ("eval", "evalsha", "fcall"):
             server=True)(_fcall if _name == "fcall" else _eval)
 command("script", arity=-2, flags=("noscript",), keys=(0, 0, 0), server=True)(_script)
 command("function", arity=-2, flags=("noscript",), keys=(0, 0, 0), server=True)(_function)
+
+scripting.busy_handler = serve_while_busy

@@ -49,6 +49,9 @@ _NOT_IN_SCRIPTS = frozenset({
 LOAD_BUDGET = 5000  # FUNCTION LOAD: at most this many 100k-instruction steps (deterministic)
 
 _vm: LuaVM | None = None
+# busy.serve_while_busy, set when busy.py is imported (the server's side; the shadow, which
+# replays scripts without a server, never needs it)
+busy_handler: Any = None
 SCRIPTS: dict[bytes, tuple[bytes, frozenset]] = {}  # sha -> (body, flags): the EVAL cache
 _libs: dict[bytes, tuple] = {}  # library name -> (code, callbacks, specs)
 _funcs: dict[bytes, tuple] = {}  # function name -> (library, callback, description, flags)
@@ -232,9 +235,7 @@ class Run:
                         "is: %s.", int((time.monotonic() - self.started) * 1000),
                         "SCRIPT KILL" if self.eval_mode else "FUNCTION KILL",
                         self.name.decode("utf-8", "replace"))
-        from .busy import serve_while_busy
-
-        serve_while_busy(s, self)
+        busy_handler(s, self)
         if self.kill:
             stats["killed"] += 1
             return True
@@ -286,15 +287,6 @@ def _x_publish(run: Run, a: list) -> Any:
     return s.publish(a[1], a[2]) if s is not None else 0
 
 
-def _x_info(run: Run, a: list) -> Any:
-    s = run.server
-    if s is None:
-        return b""
-    from .info import render_info
-
-    return render_info(s, [x.lower() for x in a[1:]])
-
-
 # name -> (handler(run, argv), arity, write)
 _EXTRA: dict[bytes, tuple] = {
     b"select": (_x_select, 2, False), b"ping": (_x_ping, -1, False),
@@ -302,7 +294,6 @@ _EXTRA: dict[bytes, tuple] = {
     b"spop": (_x_random, -2, True), b"srandmember": (_x_random, -2, False),
     b"zrandmember": (_x_random, -2, False), b"hrandfield": (_x_random, -2, False),
     b"randomkey": (_x_random, 1, False), b"publish": (_x_publish, 3, False),
-    b"info": (_x_info, -1, False),
 }
 
 
@@ -716,6 +707,5 @@ def _op_function(ctx: Ctx, a: list) -> Any:
 
 
 def cmd_spop_members(ctx: Ctx, a: list) -> Any:
-    from .cmds.sets import cmd_spop_members as f
-
-    return f(ctx, a)
+    """``\\x00spop key single member...``: remove SPOP's chosen members (cmds/sets.py)."""
+    return COMMANDS[b"\x00spop"].fn(ctx, a)
