@@ -61,6 +61,11 @@ class IRShardClient:
         req.timer = self.ep.call_later(self.timeout,
                                        lambda: self._retransmit(rid, make_msg, who))
 
+    def _laggards(self, req: _Request) -> list:
+        """Replicas to ask again: no reply yet, or a reply from an older view than we know."""
+        return [i for i in range(self.n)
+                if i not in req.replies or req.replies[i][0] < self.view]
+
     def _finish(self, rid: int, req: _Request, value) -> None:
         self.pending.pop(rid, None)
         for t in (req.timer, req.fast_timer):
@@ -77,7 +82,7 @@ class IRShardClient:
         for i in range(self.n):
             self._send(i, propose())
         req.timer = self.ep.call_later(self.timeout, lambda: self._retransmit(
-            rid, propose, lambda r: [i for i in range(self.n) if i not in r.replies]))
+            rid, propose, self._laggards))
         return req.future
 
     def _on_RI(self, msg) -> None:
@@ -86,8 +91,8 @@ class IRShardClient:
         if req is None or req.phase != "propose" or not 0 <= idx < self.n:
             return
         self.view = max(self.view, view)
-        req.replies[idx] = view
-        same = sum(1 for v in req.replies.values() if v == view)
+        req.replies[idx] = (view, None)
+        same = sum(1 for v, _ in req.replies.values() if v == view)
         if same >= self.f + 1:
             for i in range(self.n):  # FINALIZE, asynchronously
                 self._send(i, ("FI", self.cid, rid, req.op))
@@ -103,7 +108,7 @@ class IRShardClient:
         for i in range(self.n):
             self._send(i, propose())
         req.timer = self.ep.call_later(self.timeout, lambda: self._retransmit(
-            rid, propose, lambda r: [i for i in range(self.n) if i not in r.replies]))
+            rid, propose, self._laggards))
         return req.future
 
     def _on_RC(self, msg) -> None:
@@ -154,7 +159,7 @@ class IRShardClient:
         for i in range(self.n):
             self._send(i, finalize())
         req.timer = self.ep.call_later(self.timeout, lambda: self._retransmit(
-            rid, finalize, lambda r: [i for i in range(self.n) if i not in r.replies]))
+            rid, finalize, self._laggards))
 
     def _on_CF(self, msg) -> None:
         _, rid, view, idx, recorded = msg
