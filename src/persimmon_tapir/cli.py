@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from .config import ClusterConfig, ConfigError
 from .server import run_replica
@@ -78,8 +79,7 @@ def cluster(args) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     try:
         while not stopping and all(p.poll() is None for p in procs):
-            signal.sigtimedwait([signal.SIGTERM, signal.SIGINT], 0.2) \
-                if hasattr(signal, "sigtimedwait") else None
+            time.sleep(0.1)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -55,6 +55,8 @@ class IRReplica:
             self._start_view_change(self.state.view)
 
     def stop(self) -> None:
+        if not self._closed:
+            self.sm.commit()  # (no reply is owed, but what was run stays run)
         self._closed = True
         for t in (self._vc_timer, self._rq_timer):
             if t is not None:
@@ -84,8 +86,17 @@ class IRReplica:
             return
         getattr(self, "_on_" + msg[0])(src, msg)
 
+    def _rw(self, op):
+        """Run a state machine operation; it is made durable at the next flush (soon)."""
+        result = self.sm.rw(op)
+        self._schedule_flush()
+        return result
+
     def _send(self, dst, msg: tuple) -> None:
         self._out.append((dst, msg))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_pending:
             self._flush_pending = True
             self.ep.call_soon(self._flush)
@@ -116,27 +127,27 @@ class IRReplica:
         _, cid, rid, hint, op = msg
         if self.state.status != NORMAL or not self._check_view_hint(hint):
             return
-        self.sm.rw(("pi", cid, rid, op))
+        self._rw(("pi", cid, rid, op))
         self._send(src, ("RI", rid, self.state.view, self.idx))
 
     def _on_FI(self, src, msg):
         _, cid, rid, op = msg
         if self.state.status != NORMAL:
             return
-        self.sm.rw(("fi", cid, rid, op))
+        self._rw(("fi", cid, rid, op))
 
     def _on_PC(self, src, msg):
         _, cid, rid, hint, op = msg
         if self.state.status != NORMAL or not self._check_view_hint(hint):
             return
-        result, finalized = self.sm.rw(("pc", cid, rid, op))
+        result, finalized = self._rw(("pc", cid, rid, op))
         self._send(src, ("RC", rid, self.state.view, self.idx, result, finalized))
 
     def _on_FC(self, src, msg):
         _, cid, rid, op, result = msg
         if self.state.status != NORMAL:
             return
-        recorded = self.sm.rw(("fc", cid, rid, op, result))
+        recorded = self._rw(("fc", cid, rid, op, result))
         self._send(src, ("CF", rid, self.state.view, self.idx, recorded))
 
     def _on_U(self, src, msg):
@@ -150,7 +161,7 @@ class IRReplica:
         s = self.state
         status = RECOVERING if s.status == RECOVERING else VIEW_CHANGE
         if new_view != s.view or status != s.status:
-            self.sm.rw(("vc", new_view, status, s.latest_normal_view))  # durable view number
+            self._rw(("vc", new_view, status, s.latest_normal_view))  # durable view number
         self._dvcs = {}
         lnv = s.latest_normal_view
         record = None if status == RECOVERING else s.record_entries()
@@ -197,7 +208,7 @@ class IRReplica:
             return
         top = max(v for v, _ in self._dvcs.values())
         records = tuple(r for v, r in self._dvcs.values() if v == top)
-        master = self.sm.rw(("merge", new_view, records))
+        master = self._rw(("merge", new_view, records))
         log.info("shard %d replica %d: view %d started (merged %d records, %d entries)",
                  self.state.ident[1], self.idx, new_view, len(records), len(master))
         self._dvcs = {}
@@ -213,8 +224,9 @@ class IRReplica:
             return
         if self.leader(new_view) == self.idx:
             return
-        self.sm.rw(("install", new_view, entries))
-        log.info("shard %d replica %d: joined view %d (%d entries)", self.state.ident[1], self.idx, new_view, len(entries))
+        self._rw(("install", new_view, entries))
+        log.info("shard %d replica %d: joined view %d (%d entries)", self.state.ident[1],
+                 self.idx, new_view, len(entries))
         if self._vc_timer is not None:
             self._vc_timer.cancel()
             self._vc_timer = None
@@ -241,9 +253,9 @@ class IRReplica:
                                          s.latest_normal_view, history, s.ident[0]))
 
     def _on_RR(self, src, msg):
-        _, nonce, sender, view, status, lnv, history, _cluster = msg
+        _, nonce, sender, view, status, lnv, history, cluster = msg
         s = self.state
-        if nonce != self._rq_nonce or s.status != RECOVERING or s.view > 0:
+        if cluster != s.ident[0] or nonce != self._rq_nonce or s.status != RECOVERING or s.view > 0:
             return
         if not 0 <= sender < self.n or sender == self.idx:
             return
@@ -258,12 +270,13 @@ class IRReplica:
             if self._rq_timer is not None:
                 self._rq_timer.cancel()
                 self._rq_timer = None
-            log.info("shard %d replica %d: recovering by a view change to %d", self.state.ident[1], self.idx, nxt)
+            log.info("shard %d replica %d: recovering by a view change to %d",
+                     self.state.ident[1], self.idx, nxt)
             self._start_view_change(nxt)
         elif len(self._rq_replies) == self.n - 1:
             # no replica has any history: a new cluster
             if self._rq_timer is not None:
                 self._rq_timer.cancel()
                 self._rq_timer = None
-            self.sm.rw(("vc", 0, NORMAL, 0))
-            log.info("shard %d replica %d: new cluster, view 0", self.idx)
+            self._rw(("vc", 0, NORMAL, 0))
+            log.info("shard %d replica %d: new cluster, view 0", self.state.ident[1], self.idx)

@@ -105,6 +105,6 @@ def check_replica_message(msg: tuple) -> None:
         if not (_int(msg[1]) and _int(msg[2])):
             raise MessageError("RQ: malformed")
     elif name == "RR":
-        if not all(_int(x) for x in (msg[1], msg[2], msg[3], msg[5])) or \
+        if not all(_int(x) for x in (msg[1], msg[2], msg[3], msg[5], msg[7])) or \
                 msg[4] not in ("normal", "view-change", "recovering") or type(msg[6]) is not bool:
             raise MessageError("RR: malformed")

@@ -146,7 +146,7 @@ class ReplicaState:
         r, d, u = merge_records(records, f)
         self._sync(r)  # executes inconsistent ops, re-derives prepared from finalized ones
         merged = []
-        for cid, rid, op, majority in d + u:
+        for _cid, _rid, op, _majority in d + u:
             self.prepared.pop(op[1], None)
         for cid, rid, op, majority in d:  # TAPIR-MERGE: results a fast path may have used
             if majority[0] == store.OK:
