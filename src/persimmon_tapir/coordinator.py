@@ -45,11 +45,11 @@ async def gather(futs: list) -> list:
 
 class TapirClient:
     def __init__(self, ep, shards: list, f: int, client_id: int, clock: Callable[[], int],
-                 timeout: float = 0.25, max_retries: int = 8) -> None:
+                 timeout: float = 0.25, max_retries: int = 8, first_rid: int = 0) -> None:
         self.ep, self.f, self.cid, self.clock = ep, f, client_id, clock
         self.max_retries = max_retries
         self.pending: dict = {}
-        self._rid = 0
+        self._rid = first_rid
         self._txn = 0
         self.bad_messages = 0
         self.shards = [IRShardClient(ep, client_id, addrs, f, self._next_rid, self.pending,
@@ -75,6 +75,31 @@ class TapirClient:
             getattr(req.owner, "_on_" + msg[0])(msg)
         except (ValueError, TypeError, IndexError):
             self.bad_messages += 1
+
+    def decide(self, results: list) -> tuple:
+        return decide(results, self.f)
+
+    async def finish(self, txn_id, ts, reads, writes, order, decision: bool) -> None:
+        """Commit or Abort (an IR inconsistent operation) at every participant shard."""
+        op = ("commit" if decision else "abort", txn_id, ts, reads, writes)
+        await gather([self.shards[s].invoke_inconsistent(op) for s in order])
+
+    def recover(self, prepare_op: tuple, cid: int) -> Future:
+        """Finish a transaction whose coordinator (client ``cid``) may have died: propose its
+        Prepare again under the original ids at every participant (replicas answer with what
+        they recorded; one that never saw it runs it), decide as the client would, and send
+        Commit or Abort.  Result: True/False, or None when a shard answered RETRY (the client
+        was going to retry at a later timestamp: nothing to finish for this attempt)."""
+        return spawn(self._recover(prepare_op, cid))
+
+    async def _recover(self, op: tuple, cid: int):
+        _, txn_id, ts, reads, writes, rids = op
+        results = await gather([self.shards[s].invoke_consensus(op, self.decide, rid=rid,
+                                                                cid=cid) for s, rid in rids])
+        outcome = outcome_of(results)
+        if outcome is not None:
+            await self.finish(txn_id, ts, reads, writes, [s for s, _ in rids], outcome)
+        return outcome
 
     def begin(self) -> TxnCore:
         self._txn += 1
@@ -132,40 +157,46 @@ class TxnCore:
     async def _commit(self) -> bool:
         c = self.c
         nshards = len(c.shards)
-        parts: dict = {}
-        for key, (_v, version) in self.reads.items():
-            parts.setdefault(shard_of(key, nshards), ([], []))[0].append((key, version))
-        for key, value in self.writes.items():
-            parts.setdefault(shard_of(key, nshards), ([], []))[1].append((key, value))
-        if not parts:
+        reads = tuple(sorted((k, v[1]) for k, v in self.reads.items()))
+        writes = tuple(sorted(self.writes.items()))
+        order = sorted({shard_of(k, nshards) for k, _ in reads + writes})
+        if not order:
             return True
-        order = sorted(parts)
-        sets = {s: (tuple(sorted(parts[s][0])), tuple(sorted(parts[s][1]))) for s in order}
-        floor = max([v[0] for _x, v in self.reads.values()] + [0]) + 1
+        floor = max([v[0] for _k, v in reads] + [0]) + 1
         ts = (max(c.clock(), floor), c.cid)
         decision = False
-        dec = lambda results: decide(results, c.f)  # noqa: E731
         for _attempt in range(c.max_retries):
-            results = await gather([c.shards[s].invoke_consensus(
-                ("prepare", self.id, ts) + sets[s], dec) for s in order])
-            codes = [r[0] for r in results]
-            if all(code == store.OK for code in codes):
-                decision = True
-                break
-            if any(code in (store.ABORT, store.ABSTAIN) for code in codes):
+            # every participant gets the whole transaction and the ids of the Prepare at
+            # each of them, so a backup coordinator can finish it from any one of them
+            rids = tuple((s, c._next_rid()) for s in order)
+            op = ("prepare", self.id, ts, reads, writes, rids)
+            results = await gather([c.shards[s].invoke_consensus(op, c.decide, rid=rid)
+                                    for s, rid in rids])
+            outcome = outcome_of(results)
+            if outcome is not None:
+                decision = outcome
                 break
             c.stats["retries"] += 1
             ts = (max(tuple(r[1])[0] for r in results if r[0] == store.RETRY) + 1, c.cid)
         self.ts = ts
-        kind = "commit" if decision else "abort"
-        await gather([c.shards[s].invoke_inconsistent((kind, self.id, ts) + sets[s])
-                      for s in order])
+        await c.finish(self.id, ts, reads, writes, order, decision)
         c.stats["commits" if decision else "aborts"] += 1
         if not decision and self.reads:  # perhaps a stale replica: read elsewhere next time
             for s in order:
                 sh = c.shards[s]
                 sh.read_replica = (sh.read_replica + 1) % sh.n
         return decision
+
+
+def outcome_of(results: list) -> bool | None:
+    """Commit (all PREPARE-OK), abort (an ABORT; ABSTAIN decided into ABORT), or None: a
+    RETRY, try again at a later timestamp."""
+    codes = [r[0] for r in results]
+    if all(code == store.OK for code in codes):
+        return True
+    if any(code in (store.ABORT, store.ABSTAIN) for code in codes):
+        return False
+    return None
 
 
 def _now(value) -> Future:

@@ -22,10 +22,12 @@ __all__ = ["IRShardClient"]
 
 
 class _Request:
-    __slots__ = ("replies", "future", "timer", "phase", "fast_timer", "result", "op", "owner")
+    __slots__ = ("replies", "future", "timer", "phase", "fast_timer", "result", "op", "owner",
+                 "cid")
 
     def __init__(self, op, owner) -> None:
         self.owner = owner
+        self.cid = owner.cid
         self.replies: dict = {}
         self.future = Future()
         self.timer = None
@@ -99,12 +101,17 @@ class IRShardClient:
             self._finish(rid, req, None)
 
     # -- consensus ---------------------------------------------------------------------------
-    def invoke_consensus(self, op, decide: Callable[[list], tuple]) -> Future:
-        rid = self.next_rid()
+    def invoke_consensus(self, op, decide: Callable[[list], tuple], rid: int | None = None,
+                         cid: int | None = None) -> Future:
+        """``rid``/``cid``: the operation's id when not a fresh one of ours (a backup
+        coordinator re-proposes the original client's operation under its original id)."""
+        rid = self.next_rid() if rid is None else rid
+        cid = self.cid if cid is None else cid
         req = _Request(op, self)
         req.result = decide  # (the decide function until the slow path replaces it)
+        req.cid = cid
         self.pending[rid] = req
-        propose = lambda: ("PC", self.cid, rid, self.view, op)  # noqa: E731
+        propose = lambda: ("PC", cid, rid, self.view, op)  # noqa: E731
         for i in range(self.n):
             self._send(i, propose())
         req.timer = self.ep.call_later(self.timeout, lambda: self._retransmit(
@@ -136,7 +143,7 @@ class IRShardClient:
             result = next(r for r, c in counts.items() if c == best)
             self.stats["fast"] += 1
             for i in range(self.n):
-                self._send(i, ("FC", self.cid, rid, req.op, result))
+                self._send(i, ("FC", req.cid, rid, req.op, result))
             self._finish(rid, req, result)
             return
         if len(results) < self.f + 1:
@@ -155,7 +162,7 @@ class IRShardClient:
         req.replies = {}
         if req.timer is not None:
             req.timer.cancel()
-        finalize = lambda: ("FC", self.cid, rid, req.op, req.result)  # noqa: E731
+        finalize = lambda: ("FC", req.cid, rid, req.op, req.result)  # noqa: E731
         for i in range(self.n):
             self._send(i, finalize())
         req.timer = self.ep.call_later(self.timeout, lambda: self._retransmit(

@@ -38,6 +38,7 @@ class IRReplica:
         self._rq_nonce = 0
         self._rq_replies: dict = {}
         self._closed = False
+        self.backup = None  # a BackupCoordinator, when the replica knows the whole cluster
 
     @property
     def state(self):
@@ -55,6 +56,8 @@ class IRReplica:
             self._start_view_change(self.state.view)
 
     def stop(self) -> None:
+        if self.backup is not None:
+            self.backup.stop()
         if not self._closed:
             self.sm.commit()  # (no reply is owed, but what was run stays run)
         self._closed = True

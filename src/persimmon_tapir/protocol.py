@@ -41,9 +41,14 @@ def check_op(op) -> None:
         if len(op) != 2 or type(op[1]) is not bytes:
             raise MessageError("get needs one bytes key")
         return
-    if op[0] not in ("prepare", "commit", "abort") or len(op) != 5:
-        raise MessageError(f"unknown operation {str(op[0])[:20]!r}")
-    _, txn_id, ts, reads, writes = op
+    if op[0] not in ("prepare", "commit", "abort") or len(op) != (6 if op[0] == "prepare" else 5):
+        raise MessageError(f"unknown operation {str(op[0])[:20]!r} or wrong field count")
+    _, txn_id, ts, reads, writes = op[:5]
+    if op[0] == "prepare":
+        coord = op[5]
+        if type(coord) is not tuple or not all(
+                type(c) is tuple and len(c) == 2 and _int(c[0]) and _int(c[1]) for c in coord):
+            raise MessageError("malformed participant list")
     if not _int(txn_id) or not _ts(ts) or type(reads) is not tuple or type(writes) is not tuple:
         raise MessageError("malformed transaction")
     for r in reads:

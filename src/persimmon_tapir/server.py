@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
+import random
 import signal
 import sys
 import time
 
+from .backup import BackupCoordinator
 from .config import ClusterConfig, ConfigError
+from .coordinator import TapirClient
 from .ir_replica import IRReplica
 from .persistence import PoolMismatchError, open_state
 from .state import NORMAL
-from .udp import open_endpoint
+from .udp import open_endpoint, open_endpoint_nowait
 
 __all__ = ["run_replica"]
 
@@ -24,7 +26,7 @@ def _event(**kw) -> None:
 
 
 def run_replica(config_path: str, shard: int, replica: int, directory: str,
-                persistence: str | None = None) -> int:
+                persistence: str | None = None, backup_timeout: float = 2.0) -> int:
     t0 = time.monotonic()
     try:
         cfg = ClusterConfig.load(config_path)
@@ -55,6 +57,15 @@ def run_replica(config_path: str, shard: int, replica: int, directory: str,
         return 2
     rep = IRReplica(ep, list(cfg.shards[shard]), replica, sm, cfg.f)
     ep.receiver = rep.receive
+    rng = random.SystemRandom()
+
+    def backup_client():
+        bep = open_endpoint_nowait(loop, (addr[0], 0))
+        c = TapirClient(bep, list(cfg.shards), cfg.f, rng.getrandbits(39) | 1,
+                        lambda: int(time.time() * 1e6), first_rid=1 << 60)
+        bep.receiver = c.receive
+        return c, bep.close
+    rep.backup = BackupCoordinator(rep, backup_client, timeout=backup_timeout)
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
@@ -85,6 +96,3 @@ def run_replica(config_path: str, shard: int, replica: int, directory: str,
         loop.close()
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)

@@ -14,6 +14,7 @@ import heapq
 import random
 from collections.abc import Callable
 
+from .backup import BackupCoordinator
 from .config import ClusterConfig
 from .coordinator import TapirClient
 from .ir_replica import IRReplica
@@ -156,7 +157,8 @@ class Durable:
 class SimCluster:
     def __init__(self, seed: int, shards: int = 2, f: int = 1, durable: bool = True,
                  drop: float = 0.0, dup: float = 0.0, delay: tuple = (0.0002, 0.002),
-                 timeout: float = 0.05, view_change_timeout: float = 0.3) -> None:
+                 timeout: float = 0.05, view_change_timeout: float = 0.3,
+                 backup_timeout: float | None = 1.0) -> None:
         self.net = SimNet(seed, drop, dup, delay)
         self.rng = random.Random(seed ^ 0x5EED)
         self.f, self.n, self.durable = f, 2 * f + 1, durable
@@ -165,6 +167,8 @@ class SimCluster:
             tuple(("r", s, i) for i in range(self.n)) for s in range(shards)))
         self.replicas: dict = {}
         self.sms: dict = {}
+        self.backup_timeout = backup_timeout
+        self._bid = 0
         for s in range(shards):
             for i in range(self.n):
                 ident = self.config.ident(s, i)
@@ -183,7 +187,22 @@ class SimCluster:
                         self.vct, random.Random(self.rng.getrandbits(32)))
         holder.append(rep)
         self.replicas[(s, i)] = rep
+        if self.backup_timeout is not None:
+            rep.backup = BackupCoordinator(rep, lambda: self._backup_client(s, i),
+                                           self.backup_timeout, self.backup_timeout / 4)
         rep.start()
+
+    def _backup_client(self, s: int, i: int):
+        self._bid += 1
+        addr = ("b", s, i, self._bid)
+        holder: list = []
+        ep = self.net.endpoint(addr, lambda src, data: holder[0].receive(src, data))
+        net = self.net
+        c = TapirClient(ep, list(self.config.shards), self.f, (1 << 38) + self._bid,
+                        lambda: int(net.time * 1e6) + 1, timeout=self.timeout,
+                        first_rid=1 << 60)
+        holder.append(c)
+        return c, lambda: net.crash(addr)
 
     def crash(self, s: int, i: int) -> None:
         self.replicas[(s, i)].stop()

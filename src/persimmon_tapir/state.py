@@ -21,6 +21,8 @@ state "T"/"F"); on the wire ``(cid, rid, kind, state, view, op, result)``.
 
 from __future__ import annotations
 
+from zlib import crc32
+
 from . import store
 
 __all__ = ["ReplicaState", "NORMAL", "VIEW_CHANGE", "RECOVERING", "merge_records"]
@@ -39,6 +41,19 @@ class ReplicaState:
         self.init_reads = {}
         self.prepared = {}
         self.decided = {}
+
+    def _mine(self, op):
+        """The reads and writes of transaction operation ``op`` that belong to this shard
+        (every shard gets the whole transaction, so a backup coordinator can finish it)."""
+        shard, shards = self.ident[1], self.ident[4]
+        if shards == 1:
+            return tuple(op[3]), tuple(op[4])
+        return (tuple(r for r in op[3] if crc32(r[0]) % shards == shard),
+                tuple(w for w in op[4] if crc32(w[0]) % shards == shard))
+
+    def _prepare(self, op):
+        reads, writes = self._mine(op)
+        return store.prepare(self, op[1], op[2], reads, writes, op[5])
 
     # -- the state machine -------------------------------------------------------------
     def apply(self, op):
@@ -71,7 +86,7 @@ class ReplicaState:
             return (tuple(e[4]), e[1] == "F")
         if op[0] != "prepare":
             raise ValueError(f"unknown consensus operation {op[0]!r}")
-        result = store.prepare(self, op[1], op[2], op[3], op[4])
+        result = self._prepare(op)
         self.record[opid] = ["C", "T", self.view, op, result]
         return (result, False)
 
@@ -88,7 +103,8 @@ class ReplicaState:
 
     def _execute(self, op):
         if op[0] == "commit":
-            store.commit(self, op[1], op[2], op[3], op[4])
+            reads, writes = self._mine(op)
+            store.commit(self, op[1], op[2], reads, writes)
         elif op[0] == "abort":
             store.abort(self, op[1])
         else:
@@ -112,7 +128,7 @@ class ReplicaState:
         p = self.prepared.get(txn_id)
         if result[0] == store.OK:
             if p is None or tuple(p[0]) <= ts:
-                self.prepared[txn_id] = (ts, tuple(op[3]), tuple(op[4]))
+                self.prepared[txn_id] = (ts,) + self._mine(op) + (tuple(op[5]),)
         elif p is not None and tuple(p[0]) == ts:
             del self.prepared[txn_id]
 
@@ -150,12 +166,12 @@ class ReplicaState:
             self.prepared.pop(op[1], None)
         for cid, rid, op, majority in d:  # TAPIR-MERGE: results a fast path may have used
             if majority[0] == store.OK:
-                res = store.prepare(self, op[1], op[2], op[3], op[4])
+                res = self._prepare(op)
             else:
                 res = majority
             merged.append((cid, rid, "C", "F", view, op, res))
         for cid, rid, op, _m in u:  # no fast or slow path can have completed: re-check
-            res = store.prepare(self, op[1], op[2], op[3], op[4])
+            res = self._prepare(op)
             if res[0] != store.OK:
                 res = (store.ABORT, None)
             merged.append((cid, rid, "C", "F", view, op, res))

@@ -8,8 +8,9 @@ in the shadow process on the persistent copy.  The data (plain containers only):
   ``last_read`` is the largest timestamp of a committed transaction that read that version.
 * ``s.init_reads``: key -> largest timestamp of a committed read of the key's initial
   (absent) version, timestamp ``ZERO``.
-* ``s.prepared``: txn id -> ``(ts, reads, writes)`` of transactions prepared (PREPARE-OK)
-  and not yet committed or aborted here.
+* ``s.prepared``: txn id -> ``(ts, reads, writes, coord)`` of transactions prepared
+  (PREPARE-OK) and not yet committed or aborted here; ``coord`` names the Prepare operation
+  at every participant shard, ``((shard, request id), ...)``, for a backup coordinator.
 * ``s.decided``: txn id -> commit timestamp, or ``None`` when aborted.
 
 A timestamp is ``(microseconds, client id)``.  A transaction is ``(txn_id, ts, reads,
@@ -93,7 +94,7 @@ def occ_check(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
     return (OK, None)
 
 
-def prepare(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
+def prepare(s, txn_id: int, ts: tuple, reads, writes, coord=()) -> tuple:
     """Prepare as a consensus operation's execution: check, and record PREPARE-OK."""
     ts = tuple(ts)
     if txn_id in s.decided:
@@ -105,7 +106,7 @@ def prepare(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
         del s.prepared[txn_id]  # a retry at a new timestamp: check again
     result = occ_check(s, txn_id, ts, reads, writes)
     if result[0] == OK:
-        s.prepared[txn_id] = (ts, tuple(reads), tuple(writes))
+        s.prepared[txn_id] = (ts, tuple(reads), tuple(writes), tuple(coord))
     return result
 
 

@@ -15,7 +15,7 @@ import struct
 import time
 from collections.abc import Callable
 
-__all__ = ["UdpEndpoint", "open_endpoint", "MAX_DATAGRAM"]
+__all__ = ["UdpEndpoint", "open_endpoint", "open_endpoint_nowait", "MAX_DATAGRAM"]
 
 MAX_DATAGRAM = 60000
 _FRAG = struct.Struct(">QII")
@@ -93,6 +93,29 @@ class UdpEndpoint:
 
 async def open_endpoint(loop: asyncio.AbstractEventLoop, local: tuple) -> UdpEndpoint:
     """An endpoint bound to ``local`` ((host, 0): any free port), big socket buffers."""
+    sock = _socket(local)
+    ep = UdpEndpoint(loop)
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(ep), sock=sock)
+    ep.transport = transport
+    ep.addr = sock.getsockname()
+    return ep
+
+
+def open_endpoint_nowait(loop: asyncio.AbstractEventLoop, local: tuple) -> UdpEndpoint:
+    """The same from inside the running loop: it sends once the loop has set it up (a send
+    before that is lost, which the protocol's retransmissions absorb)."""
+    sock = _socket(local)
+    ep = UdpEndpoint(loop)
+    ep.addr = sock.getsockname()
+
+    async def setup():
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(ep), sock=sock)
+        ep.transport = transport
+    loop.create_task(setup())
+    return ep
+
+
+def _socket(local: tuple) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # *BUFFORCE as root
         for o in (force, opt):
@@ -107,8 +130,4 @@ async def open_endpoint(loop: asyncio.AbstractEventLoop, local: tuple) -> UdpEnd
         sock.close()
         raise
     sock.setblocking(False)
-    ep = UdpEndpoint(loop)
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(ep), sock=sock)
-    ep.transport = transport
-    ep.addr = sock.getsockname()
-    return ep
+    return sock

@@ -87,10 +87,10 @@ def test_every_replica_operation_is_deterministic_on_the_persistent_copy(pooldir
 
 
 def test_replica_state_survives_close_and_reopen(pooldir):
-    ident = (7, 0, 1, 3, 2)
+    ident = (7, 0, 1, 3, 1)
     p = Persistent(ident, pooldir, log_size=4 << 20)
     assert not p.recovered
-    p.rw(("pc", 1, 1, ("prepare", 5, (10, 1), (), ((b"k", b"v"),))))
+    p.rw(("pc", 1, 1, ("prepare", 5, (10, 1), (), ((b"k", b"v"),), ((0, 1),))))
     p.rw(("fi", 1, 2, ("commit", 5, (10, 1), (), ((b"k", b"v"),))))
     p.commit()
     p.close()
