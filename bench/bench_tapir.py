@@ -4,8 +4,9 @@ One run on this machine (2 cores shared by the client, every replica process and
 persistent mode, each replica's shadow process; other sessions may be running too):
 
 1. Throughput and latency, side by side: a cluster of S shards x 3 replicas (UDP on
-   loopback) with --persistence persimmon and with --persistence none, started together
-   and measured in alternating rounds (the median round is reported) with
+   loopback) with --persistence persimmon and one with --persistence none, measured at the
+   same time (a client process each, started together; the machine's load changes by
+   the second, so only simultaneous runs compare) in rounds, with
      * the Retwis transaction mix TAPIR was evaluated with (add-user 5 %, follow 15 %,
        post-tweet 30 %, get-timeline 50 %; keys Zipf 0.75), and
      * a read-write mix (half the transactions read 2 keys and write 2, half read 4;
@@ -15,7 +16,7 @@ persistent mode, each replica's shadow process; other sessions may be running to
    against in-memory (an empty replica refilled by a view change, i.e. state transfer of
    the record from its peers).
 
-    python bench/bench_tapir.py [--seconds 6] [--rounds 3] [--shards 1] [--concurrency 16]
+    python bench/bench_tapir.py [--seconds 6] [--rounds 5] [--shards 1] [--concurrency 16]
                                 [--keys 10000] [--sizes 1000,10000,40000,100000] [--quick]
 """
 
@@ -28,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -86,13 +88,14 @@ class Cluster:
         return {k: next(e for e in self.events[k] if e["event"] == "serving")
                 for k in (keys or list(self.procs))}
 
-    def cpu(self) -> float:
-        total = 0.0
+    def cpu(self) -> tuple:
+        """CPU seconds so far of the replica processes, and of their shadow processes."""
+        fg = sh = 0.0
         for p in self.procs.values():
-            total += cpu_seconds(p.pid)
+            fg += cpu_seconds(p.pid)
             for child in _children(p.pid):
-                total += cpu_seconds(child)
-        return total
+                sh += cpu_seconds(child)
+        return fg, sh
 
     def close(self) -> None:
         for p in self.procs.values():
@@ -196,37 +199,49 @@ def load(path: str, keys: int, batch: int = 200) -> None:
             assert t.commit()
 
 
+def _driver(path: str, workload: str, args, seed: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--drive", path,
+                             "--workload", workload, "--seconds", str(args.seconds),
+                             "--concurrency", str(args.concurrency), "--keys", str(args.keys),
+                             "--seed", str(seed)], stdout=subprocess.PIPE, text=True)
+
+
 def throughput(args) -> None:
     print(f"\n== throughput: {args.shards} shard(s) x 3 replicas, {args.keys} keys Zipf 0.75, "
-          f"{args.concurrency} transactions in flight, {args.seconds:.0f} s rounds, "
-          f"{args.rounds} rounds (median) ==")
+          f"{args.concurrency} transactions in flight per client, {args.seconds:.0f} s rounds ==")
+    print("Both clusters run at the same time, each with its own client process, so both see "
+          "the same machine\n(one core each would be fair; here all share two). Per round: "
+          "committed txn/s of each and their ratio.")
     clusters = {m: Cluster(args.shards, m) for m in ("persimmon", "none")}
     try:
         for cl in clusters.values():
             cl.start_all()
         for cl in clusters.values():
             load(cl.path, args.keys)
-        zipf = Zipf(args.keys, 0.75)
-        for name, wl in WORKLOADS.items():
-            rounds: dict = {m: [] for m in clusters}
+        for name in WORKLOADS:
+            ratios, results = [], {m: [] for m in clusters}
             for rnd in range(args.rounds):
-                order = list(clusters) if rnd % 2 == 0 else list(clusters)[::-1]
-                for m in order:
-                    cpu0 = clusters[m].cpu()
-                    r = drive(clusters[m].path, wl, zipf, args.seconds, args.concurrency, rnd)
-                    r["server_cpu_s"] = clusters[m].cpu() - cpu0
-                    rounds[m].append(r)
-            med = {m: sorted(rs, key=lambda r: r["tps"])[len(rs) // 2]
-                   for m, rs in rounds.items()}
+                cpu0 = {m: cl.cpu() for m, cl in clusters.items()}
+                procs = {m: _driver(cl.path, name, args, rnd) for m, cl in clusters.items()}
+                out = {m: json.loads(p.communicate()[0]) for m, p in procs.items()}
+                for m, cl in clusters.items():
+                    out[m]["cpu"] = [a - b for a, b in zip(cl.cpu(), cpu0[m], strict=True)]
+                    results[m].append(out[m])
+                ratios.append(out["persimmon"]["tps"] / out["none"]["tps"])
             for m in clusters:
-                r = med[m]
-                print(f"{name:8} {m:10} {r['tps']:8.0f} txn/s  p50 {r['p50_ms']:6.1f} ms  "
-                      f"p99 {r['p99_ms']:6.1f} ms  aborts {100 * r['abort_rate']:4.1f} %  "
-                      f"replica CPU {r['server_cpu_s']:5.1f} s  (rounds: "
-                      + ", ".join(f"{x['tps']:.0f}" for x in rounds[m]) + ")")
-            ratio = med["persimmon"]["tps"] / med["none"]["tps"]
-            print(f"{name:8} persimmon/none throughput {ratio:.3f} "
-                  f"(overhead {100 * (1 - ratio):.1f} %)")
+                rs = results[m]
+                tps = statistics.median(r["tps"] for r in rs)
+                print(f"{name:8} {m:10} {tps:7.0f} txn/s (median)  "
+                      f"p50 {statistics.median(r['p50_ms'] for r in rs):6.1f} ms  "
+                      f"p99 {statistics.median(r['p99_ms'] for r in rs):6.1f} ms  "
+                      f"aborts {100 * statistics.median(r['abort_rate'] for r in rs):4.1f} %  "
+                      f"CPU/round: replicas {statistics.median(r['cpu'][0] for r in rs):4.1f} s"
+                      f" shadows {statistics.median(r['cpu'][1] for r in rs):4.1f} s  "
+                      "(rounds: " + ", ".join(f"{r['tps']:.0f}" for r in rs) + ")")
+            med = statistics.median(ratios)
+            print(f"{name:8} persimmon/none throughput, median of rounds {med:.3f} "
+                  f"(overhead {100 * (1 - med):.1f} %; rounds "
+                  + ", ".join(f"{r:.3f}" for r in ratios) + ")")
     finally:
         for cl in clusters.values():
             cl.close()
@@ -281,17 +296,24 @@ def _children(pid: int) -> list:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--keys", type=int, default=10000)
     ap.add_argument("--sizes", default="1000,10000,40000,100000")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("throughput", "recovery"), default=None)
+    ap.add_argument("--drive", help=argparse.SUPPRESS)  # (one client process of a round)
+    ap.add_argument("--workload", default="retwis", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.drive:
+        print(json.dumps(drive(args.drive, WORKLOADS[args.workload], Zipf(args.keys, 0.75),
+                               args.seconds, args.concurrency, args.seed)))
+        return
     args.sizes = [int(x) for x in args.sizes.split(",")]
     if args.quick:
-        args.seconds, args.rounds, args.keys, args.sizes = 2.0, 1, 2000, [1000, 5000]
+        args.seconds, args.rounds, args.keys, args.sizes = 2.0, 2, 2000, [1000, 5000]
     print(calibration_line())
     print("machine: 2 cores shared by the client, all replicas and their shadows "
           "(and other sessions' work)")

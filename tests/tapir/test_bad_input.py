@@ -138,7 +138,7 @@ def test_damaged_pool_and_bad_configs_give_clear_errors(tmp_path):
 def test_cluster_command_runs_until_sigterm_and_refuses_a_different_shape(tmp_path):
     d = f"/dev/shm/tapir-cli-{os.getpid()}"
     env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC))
-    cmd = [sys.executable, "-m", "persimmon_tapir", "cluster", "--shards", "2", "--replicas",
+    cmd = [sys.executable, "-m", "persimmon_tapir", "cluster", "--shards", "1", "--replicas",
            "3", "--dir", d]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
@@ -164,7 +164,7 @@ def test_cluster_command_runs_until_sigterm_and_refuses_a_different_shape(tmp_pa
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
         r = subprocess.run(cmd[:5] + ["3"] + cmd[6:], env=env, capture_output=True, text=True)
-        assert r.returncode == 2 and "describes 2 shards of 3 replicas" in r.stderr
+        assert r.returncode == 2 and "describes 1 shards of 3 replicas" in r.stderr
     finally:
         if p.poll() is None:
             p.kill()

@@ -45,10 +45,10 @@ def _recorded_ops(seed=3):
     cluster.sms[(0, 0)] = rec
     cluster.restart(0, 0)
     rng = random.Random(seed)
-    clients = [cluster.client() for _ in range(3)]
+    clients = [cluster.client() for _ in range(2)]
 
     async def work(c):
-        for n in range(30):
+        for n in range(20):
             t = c.begin()
             for k in rng.sample([b"a", b"b", b"c", b"d"], 2):
                 await t.get(k)

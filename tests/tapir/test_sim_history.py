@@ -97,13 +97,13 @@ def _run(seed: int, durable: bool, nclients: int = 4, ntx: int = 25):
     return history, cluster
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(20))
 def test_history_serializable_durable_replicas(seed):
     history, cluster = _run(seed, durable=True)
     assert len(history.committed) > 20
 
 
-@pytest.mark.parametrize("seed", range(100, 106))
+@pytest.mark.parametrize("seed", range(100, 110))
 def test_history_serializable_in_memory_replicas_recovering_by_view_change(seed):
     history, cluster = _run(seed, durable=False)
     assert len(history.committed) > 20
