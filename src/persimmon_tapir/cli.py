@@ -109,7 +109,9 @@ def main(argv: list | None = None) -> int:
     r.add_argument("--persistence", choices=("persimmon", "none"), default=None,
                    help="default: the config's")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    level = os.environ.get("PERSIMMON_TAPIR_LOG", "WARNING").upper()  # INFO: view changes
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING),
+                        format="%(asctime)s %(name)s: %(message)s")
     if args.cmd == "cluster":
         return cluster(args)
     return run_replica(args.config, args.shard, args.replica, args.dir, args.persistence)

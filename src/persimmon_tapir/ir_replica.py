@@ -21,12 +21,15 @@ __all__ = ["IRReplica"]
 
 log = logging.getLogger("persimmon_tapir.replica")
 
+_PEER_MESSAGES = frozenset({"DVC", "SV", "RQ", "RR"})  # (only from the shard's replicas)
+
 
 class IRReplica:
     def __init__(self, ep, peers: list, index: int, sm, f: int = 1,
                  view_change_timeout: float = 1.0, rng: random.Random | None = None) -> None:
         self.ep, self.peers, self.idx, self.sm, self.f = ep, list(peers), index, sm, f
         self.n = len(self.peers)
+        self._peer_set = {tuple(p) for p in self.peers}
         self.vc_timeout = view_change_timeout
         self.rng = rng or random.Random()
         self.bad_messages = 0
@@ -34,6 +37,7 @@ class IRReplica:
         self._flush_pending = False
         self._dvcs: dict = {}
         self._vc_timer = None
+        self._vc_failures = 0
         self._rq_timer = None
         self._rq_nonce = 0
         self._rq_replies: dict = {}
@@ -86,6 +90,12 @@ class IRReplica:
             if self.bad_messages <= 10 or self.bad_messages % 1000 == 0:
                 log.warning("replica %d: dropped a bad datagram from %s (%d so far): %s",
                             self.idx, src, self.bad_messages, e)
+            return
+        if msg[0] in _PEER_MESSAGES and tuple(src) not in self._peer_set:
+            self.bad_messages += 1
+            if self.bad_messages <= 10:
+                log.warning("replica %d: dropped %s from %s, which is not a peer", self.idx,
+                            msg[0], src)
             return
         getattr(self, "_on_" + msg[0])(src, msg)
 
@@ -181,11 +191,14 @@ class IRReplica:
         if self._vc_timer is not None:
             self._vc_timer.cancel()
         view = self.state.view
-        delay = self.vc_timeout * (1 + self.rng.random())
+        # randomized, and doubled after every view change that did not finish: a view
+        # change that moves a large record can take longer than the base timeout
+        delay = self.vc_timeout * (1 + self.rng.random()) * (2 ** min(self._vc_failures, 5))
 
         def expired():
             self._vc_timer = None
             if not self._closed and self.state.status != NORMAL and self.state.view == view:
+                self._vc_failures += 1
                 nxt = view + 1
                 while self.state.status == RECOVERING and self.leader(nxt) == self.idx:
                     nxt += 1
@@ -215,6 +228,7 @@ class IRReplica:
         log.info("shard %d replica %d: view %d started (merged %d records, %d entries)",
                  self.state.ident[1], self.idx, new_view, len(records), len(master))
         self._dvcs = {}
+        self._vc_failures = 0
         if self._vc_timer is not None:
             self._vc_timer.cancel()
             self._vc_timer = None
@@ -230,6 +244,7 @@ class IRReplica:
         self._rw(("install", new_view, entries))
         log.info("shard %d replica %d: joined view %d (%d entries)", self.state.ident[1],
                  self.idx, new_view, len(entries))
+        self._vc_failures = 0
         if self._vc_timer is not None:
             self._vc_timer.cancel()
             self._vc_timer = None

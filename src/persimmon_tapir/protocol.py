@@ -68,6 +68,8 @@ def check_entries(entries) -> None:
                 or e[2] not in ("I", "C") or e[3] not in ("T", "F") or not _int(e[4])):
             raise MessageError("malformed record entry")
         check_op(e[5])
+        if (e[2] == "C") != (e[5][0] == "prepare") or e[5][0] == "get":
+            raise MessageError("record entry of the wrong kind for its operation")
         if e[2] == "C" and not _result(e[6]):
             raise MessageError("malformed consensus result in record")
 
@@ -93,6 +95,8 @@ def check_replica_message(msg: tuple) -> None:
                 raise MessageError(f"{name}: wrong kind of operation {msg[4][0]!r}")
         else:
             check_op(msg[3])
+            if name in ("FI", "FC") and (msg[3][0] == "prepare") != (name == "FC"):
+                raise MessageError(f"{name}: wrong kind of operation {msg[3][0]!r}")
         if name == "FC" and not _result(msg[4]):
             raise MessageError("FC: malformed result")
         if name == "U" and msg[3][0] != "get":

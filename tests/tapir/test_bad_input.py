@@ -172,3 +172,27 @@ def test_cluster_command_runs_until_sigterm_and_refuses_a_different_shape(tmp_pa
         import shutil
         time.sleep(0.1)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_well_formed_but_wrong_messages_are_rejected_before_the_state_machine():
+    """A finalize of the wrong kind, a record entry whose kind does not match its operation,
+    and view-change messages from something that is not a peer never reach the state."""
+    from persimmon_tapir.ir_replica import IRReplica
+    from persimmon_tapir.simnet import Durable, SimNet
+    from persimmon_tapir.wire import encode
+    net = SimNet(1)
+    peers = [("r", 0, i) for i in range(3)]
+    sm = Durable((1, 0, 0, 3, 1))
+    rep = IRReplica(net.endpoint(peers[0], lambda s, d: None), peers, 0, sm)
+    commit = ("commit", 1, (5, 1), (), ((b"k", b"v"),))
+    prepare = ("prepare", 1, (5, 1), (), ((b"k", b"v"),), ((0, 1),))
+    for msg in (("FC", 1, 1, commit, (0, None)), ("FI", 1, 1, prepare),
+                ("SV", 9, ((1, 1, "C", "F", 0, commit, (0, None)),))):
+        rep.receive(peers[1], encode(msg))
+    for msg in (("SV", 9, ((1, 1, "I", "F", 0, commit, None),)), ("DVC", 5, 0, 1, None)):
+        rep.receive(("c", 99), encode(msg))  # a client posing as a replica
+    net.run_for(1.0)
+    assert rep.bad_messages == 5
+    assert sm.state.record == {} and sm.state.store == {} and sm.state.view == 0
+    rep.receive(peers[1], encode(("SV", 10, ((1, 1, "I", "F", 0, commit, None),))))
+    assert sm.state.view == 10 and sm.state.store[b"k"][0][1] == b"v"  # (from a peer: taken)
