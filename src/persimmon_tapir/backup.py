@@ -1,9 +1,11 @@
 """Coordinator recovery (TAPIR section 6.2.3): participants finish a dead client's commit.
 
-The leader of a transaction's first participant shard acts as backup coordinator for every
-transaction that has stayed prepared there longer than a timeout.  It proposes the client's
-Prepare again at every participant under the client's own operation ids (a replica answers
-with the result it recorded, or runs the Prepare if it never saw it), decides exactly as the
+A replica acts as backup coordinator for every transaction that has stayed in its prepared
+set longer than a timeout: the leader of the transaction's first participant shard first,
+the other replicas of the participants after longer timeouts, in turn (a replica that missed
+a Commit's finalize holds a prepared entry that no other replica may have).  It proposes the
+client's Prepare again at every participant under the client's own operation ids (a replica
+answers with the result it recorded, or runs the Prepare if it never saw it), decides as the
 client does (fast path, or slow path with TAPIR-DECIDE, where the first finalized result a
 replica records wins and f+1 matching confirmations are needed), and sends Commit or Abort.
 The client and a backup therefore reach the same decision for an attempt, and Commit/Abort
@@ -50,15 +52,20 @@ class BackupCoordinator:
         s = rep.state
         now = rep.ep.now()
         live = set()
-        if s.status == NORMAL and rep.leader(s.view) == rep.idx:
+        if s.status == NORMAL:
             shard = s.ident[1]
+            rank = (rep.idx - rep.leader(s.view)) % rep.n
             for txn_id, p in list(s.prepared.items()):
                 key = (txn_id, tuple(p[0]))
                 live.add(key)
                 first = self.seen.setdefault(key, now)
-                coord = p[3]
-                if (now - first >= self.timeout and key not in self.running and coord
-                        and coord[0][0] == shard):
+                coord = [c[0] for c in p[3]]
+                if key in self.running or shard not in coord:
+                    continue
+                # the first participant's leader goes first; then the others in turn (a
+                # replica that missed a finalize may hold a transaction no one else does)
+                turn = coord.index(shard) * rep.n + rank
+                if now - first >= self.timeout * (1 + turn):
                     self._recover(key)
         self.seen = {k: t for k, t in self.seen.items() if k in live}
         self._timer = rep.ep.call_later(self.interval, self.check)

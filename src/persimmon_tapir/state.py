@@ -38,7 +38,7 @@ class ReplicaState:
         self.status = status
         self.record = {}
         self.store = {}
-        self.init_reads = {}
+        self.reads = {}
         self.prepared = {}
         self.decided = {}
 

@@ -4,10 +4,11 @@ Every function here takes the replica state ``s`` (``state.ReplicaState``) and i
 deterministic: it runs in the replica process on the DRAM state and, under persistence, again
 in the shadow process on the persistent copy.  The data (plain containers only):
 
-* ``s.store``: key -> list of ``[ts, value, last_read]`` sorted by ``ts`` (the versions);
-  ``last_read`` is the largest timestamp of a committed transaction that read that version.
-* ``s.init_reads``: key -> largest timestamp of a committed read of the key's initial
-  (absent) version, timestamp ``ZERO``.
+* ``s.store``: key -> list of ``[ts, value]`` sorted by ``ts`` (the versions).
+* ``s.reads``: key -> {version ts read: largest timestamp of a committed transaction that
+  read it} (the initial, absent version is ``ZERO``).  Kept apart from the versions so that
+  a replica that missed the commit of a version still records, and checks writes against,
+  the reads of it.
 * ``s.prepared``: txn id -> ``(ts, reads, writes, coord)`` of transactions prepared
   (PREPARE-OK) and not yet committed or aborted here; ``coord`` names the Prepare operation
   at every participant shard, ``((shard, request id), ...)``, for a backup coordinator.
@@ -80,15 +81,12 @@ def occ_check(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
             if version < wts < ts:
                 return (ABSTAIN, None)  # a prepared write would invalidate the read
     for key, _value in writes:
-        versions = s.store.get(key) or []
-        last_read = s.init_reads.get(key)
-        for v in versions:
-            if tuple(v[0]) < ts:
-                last_read = v[2]
-            else:
-                break
-        if last_read is not None and tuple(last_read) > ts:
-            return (RETRY, tuple(last_read))  # the version we would supersede was read later
+        # a committed transaction read a version older than ts at a timestamp after ts:
+        # writing at ts would change what it read
+        later = [tuple(rts) for version, rts in (s.reads.get(key) or {}).items()
+                 if tuple(version) < ts < tuple(rts)]
+        if later:
+            return (RETRY, max(later))
         if _prepared_read_after(s, key, ts, txn_id):
             return (ABSTAIN, None)
     return (OK, None)
@@ -117,20 +115,15 @@ def commit(s, txn_id: int, ts: tuple, reads, writes) -> None:
         return
     for key, version in reads:
         version = tuple(version)
-        if version == ZERO:
-            old = s.init_reads.get(key)
-            if old is None or tuple(old) < ts:
-                s.init_reads[key] = ts
-            continue
-        for v in s.store.get(key) or []:
-            if tuple(v[0]) == version:
-                if tuple(v[2]) < ts:
-                    v[2] = ts
-                break
+        seen = s.reads.get(key)
+        if seen is None:
+            s.reads[key] = {version: ts}
+        elif version not in seen or tuple(seen[version]) < ts:
+            seen[version] = ts
     for key, value in writes:
         versions = s.store.get(key)
         if versions is None:
-            s.store[key] = [[ts, value, ZERO]]
+            s.store[key] = [[ts, value]]
             continue
         i = len(versions)
         while i > 0 and tuple(versions[i - 1][0]) > ts:
@@ -138,9 +131,9 @@ def commit(s, txn_id: int, ts: tuple, reads, writes) -> None:
         if i > 0 and tuple(versions[i - 1][0]) == ts:
             versions[i - 1][1] = value
         elif i == len(versions):
-            versions.append([ts, value, ZERO])
+            versions.append([ts, value])
         else:
-            versions.insert(i, [ts, value, ZERO])
+            versions.insert(i, [ts, value])
     s.prepared.pop(txn_id, None)
     s.decided[txn_id] = ts
 

@@ -67,7 +67,8 @@ def _recorded_ops(seed=3):
 def _digest(s: ReplicaState):
     return (s.view, s.status, s.latest_normal_view,
             {k: [tuple(x) if isinstance(x, list) else x for x in v] for k, v in s.record.items()},
-            {k: [list(v) for v in vs] for k, vs in s.store.items()}, dict(s.init_reads),
+            {k: [list(v) for v in vs] for k, vs in s.store.items()},
+            {k: dict(v) for k, v in s.reads.items()},
             dict(s.prepared), dict(s.decided))
 
 
