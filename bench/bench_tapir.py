@@ -226,6 +226,8 @@ def throughput(args) -> None:
                 out = {m: json.loads(p.communicate()[0]) for m, p in procs.items()}
                 for m, cl in clusters.items():
                     out[m]["cpu"] = [a - b for a, b in zip(cl.cpu(), cpu0[m], strict=True)]
+                    txns = max(1.0, out[m]["tps"] * args.seconds)
+                    out[m]["cpu_ms_per_txn"] = [1000 * x / txns for x in out[m]["cpu"]]
                     results[m].append(out[m])
                 ratios.append(out["persimmon"]["tps"] / out["none"]["tps"])
             for m in clusters:
@@ -238,6 +240,11 @@ def throughput(args) -> None:
                       f"CPU/round: replicas {statistics.median(r['cpu'][0] for r in rs):4.1f} s"
                       f" shadows {statistics.median(r['cpu'][1] for r in rs):4.1f} s  "
                       "(rounds: " + ", ".join(f"{r['tps']:.0f}" for r in rs) + ")")
+                print(f"{'':8} {'':10} CPU per committed transaction (median of rounds): "
+                      "replicas "
+                      f"{statistics.median(r['cpu_ms_per_txn'][0] for r in rs):5.2f} ms, "
+                      "their shadows "
+                      f"{statistics.median(r['cpu_ms_per_txn'][1] for r in rs):5.2f} ms")
             med = statistics.median(ratios)
             print(f"{name:8} persimmon/none throughput, median of rounds {med:.3f} "
                   f"(overhead {100 * (1 - med):.1f} %; rounds "
