@@ -61,10 +61,10 @@ async def _faults(cluster, rng, stop, durable):
             cluster.net.heal()
 
 
-def _run(seed: int, durable: bool, nclients: int = 4, ntx: int = 25):
+def _run(seed: int, durable: bool, nclients: int = 4, ntx: int = 25, f: int = 1):
     rng = random.Random(seed)
     cluster = SimCluster(seed, shards=2, durable=durable, drop=0.03, dup=0.03,
-                         delay=(0.0002, 0.004))
+                         delay=(0.0002, 0.004), f=f)
     history = History()
     clients = [cluster.client(skew=rng.uniform(-0.002, 0.002)) for _ in range(nclients)]
     tasks = [spawn(_client_work(cluster, c, random.Random(rng.getrandbits(32)), history, ntx))
@@ -107,6 +107,13 @@ def test_history_serializable_durable_replicas(seed):
 def test_history_serializable_in_memory_replicas_recovering_by_view_change(seed):
     history, cluster = _run(seed, durable=False)
     assert len(history.committed) > 20
+
+
+@pytest.mark.parametrize("seed", range(200, 203))
+def test_history_serializable_with_five_replicas_per_shard(seed):
+    """f = 2: fast path at ceil(3f/2)+1 = 4 matching replies, slow path at f+1 = 3."""
+    history, cluster = _run(seed, durable=seed % 2 == 0, f=2)
+    assert cluster.n == 5 and len(history.committed) > 20
 
 
 def test_checker_catches_a_stale_read():
