@@ -13,7 +13,8 @@ undo entry's flush and fence, the listing of logged blocks, of an entry's blocks
 reused chunk).  Each is found in the source by pattern, so a new step is checked without
 editing this file.  A mutant is the tree with that one statement removed; the Python mutants
 run the crash tests with ``PERSIMMON_PURE_PYTHON=1`` (the Python path is then the one taken),
-the C mutants rebuild the extension in a temporary copy and run them compiled.  The crash
+and, if none fails, compiled (a line reached only beside the compiled module); the C
+mutants rebuild the extension in a temporary copy and run them compiled.  The crash
 tests run in a fixed order with ``-x``; the first that fails names the catcher.
 
 A step that is redundant on purpose carries a comment ``# mutation: redundant (<why>; proved
@@ -206,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             if m.kind == "c":
                 check_fast_module_used(src)
             caught, tail = run_tests(src, m.kind == "py", CRASH_TESTS, a.timeout)
+            if caught is None and m.kind == "py":
+                # a Python line reached only beside the compiled module (append_group's
+                # flush after the C write): the compiled run
+                caught, tail = run_tests(src, False, CRASH_TESTS, a.timeout)
+                if caught is not None:
+                    caught += " (compiled)"
         verdict = "caught"
         if caught is None:
             if m.redundant:

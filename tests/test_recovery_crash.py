@@ -271,7 +271,10 @@ def test_crash_during_runtime_recovery(model):
         k = min(rng.randrange(1, 6), R_OPS - i)
         payloads = [encode(workload_op(j)) for j in range(i, i + k)]
         prog["submitted"] = i + k
-        fg.append(payloads[0] if k == 1 else encode_group(payloads), wait=drive_shadow)
+        if k == 1:
+            fg.append(payloads[0], wait=drive_shadow)
+        else:  # written in place by the compiled module when it is there (as PSM.commit does)
+            fg.append_group(payloads, len(encode_group(payloads)), wait=drive_shadow)
         fg.commit()
         i += k
         prog["acked"] = i

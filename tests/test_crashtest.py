@@ -1,0 +1,50 @@
+"""``persimmon crashtest``: it finds the planted bugs and passes the README's KV."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), TESTS]))
+    return subprocess.run([sys.executable, "-m", "persimmon.cli", "crashtest", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_finds_an_operation_that_reads_the_clock():
+    r = _run("crashtest_examples:Stamped", "--ops", "crashtest_examples:stamped_ops",
+             "--seconds", "5", "--seed", "11")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL [determinism] operation 1 (('put'," in r.stdout
+    assert "not deterministic" in r.stdout and "--seed 11" in r.stdout
+
+
+def test_finds_an_operation_that_depends_on_set_order():
+    r = _run("crashtest_examples:Tags", "--ops", "crashtest_examples:tags_ops",
+             "--seconds", "5", "--seed", "3")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL [hash order] operation 12 (('pick',))" in r.stdout
+    assert "iteration order of a set" in r.stdout and "PM copy's order differs" in r.stdout
+
+
+def test_passes_the_readme_kv_with_crashes_of_both_kinds():
+    r = _run("examples.kv_example:KV", "--ops", "examples.kv_example:kv_ops",
+             "--seconds", "6", "--seed", "5", "--n-ops", "300")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok: 300 operations, seed 5")
+    counts = dict(part.rsplit(" ", 1) for part in
+                  r.stdout.split("(", 1)[1].rstrip(")\n").split(", "))
+    assert int(counts["power failures"]) >= 10 and int(counts["SIGKILLs"]) >= 3, r.stdout
+
+
+def test_bad_usage_is_a_clear_error_with_status_2():
+    r = _run("no_such_module:KV", "--ops", "examples.kv_example:kv_ops", "--seconds", "1")
+    assert r.returncode == 2 and "cannot import 'no_such_module'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = _run("examples.kv_example", "--ops", "examples.kv_example:kv_ops")
+    assert r.returncode == 2 and "MODULE:NAME" in r.stderr, r.stderr
