@@ -48,3 +48,11 @@ def test_bad_usage_is_a_clear_error_with_status_2():
     assert "Traceback" not in r.stderr
     r = _run("examples.kv_example", "--ops", "examples.kv_example:kv_ops")
     assert r.returncode == 2 and "MODULE:NAME" in r.stderr, r.stderr
+
+
+def test_the_example_is_the_readme_s_kv():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    example = open(os.path.join(ROOT, "examples", "kv_example.py"), encoding="utf-8").read()
+    cls = example[example.index("class KV:"):example.index("def kv_ops")].strip()
+    assert cls in readme
+    assert "persimmon crashtest examples.kv_example:KV --ops examples.kv_example:kv_ops" in readme

@@ -206,3 +206,48 @@ def test_disarmed_kill_points_install_nothing():
     assert sys.gettrace() is None
     with pytest.raises(ValueError, match="unknown kill-point site"):
         killpoints.arm(1, ["nowhere"])
+
+
+S_OPS = 40
+
+
+def _shadow_child(path: str, at: int):
+    """A PSM whose first shadow is killed at step ``at`` of its write path and commits (the
+    watchdog starts another, which rolls back and carries on); the foreground syncs."""
+    def body(say):
+        killpoints.arm(at, ["write", "open", "rollback"], role="child")
+        p = PSM(KV, path, log_size=256 << 10, lock_timeout=10, shadow_idle=False,
+                max_batch=6)
+        for i in range(S_OPS):
+            p.invoke_rw(workload_op(i))
+        p.sync(timeout=60)
+        say(f"restarts {p.stats()['shadow_restarts']}")
+        say(f"steps {killpoints.steps()}")
+        p.close()
+        say("closed 1")
+    return body
+
+
+def test_sigkill_the_shadow_at_each_step_of_its_write_path(shm_path):
+    status, out = _fork(_shadow_child(shm_path, 0))
+    assert os.WIFEXITED(status) and out[:2] == ["restarts", "0"], out
+    total = int(out[3])
+    os.unlink(shm_path)
+    assert total > 200, total
+    k = 25 if not FULL else total
+    points = sorted({1 + (j * (total - 1)) // (k - 1) for j in range(k)}) if k < total else \
+        list(range(1, total + 1))
+    for at in points:
+        status, out = _fork(_shadow_child(shm_path, at))
+        assert os.WIFEXITED(status) and out[:2] == ["restarts", "1"], (at, out)
+        assert out[-2:] == ["closed", "1"], (at, out)
+        h = Heap.open(shm_path)  # the new shadow applied and committed everything
+        try:
+            assert h.position > 0
+            st = h.materialize()
+            assert {"data": dict(st.data), "n": st.n} == expected_state(S_OPS), at
+            h.check()
+        finally:
+            h.close()
+        os.unlink(shm_path)
+    print(f"kill points [shadow write/open/rollback]: {total} steps, {len(points)} SIGKILLs")

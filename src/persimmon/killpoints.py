@@ -28,14 +28,17 @@ steps have run, so a first counting run gives the range to sweep.
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
+import struct
 import sys
 from collections.abc import Iterable
 from types import CodeType, FrameType
 from typing import Any
 
 SITES = ("write", "open", "rollback", "rebuild", "oplog")
+_Q = struct.Struct("<q")
 
 _state: dict[str, Any] = {"at": 0, "n": 0, "codes": frozenset(), "armed": False,
                           "role": "self", "forked": False}
@@ -92,23 +95,47 @@ def _call(frame: FrameType, event: str, arg: Any) -> Any:
     return None
 
 
+def _line_child(frame: FrameType, event: str, arg: Any) -> Any:
+    if event == "line":
+        st = _state
+        st["n"] += 1
+        _Q.pack_into(st["shm"], 0, st["n"])  # (the parent reads the child's count)
+        if st["n"] == st["at"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _line_child
+
+
+def _call_child(frame: FrameType, event: str, arg: Any) -> Any:
+    if frame.f_code in _state["codes"]:
+        return _line_child
+    return None
+
+
 def arm(at: int, sites: Iterable[str] = SITES, role: str = "self") -> None:
     """Count steps from now in ``sites``; SIGKILL this process at step ``at`` (0: never)."""
     if role not in ("self", "child"):
         raise ValueError("role is 'self' or 'child'")
     _state.update(at=at, n=0, codes=_codes(sites), armed=True, role=role, forked=False)
+    if role == "child":
+        _state["shm"] = mmap.mmap(-1, 8)  # shared with the child: its step count
     if role == "self":
         sys.settrace(_call)
-    else:
-        os.register_at_fork(after_in_child=_child_arms)
+    elif not _state.get("hooked"):
+        os.register_at_fork(after_in_child=_child_arms, after_in_parent=_parent_forked)
+        _state["hooked"] = True
 
 
 def _child_arms() -> None:
     st = _state
     if st["armed"] and st["role"] == "child" and not st["forked"]:
-        st["forked"] = True
+        st["forked"] = True  # (its own children are not armed)
         st["n"] = 0
-        sys.settrace(_call)
+        sys.settrace(_call_child)
+
+
+def _parent_forked() -> None:
+    if _state["role"] == "child":
+        _state["forked"] = True  # only the first child counts (not a restarted shadow)
 
 
 def disarm() -> None:
@@ -118,7 +145,9 @@ def disarm() -> None:
 
 
 def steps() -> int:
-    """Steps counted since :func:`arm`."""
+    """Steps counted since :func:`arm` (with ``role="child"``: by the child, so far)."""
+    if _state["role"] == "child" and "shm" in _state:
+        return int(_Q.unpack_from(_state["shm"], 0)[0])
     return int(_state["n"])
 
 
