@@ -138,6 +138,7 @@ def _tree(tmp: str, m: Mutant) -> str:
         f.write("\n".join(lines))
     if m.kind == "c":
         shutil.copy(os.path.join(ROOT, "setup.py"), tmp)
+        shutil.copy(os.path.join(ROOT, "pyproject.toml"), tmp)
         for so in os.listdir(os.path.join(src, "persimmon")):
             if so.startswith("_speedups") and so.endswith(".so"):
                 os.unlink(os.path.join(src, "persimmon", so))
