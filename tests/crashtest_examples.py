@@ -42,3 +42,24 @@ def tags_ops(rng: random.Random) -> Iterator[tuple]:
             yield ("add", f"tag-{rng.randrange(1000)}")
         else:
             yield ("pick",)
+
+
+class Typed:
+    """Wrong: an operation tests a container's type with ``type(x) is dict`` (the PM copy's
+    dict is a proxy: isinstance holds, identity of the type does not)."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+        self.kinds: list = []
+
+    def apply(self, op):
+        self.data[op[1]] = op[2]
+        if len(self.data) % 5 == 0:
+            self.kinds.append("plain" if type(self.data) is dict else "other")
+
+
+def typed_ops(rng: random.Random) -> Iterator[tuple]:
+    j = 0
+    while True:
+        j += 1
+        yield ("put", f"k{j}", rng.randrange(100))

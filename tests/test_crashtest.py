@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -56,3 +57,32 @@ def test_the_example_is_the_readme_s_kv():
     cls = example[example.index("class KV:"):example.index("def kv_ops")].strip()
     assert cls in readme
     assert "persimmon crashtest examples.kv_example:KV --ops examples.kv_example:kv_ops" in readme
+
+
+def test_finds_a_type_test_that_only_verify_mode_sees():
+    r = _run("crashtest_examples:Typed", "--ops", "crashtest_examples:typed_ops",
+             "--seconds", "5", "--seed", "3")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL [verify mode] operation 5 (('put', 'k5', 47))" in r.stdout
+    assert "isinstance(x, dict), not type(x) is dict" in r.stdout
+
+
+def test_finds_a_persistence_bug_in_persimmon_itself(tmp_path):
+    # The rollback's fence removed (the mutant issue 23 started from): the README's KV
+    # fails once a power failure hits the recovery from a power failure.
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(ROOT, "src"), src,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    undo = src / "persimmon" / "undolog.py"
+    text = undo.read_text()
+    fence = "            flush(a, 32)\n        self.dev.drain()\n"
+    assert fence in text
+    undo.write_text(text.replace(fence, "            flush(a, 32)\n"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), TESTS]))
+    r = subprocess.run([sys.executable, "-m", "persimmon.cli", "crashtest",
+                        "examples.kv_example:KV", "--ops", "examples.kv_example:kv_ops",
+                        "--seconds", "8", "--seed", "1", "--no-progress"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL [power failure during recovery] operation " in r.stdout, r.stdout
+    assert "--seed 1" in r.stdout
