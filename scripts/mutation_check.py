@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--tests", nargs="+", default=CRASH_TESTS,
+                    help="the tests to run against each mutant (default: the crash tests)")
     a = ap.parse_args(argv)
     mutants = [m for m in discover() if a.only in m.ident or a.only in m.what]
     if a.python_only:
@@ -207,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             src = _tree(tmp, m)
             if m.kind == "c":
                 check_fast_module_used(src)
-            caught, tail = run_tests(src, m.kind == "py", CRASH_TESTS, a.timeout)
+            caught, tail = run_tests(src, m.kind == "py", a.tests, a.timeout)
             if caught is None and m.kind == "py":
                 # a Python line reached only beside the compiled module (append_group's
                 # flush after the C write): the compiled run
-                caught, tail = run_tests(src, False, CRASH_TESTS, a.timeout)
+                caught, tail = run_tests(src, False, a.tests, a.timeout)
                 if caught is not None:
                     caught += " (compiled)"
         verdict = "caught"
