@@ -279,7 +279,7 @@ def power_failures(factory: Callable[[], Any], ops: list[Any],
             super().drain()
 
     dev = Probe(1 << 20)
-    heap = Heap.create(dev, factory(), log_size=64 << 10, undo_size=256 << 10,
+    heap = Heap.create(dev, factory(), log_size=256 << 10, undo_size=256 << 10,
                        initial_size=512 << 10)
     pool = heap.pool
     OpLog.format(dev, pool.oplog_off, pool.oplog_size)
@@ -383,7 +383,11 @@ def _crash_the_recovery(img: bytes, model: str, rng: random.Random,
 def _sigkill_child(factory: Callable[[], Any], ops: list[Any], path: str, w: int) -> None:
     from .psm import PSM
 
-    psm = PSM(factory, path, log_size=4 << 20, lock_timeout=10)
+    try:
+        psm = PSM(factory, path, log_size=4 << 20, lock_timeout=10)
+    except Exception as e:
+        os.write(w, b"error " + f"{type(e).__name__}: {e}".encode(errors="replace") + b"\n")
+        return
     os.write(w, b"shadow %d\n" % psm.shadow_pid)
     for i, op in enumerate(ops):
         try:
@@ -444,16 +448,22 @@ def sigkills(factory: Callable[[], Any], ops: list[Any], expected: list[tuple[in
         lines.append(f.read() or b"")
         f.close()
         acked = 0
+        if first and first[0] == b"error":
+            return Failure("SIGKILL", None, "the state machine could not start under PSM: "
+                           + b" ".join(first[1:]).decode(errors="replace"))
         for line in b"".join(lines).split(b"\n"):
             p = line.split()
             if len(p) == 2 and p[0] == b"ack":
                 acked = int(p[1])
+        lock = _wait_unlocked(path)  # (a shadow the watchdog restarted may still be exiting)
         try:
             state, _ = recover_state(path)
         except (PersimmonError, OSError) as e:
             return Failure("SIGKILL", acked,
                            f"recovery failed after a SIGKILL of the {mode}: {e}")
         finally:
+            if lock is not None:
+                os.close(lock)
             if os.path.exists(path):
                 os.unlink(path)
         if _match_prefix(state, expected, acked, len(ops)) is None:
@@ -464,6 +474,26 @@ def sigkills(factory: Callable[[], Any], ops: list[Any], expected: list[tuple[in
         rounds += 1
         tick(1)
     return None
+
+
+def _wait_unlocked(path: str, timeout: float = 10.0) -> int | None:
+    """Take the pool file's lock (every process of the crashed run has let it go); the
+    descriptor, or None when there is no file."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return fd  # (recover anyway; a failure will say what it found)
+            time.sleep(0.01)
 
 
 def _kill(pid: int) -> None:
@@ -522,25 +552,31 @@ def run(factory_spec: str, ops_spec: str, *, seconds: float = 30.0, seed: int | 
                 bar.set_postfix_str(f"{key} {counts[key]}")
         return tick
 
+    def phase(name: str, fn: Callable[[], Failure | None]) -> Failure | None:
+        try:
+            return fn()
+        except UsageError:
+            raise
+        except Exception as e:  # (the state machine's own error, named, not a traceback)
+            return Failure(name, None, f"the run stopped with {type(e).__name__}: {e}")
+        finally:
+            step(name)
+
     try:
         expected = trace(factory, ops)
-        failure = check_determinism(factory, ops)
-        step("determinism")
+        failure = phase("determinism", lambda: check_determinism(factory, ops))
         if failure is None:
-            failure = check_hash_order(factory_spec, ops)
-            step("hash order")
+            failure = phase("hash order", lambda: check_hash_order(factory_spec, ops))
         if failure is None:
-            failure = check_verify_mode(factory, ops, workdir)
-            step("verify mode")
+            failure = phase("verify mode", lambda: check_verify_mode(factory, ops, workdir))
         left = max(1.0, seconds - (time.monotonic() - start))
         if failure is None:
-            failure = power_failures(factory, ops, expected, seed, left / 2,
-                                     ticker("power failures"))
-            step("power failures")
+            failure = phase("power failures", lambda: power_failures(
+                factory, ops, expected, seed, left / 2, ticker("power failures")))
         if failure is None:
             left = max(0.5, seconds - (time.monotonic() - start))
-            failure = sigkills(factory, ops, expected, seed, left, workdir, ticker("SIGKILLs"))
-            step("SIGKILLs")
+            failure = phase("SIGKILLs", lambda: sigkills(
+                factory, ops, expected, seed, left, workdir, ticker("SIGKILLs")))
     finally:
         if bar is not None:
             bar.close()
