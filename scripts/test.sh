@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs (Debian and Python packages), then runs it.
-# Usage: bash scripts/test.sh [pytest args...]
+# Usage: bash scripts/test.sh [pytest args...]  (with no args: the whole suite, then the heap,
+# runtime and crash tests again in pure-Python mode)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
@@ -18,3 +19,11 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 python3 -m ruff check src tests bench
 python3 -m pytest "$@"
+if [ $# -eq 0 ]; then
+    # The pure-Python twin of the compiled paths is the reference the compiled code is held
+    # to: the heap, runtime and crash tests again without the compiled module (issue 20's
+    # bug lived only in the pure-Python store path).
+    PERSIMMON_PURE_PYTHON=1 python3 -m pytest -q tests/test_heap_*.py tests/test_runtime*.py \
+        tests/test_group_commit.py tests/test_oplog.py tests/test_shadow_loop.py \
+        tests/test_opcodec.py
+fi

@@ -9,7 +9,7 @@
   power failure could leave are recovered and checked the same way.  The log is small, so
   the run wraps around it many times, over many shadow batches.
 
-``python -m tests.test_runtime_crash N`` (or ``PERSIMMON_CRASH_ITERATIONS=N``) runs longer.
+``PERSIMMON_CRASH_ITERATIONS=N`` runs longer, ``PERSIMMON_CRASH_SEED=S`` with other kill timings.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from psm_apps import KV, BigKV, big_expected, expected_state, workload_op
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ITERATIONS = int(os.environ.get("PERSIMMON_CRASH_ITERATIONS", "30"))
+SEED = int(os.environ.get("PERSIMMON_CRASH_SEED", "1"))  # the kill timings' seed
 
 CHILD = r"""
 import sys
@@ -147,7 +148,7 @@ def test_sigkill_foreground_shadow_both(shm_path, groups, app):
     # big: a table of more entries than get a DRAM index, whose stores the shadow makes
     # by probing the pool's index table (with the compiled module)
     try:
-        res = run_sigkill_iterations(shm_path, ITERATIONS, groups=groups, app=app)
+        res = run_sigkill_iterations(shm_path, ITERATIONS, seed=SEED, groups=groups, app=app)
     except BaseException:
         # keep the pool for a post-mortem (`persimmon inspect`/`check`), and say where
         kept = os.path.join(tempfile.gettempdir(), "persimmon-failed-" + os.path.basename(shm_path))

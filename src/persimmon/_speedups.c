@@ -1979,6 +1979,98 @@ done:
     return out;
 }
 
+
+/* The body of Heap._mark_slots (the walk from the root at open, heap.py): check each slot
+ * value of `slots`; mark each object it refers to in `cover` (2 at its first block, 1 at the
+ * others), count a second reference in `rc`, push containers onto `stack`.  Returns the
+ * number of blocks marked, or None (declined) at the first slot that is not what a sound
+ * pool holds: the Python twin then names the damage. */
+#define SLOT_NONE 2
+#define SLOT_FALSE 10
+#define SLOT_TRUE 18
+/* bit t set: an object of type t may be a slot's value (heap.py _VALUE_TYPES) */
+#define VALUE_TYPES ((1ULL << 1) | (1ULL << 2) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | \
+                     (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 9) | (1ULL << 10) | \
+                     (1ULL << 11) | (1ULL << 12) | (1ULL << 17))
+static PyObject *mark_slots(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyList_CheckExact(args[4]) || !PyDict_CheckExact(args[5]) ||
+        !PyList_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "mark_slots(buf, cover, arena, top, slots: list, rc: dict, stack: list)");
+        return NULL;
+    }
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "mark_slots before configure()");
+        return NULL;
+    }
+    long long arena = PyLong_AsLongLong(args[2]), top = PyLong_AsLongLong(args[3]);
+    if ((arena == -1 || top == -1) && PyErr_Occurred()) return NULL;
+    Py_buffer view, cview;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &cview, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const uint8_t *base = (const uint8_t *)view.buf;
+    uint8_t *cover = (uint8_t *)cview.buf;
+    PyObject *slots = args[4], *rc = args[5], *stack = args[6], *out = NULL;
+    long long covered = 0;
+    if (arena <= 0 || (arena & 31) || top > (long long)view.len || top < arena ||
+        ((top - arena) >> 5) > (long long)cview.len)
+        goto decline;
+    Py_ssize_t n = PyList_GET_SIZE(slots);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *s = PyList_GET_ITEM(slots, k);
+        long long x = PyLong_AsLongLong(s);
+        if (x == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto decline;
+        }
+        if (x & 7) {
+            if ((x & 1) || x == SLOT_NONE || x == SLOT_FALSE || x == SLOT_TRUE) continue;
+            goto decline;
+        }
+        if (x == 0) continue;
+        if (x <= arena || x >= top || ((x - arena) & 31)) goto decline;
+        long long i = (x - arena) >> 5;
+        uint8_t t = base[x], cls = base[x + 1];
+        if (cover[i]) {
+            if (cover[i] != 2 || t >= 64 || !((VALUE_TYPES >> t) & 1)) goto decline;
+            PyObject *old = PyDict_GetItemWithError(rc, s);
+            long long c = 1;
+            if (old) {
+                c = PyLong_AsLongLong(old);
+                if (c == -1 && PyErr_Occurred()) goto done;
+            } else if (PyErr_Occurred()) {
+                goto done;
+            }
+            PyObject *nv = PyLong_FromLongLong(c + 1);
+            if (!nv || PyDict_SetItem(rc, s, nv) < 0) {
+                Py_XDECREF(nv);
+                goto done;
+            }
+            Py_DECREF(nv);
+            continue;
+        }
+        if (t >= 64 || !((VALUE_TYPES >> t) & 1) || cls >= nclasses ||
+            x + (long long)class_sizes[cls] > top)
+            goto decline;
+        long long nb = (long long)(class_sizes[cls] >> 5);
+        cover[i] = 2;
+        if (nb > 1) memset(cover + i + 1, 1, (size_t)(nb - 1));
+        covered += nb;
+        if (!((leaves_mask >> t) & 1) && PyList_Append(stack, s) < 0) goto done;
+    }
+    out = PyLong_FromLongLong(covered);
+    goto done;
+decline:
+    out = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&cview);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(small_table, class_sizes, leaf_types, xxh3_64_intdigest[, xxh32_intdigest, "
@@ -2013,6 +2105,8 @@ static PyMethodDef methods[] = {
      "64-bit ints and None; None for any other"},
     {"unpack_op", unpack_op, METH_O,
      "unpack_op(payload) -> op: the operation in a T payload (ValueError: damaged)"},
+    {"mark_slots", (PyCFunction)(void (*)(void))mark_slots, METH_FASTCALL,
+     "mark_slots(buf, cover, arena, top, slots, rc, stack): Heap._mark_slots's body, or None"},
     {"rehash", (PyCFunction)(void (*)(void))rehash, METH_FASTCALL,
      "rehash(buf, old, nent, es, ents, itab, size) -> count: Heap._ht_resize's copy and "
      "index, in place"},
@@ -2024,7 +2118,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 10
+#define API 11
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
@@ -2040,6 +2134,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "PROBE_OVER", PROBE_OVER) < 0 ||
               PyModule_AddIntConstant(m, "DUMMY", DUMMY) < 0 ||
               PyModule_AddIntConstant(m, "PERTURB_SHIFT", PERTURB_SHIFT) < 0 ||
+              PyModule_AddObject(m, "VALUE_TYPES",
+                                 PyLong_FromUnsignedLongLong(VALUE_TYPES)) < 0 ||
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0 ||

@@ -21,6 +21,7 @@ from . import layout as L
 from .errors import PersimmonError
 from .heap import Heap
 from .oplog import OpLog
+from .privateview import PrivateView
 
 
 def _open(path: str, device: str) -> Heap:
@@ -67,7 +68,16 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
 
 
 def check_pool(path: str, device: str = "auto") -> list[str]:
-    """Problems found in the pool (empty when it is sound)."""
+    """Problems found in the pool (empty when it is sound).
+
+    Everything a writable open checks is checked, and nothing is changed: the header, the
+    commit record and the operation log's entries as they are, then, on a private
+    copy-on-write view of the file (:class:`~persimmon.privateview.PrivateView`), the
+    rollback of an uncommitted batch, the walk of the object graph from the root and the walk
+    over the free chunks.  Damaged free space is reported as salvageable (the next writable
+    open re-carves it and loses nothing); damage in the reachable graph means the pool
+    cannot be opened.
+    """
     problems: list[str] = []
     try:
         heap = _open(path, device)
@@ -87,12 +97,23 @@ def check_pool(path: str, device: str = "auto") -> list[str]:
                     )
             except PersimmonError as e:
                 problems.append(f"operation log: {e}")
-        try:
-            heap.check()
-        except PersimmonError as e:
-            problems.append(f"heap: {e}")
     finally:
         heap.close()
+    try:
+        view = Heap.open(PrivateView(path), lock=False, writable=False)
+    except (PersimmonError, OSError) as e:
+        return problems + [f"heap: {e}"]
+    try:
+        damaged = view.verify()
+    except PersimmonError as e:
+        problems.append(f"heap: {e}; the pool cannot be opened")
+    else:
+        problems.extend(
+            f"heap: {d}; salvageable: every object reachable from the root is intact, and the "
+            "next writable open (a server or PSM start) re-carves this free space" for d in damaged
+        )
+    finally:
+        view.close()
     return problems
 
 

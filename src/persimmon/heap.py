@@ -23,8 +23,10 @@ Typical use (the runtime does this in its shadow process)::
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pickle
+import re
 import struct
 import sys
 import warnings
@@ -41,7 +43,7 @@ from .hashing import phash
 from .pool import Pool
 from .undolog import UndoLog
 
-_hdr_pack = L.S_HDR.pack_into
+_hdr_bytes = L.S_HDR.pack
 _hdr_unpack = L.S_HDR.unpack_from
 _q_pack = L.S_q.pack_into
 _q_unpack = L.S_q.unpack_from
@@ -84,6 +86,55 @@ _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not b
 _SMALL_TABLE = L._SMALL_TABLE
 _CLASS_SIZES = L.CLASS_SIZES
 _LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
+# Types a reachable slot may refer to, and types of the arrays behind containers
+_VALUE_TYPES = frozenset(L.TYPE_NAMES) - {L.T_FREE, L.T_META, L.T_UNDOSEG, L.T_ARRAY, L.T_RAW}
+_ARRAY_TYPES = frozenset({L.T_ARRAY, L.T_RAW})
+_NCLASSES = L.NCLASSES
+_log = logging.getLogger("persimmon.heap")
+
+
+def _describe_damage(damaged: list[tuple[int, int, str]]) -> str:
+    return "; ".join(what for _s, _e, what in damaged)
+
+
+_FREE_RUN = re.compile(rb"\x00+")  # a run of blocks no chunk in use covers
+_COVER_MAX = 4096
+_COVER = memoryview(b"\x02" + b"\x01" * (_COVER_MAX - 1))
+
+
+def _cover_pattern(n: int) -> Any:
+    """What ``Heap._mark_reachable`` writes over a chunk in use of ``n`` blocks."""
+    return _COVER[:n] if n <= _COVER_MAX else b"\x02" + b"\x01" * (n - 1)
+
+
+_COVER_PATTERNS = [bytes(_COVER[:n]) for n in range(256)]
+
+
+def _overlap(cover: bytearray, buf: Any, arena: int) -> str:
+    """Where two chunks in use overlap (``cover`` covers fewer blocks than were written):
+    the first chunk start that a chunk before it runs over."""
+    sizes = _CLASS_SIZES
+    end = 0  # the end (in blocks) of the chunks seen so far
+    i = cover.find(2)
+    while i >= 0:
+        if i < end:
+            return f"the chunk in use at {arena + (i << 5)} overlaps the one before it"
+        end = max(end, i + (sizes[buf[arena + (i << 5) + 1]] >> 5))
+        i = cover.find(2, i + 1)
+    return "two chunks in use overlap"
+
+
+def _hdr_pack(buf: Any, off: int, t: int, cls: int, flags: int, rc: int, aux: int) -> None:
+    """Write the 16-byte object header at ``off``.
+
+    The header is packed into a bytes object first and then copied in: every byte of the
+    pool goes from its old value straight to its new one.  ``Struct.pack_into`` would
+    zero-fill the destination before writing the fields, and a chunk reused from a free list
+    is written without undo logging, so a SIGKILL between the two left a free chunk of size
+    class 0 that rollback cannot restore (issue 20; docs/heap.md, "Stores that are not
+    undo-logged").  ``cls`` is always the chunk's own class, so the class byte never changes.
+    """
+    buf[off : off + 16] = _hdr_bytes(t, cls, flags, rc, aux)
 
 
 def _build_index(hashes: list[int], size: int) -> bytes:
@@ -122,7 +173,7 @@ def _rehash(buf: Any, old: int, nent: int, es: int, ents: int, itab: int, size: 
     return len(hashes)
 
 
-FAST_API = 10  # the _speedups.API this heap was written against
+FAST_API = 11  # the _speedups.API this heap was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 _PROBE_OVER = 4096
@@ -152,7 +203,8 @@ def _configure_fast_path(mod: Any) -> Any:
     source changed since (``pip install -e .`` again rebuilds it)."""
     ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
             "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER, "DUMMY": L.DUMMY,
-            "PERTURB_SHIFT": _PERTURB_SHIFT}
+            "PERTURB_SHIFT": _PERTURB_SHIFT,
+            "VALUE_TYPES": sum(1 << t for t in _VALUE_TYPES)}
     if getattr(mod, "API", None) != FAST_API or any(
             getattr(mod, k, None) != v for k, v in ours.items()):
         warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
@@ -274,7 +326,10 @@ class Heap:
         self._ix_adds = 0
         self.undo = UndoLog(self.dev, pool.undo_off, pool.undo_size, self._spill_alloc)
         self.commit_threshold = max(64, self.undo.primary_capacity // 2)
-        self.stats = {"commits": 0, "undo_entries": 0, "rolled_back": 0, "grows": 0}
+        self.stats = {"commits": 0, "undo_entries": 0, "rolled_back": 0, "grows": 0,
+                      "salvaged_bytes": 0}
+        # damaged free regions re-carved at open: (start, end, what was wrong)
+        self.salvaged: list[tuple[int, int, str]] = []
         self._closed = False
         self._writable = True
         self._root_proxy: Any = None
@@ -788,106 +843,225 @@ class Heap:
             self._ixn.pop(off, None)
             self._free(off)
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, salvage: bool = True) -> None:
         """Walk the graph from the root: recompute reference counts and the free lists.
 
         Everything between the arena start and the committed heap top that is not reachable
         is free (this also reclaims unreachable cycles).  Runs at open, and by
-        :meth:`collect`.
+        :meth:`collect`.  Nothing read from the pool is trusted: damage in the reachable
+        graph raises :class:`CorruptPoolError`; damaged free space (a run of free chunks
+        that does not add up between two chunks in use) is re-carved into valid free chunks
+        when ``salvage`` is true, and reported in :attr:`salvaged` (docs/heap.md, "Salvage").
         """
-        buf = self.buf
-        arena = self._arena
-        top = self._ctop
-        marks = bytearray((top - arena) >> 5)
-        rcd: dict[int, int] = {}
-        meta = self._meta
-        marks[0] = 1
-        stack = [_q_unpack(buf, meta + L.META_ROOT)[0]]
-        children = self._children
-        internal = self._internal
-        while stack:
-            x = stack.pop()
-            if x <= 0 or x & 7:
-                continue
-            i = (x - arena) >> 5
-            if marks[i]:
-                rcd[x] = rcd.get(x, 1) + 1
-                continue
-            marks[i] = 1
-            t, _c, _f, _r, aux = _hdr_unpack(buf, x)
-            if t in _LEAVES:
-                continue
-            stack.extend(children(x, t, aux))
-            for inner in internal(x, t):
-                marks[(inner - arena) >> 5] = 1
-        fls: list[list[int]] = [[] for _ in range(L.NCLASSES)]
-        sizes = L.CLASS_SIZES
-        off = arena
-        while off < top:
-            cls = buf[off + 1]
-            if not marks[(off - arena) >> 5]:
-                fls[cls].append(off)
-            off += sizes[cls]
+        cover, rcd = self._mark_reachable()
+        fls, damaged = self._walk_free(cover)
+        if damaged:
+            if not salvage:
+                raise CorruptPoolError(_describe_damage(damaged))
+            self._salvage(damaged, fls)
         for fl in fls:
             fl.reverse()  # allocate low addresses first
         self._rc = rcd
         self._freelists = fls
         self._ix_reset()
 
-    def _rebuild_checked(self) -> None:
-        try:
-            self._rebuild()
-        except (IndexError, ValueError, KeyError, struct.error) as e:
-            raise CorruptPoolError(
-                f"{self.dev.path or '<device>'}: the object graph is damaged "
-                f"({self._diagnose() or e}); the pool cannot be used"
-            ) from None
+    def _mark_reachable(self) -> tuple[bytearray, dict[int, int]]:
+        """The chunks in use, found by a walk from the root that checks what it reads.
 
-    def _diagnose(self) -> str | None:
-        """Where the graph or the chunk sequence is damaged, for the error message."""
-        try:
-            self.check()
-        except CorruptPoolError as e:
-            return f"{e}; committed heap top {self._ctop}"
+        Returns ``cover`` (a byte per 32-byte block of the arena below the committed top: 2
+        at the first block of each chunk in use -- the metadata block, every reachable
+        object, the arrays behind containers --, 1 at its other blocks, 0 elsewhere) and the
+        reference counts that are not 1.  Raises :class:`CorruptPoolError` naming the first
+        damage: a slot value that is no value, a reference outside the heap or into the
+        middle of a chunk, a header whose type or size class is invalid or whose chunk
+        crosses the committed top, two chunks in use that overlap, an array shared by two
+        containers.
+        """
         buf = self.buf
-        off, top = self._arena, self._ctop
-        while off < top:
-            cls = buf[off + 1]
-            if cls >= L.NCLASSES:
-                return (f"the chunk at {off} (unreachable) has size class {cls}; committed "
-                        f"heap top {top}")
-            off += L.CLASS_SIZES[cls]
-        return None
-
-    def check(self) -> None:
-        """Walk the whole object graph; raise :class:`CorruptPoolError` if it is damaged."""
-        buf = self.buf
-        arena, top = self._arena, self._ctop
-        seen: set[int] = set()
-        stack = [_q_unpack(buf, self._meta + L.META_ROOT)[0]]
+        arena = self._arena
+        top = self._ctop
+        cover = bytearray((top - arena) >> 5)
+        rcd: dict[int, int] = {}
+        cover[0] = 2  # the metadata block (one block)
+        stack: list[int] = []  # containers marked, whose children are still to be marked
+        fast = self.fast
+        compiled = fast.mark_slots if fast is not None else None
+        mark = self._mark_slots
+        children = self._children
+        internal = self._internal
+        sizes = _CLASS_SIZES
+        covered = 1 + mark([_q_unpack(buf, self._meta + L.META_ROOT)[0]], cover, rcd, stack)
+        x = 0
         try:
             while stack:
                 x = stack.pop()
-                if x & 7 or x in seen:
-                    if x & 7 and x & 1 == 0 and x not in (_NONE, _TRUE, _FALSE):
-                        raise CorruptPoolError(f"invalid slot value {x:#x}")
+                t = buf[x]
+                for inner in internal(x, t):
+                    if inner <= arena or inner >= top or (inner - arena) & 31:
+                        raise CorruptPoolError(
+                            f"object at {x} has a damaged array reference ({inner})")
+                    j = (inner - arena) >> 5
+                    icls = buf[inner + 1]
+                    if cover[j] or buf[inner] not in _ARRAY_TYPES or icls >= _NCLASSES or (
+                        inner + sizes[icls] > top
+                    ):
+                        raise CorruptPoolError(f"the array at {inner} behind the object at {x} "
+                                               "is damaged or shared")
+                    n = sizes[icls] >> 5
+                    cover[j : j + n] = _cover_pattern(n)
+                    covered += n
+                kids = children(x, t, _Q_unpack(buf, x + 8)[0])
+                if compiled is None:
+                    covered += mark(kids, cover, rcd, stack)
                     continue
-                if not arena < x < top or (x - arena) & 31:
-                    raise CorruptPoolError(f"reference {x} points outside the heap")
-                seen.add(x)
-                t, cls, _f, _r, aux = _hdr_unpack(buf, x)
-                if t not in L.TYPE_NAMES or t in (L.T_FREE, L.T_META, L.T_UNDOSEG) or (
-                    cls >= L.NCLASSES or x + L.CLASS_SIZES[cls] > top
-                ):
-                    raise CorruptPoolError(f"object at {x} has a damaged header")
-                if t in _LEAVES:
+                done = compiled(buf, cover, arena, top, kids, rcd, stack)
+                if done is None:  # damaged: the Python twin names it (and must raise)
+                    mark(kids, cover, rcd, stack)
+                    raise CorruptPoolError(f"the children of the object at {x} are damaged")
+                covered += done
+        except (IndexError, ValueError, TypeError, struct.error) as e:
+            raise CorruptPoolError(f"the object at {x} is damaged ({e})") from None
+        if len(cover) - cover.count(0) != covered:
+            raise CorruptPoolError(_overlap(cover, buf, arena))
+        return cover, rcd
+
+    def _mark_slots(self, slots: list[int], cover: bytearray, rcd: dict[int, int],
+                    stack: list[int]) -> int:
+        """Check the slot values ``slots`` and mark the objects they refer to in ``cover``
+        (see :meth:`_mark_reachable`); count second references in ``rcd``; push containers
+        onto ``stack``.  Returns the number of blocks marked.  (The compiled
+        ``_speedups.mark_slots`` does the same, and declines where this raises.)"""
+        buf = self.buf
+        arena = self._arena
+        top = self._ctop
+        sizes = _CLASS_SIZES
+        value_types = _VALUE_TYPES
+        leaves = _LEAVES
+        patterns = _COVER_PATTERNS
+        covered = 0
+        for x in slots:
+            if x & 7:
+                if x & 1 or x == _NONE or x == _TRUE or x == _FALSE:
                     continue
-                for inner in self._internal(x, t):
-                    if not arena < inner < top:
-                        raise CorruptPoolError(f"object at {x} has a damaged array reference")
-                stack.extend(self._children(x, t, aux))
-        except (IndexError, ValueError, struct.error) as e:
-            raise CorruptPoolError(f"the object graph is damaged ({e})") from None
+                raise CorruptPoolError(f"invalid slot value {x:#x}")
+            if x <= arena or x >= top or (x - arena) & 31:
+                if x == 0:
+                    continue
+                raise CorruptPoolError(f"reference {x} points outside the heap")
+            i = (x - arena) >> 5
+            t = buf[x]
+            c = cover[i]
+            if c:
+                if c == 1 or t not in value_types:
+                    raise CorruptPoolError(f"reference {x} points into a chunk in use that "
+                                           "is not a value")
+                rcd[x] = rcd.get(x, 1) + 1
+                continue
+            cls = buf[x + 1]
+            if t not in value_types or cls >= _NCLASSES or x + sizes[cls] > top:
+                raise CorruptPoolError(
+                    f"object at {x} has a damaged header (type {t}, size class {cls})")
+            n = sizes[cls] >> 5
+            if n == 1:
+                cover[i] = 2
+            else:
+                cover[i : i + n] = patterns[n] if n < 256 else _cover_pattern(n)
+            covered += n
+            if t not in leaves:
+                stack.append(x)
+        return covered
+
+    def _walk_free(self, cover: bytearray) -> tuple[list[list[int]], list[tuple[int, int, str]]]:
+        """The free lists: every chunk between the chunks in use (``cover``).
+
+        Each gap between two chunks in use (or the last one and the committed top) must be
+        tiled exactly by the chunks its size-class bytes describe.  Returns the free lists
+        and the damaged regions ``(start, end, what)``: from the first chunk of a gap whose
+        class byte is invalid or whose chunk would cross the gap's end, to that end.  A
+        tiling that differs from the one the allocator made is harmless (it covers only
+        free memory), so it is not damage.
+        """
+        buf = self.buf
+        arena = self._arena
+        sizes = _CLASS_SIZES
+        fls: list[list[int]] = [[] for _ in range(_NCLASSES)]
+        damaged: list[tuple[int, int, str]] = []
+        nblocks = len(cover)
+        for gap in _FREE_RUN.finditer(cover):
+            j, k = gap.span()
+            off = arena + (j << 5)
+            end = arena + (k << 5)
+            while off < end:
+                cls = buf[off + 1]
+                if cls >= _NCLASSES:
+                    damaged.append((off, end, f"the free chunk at {off} has size class {cls}"))
+                    break
+                nxt = off + sizes[cls]
+                if nxt > end:
+                    what = "the committed heap top" if k == nblocks else "a chunk in use"
+                    damaged.append((off, end, f"the free chunk at {off} (size class {cls}, "
+                                    f"{sizes[cls]} bytes) crosses {what} at {end}"))
+                    break
+                fls[cls].append(off)
+                off = nxt
+        return fls, damaged
+
+    def _salvage(self, damaged: list[tuple[int, int, str]], fls: list[list[int]]) -> None:
+        """Re-carve damaged free regions into valid free chunks (largest classes first).
+
+        Only free memory is written (a region holds no chunk in use), each class byte goes
+        straight to its final value, and a crash half-way leaves a region that the next
+        open finds damaged again and carves again.
+        """
+        buf = self.buf
+        sizes = _CLASS_SIZES
+        dev = self.dev
+        for start, end, what in damaged:
+            off = start
+            while off < end:
+                cls = L.size_class(end - off)
+                if sizes[cls] > end - off:
+                    cls -= 1
+                buf[off] = L.T_FREE
+                buf[off + 1] = cls
+                fls[cls].append(off)
+                off += sizes[cls]
+            dev.flush(start, end - start)
+            self.salvaged.append((start, end, what))
+            self.stats["salvaged_bytes"] += end - start
+            _log.warning("%s: damaged free space salvaged: %d bytes at [%d, %d) (%s); "
+                         "every object reachable from the root is intact",
+                         self.dev.path or "<device>", end - start, start, end, what)
+        dev.drain()
+
+    def _rebuild_checked(self) -> None:
+        try:
+            self._rebuild()
+        except CorruptPoolError as e:
+            raise CorruptPoolError(
+                f"{self.dev.path or '<device>'}: the object graph is damaged "
+                f"({e}; committed heap top {self._ctop}); the pool cannot be used"
+            ) from None
+
+    def verify(self) -> list[str]:
+        """Run the checks a writable open runs, changing nothing; return what is salvageable.
+
+        The walk from the root (every reference, header and array; the reference counts)
+        and the walk over the free chunks between the chunks in use.  Damage in the
+        reachable graph raises :class:`CorruptPoolError` (such a pool cannot be opened for
+        writing).  Damaged free space is returned as one message per region: a writable
+        open salvages it (:meth:`_rebuild`), no data is lost.
+        """
+        cover, _rc = self._mark_reachable()
+        _fls, damaged = self._walk_free(cover)
+        return [f"{end - start} bytes of free space at [{start}, {end}) are damaged ({what})"
+                for start, end, what in damaged]
+
+    def check(self) -> None:
+        """Walk the whole heap; raise :class:`CorruptPoolError` if anything is damaged."""
+        problems = self.verify()
+        if problems:
+            raise CorruptPoolError("; ".join(problems))
 
     def collect(self) -> int:
         """Reclaim unreachable objects, cycles included; call between batches.

@@ -464,6 +464,8 @@ class PSM:
             "recovery_times": dict(self.recovery_times),
             "verify": self.verify_mode,
             "diverged": bool(c[S.DIVERGED]),
+            # damaged free space found and re-carved when the shadow opened the pool
+            "salvaged_bytes": c[S.SALVAGED],
         }
 
     def sync(self, timeout: float | None = None) -> None:

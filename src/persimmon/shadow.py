@@ -49,6 +49,7 @@ APPLIED_OPS = 11
 MAX_BATCH_SEEN = 12
 WANTED = 13  # a log position the foreground waits for (sync): commit as soon as it is reached
 SLEEPING = 14  # set by the shadow while it sleeps on the doorbell: a commit rings it
+SALVAGED = 15  # bytes of damaged free space the shadow's opens re-carved (Heap._salvage)
 NCOUNTERS = 16
 MSG_SIZE = 4096
 
@@ -345,6 +346,7 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
          idle_policy: bool = False, bell: Doorbell | None = None) -> None:
     prio = Priority(idle_policy)
     heap = Heap.open(path, lock=False)
+    c[SALVAGED] += heap.stats["salvaged_bytes"]
     pool = heap.pool
     log = OpLog(heap.dev, pool.oplog_off, pool.oplog_size)
     ap = Applier(heap, log, verify=verify, max_batch=max_batch, counters=c, message=message)
