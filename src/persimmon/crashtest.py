@@ -50,6 +50,9 @@ from .calls import CALL, apply_op
 from .digest import digest
 from .errors import DivergenceError, PersimmonError
 
+MIN_POWER_FAILURES = 20  # crash images recovered per run, whatever the time budget
+MIN_SIGKILLS = 3  # SIGKILL rounds per run, likewise
+
 
 class UsageError(PersimmonError):
     """The command line names something that cannot be used."""
@@ -285,13 +288,17 @@ def power_failures(factory: Callable[[], Any], ops: list[Any],
     OpLog.format(dev, pool.oplog_off, pool.oplog_size)
     fg = OpLog(dev, pool.oplog_off, pool.oplog_size)
     ap = Applier(heap, OpLog(dev, pool.oplog_off, pool.oplog_size), max_batch=13)
-    prog = {"acked": 0, "submitted": 0, "fences": 0}
+    prog = {"acked": 0, "submitted": 0, "fences": 0, "checks": 0}
     found: list[Failure] = []
+
+    def over() -> bool:  # (the time budget, but never fewer than MIN_POWER_FAILURES)
+        return time.monotonic() > deadline and prog["checks"] >= MIN_POWER_FAILURES
 
     def check(d: SimDevice) -> None:
         prog["fences"] += 1
-        if found or rng.random() > 0.15 or time.monotonic() > deadline:
+        if found or rng.random() > 0.15 or over():
             return
+        prog["checks"] += 1
         model = CRASH_MODELS[prog["fences"] % 2]
         img = d.crash_image(rng.randrange(1 << 30), model)
         try:
@@ -320,7 +327,7 @@ def power_failures(factory: Callable[[], Any], ops: list[Any],
 
     dev.check = check
     for i, op in enumerate(ops):
-        if found or time.monotonic() > deadline:
+        if found or over():
             break
         try:
             payload = encode(op)
@@ -408,7 +415,7 @@ def sigkills(factory: Callable[[], Any], ops: list[Any], expected: list[tuple[in
     rng = random.Random(seed ^ 0x5A5A)
     deadline = time.monotonic() + budget
     rounds = 0
-    while time.monotonic() < deadline or rounds < 3:
+    while time.monotonic() < deadline or rounds < MIN_SIGKILLS:
         mode = ("foreground", "shadow", "both")[rounds % 3]
         path = os.path.join(workdir, f"kill-{uuid.uuid4().hex}.pool")
         r, w = os.pipe()
