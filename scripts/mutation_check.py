@@ -46,6 +46,8 @@ CRASH_TESTS = [
     "tests/test_heap_crash.py::test_crash_at_every_fence_of_a_big_table_probed_in_the_pool",
     "tests/test_heap_crash.py::test_repeated_crashes_each_recovered_and_continued",
     "tests/test_group_commit.py::test_the_shadow_commits_only_between_entries",
+    # the salvage of damaged free space at open: its repair must reach the durable image
+    "tests/test_heap_salvage.py",
 ]
 
 # Python: the device users; a call of flush/drain/persist that is a whole statement
