@@ -196,11 +196,13 @@ def test_check_rolls_back_on_a_private_view_and_never_changes_the_file(tmp_path)
     before = bytes(h.pool.dev.buf)
     h.pool.dev.drain()
     problems = check_pool(path)
-    assert len(problems) == 1 and "salvageable" in problems[0]
+    assert len(problems) == 2 and "salvageable" in problems[0]
     assert f"free chunk at {free[2]} has size class 222" in problems[0]
     with open(path, "rb") as f:
         assert f.read() == before
+    assert check_pool(path)[-1].startswith("the pool is in use by a running process")
     h.close()
+    assert len(check_pool(path)) == 1  # (the lock is gone: no such caveat)
 
 
 def _evidence_dir() -> str | None:

@@ -13,12 +13,15 @@ server (numbers may then be a moment old).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import sys
 from typing import Any
 
 from . import layout as L
 from .errors import PersimmonError
+from .filedevice import JOURNAL_SUFFIX
 from .heap import Heap
 from .oplog import OpLog
 from .privateview import PrivateView
@@ -40,6 +43,7 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             "device": dev.kind,
             "is_pmem": dev.is_pmem,
             "flush_path": dev.flush_path,
+            "survives": dev.survives,
             "file_size": dev.size,
             "commit_seq": heap._seq - 1,
             "commit_position": heap.position,
@@ -60,6 +64,9 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             )
         else:
             info["log_capacity"] = 0
+        if getattr(dev, "writes_through", False):
+            wb = path + JOURNAL_SUFFIX
+            info["writeback_journal_bytes"] = os.path.getsize(wb) if os.path.exists(wb) else 0
         if count:
             info["objects"] = heap.count_objects()
         return info
@@ -114,7 +121,22 @@ def check_pool(path: str, device: str = "auto") -> list[str]:
         )
     finally:
         view.close()
+    if problems and _in_use(path):
+        problems.append("the pool is in use by a running process, so a batch may have been "
+                        "changing while it was read: stop that process for a definitive check")
     return problems
+
+
+def _in_use(path: str) -> bool:
+    """Does another process hold the pool's lock (a server or PSM that has it open)?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

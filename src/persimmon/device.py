@@ -46,6 +46,9 @@ class Device:
     flush_path = "none"  # "cache-flush" or "msync": how persists reach the medium
     persists_nothing = False  # True when flush/drain/persist are no-ops (a tmpfs pool)
     in_ram = False  # the file is on tmpfs (emulated PM: its pages are RAM): see prefault()
+    # The operation log writes through write()/sync() instead of storing into buf and
+    # flushing (a pool on an ordinary file system: persimmon.filedevice)
+    writes_through = False
     path: str | None = None
     size = 0
     buf: memoryview
@@ -66,6 +69,43 @@ class Device:
     def grow(self, new_size: int) -> None:
         """Extend the file (zero-filled) and remap it; ``buf`` is replaced."""
         raise NotImplementedError
+
+    @property
+    def survives(self) -> str:
+        """What the pool survives: "process crashes" (a file on tmpfs: emulated PM, lost at
+        a reboot) or "power loss" (real PM, or a file system the device syncs)."""
+        return "process crashes" if self.in_ram else "power loss"
+
+    def write(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` at ``off`` and flush it (durable at the next :meth:`sync`)."""
+        self.buf[off : off + len(data)] = data
+        self.flush(off, len(data))
+
+    def sync(self) -> None:
+        """Make everything flushed durable (the fence)."""
+        self.drain()
+
+    def write_sync(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`write` then :meth:`sync`: ``data`` is durable when this returns."""
+        self.write(off, data)
+        self.drain()
+
+    def write_ordered(self, off: int, data: bytes) -> None:
+        """Store and persist ``data`` once everything flushed before is durable."""
+        self.drain()
+        self.buf[off : off + len(data)] = data
+        self.persist(off, len(data))
+
+    def commit_point(self) -> None:
+        """A commit record of the PM copy was just persisted (a disk device may write back
+        then; see persimmon.filedevice)."""
+
+    def settle(self) -> None:
+        """Make durable anything a device deferred (the shadow before it sleeps or exits)."""
+
+    def recover_journal(self) -> int:
+        """Finish a write-back a crash interrupted (disk devices); the number of ranges."""
+        return 0
 
     def fileno(self) -> int | None:
         """The open file descriptor (the pool layer locks it), None without a file."""
@@ -456,6 +496,17 @@ def open_device(path: str, *, size: int | None = None, create: bool = False,
         fd = os.open(path, os.O_RDWR)
     try:
         dev: Device
+        if not ram and not forced:
+            # An ordinary file system, unless the mapping is real PM (a DAX file system, or
+            # PMEM_IS_PMEM_FORCE): synced writes (persimmon.filedevice)
+            if lib is not None:
+                dev = PmemDevice(path, fd, lib, tmpfs=None)
+                if dev.is_pmem:
+                    return dev
+                dev._unmap()
+            from .filedevice import open_file_device
+
+            return open_file_device(path, fd, created=create)
         if lib is not None:
             dev = PmemDevice(path, fd, lib, tmpfs=tmpfs)
         else:

@@ -79,8 +79,14 @@ class OpLog:
         self._head_at = base + _HEAD
         self._tail_at = base + _TAIL
         self._data = base + _DATA
+        # On a disk pool (dev.writes_through) the entries go to the file at the commit, with
+        # one synced write, and the head is written after that, unsynced: it is made
+        # durable by the next commit's sync, so after a power loss it may lag the durable
+        # entries (recover_end finds them).  Nothing is stored into the mapping there.
+        self._through = dev.writes_through
+        self._runs: list[list] = []  # (disk pools) entries staged until the commit
         head = self.head
-        if self.tail > head:
+        if self.tail > head and not self._through:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
         self._res = head  # end of appended (possibly uncommitted) entries
         self._committed = head  # the head as this process last wrote it (one producer)
@@ -147,6 +153,8 @@ class OpLog:
         ``wait``, :class:`LogFullError` is raised.  An entry larger than the whole log raises
         :class:`LogFullError` at once.
         """
+        if self._through:
+            return self._append_through(payload, wait)
         ln = len(payload)
         n = (16 + ln + 63) & ~63
         cap = self.capacity
@@ -189,6 +197,42 @@ class OpLog:
         self._res = pos + n
         return self._res
 
+    def _append_through(self, payload: bytes, wait: Callable[[], None] | None) -> int:
+        # append() on a disk pool: the entry (and a padding marker) is staged here and
+        # written at the commit, with one synced write of the range (see commit())
+        ln = len(payload)
+        n = (16 + ln + 63) & ~63
+        cap = self.capacity
+        if n > cap:
+            raise LogFullError(
+                f"an operation of {ln} bytes does not fit in the {cap}-byte operation log "
+                "(create the pool with a larger log_size)"
+            )
+        pos = self._res
+        off = pos % cap
+        if off + n > cap:
+            pad = cap - off
+            self._wait_free(pad, wait)
+            self._stage(self._data + off, _ENT.pack(_PAD, 0, pos))
+            pos += pad
+            self._res = pos
+            off = 0
+        if pos + n - self._tail_seen > cap:
+            self._wait_free(n, wait)
+        self._stage(self._data + off,
+                    _ENT.pack(ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos) + payload
+                    + bytes(n - 16 - ln))
+        self._res = pos = pos + n
+        return pos
+
+    def _stage(self, a: int, data: bytes) -> None:
+        runs = self._runs
+        if runs and runs[-1][0] + runs[-1][1] == a:
+            runs[-1][1] += len(data)
+            runs[-1][2].append(data)
+        else:
+            runs.append([a, len(data), [data]])
+
     def append_group(self, payloads: list[bytes], ln: int, *,
                      wait: Callable[[], None] | None = None) -> int:
         """``append(encode_group(payloads))``, ``ln`` being that group's length in bytes.
@@ -198,7 +242,8 @@ class OpLog:
         cap = self.capacity
         pos = self._res
         off = pos % cap
-        if _put_group is not None and off + n <= cap and pos + n - self._tail_seen <= cap:
+        if (_put_group is not None and off + n <= cap and pos + n - self._tail_seen <= cap
+                and not self._through):
             a = self._data + off
             if _put_group(self.dev.buf, a, pos, payloads, ln):
                 if self._persists:
@@ -213,6 +258,16 @@ class OpLog:
         if res == self._committed:
             return res
         dev = self.dev
+        if self._through:
+            # One synced write of the new entries' range (O_DSYNC: only that range is
+            # written back, not what the shadow wrote into the file meanwhile); the head is
+            # published after it, and made durable by the next commit's sync.
+            for a, _n, chunks in self._runs:
+                dev.write_sync(a, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            self._runs = []
+            dev.write(self._head_at, res.to_bytes(8, "little"))
+            self._committed = res
+            return res
         if self._persists:
             dev.drain()
         _store64(dev.buf, self._head_at, res)
@@ -268,8 +323,47 @@ class OpLog:
 
     def set_tail(self, pos: int) -> None:
         """Persist the tail: the space before ``pos`` may be reused."""
+        if self._through:
+            # after the PM copy's write-back that covers ``pos`` (persimmon.filedevice)
+            self.dev.write_ordered(self._tail_at, pos.to_bytes(8, "little"))
+            return
         _store64(self.dev.buf, self._tail_at, pos)
         self.dev.persist(self._tail_at, 8)
+
+    def _valid_at(self, pos: int) -> int | None:
+        # the position after a whole, valid entry (or padding marker) at ``pos``, else None
+        cap = self.capacity
+        buf = self.dev.buf
+        off = pos % cap
+        a = self._data + off
+        ln, chk, epos = _ENT.unpack_from(buf, a)
+        if epos != pos:
+            return None
+        if ln == _PAD:
+            return pos + cap - off if chk == 0 else None
+        n = (16 + ln + 63) & ~63
+        if off + n > cap or xxh32_intdigest(buf[a + 16 : a + 16 + ln], pos & 0xFFFFFFFF) != chk:
+            return None
+        return pos + n
+
+    def recover_end(self, start: int = 0) -> int:
+        """On a disk pool, after a crash: the head may lag the entries that were durable
+        (see ``__init__``); read on from it over whole, valid entries, store the end found
+        as the head, make it durable and return it.  An entry left torn by the crash was
+        never acknowledged (its commit's sync had not returned) and ends the log.
+        ``start``: the PM copy's position (the tail on the file may lag it)."""
+        floor = max(self.tail, start)
+        end = max(self.head, floor)
+        while end - floor < self.capacity:
+            nxt = self._valid_at(end)
+            if nxt is None:
+                break
+            end = nxt
+        if end != self.head:
+            self.dev.write(self._head_at, end.to_bytes(8, "little"))
+            self.dev.sync()
+        self._res = self._committed = self._head_seen = end
+        return end
 
     # ------------------------------------------------------------------ waiting helpers
     def wait_for_entries(self, pos: int, timeout: float | None = None) -> bool:

@@ -120,6 +120,9 @@ class Pool:
         try:
             if lock and not isinstance(target, Device) and dev.fileno() is not None:
                 pool._lock(lock_timeout)
+                # a disk pool's write-back that a crash interrupted is finished first
+                # (persimmon.filedevice); only the lock holder may write the pool
+                dev.recover_journal()
             pool._read_header(name)
         except BaseException:
             pool.close()
@@ -203,6 +206,7 @@ class Pool:
         L.S_COMMIT.pack_into(buf, off, seq, position, top, 0, 0, 0, 0)
         L.S_Q.pack_into(buf, off + 56, xxh3_64_intdigest(buf[off : off + 56]))
         self.dev.persist(off, 64)
+        self.dev.commit_point()
 
     # ------------------------------------------------------------------ locking
     def _lock(self, timeout: float = 0.0) -> None:

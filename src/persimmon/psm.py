@@ -297,6 +297,12 @@ class PSM:
             self._restarts = restarts
 
     @property
+    def survives(self) -> str:
+        """What this pool survives: "process crashes" (tmpfs, lost at a reboot) or "power
+        loss" (real PM, or a file system the device syncs: persimmon.filedevice)."""
+        return self._pool.dev.survives
+
+    @property
     def shadow_pid(self) -> int | None:
         """Process id of the current shadow process."""
         return self._shadow.pid if self._shadow is not None else None
@@ -436,6 +442,7 @@ class PSM:
         logged = self._ops_logged + len(self._group)
         logged_total = self._backlog + logged
         return {
+            "survives": self._pool.dev.survives,
             "ops_logged": logged,
             "ops_committed": committed,
             "ops_applied_by_shadow": c[S.APPLIED_OPS],
@@ -585,6 +592,8 @@ def recover_state(
         t2 = time.perf_counter()
         oplog = OpLog(oplog_dev if oplog_dev is not None else heap.dev, pool.oplog_off,
                       pool.oplog_size)
+        if oplog.dev.writes_through:  # a disk pool: the head may lag the durable entries
+            oplog.recover_end(start)
         if oplog.tail < start:
             oplog.set_tail(start)
         n = replay(state, oplog, start, progress)

@@ -22,6 +22,7 @@ from typing import Any
 from .calls import CALL, apply_op
 from .digest import digest
 from .doorbell import Doorbell
+from .filedevice import defer_writeback
 from .heap import FAST, Heap
 from .opcodec import TAG_BYTES as _TAG_BYTES
 from .opcodec import TAG_GROUP as _TAG_GROUP
@@ -345,8 +346,17 @@ _DOZE_SECONDS = 0.25
 def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
          idle_policy: bool = False, bell: Doorbell | None = None) -> None:
     prio = Priority(idle_policy)
+    defer_writeback()  # a disk pool: the PM copy's write-backs are paced (filedevice)
     heap = Heap.open(path, lock=False)
     c[SALVAGED] += heap.stats["salvaged_bytes"]
+    try:
+        _loop(heap, parent_pid, c, message, verify, max_batch, prio, bell)
+    finally:
+        heap.dev.settle()
+
+
+def _loop(heap: Heap, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
+          prio: Priority, bell: Doorbell | None) -> None:
     pool = heap.pool
     log = OpLog(heap.dev, pool.oplog_off, pool.oplog_size)
     ap = Applier(heap, log, verify=verify, max_batch=max_batch, counters=c, message=message)
@@ -385,6 +395,7 @@ def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_bat
             # Asleep until a commit rings.  The flag goes up before the last look at the
             # head, so a commit after that look sees it and rings; one that raced it is
             # found at the next timeout at the latest.
+            heap.dev.settle()  # (a disk pool: the write-back the pacing held back)
             c[SLEEPING] = 1
             if log.head <= ap.pos and c[WANTED] <= c[POSITION] and not c[STOP]:
                 if not bell.wait(_DOZE_SECONDS):

@@ -115,3 +115,136 @@ class SimDevice(Device):
 
     def close(self) -> None:
         pass
+
+
+# ---------------------------------------------------------------------- the disk path
+_SECTOR = 512
+
+
+class SimFile:
+    """A simulated file on a disk: ``cache`` is what the page cache holds (what reads and
+    mappings see), ``dur`` what ``fdatasync`` made durable.  A simulated power loss
+    (:meth:`crash_image`) keeps, for every 512-byte sector written since the last sync,
+    the old or the new contents at random (sectors are the unit a disk writes whole), and
+    the old or the new length.  ``on_sync(file, "before"|"after")`` is called around every
+    sync: the persist points of the disk path."""
+
+    def __init__(self, size_or_image: int | bytes | bytearray = 0) -> None:
+        self.cache = (bytearray(size_or_image) if isinstance(size_or_image, int)
+                      else bytearray(size_or_image))
+        self.dur = bytearray(self.cache)
+        self.syncs = 0
+        self.on_sync: Callable[[SimFile, str], None] | None = None
+
+    def pwrite(self, data: bytes | bytearray | memoryview, off: int) -> None:
+        end = off + len(data)
+        if end > len(self.cache):
+            self.cache.extend(bytes(end - len(self.cache)))
+        self.cache[off:end] = data
+
+    def pread(self, n: int, off: int) -> bytes:
+        return bytes(self.cache[off : off + n])
+
+    def sync(self) -> None:
+        if self.on_sync is not None:
+            self.on_sync(self, "before")
+        self.dur = bytearray(self.cache)
+        self.syncs += 1
+        if self.on_sync is not None:
+            self.on_sync(self, "after")
+
+    def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
+        """A synced write (``O_DSYNC``): this range, and only it, is durable after it."""
+        if self.on_sync is not None:
+            self.on_sync(self, "before")
+        self.pwrite(data, off)
+        end = off + len(data)
+        if end > len(self.dur):
+            self.dur.extend(bytes(end - len(self.dur)))
+        self.dur[off:end] = self.cache[off:end]
+        self.syncs += 1
+        if self.on_sync is not None:
+            self.on_sync(self, "after")
+
+    def truncate(self, n: int) -> None:
+        if n > len(self.cache):
+            self.cache.extend(bytes(n - len(self.cache)))
+        else:
+            del self.cache[n:]
+
+    def size(self) -> int:
+        return len(self.cache)
+
+    def crash_image(self, seed: int) -> bytes:
+        rng = random.Random(seed)
+        cur, dur = self.cache, self.dur
+        n = len(cur) if rng.random() < 0.5 else len(dur)
+        img = bytearray(dur[:n]) + bytes(max(0, n - len(dur)))
+        for p in range(0, n, _SECTOR):
+            q = min(p + _SECTOR, n)
+            if cur[p:q] != img[p:q] and rng.random() < 0.5:
+                img[p:q] = cur[p:q].ljust(q - p, b"\0")
+        return bytes(img)
+
+
+def _disk_classes() -> tuple[type, type]:
+    from .filedevice import DeferredFileDevice, FileDevice
+
+    class SimFileDevice(FileDevice):
+        """:class:`~persimmon.filedevice.FileDevice` over a :class:`SimFile` (its mapping
+        is the file's page cache itself)."""
+
+        kind = "sim-file"
+
+        def __init__(self, file: SimFile, journal: SimFile) -> None:
+            super().__init__("<sim>", -1, file, journal)  # type: ignore[arg-type]
+
+        def _map(self) -> None:
+            self.buf = memoryview(self.io.cache)  # type: ignore[attr-defined]
+
+        def _remap(self, new_size: int) -> None:
+            self.buf.release()
+            self.io.truncate(new_size)
+            self.size = new_size
+            self._map()
+
+        def _unmap(self) -> None:
+            self.buf.release()
+
+    class SimDeferredDevice(DeferredFileDevice):
+        """:class:`~persimmon.filedevice.DeferredFileDevice` over a :class:`SimFile`: its
+        private mapping is a copy; :meth:`refresh` copies a range the process never stores
+        into (the operation log) from the page cache, as an untouched private page sees
+        the file."""
+
+        kind = "sim-file-deferred"
+
+        def __init__(self, file: SimFile, journal: SimFile, interval: float = 0.0) -> None:
+            super().__init__("<sim>", -1, file, journal, interval)  # type: ignore[arg-type]
+
+        def _map(self) -> None:
+            self._priv = bytearray(self.io.cache)  # type: ignore[attr-defined]
+            self.buf = memoryview(self._priv)
+
+        def _remap(self, new_size: int) -> None:
+            self.buf.release()
+            self.io.truncate(new_size)
+            self._priv.extend(self.io.cache[len(self._priv) : new_size])  # type: ignore
+            self.size = new_size
+            self.buf = memoryview(self._priv)
+
+        def _unmap(self) -> None:
+            self.buf.release()
+
+        def _drop(self, ranges: list[tuple[int, int]]) -> None:
+            return None
+
+        def refresh(self, off: int, n: int) -> None:
+            self.buf[off : off + n] = self.io.cache[off : off + n]  # type: ignore
+
+    return SimFileDevice, SimDeferredDevice
+
+
+def sim_disk_devices() -> tuple[type, type]:
+    """``(SimFileDevice, SimDeferredDevice)``: the disk path's devices over SimFiles."""
+    return _disk_classes()

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config", nargs="?", help="a redis.conf file")
     ap.add_argument("--port", type=int)
     ap.add_argument("--bind", nargs="+")
-    ap.add_argument("--dir", help="pool directory (default /dev/shm/persimmon-redis)")
+    ap.add_argument("--dir", help="pool directory (default /dev/shm/persimmon-redis: tmpfs, "
+                    "lost at a reboot; a directory on a disk survives power loss)")
     ap.add_argument("--persistence", choices=["persimmon", "none"])
     ap.add_argument("--requirepass")
     ap.add_argument("--maxclients", type=int)

@@ -1126,6 +1126,10 @@ def run_server(cfg: Config) -> int:
     if p.mode != "none":
         log.info("pool %s, device %s, %s in %.3f s, %d keys", p.pool_path, p.device,
                  "recovered" if p.recovered else "created", time.time() - t0, keys)
+        survives = p.psm.survives
+        log.info("the pool survives %s%s", survives,
+                 "; it is on tmpfs (RAM) and is LOST AT REBOOT or power loss: --dir on a disk "
+                 "file system survives power loss" if survives == "process crashes" else "")
     server = Server(cfg, p)
     try:
         asyncio.run(server.serve())

@@ -1,0 +1,481 @@
+"""Pools on ordinary file systems (ext4, xfs on an SSD or a disk): durable across power loss.
+
+On a file system that is neither tmpfs nor DAX persistent memory, a store into a mapped page
+reaches the medium only when the kernel writes the page back, at a moment nobody chooses.  Two
+devices share such a pool file:
+
+* :class:`FileDevice` (the foreground, and every process that is not a shadow): a shared
+  mapping for reads and for the rare stores of pool creation and recovery, which ``drain``
+  makes durable with ``fdatasync``; and :meth:`FileDevice.write` (``pwrite``) with
+  :meth:`FileDevice.sync` (``fdatasync``) for the operation log, which on such a device never
+  stores into the mapping (``writes_through``): on ext4 a store into a mapped page that was
+  written back costs a journal commit at the next sync (measured on this project's virtual
+  disk: a mapped store then ``fdatasync`` 420-430 us, ``pwrite`` then ``fdatasync`` 100-130
+  us).  The pool file is zero-filled when it is created (written, not sparse: a first write
+  into a hole allocates a block, and allocation is metadata each sync would have to commit),
+  then synced, and its directory too.
+* :class:`DeferredFileDevice` (the shadow process): a *private* (copy-on-write) mapping, so
+  nothing the shadow stores reaches the file until the device writes it.  ``flush`` only
+  records the range; ``drain`` does nothing; a commit point of the PM copy
+  (:meth:`DeferredFileDevice.commit_point`, called by the pool after it persisted a commit
+  record) writes every range flushed since the last write-back *atomically*: first into a
+  side journal (``<pool>-wb``: the ranges, their bytes and a checksum), ``fdatasync``, then
+  in place, ``fdatasync``.  The file therefore only ever holds the state of some moment of
+  the shadow's program order at which everything it flushed was written: stronger than what
+  persistent memory promises (where any unflushed store may or may not have reached the
+  medium), so the undo log and commit records work unchanged.  Write-backs are paced: at most
+  one per ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (default 0.5 s) unless 32 MiB are waiting, and
+  one whenever the shadow goes idle (:meth:`settle`).  A write that must follow the PM copy's
+  durability (the log tail, which lets the foreground reuse log space) goes through
+  :meth:`write_ordered` and waits for the write-back.  Pages written back whose private copy
+  equals the file are dropped from the mapping (``MADV_DONTNEED``), so the shadow does not
+  keep a second copy of everything it touched.
+
+A journal left valid by a crash is copied in place by the next opener that holds the pool's
+lock (:meth:`FileDevice.recover_journal`, from :meth:`persimmon.pool.Pool.open`) or by a
+restarted shadow (its predecessor died, the foreground still holds the lock), and then
+invalidated.  The crash-simulation twins of these devices, over a simulated file that keeps
+what ``fdatasync`` made durable, are in :mod:`persimmon.simdevice`.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+
+from xxhash import xxh3_64_intdigest
+
+from .device import PAGE, Device, DeviceError, PoolReader, _page_span
+
+JOURNAL_SUFFIX = "-wb"
+_JMAGIC = b"PSMWBJ01"
+_JHDR = struct.Struct("<8sQQQQ")  # magic, sequence, ranges, data bytes, checksum
+_JRANGE = struct.Struct("<QQ")
+_LINE = 64
+_ZERO_CHUNK = 1 << 20
+WRITEBACK_BYTES = 32 << 20
+
+
+def writeback_seconds() -> float:
+    """Pacing of the shadow's write-backs: ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (0.5 s)."""
+    v = os.environ.get("PERSIMMON_DISK_WRITEBACK_SECONDS", "")
+    try:
+        return max(0.0, float(v)) if v else 0.5
+    except ValueError:
+        raise DeviceError(f"PERSIMMON_DISK_WRITEBACK_SECONDS={v!r} is not a number") from None
+
+
+class OsFile:
+    """The few file operations the disk devices use, on a descriptor (and, for synced
+    writes, a second descriptor of the same file opened with ``O_DSYNC``)."""
+
+    __slots__ = ("fd", "path", "_dsync")
+
+    def __init__(self, fd: int, path: str | None = None) -> None:
+        self.fd = fd
+        self.path = path
+        self._dsync = -1
+
+    def pwrite(self, data: bytes | bytearray | memoryview, off: int) -> None:
+        _pwrite_all(self.fd, data, off)
+
+    def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
+        """Write and make durable this range only (``O_DSYNC``: the kernel writes back
+        the range and flushes the device's cache, not every dirty page of the file)."""
+        if self._dsync < 0:
+            if self.path is None:
+                _pwrite_all(self.fd, data, off)
+                os.fdatasync(self.fd)
+                return
+            self._dsync = os.open(self.path, os.O_RDWR | os.O_DSYNC)
+        _pwrite_all(self._dsync, data, off)
+
+    def close_sync(self) -> None:
+        if self._dsync >= 0:
+            os.close(self._dsync)
+            self._dsync = -1
+
+    def pread(self, n: int, off: int) -> bytes:
+        return os.pread(self.fd, n, off)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def truncate(self, n: int) -> None:
+        os.ftruncate(self.fd, n)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, off: int) -> None:
+    mv = memoryview(data)
+    while len(mv):
+        n = os.pwrite(fd, mv, off)
+        mv = mv[n:]
+        off += n
+
+
+def fsync_dir(path: str) -> None:
+    """fsync the directory holding ``path`` (a new file's name is durable only then)."""
+    d = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        os.fsync(d)
+    finally:
+        os.close(d)
+
+
+def zero_fill(fd: int, size: int) -> None:
+    """Write ``size`` zero bytes (blocks allocated now, not at the first sync), then sync."""
+    z = bytes(min(size, _ZERO_CHUNK))
+    f = OsFile(fd)
+    for off in range(0, size, len(z) or 1):
+        f.pwrite(z[: min(len(z), size - off)], off)
+    os.fsync(fd)
+
+
+class _Lines:
+    """Ranges to write back, kept as 64-byte line numbers (merged when taken)."""
+
+    __slots__ = ("lines", "nbytes")
+
+    def __init__(self) -> None:
+        self.lines: set[int] = set()
+        self.nbytes = 0
+
+    def add(self, off: int, n: int) -> None:
+        first = off // _LINE
+        last = (off + max(n, 1) - 1) // _LINE
+        if first == last:
+            if first not in self.lines:
+                self.lines.add(first)
+                self.nbytes += _LINE
+        else:
+            before = len(self.lines)
+            self.lines.update(range(first, last + 1))
+            self.nbytes += (len(self.lines) - before) * _LINE
+
+    def take(self) -> list[tuple[int, int]]:
+        if not self.lines:
+            return []
+        lines = sorted(self.lines)
+        self.lines = set()
+        self.nbytes = 0
+        out = []
+        start = prev = lines[0]
+        for x in lines[1:]:
+            if x != prev + 1:
+                out.append((start * _LINE, (prev - start + 1) * _LINE))
+                start = x
+            prev = x
+        out.append((start * _LINE, (prev - start + 1) * _LINE))
+        return out
+
+
+def read_journal(data: bytes, size_limit: int) -> list[tuple[int, bytes]] | None:
+    """The ranges of a complete, valid journal image; None when it is empty, torn or stale."""
+    if len(data) < _JHDR.size:
+        return None
+    magic, _seq, nranges, nbytes, chk = _JHDR.unpack_from(data, 0)
+    if magic != _JMAGIC:
+        return None
+    end = _JHDR.size + nranges * _JRANGE.size + nbytes
+    if nranges > len(data) or end > len(data):
+        return None
+    if xxh3_64_intdigest(data[_JHDR.size : end], _seq) != chk:
+        return None
+    out = []
+    at = _JHDR.size + nranges * _JRANGE.size
+    for i in range(nranges):
+        off, n = _JRANGE.unpack_from(data, _JHDR.size + i * _JRANGE.size)
+        if off + n > size_limit:
+            return None
+        out.append((off, data[at : at + n]))
+        at += n
+    return out
+
+
+def build_journal(seq: int, ranges: list[tuple[int, bytes]]) -> bytes:
+    table = b"".join(_JRANGE.pack(off, len(d)) for off, d in ranges)
+    body = table + b"".join(d for _, d in ranges)
+    nbytes = sum(len(d) for _, d in ranges)
+    return _JHDR.pack(_JMAGIC, seq, len(ranges), nbytes, xxh3_64_intdigest(body, seq)) + body
+
+
+class FileDevice(Device):
+    """A pool file on an ordinary file system, shared mapping (see the module docstring)."""
+
+    kind = "file"
+    flush_path = "fdatasync"
+    writes_through = True
+    deferred = False
+
+    def __init__(self, path: str, fd: int, io: OsFile | None = None,
+                 journal: OsFile | None = None) -> None:
+        self.path = path
+        self._fd = fd
+        self.io = io if io is not None else OsFile(fd, path)
+        self._journal = journal
+        self.size = self.io.size()
+        if self.size == 0:
+            raise DeviceError(f"{path} is empty: nothing to map")
+        self._dirty = False
+        self._closed = False
+        self._map()
+
+    # ------------------------------------------------------------------ the mapping
+    def _map(self) -> None:
+        self._mm = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED,
+                             mmap.PROT_READ | mmap.PROT_WRITE)
+        self.buf = memoryview(self._mm)
+
+    def _remap(self, new_size: int) -> None:
+        self.buf.release()
+        self.io.truncate(new_size)
+        self._mm.resize(new_size)
+        self.size = new_size
+        self.buf = memoryview(self._mm)
+
+    def _unmap(self) -> None:
+        self.buf.release()
+        self._mm.close()
+
+    # ------------------------------------------------------------------ persistence
+    def flush(self, off: int, n: int) -> None:
+        self._dirty = True
+
+    def drain(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self.io.sync()
+
+    def persist(self, off: int, n: int) -> None:
+        self.io.sync()
+        self._dirty = False
+
+    def write(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``off`` through the file (visible to every mapping at once,
+        durable at the next :meth:`sync`)."""
+        self.io.pwrite(data, off)
+
+    def sync(self) -> None:
+        """Make every write and store so far durable (``fdatasync``)."""
+        self._dirty = False
+        self.io.sync()
+
+    def write_sync(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``off`` and make that range durable before returning."""
+        self.io.pwrite_sync(data, off)
+
+    def write_ordered(self, off: int, data: bytes) -> None:
+        """Write ``data`` once everything stored or flushed before is durable."""
+        self.drain()
+        self.io.pwrite(data, off)
+
+    def grow(self, new_size: int) -> None:
+        if new_size <= self.size:
+            return
+        self.drain()
+        self._remap(new_size)
+        self.io.sync()  # the new size is durable before anything is stored beyond the old
+
+    def prefault(self, off: int, n: int) -> bool:
+        return False  # (it would dirty every page for write-back)
+
+    def fileno(self) -> int | None:
+        return self._fd if self._fd >= 0 else None
+
+    # ------------------------------------------------------------------ the journal
+    def _journal_file(self, create: bool) -> OsFile | None:
+        if self._journal is not None:
+            return self._journal
+        jpath = self.path + JOURNAL_SUFFIX
+        if not create and not os.path.exists(jpath):
+            return None
+        fd = os.open(jpath, os.O_RDWR | os.O_CREAT, 0o600)
+        self._journal = OsFile(fd)
+        if create:
+            fsync_dir(jpath)
+        return self._journal
+
+    def recover_journal(self) -> int:
+        """Copy a valid write-back journal in place (the writer died between its two
+        syncs, or after them), make that durable, then invalidate the journal.  Only a
+        process that may write the pool calls this, with the pool locked or its shadow
+        dead.  Returns the number of ranges copied."""
+        j = self._journal_file(create=False)
+        if j is None:
+            return 0
+        size = j.size()
+        if size == 0:
+            return 0
+        ranges = read_journal(j.pread(size, 0), self.size)
+        n = 0
+        if ranges:
+            for off, data in ranges:
+                self.io.pwrite(data, off)
+            self.io.sync()
+            n = len(ranges)
+        j.truncate(0)
+        j.sync()
+        return n
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.drain()
+        finally:
+            self._unmap()
+            if isinstance(self.io, OsFile):
+                self.io.close_sync()
+            if self._fd >= 0:
+                os.close(self._fd)
+            if self._journal is not None and isinstance(self._journal, OsFile):
+                os.close(self._journal.fd)
+            self._journal = None
+            self._fd = -1
+
+
+class DeferredFileDevice(FileDevice):
+    """The shadow's view of a pool file: stores stay private until a paced, journaled
+    write-back (see the module docstring)."""
+
+    deferred = True
+
+    def __init__(self, path: str, fd: int, io: OsFile | None = None,
+                 journal: OsFile | None = None, interval: float | None = None) -> None:
+        self._lines = _Lines()
+        self._after: list[tuple[int, bytes]] = []
+        self._last = 0.0
+        self._seq = 0
+        self.interval = writeback_seconds() if interval is None else interval
+        self.writebacks = 0
+        self.dropped_pages = 0
+        super().__init__(path, fd, io, journal)
+
+    def _map(self) -> None:
+        self._mm = mmap.mmap(self._fd, self.size, mmap.MAP_PRIVATE,
+                             mmap.PROT_READ | mmap.PROT_WRITE)
+        self.buf = memoryview(self._mm)
+
+    def flush(self, off: int, n: int) -> None:
+        self._lines.add(off, n)
+
+    def drain(self) -> None:
+        return None
+
+    def persist(self, off: int, n: int) -> None:
+        self._lines.add(off, n)
+
+    def sync(self) -> None:
+        self.writeback()
+        self.io.sync()
+
+    def write_ordered(self, off: int, data: bytes) -> None:
+        if self._lines.nbytes or self._after:
+            self._after.append((off, bytes(data)))
+        else:
+            self.io.pwrite(data, off)
+
+    def commit_point(self) -> None:
+        """A commit record was persisted: write back now if the pacing allows."""
+        if (self._lines.nbytes >= WRITEBACK_BYTES
+                or time.monotonic() - self._last >= self.interval):
+            self.writeback()
+
+    def settle(self) -> None:
+        """Write back whatever waits (the shadow is about to sleep, or to exit)."""
+        if self._lines.nbytes or self._after:
+            self.writeback()
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._lines.nbytes
+
+    def writeback(self) -> None:
+        """Write every flushed range atomically: journal, sync, in place, sync; then the
+        ordered writes that waited for it."""
+        ranges = self._lines.take()
+        self._last = time.monotonic()
+        if ranges:
+            buf = self.buf
+            items = [(off, bytes(buf[off : off + n])) for off, n in ranges]
+            j = self._journal_file(create=True)
+            assert j is not None
+            self._seq += 1
+            j.pwrite(build_journal(self._seq, items), 0)
+            j.sync()
+            for off, data in items:
+                self.io.pwrite(data, off)
+            self.io.sync()
+            self.writebacks += 1
+            self._drop(ranges)
+        after, self._after = self._after, []
+        for off, data in after:
+            self.io.pwrite(data, off)
+
+    def _drop(self, ranges: list[tuple[int, int]]) -> None:
+        # Give back the private copies of the pages just written whose contents are now
+        # the file's (a page holding a store never flushed keeps its copy).
+        pages = sorted({p for off, n in ranges
+                        for p in range(off // PAGE, (off + n - 1) // PAGE + 1)})
+        mm = self._mm
+        for p in pages:
+            a = p * PAGE
+            start, length = _page_span(a, PAGE, self.size)
+            if length <= 0:
+                continue
+            if mm[start : start + length] == self.io.pread(length, start):
+                try:
+                    mm.madvise(mmap.MADV_DONTNEED, start, length)
+                    self.dropped_pages += 1
+                except (OSError, ValueError):
+                    return
+
+    def grow(self, new_size: int) -> None:
+        if new_size <= self.size:
+            return
+        # An atomic write-back at any moment of the program order is a state persistent
+        # memory could hold too (everything flushed is there); the growth itself is then
+        # made durable by the next write-back's sync.
+        self.writeback()
+        self._remap(new_size)
+
+    def reader(self) -> PoolReader:
+        return PoolReader(bytes(self.buf), None)  # (the private view, not the file's)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.settle()
+        finally:
+            self._dirty = False
+            super().close()
+
+
+def open_file_device(path: str, fd: int, created: bool) -> FileDevice:
+    """The device for a pool file on an ordinary file system (see the module docstring);
+    ``created``: the file was just created (it is zero-filled and synced, its directory
+    too)."""
+    if created:
+        zero_fill(fd, os.fstat(fd).st_size)
+        fsync_dir(path)
+    if _defer:
+        dev: FileDevice = DeferredFileDevice(path, fd)
+        dev.recover_journal()  # (a shadow restarted after its predecessor died mid-way)
+        return dev
+    return FileDevice(path, fd)
+
+
+_defer = False
+
+
+def defer_writeback(on: bool = True) -> None:
+    """Make this process open disk pools with :class:`DeferredFileDevice` (the shadow)."""
+    global _defer
+    _defer = on

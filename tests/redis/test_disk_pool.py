@@ -1,0 +1,57 @@
+"""persimmon-redis with its pool in a directory on a disk file system (--dir): the startup
+line and INFO say what the pool survives, and acknowledged writes survive a SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from conftest import ServerProc
+from persimmon.device import on_tmpfs
+
+
+def _disk_dir() -> str:
+    for d in ("/var/tmp", os.path.expanduser("~")):
+        if os.path.isdir(d) and os.access(d, os.W_OK) and not on_tmpfs(d):
+            return d
+    raise AssertionError("no writable directory on a disk file system")
+
+
+def _log(s: ServerProc) -> str:
+    for _ in range(100):
+        with open(s.log_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if "survives" in text:
+            return text
+        time.sleep(0.05)
+    return text
+
+
+def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes():
+    root = tempfile.mkdtemp(prefix="persimmon-redis-disk-", dir=_disk_dir())
+    s = ServerProc(pool_dir=os.path.join(root, "pool")).start()
+    try:
+        assert "the pool survives power loss" in _log(s)
+        c = s.client()
+        assert c.info("persimmon")["survives"] == "power loss"
+        for i in range(200):
+            c.set(f"k{i}", f"v{i}")
+        s.kill()
+        s.start()
+        c = s.client()
+        assert c.dbsize() == 200 and c.get("k199") == b"v199"
+        assert os.path.exists(os.path.join(root, "pool", "persimmon-redis.pool"))
+    finally:
+        s.cleanup()
+        os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
+
+
+def test_tmpfs_pool_says_it_is_lost_at_reboot():
+    s = ServerProc().start()
+    try:
+        text = _log(s)
+        assert "the pool survives process crashes" in text and "LOST AT REBOOT" in text
+        assert s.client().info("persimmon")["survives"] == "process crashes"
+    finally:
+        s.cleanup()

@@ -1,0 +1,240 @@
+"""Pools on an ordinary file system (the disk path, persimmon.filedevice) under crashes.
+
+* Simulated power loss: the runtime's workload on the disk devices over simulated files
+  (the foreground's FileDevice and the shadow's DeferredFileDevice share the pool file and
+  its write-back journal), one process interleaving the two; at every sync of either file,
+  images a power loss could leave (any sector written since the last sync old or new, the
+  old or the new length) are recovered and checked: every acknowledged operation is there
+  and the state is that of a prefix of the submitted operations.
+* Real crashes: the SIGKILL test of tests/test_runtime_crash.py on a pool in a directory
+  of a disk file system (not tmpfs).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import uuid
+
+import pytest
+
+from heap_workload import canon
+from persimmon.cli import inspect_pool
+from persimmon.device import on_tmpfs, open_device
+from persimmon.filedevice import JOURNAL_SUFFIX, DeferredFileDevice, FileDevice, read_journal
+from persimmon.heap import Heap
+from persimmon.opcodec import encode, encode_group
+from persimmon.oplog import OpLog
+from persimmon.psm import PSM, recover_state
+from persimmon.shadow import Applier
+from persimmon.simdevice import SimFile, sim_disk_devices
+from psm_apps import KV, expected_state, workload_op
+from test_runtime_crash import run_sigkill_iterations
+
+SimFileDevice, SimDeferredDevice = sim_disk_devices()
+
+
+def _state_dict(kv) -> dict:
+    return {"data": kv.data, "n": kv.n}
+
+
+def disk_dir() -> str:
+    """A directory on a disk file system (not tmpfs) for pools of these tests."""
+    for d in ("/var/tmp", os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__))):
+        if os.path.isdir(d) and os.access(d, os.W_OK) and not on_tmpfs(d):
+            return d
+    pytest.fail("no writable directory on a disk file system (all of them are tmpfs)")
+
+
+@pytest.fixture
+def disk_path():
+    d = tempfile.mkdtemp(prefix="persimmon-disk-test-", dir=disk_dir())
+    yield os.path.join(d, f"{uuid.uuid4().hex}.pool")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("max_group,interval", [(1, 0.0), (7, 0.0), (7, 1e9)],
+                         ids=["entry-per-op", "group-entries", "write-back-paced"])
+def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval):
+    """``interval`` 0: the shadow writes back at every commit; 1e9: only when it settles
+    (goes idle), so batches pile up between write-backs and the tail waits for them."""
+    n_ops = 220
+    expected = {0: canon(expected_state(0))}
+    kv = KV()
+    for i in range(n_ops):
+        kv.apply(workload_op(i))
+        expected[i + 1] = canon(_state_dict(kv))
+    pool_file, journal = SimFile(512 << 10), SimFile(0)
+    fg_dev = SimFileDevice(pool_file, journal)
+    heap0 = Heap.create(fg_dev, KV(), log_size=4 << 10, undo_size=64 << 10,
+                        initial_size=256 << 10)
+    pool = heap0.pool
+    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
+    log_off, log_size = pool.oplog_off, pool.oplog_size
+    sh_dev = SimDeferredDevice(pool_file, journal, interval=interval)
+    heap = Heap.open(sh_dev)
+    fg = OpLog(fg_dev, log_off, log_size)
+    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=17)
+    rng = random.Random(5)
+    prog = {"acked": 0, "submitted": 0, "syncs": 0, "checks": 0, "replayed_journals": 0}
+
+    def check(f: SimFile, when: str) -> None:
+        prog["syncs"] += 1
+        for s in range(2 if when == "before" else 1):
+            seed = prog["syncs"] * 10 + s
+            pf, jf = SimFile(pool_file.crash_image(seed)), SimFile(journal.crash_image(seed + 5))
+            dev = SimFileDevice(pf, jf)
+            prog["replayed_journals"] += dev.recover_journal() > 0
+            state, _ = recover_state(dev)
+            n = state.n
+            assert prog["acked"] <= n <= prog["submitted"], (when, prog, n)
+            assert canon(_state_dict(state)) == expected[n], (when, prog, n)
+            prog["checks"] += 1
+
+    def drive_shadow() -> None:
+        sh_dev.refresh(log_off, log_size)  # (the log as its untouched private pages see it)
+        if not ap.step():
+            ap.commit()
+            sh_dev.settle()
+
+    pool_file.on_sync = journal.on_sync = check
+    i = 0
+    while i < n_ops:
+        k = min(rng.randrange(1, max_group + 1), n_ops - i)
+        payloads = [encode(workload_op(j)) for j in range(i, i + k)]
+        prog["submitted"] = i + k
+        fg.append(payloads[0] if k == 1 else encode_group(payloads), wait=drive_shadow)
+        fg.commit()
+        i += k
+        prog["acked"] = i
+        for _ in range(rng.randrange(3)):
+            drive_shadow()
+    sh_dev.refresh(log_off, log_size)
+    while ap.step():
+        pass
+    ap.commit()
+    sh_dev.settle()
+    pool_file.on_sync = journal.on_sync = None
+    assert ap.c[3] >= 5 and ap.c[2] == n_ops  # several batches; every operation once
+    assert fg.head > 3 * fg.capacity  # wrapped around the log several times
+    assert sh_dev.writebacks >= 3
+    # every persist point checked: the log's syncs and both syncs of each write-back
+    assert prog["syncs"] >= n_ops // max_group + 2 * sh_dev.writebacks
+    assert prog["replayed_journals"] > 0  # some images needed the journal copied in place
+    dev = SimFileDevice(SimFile(pool_file.dur), SimFile(journal.dur))
+    dev.recover_journal()
+    state, _ = recover_state(dev)
+    assert canon(_state_dict(state)) == expected[n_ops]
+
+
+def test_a_torn_journal_is_ignored_and_a_whole_one_copied_in_place():
+    """The journal is all or nothing: a torn or stale image changes nothing."""
+    f, j = SimFile(64 << 10), SimFile(0)
+    sh = SimDeferredDevice(f, j, interval=1e9)
+    sh.buf[100:105] = b"hello"
+    sh.flush(100, 5)
+    sh.buf[40000:40003] = b"abc"
+    sh.flush(40000, 3)
+    assert f.cache[100:105] == bytes(5)  # nothing reaches the file before a write-back
+    sh.write_ordered(8, b"T" * 8)  # waits for the write-back of what was flushed before
+    assert f.cache[8:16] == bytes(8)
+    sh.commit_point()  # paced: not yet
+    assert f.cache[100:105] == bytes(5)
+    sh.settle()
+    assert f.cache[100:105] == b"hello" and f.cache[40000:40003] == b"abc"
+    assert f.cache[8:16] == b"T" * 8
+    whole = bytes(j.cache)
+    assert [off for off, _ in read_journal(whole, len(f.cache))] == [64, 40000]
+    for cut in (10, 40, len(whole) - 1):
+        torn = whole[:cut] + b"\xff" * (len(whole) - cut)
+        assert read_journal(torn, len(f.cache)) is None
+    # a pool whose in-place writes were lost but whose journal is whole: copied in place
+    pf = SimFile(64 << 10)
+    dev = SimFileDevice(pf, SimFile(whole))
+    assert dev.recover_journal() == 2
+    assert pf.cache[100:105] == b"hello" and pf.dur[40000:40003] == b"abc"
+    assert dev.recover_journal() == 0  # invalidated once copied
+
+
+def test_disk_pool_device_choice_and_creation(disk_path):
+    dev = open_device(disk_path, size=1 << 20, create=True)
+    try:
+        assert isinstance(dev, FileDevice) and not dev.deferred
+        assert dev.writes_through and dev.flush_path == "fdatasync"
+        assert dev.survives == "power loss" and not dev.in_ram
+        # created written, not sparse: every block allocated now
+        st = os.stat(disk_path)
+        assert st.st_blocks * 512 >= st.st_size
+        dev.write(4096, b"through")
+        dev.sync()
+        with open(disk_path, "rb") as f:
+            f.seek(4096)
+            assert f.read(7) == b"through"
+        assert bytes(dev.buf[4096:4103]) == b"through"  # the mapping sees the write
+    finally:
+        dev.close()
+    from persimmon import filedevice
+
+    filedevice.defer_writeback(True)
+    try:
+        sh = open_device(disk_path)
+    finally:
+        filedevice.defer_writeback(False)
+    try:
+        assert isinstance(sh, DeferredFileDevice)
+        sh.buf[8192:8195] = b"xyz"
+        sh.flush(8192, 3)
+        with open(disk_path, "rb") as f:
+            f.seek(8192)
+            assert f.read(3) == bytes(3)  # private until written back
+        sh.writeback()
+        with open(disk_path, "rb") as f:
+            f.seek(8192)
+            assert f.read(3) == b"xyz"
+        assert sh.dropped_pages >= 1 and bytes(sh.buf[8192:8195]) == b"xyz"
+        assert os.path.exists(disk_path + JOURNAL_SUFFIX)
+    finally:
+        sh.close()
+
+
+def test_psm_on_a_disk_pool_survives_restart_and_says_so(disk_path):
+    psm = PSM(KV, disk_path, log_size=256 << 10)
+    try:
+        assert psm.survives == "power loss" and psm.stats()["survives"] == "power loss"
+        for i in range(300):
+            psm.invoke_rw(workload_op(i), commit=i % 5 == 4)
+        psm.commit()
+        psm.sync()
+    finally:
+        psm.close()
+    info = inspect_pool(disk_path)
+    assert info["survives"] == "power loss" and info["device"] == "file"
+    assert info["writeback_journal_bytes"] >= 0
+    psm = PSM(KV, disk_path)
+    try:
+        assert psm.recovered and _state_dict(psm.state) == expected_state(300)
+    finally:
+        psm.close()
+
+
+def test_a_tmpfs_pool_says_it_survives_process_crashes(shm_path):
+    if not on_tmpfs(os.path.dirname(shm_path)):
+        pytest.fail("/dev/shm is not a tmpfs here")
+    psm = PSM(KV, shm_path, log_size=64 << 10)
+    try:
+        assert psm.survives == "process crashes"
+    finally:
+        psm.close()
+    assert inspect_pool(shm_path)["survives"] == "process crashes"
+
+
+ITERATIONS = int(os.environ.get("PERSIMMON_DISK_CRASH_ITERATIONS", "9"))
+
+
+@pytest.mark.parametrize("groups", [False, True], ids=["commit-per-op", "group-commit"])
+def test_sigkill_on_a_disk_pool(disk_path, groups):
+    assert not on_tmpfs(os.path.dirname(disk_path))
+    res = run_sigkill_iterations(disk_path, ITERATIONS, seed=7, groups=groups)
+    assert min(res["modes"].values()) >= 1 and res["acked"] > ITERATIONS
