@@ -81,7 +81,8 @@ def test_finds_a_persistence_bug_in_persimmon_itself(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), TESTS]))
     r = subprocess.run([sys.executable, "-m", "persimmon.cli", "crashtest",
                         "examples.kv_example:KV", "--ops", "examples.kv_example:kv_ops",
-                        "--seconds", "8", "--seed", "1", "--no-progress"],
+                        "--seconds", "8", "--seed", "1", "--power-failures", "150",
+                        "--no-progress"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FAIL [power failure during recovery] operation " in r.stdout, r.stdout

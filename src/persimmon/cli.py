@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     pt.add_argument("--seconds", type=float, default=30.0, help="time budget (default 30)")
     pt.add_argument("--seed", type=int, default=None, help="replay a run (printed by each run)")
     pt.add_argument("--n-ops", type=int, default=500, help="operations per run (default 500)")
+    pt.add_argument("--power-failures", type=int, default=20,
+                    help="at least this many simulated power failures, whatever the time "
+                    "(with --seed, the same ones every run; default 20)")
     pt.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.cmd == "crashtest":

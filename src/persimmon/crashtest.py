@@ -260,7 +260,8 @@ def _match_prefix(state: Any, expected: list[tuple[int, int]], lo: int, hi: int
 
 def power_failures(factory: Callable[[], Any], ops: list[Any],
                    expected: list[tuple[int, int]], seed: int, budget: float,
-                   tick: Callable[[int], None]) -> Failure | None:
+                   tick: Callable[[int], None], minimum: int = MIN_POWER_FAILURES
+                   ) -> Failure | None:
     """The workload on the crash simulator, foreground and shadow interleaved; crash images
     at sampled fences (both models) recovered and matched against the prefixes."""
     from .heap import Heap
@@ -292,7 +293,7 @@ def power_failures(factory: Callable[[], Any], ops: list[Any],
     found: list[Failure] = []
 
     def over() -> bool:  # (the time budget, but never fewer than MIN_POWER_FAILURES)
-        return time.monotonic() > deadline and prog["checks"] >= MIN_POWER_FAILURES
+        return time.monotonic() > deadline and prog["checks"] >= minimum
 
     def check(d: SimDevice) -> None:
         prog["fences"] += 1
@@ -526,7 +527,8 @@ class Report:
 
 
 def run(factory_spec: str, ops_spec: str, *, seconds: float = 30.0, seed: int | None = None,
-        n_ops: int = 500, progress: bool | None = None, workdir: str | None = None) -> Report:
+        n_ops: int = 500, progress: bool | None = None, workdir: str | None = None,
+        min_power_failures: int = MIN_POWER_FAILURES) -> Report:
     """Run every check on the state machine ``factory_spec`` under the workload ``ops_spec``
     (both ``module:name``) for about ``seconds``; the first failure ends it."""
     factory = load(factory_spec, "FACTORY")
@@ -579,7 +581,8 @@ def run(factory_spec: str, ops_spec: str, *, seconds: float = 30.0, seed: int | 
         left = max(1.0, seconds - (time.monotonic() - start))
         if failure is None:
             failure = phase("power failures", lambda: power_failures(
-                factory, ops, expected, seed, left / 2, ticker("power failures")))
+                factory, ops, expected, seed, left / 2, ticker("power failures"),
+                min_power_failures))
         if failure is None:
             left = max(0.5, seconds - (time.monotonic() - start))
             failure = phase("SIGKILLs", lambda: sigkills(
@@ -594,7 +597,8 @@ def main(args: Any) -> int:
     """The ``persimmon crashtest`` command (``args`` from the CLI's parser)."""
     try:
         rep = run(args.factory, args.ops, seconds=args.seconds, seed=args.seed,
-                  n_ops=args.n_ops, progress=None if not args.no_progress else False)
+                  n_ops=args.n_ops, progress=None if not args.no_progress else False,
+                  min_power_failures=args.power_failures)
     except UsageError as e:
         print(f"persimmon crashtest: {e}", file=sys.stderr)
         return 2
