@@ -8,6 +8,7 @@ need_apt=()
 [ -e /usr/lib/x86_64-linux-gnu/libpmem.so.1 ] || ldconfig -p 2>/dev/null | grep -q 'libpmem.so.1' || need_apt+=(libpmem1)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v tclsh >/dev/null 2>&1 || need_apt+=(tcl)  # Redis's own test suite (test_redis_suite)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .server import Config, run_server
+from .config import EFFECTIVE, PARAMS, Config, ConfigError
+from .server import run_server
 
 
 def _size(text: str) -> int:
@@ -26,34 +28,23 @@ def _size(text: str) -> int:
 
 
 def read_conf(path: str, cfg: Config) -> None:
-    """Apply the settings of a redis.conf file (unknown directives are warned about)."""
+    """Apply the settings of a redis.conf file: every Redis 7.0 parameter is understood
+    (see config.py for the ones persimmon-redis acts on), plus persimmon's own
+    ``persimmon-*`` directives; unknown directives are warned about."""
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             parts = line.split()
-            key, args = parts[0].lower(), parts[1:]
+            key, args = parts[0].lower(), [a.strip('"') for a in parts[1:]]
             try:
-                if key == "port":
-                    cfg.port = int(args[0])
-                elif key == "bind":
+                if key == "bind":
                     cfg.bind = [a for a in args if not a.startswith("-")]
+                elif key == "requirepass":
+                    cfg.requirepass = args[0] or None
                 elif key == "dir":
                     cfg.dir = args[0]
-                elif key == "requirepass":
-                    cfg.requirepass = args[0].strip('"')
-                elif key == "maxclients":
-                    cfg.maxclients = int(args[0])
-                elif key == "databases":
-                    cfg.databases = int(args[0])
-                elif key == "proto-max-bulk-len":
-                    cfg.proto_max_bulk_len = _size(args[0])
-                elif key == "client-output-buffer-limit" and args and args[0] == "normal":
-                    hard = _size(args[1])
-                    cfg.client_output_limit = hard if hard else cfg.client_output_limit
-                elif key == "hz":
-                    cfg.hz = int(args[0])
                 elif key in ("persimmon-persistence", "persistence"):
                     cfg.persistence = args[0]
                 elif key in ("persimmon-log-size",):
@@ -62,11 +53,20 @@ def read_conf(path: str, cfg: Config) -> None:
                     if args[0] not in ("idle", "normal"):
                         raise ValueError(args[0])
                     cfg.shadow_priority = args[0]
+                elif key in PARAMS:
+                    cfg.set_many([(key, " ".join(args))], running=False)
+                    if PARAMS[key].name not in EFFECTIVE:
+                        print(f"persimmon-redis: {path}:{lineno}: '{key}' has no effect in "
+                              "persimmon-redis (kept for CONFIG GET)", file=sys.stderr)
                 else:
                     print(f"persimmon-redis: {path}:{lineno}: ignoring unsupported directive "
                           f"'{key}'", file=sys.stderr)
+            except ConfigError as e:
+                raise SystemExit(f"persimmon-redis: {path}:{lineno}: bad value for '{key}': "
+                                 f"{e.args[-1]}") from None
             except (IndexError, ValueError):
-                raise SystemExit(f"persimmon-redis: {path}:{lineno}: bad value for '{key}'")
+                raise SystemExit(f"persimmon-redis: {path}:{lineno}: bad value for '{key}'"
+                                 ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--persistence", choices=["persimmon", "none"])
     ap.add_argument("--requirepass")
     ap.add_argument("--maxclients", type=int)
+    ap.add_argument("--protected-mode", choices=["yes", "no"],
+                    help="yes (default): refuse clients from addresses other than 127.0.0.1 "
+                    "and ::1 while no password is set, as Redis does")
     ap.add_argument("--databases", type=int)
     ap.add_argument("--log-size", type=_size, help="operation log size, e.g. 64mb")
     ap.add_argument("--device", choices=["auto", "libpmem", "msync"])
@@ -91,11 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config()
     if args.config:
         read_conf(args.config, cfg)
+        cfg.config_file = os.path.abspath(args.config)
     for name in ("port", "bind", "dir", "persistence", "requirepass", "maxclients",
                  "databases", "log_size", "device", "shadow_priority"):
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
+    if args.protected_mode is not None:
+        cfg.protected_mode = args.protected_mode == "yes"
     cfg.verify = args.verify
     return run_server(cfg)
 

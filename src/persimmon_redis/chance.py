@@ -19,10 +19,10 @@ import random
 from collections import deque
 from typing import Any
 
-from .commands import (
-    COMMANDS,
+from .datatypes import ZSet
+from .keyspace import (
+    I64_MAX,
     Ctx,
-    cmd_spop_members,
     get_hash,
     get_set,
     get_zset,
@@ -31,12 +31,8 @@ from .commands import (
     parse_mpop,
     to_int,
 )
-from .replies import E_SYNTAX, NULL_ARRAY, WRONGTYPE, RDouble, RError
-from .state import ZSet
-
-RANDOM = frozenset({b"spop", b"srandmember", b"zrandmember", b"hrandfield", b"randomkey"})
-BLOCKING = frozenset({b"blpop", b"brpop", b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin",
-                      b"bzpopmax", b"bzmpop"})
+from .registry import COMMANDS, command
+from .replies import E_SYNTAX, NULL_ARRAY, WRONGTYPE, RDouble, RError, RPairs
 
 
 def resolve(ctx: Ctx, a: list, rng: random.Random, canonical: bool) -> tuple[Any, Any]:
@@ -64,29 +60,49 @@ def resolve(ctx: Ctx, a: list, rng: random.Random, canonical: bool) -> tuple[Any
         return None, (b"\x00spop", a[1], b"1" if count is None else b"0", *chosen)
     if name == b"srandmember":
         st = get_set(ctx, a[1])
-        count = to_int(a[2]) if len(a) == 3 else None
+        count = _count(a[2], False) if len(a) == 3 else None
         if len(a) > 3:
             raise RError(E_SYNTAX)
         members = (sorted(st) if canonical else list(st)) if st is not None else []
         return _pick(members, count, rng, lambda m: [m]), None
     if name == b"zrandmember":
-        z = get_zset(ctx, a[1])
-        count = to_int(a[2]) if len(a) >= 3 else None
         ws = len(a) == 4 and a[3].upper() == b"WITHSCORES"
         if len(a) > 4 or (len(a) == 4 and not ws):
             raise RError(E_SYNTAX)
+        count = _count(a[2], ws) if len(a) >= 3 else None
+        z = get_zset(ctx, a[1])
         items = z.items() if z is not None else []
-        return _pick(items, count, rng,
-                     lambda it: [it[1], RDouble(it[0])] if ws else [it[1]], single=1), None
+        return _pairs(_pick(items, count, rng,
+                            lambda it: [it[1], RDouble(it[0])] if ws else [it[1]], single=1),
+                      ws), None
     # hrandfield
-    h = get_hash(ctx, a[1])
-    count = to_int(a[2]) if len(a) >= 3 else None
     ws = len(a) == 4 and a[3].upper() == b"WITHVALUES"
     if len(a) > 4 or (len(a) == 4 and not ws):
         raise RError(E_SYNTAX)
+    count = _count(a[2], ws) if len(a) >= 3 else None
+    h = get_hash(ctx, a[1])
     items = list(h.items()) if h is not None else []
-    return _pick(items, count, rng, lambda it: [it[0], it[1]] if ws else [it[0]],
-                 single=0), None
+    return _pairs(_pick(items, count, rng, lambda it: [it[0], it[1]] if ws else [it[0]],
+                        single=0), ws), None
+
+
+def _count(b: bytes, pairs: bool) -> int:
+    """The count argument with Redis's range checks (pairs: half the range, as the reply
+    has two entries per element)."""
+    n = to_int(b)
+    if n < -I64_MAX:
+        raise RError(f"ERR value is out of range, value must between {-I64_MAX} and "
+                     f"{I64_MAX}")
+    if pairs and (n < -I64_MAX // 2 or n > I64_MAX // 2):
+        raise RError("ERR value is out of range")
+    return n
+
+
+def _pairs(flat: Any, ws: bool) -> Any:
+    """WITHSCORES / WITHVALUES replies: pairs (an array of pairs in RESP3)."""
+    if not ws or not isinstance(flat, list):
+        return flat
+    return RPairs(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _pick(items: list, count: int | None, rng: random.Random, shape: Any,
@@ -109,11 +125,12 @@ def _pick(items: list, count: int | None, rng: random.Random, shape: Any,
     return out
 
 
+@command("\x00rand", arity=-3, flags=("write", "internal"), keys=(0, 0, 0))
 def rand_op(ctx: Ctx, a: list) -> Any:
     """``\\x00rand seed argv...``: a random command run inside a transaction."""
     reply, write = resolve(ctx, list(a[2:]), random.Random(int(a[1])), canonical=True)
     if write is not None:
-        return cmd_spop_members(ctx, list(write))
+        return COMMANDS[b"\x00spop"].fn(ctx, list(write))
     return reply
 
 
@@ -156,6 +173,7 @@ def bpop_ready(ctx: Ctx, a: list) -> Any:
     return None
 
 
+@command("\x00bpop", arity=-3, flags=("write", "internal"), keys=(0, 0, 0))
 def bpop_op(ctx: Ctx, a: list) -> Any:
     """``\\x00bpop argv...``: pop as the blocking command would once ``bpop_ready``."""
     a = list(a[1:])

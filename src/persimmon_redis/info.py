@@ -7,47 +7,160 @@ import resource
 import time
 from typing import Any
 
-from .commands import COMMANDS, to_int
-from .replies import E_SYNTAX, OK, RError, RMap
+from .config import ConfigError
+from .keyspace import to_int
+from .registry import COMMANDS, client_commands
+from .replies import E_SYNTAX, NULL_ARRAY, OK, RError, RMap
+
+REDIS_VERSION = "7.0.15"  # the Redis whose commands, replies and test suite we follow
+VERSION = REDIS_VERSION  # (what HELLO and INFO's redis_version report)
+PERSIMMON_REDIS_VERSION = "0.1.0"
+
+_DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication",
+                     "cpu", "modules", "errorstats", "cluster", "keyspace", "persimmon")
+_ALL_SECTIONS = _DEFAULT_SECTIONS + ("commandstats", "latencystats")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "K", "M", "G", "T"):
+        if n < 1024 or unit == "T":
+            return f"{n:.2f}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return str(n)
 
 
 def render_info(s: Any, sections: list[bytes]) -> bytes:
-    want = {x.decode("utf-8", "replace") for x in sections} or {"default"}
-    everything = bool(want & {"all", "everything"})
+    """INFO [section ...]: Redis 7.0's sections and fields (``default``, ``all``,
+    ``everything``, or names, case-insensitive), plus a ``persimmon`` section."""
+    want = [x.decode("utf-8", "replace").lower() for x in sections] or ["default"]
+    chosen: list[str] = []
+    for w in want:
+        names = {"default": _DEFAULT_SECTIONS, "all": _ALL_SECTIONS,
+                 "everything": _ALL_SECTIONS}.get(w, (w,))
+        for n in names:
+            if n not in chosen:
+                chosen.append(n)
     out: list[str] = []
+    for name in (n for n in _ALL_SECTIONS if n in chosen):
+        items = _SECTIONS[name](s)
+        if items is None:
+            continue
+        out.append(f"# {name.capitalize() if name != 'cpu' else 'CPU'}"
+                   if name not in ("commandstats", "errorstats", "latencystats")
+                   else "# " + {"commandstats": "Commandstats", "errorstats": "Errorstats",
+                                "latencystats": "Latencystats"}[name])
+        out.extend(f"{k}:{v}" for k, v in items.items())
+        out.append("")
+    return "\r\n".join(out).encode()
 
-    def section(name: str, items: dict) -> None:
-        if everything or "default" in want or name.lower() in want:
-            out.append(f"# {name}")
-            out.extend(f"{k}:{v}" for k, v in items.items())
-            out.append("")
 
-    from .server import VERSION
-
+def _server(s: Any) -> dict:
     up = int(time.time() - s.started)
-    section("Server", {
-        "redis_version": VERSION, "redis_mode": "standalone", "os": os.uname().sysname,
-        "process_id": os.getpid(), "tcp_port": s.cfg.port, "uptime_in_seconds": up,
-        "uptime_in_days": up // 86400, "executable": "persimmon-redis",
-    })
-    section("Clients", {"connected_clients": len(s.clients),
-                        "blocked_clients": sum(1 for c in s.clients.values() if c.blocked),
-                        "maxclients": s.cfg.maxclients})
+    return {
+        "redis_version": REDIS_VERSION, "redis_git_sha1": "00000000", "redis_git_dirty": 0,
+        "redis_build_id": "0", "redis_mode": "standalone", "os": " ".join(os.uname()[::2]),
+        "arch_bits": 64, "monotonic_clock": "POSIX clock_gettime",
+        "multiplexing_api": "epoll", "atomicvar_api": "c11-builtin",
+        "gcc_version": "0.0.0", "process_id": os.getpid(), "process_supervised": "no",
+        "run_id": s.run_id, "tcp_port": s.cfg.port,
+        "server_time_usec": int(time.time() * 1_000_000), "uptime_in_seconds": up,
+        "uptime_in_days": up // 86400, "hz": s.cfg.hz, "configured_hz": s.cfg.hz,
+        "lru_clock": int(time.time()) & ((1 << 24) - 1),
+        "executable": "persimmon-redis", "config_file": s.cfg.config_file or "",
+        "io_threads_active": 0, "persimmon_version": PERSIMMON_REDIS_VERSION,
+    }
+
+
+def _clients(s: Any) -> dict:
+    return {
+        "connected_clients": len(s.clients), "cluster_connections": 0,
+        "maxclients": s.cfg.maxclients, "client_recent_max_input_buffer": 0,
+        "client_recent_max_output_buffer": 0,
+        "blocked_clients": sum(1 for c in s.clients.values() if c.blocked),
+        "tracking_clients": 0, "clients_in_timeout_table": 0,
+    }
+
+
+def _memory(s: Any) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    section("Memory", {"used_memory": rss, "used_memory_human": f"{rss / 1048576:.2f}M",
-                       "maxmemory": 0, "maxmemory_policy": "noeviction"})
-    section("Persistence", {
-        "loading": 0, "persistence_mode": s.p.mode, "rdb_changes_since_last_save": 0,
-        "rdb_last_save_time": s.last_save, "aof_enabled": 0,
-        "persimmon_pool": s.p.pool_path or "", "persimmon_recovered": int(s.p.recovered),
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    return {
+        "used_memory": rss, "used_memory_human": _human(rss), "used_memory_rss": rss,
+        "used_memory_rss_human": _human(rss), "used_memory_peak": rss,
+        "used_memory_peak_human": _human(rss), "used_memory_lua": 0,
+        "used_memory_scripts": 0, "maxmemory": s.cfg.values["maxmemory"],
+        "maxmemory_human": _human(int(s.cfg.values["maxmemory"])),
+        "maxmemory_policy": s.cfg.values["maxmemory-policy"], "mem_fragmentation_ratio": 1.0,
+        "mem_allocator": "libc", "lazyfree_pending_objects": 0, "lazyfreed_objects": 0,
+    }
+
+
+def _persistence(s: Any) -> dict:
+    return {
+        "loading": 0, "async_loading": 0, "current_cow_peak": 0, "current_cow_size": 0,
+        "current_fork_perc": "0.00", "current_save_keys_processed": 0,
+        "current_save_keys_total": 0, "rdb_changes_since_last_save": 0,
+        "rdb_bgsave_in_progress": 0, "rdb_last_save_time": s.last_save,
+        "rdb_last_bgsave_status": "ok", "aof_enabled": 0, "aof_rewrite_in_progress": 0,
+        "aof_rewrite_scheduled": 0, "aof_last_write_status": "ok",
+        "persistence_mode": s.p.mode, "persimmon_pool": s.p.pool_path or "",
+        "persimmon_recovered": int(s.p.recovered),
         "persimmon_recovery_seconds": f"{s.p.recovery_seconds:.3f}",
-    })
-    section("Stats", {
+    }
+
+
+def _stats(s: Any) -> dict:
+    return {
         "total_connections_received": s.stats["connections"],
-        "total_commands_processed": s.ncommands, "expired_keys": s.stats["expired"],
-        "rejected_connections": s.stats["rejected"],
+        "total_commands_processed": s.ncommands, "instantaneous_ops_per_sec": 0,
+        "total_net_input_bytes": 0, "total_net_output_bytes": 0,
+        "rejected_connections": s.stats["rejected"], "expired_keys": s.stats["expired"],
+        "expired_stale_perc": "0.00", "expired_time_cap_reached_count": 0,
+        "evicted_keys": 0, "keyspace_hits": 0, "keyspace_misses": 0,
         "pubsub_channels": len(s.channels), "pubsub_patterns": len(s.patterns),
-    })
+        "latest_fork_usec": 0, "total_forks": 0, "migrate_cached_sockets": 0,
+        "total_active_defrag_time": 0, "tracking_total_keys": 0,
+        "unexpected_error_replies": 0, "total_error_replies": sum(s.errors.values()),
+        "dump_payload_sanitizations": 0, "total_reads_processed": 0,
+        "total_writes_processed": 0,
+    }
+
+
+def _replication(s: Any) -> dict:
+    return {"role": "master", "connected_slaves": 0, "master_failover_state": "no-failover",
+            "master_replid": s.run_id, "master_replid2": "0" * 40, "master_repl_offset": 0,
+            "second_repl_offset": -1, "repl_backlog_active": 0}
+
+
+def _cpu(s: Any) -> dict:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"used_cpu_sys": f"{me.ru_stime:.6f}", "used_cpu_user": f"{me.ru_utime:.6f}",
+            "used_cpu_sys_children": f"{ch.ru_stime:.6f}",
+            "used_cpu_user_children": f"{ch.ru_utime:.6f}"}
+
+
+def _commandstats(s: Any) -> dict:
+    out = {}
+    for name, c in sorted(COMMANDS.items()):
+        if c.calls or c.failed or c.rejected:
+            if "internal" in c.flags:
+                continue
+            out[f"cmdstat_{name.decode()}"] = (
+                f"calls={c.calls},usec=0,usec_per_call=0.00,rejected_calls={c.rejected},"
+                f"failed_calls={c.failed}")
+    return out
+
+
+def _errorstats(s: Any) -> dict:
+    return {f"errorstat_{k}": f"count={v}" for k, v in sorted(s.errors.items())}
+
+
+def _keyspace(s: Any) -> dict:
     ks = {}
     now = s.now()
     for i, db in enumerate(s.state.dbs):
@@ -55,29 +168,31 @@ def render_info(s: Any, sections: list[bytes]) -> bytes:
         if n:
             live_exp = sum(1 for e in db.expires.values() if e > now)
             ks[f"db{i}"] = f"keys={n},expires={live_exp},avg_ttl=0"
-    section("Keyspace", ks)
+    return ks
+
+
+def _persimmon(s: Any) -> dict | None:
     st = s.p.stats()
-    if st and (everything or "default" in want or "persimmon" in want):
-        out.append("# Persimmon")
-        for k, v in st.items():
-            if isinstance(v, dict):
-                for k2, v2 in v.items():
-                    out.append(f"{k}_{k2}:{v2:.6f}" if isinstance(v2, float) else
-                               f"{k}_{k2}:{v2}")
-            elif isinstance(v, float):
-                out.append(f"{k}:{v:.6f}")
-            else:
-                out.append(f"{k}:{int(v) if isinstance(v, bool) else v}")
-        out.append("")
-    return "\r\n".join(out).encode()
+    if not st:
+        return None
+    out = {}
+    for k, v in st.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                out[f"{k}_{k2}"] = f"{v2:.6f}" if isinstance(v2, float) else v2
+        elif isinstance(v, float):
+            out[k] = f"{v:.6f}"
+        else:
+            out[k] = int(v) if isinstance(v, bool) else v
+    return out
 
 
-_CONFIG_KEYS = {
-    "port": lambda c: c.port, "bind": lambda c: " ".join(c.bind), "dir": lambda c: c.dir,
-    "requirepass": lambda c: c.requirepass or "", "maxclients": lambda c: c.maxclients,
-    "databases": lambda c: c.databases, "proto-max-bulk-len": lambda c: c.proto_max_bulk_len,
-    "appendonly": lambda c: "no", "save": lambda c: "", "hz": lambda c: c.hz,
-    "maxmemory": lambda c: 0, "timeout": lambda c: 0,
+_SECTIONS = {
+    "server": _server, "clients": _clients, "memory": _memory, "persistence": _persistence,
+    "stats": _stats, "replication": _replication, "cpu": _cpu,
+    "modules": lambda s: {}, "errorstats": _errorstats, "cluster": lambda s:
+    {"cluster_enabled": 0}, "keyspace": _keyspace, "persimmon": _persimmon,
+    "commandstats": _commandstats, "latencystats": lambda s: {},
 }
 
 
@@ -85,37 +200,40 @@ def config_cmd(s: Any, a: list) -> Any:
     sub = a[1].upper()
     cfg = s.cfg
     if sub == b"GET" and len(a) >= 3:
-        from .commands import glob_match
-
-        out = []
+        out: dict[str, str] = {}
         for pat in a[2:]:
-            for k, fn in _CONFIG_KEYS.items():
-                if glob_match(pat.lower(), k.encode()) and k.encode() not in out:
-                    out += [k.encode(), str(fn(cfg)).encode()]
-        return RMap(list(zip(out[::2], out[1::2], strict=True)))
-    if sub == b"SET" and len(a) >= 4 and len(a) % 2 == 0:
-        for i in range(2, len(a), 2):
-            k, v = a[i].lower().decode("utf-8", "replace"), a[i + 1]
-            if k == "requirepass":
-                cfg.requirepass = v.decode() or None
-            elif k == "maxclients":
-                cfg.maxclients = to_int(v)
-            elif k == "proto-max-bulk-len":
-                cfg.proto_max_bulk_len = to_int(v)
-            elif k == "hz":
-                cfg.hz = max(1, min(500, to_int(v)))
-            elif k in ("appendonly", "save", "maxmemory", "timeout"):
-                pass
-            else:
-                return RError(f"ERR Unknown option or number of arguments for CONFIG SET - "
-                              f"'{k}'")
+            for k, v in cfg.get(pat.decode("utf-8", "replace")):
+                out.setdefault(k, v)
+        return RMap([(k.encode(), v.encode()) for k, v in out.items()])
+    if sub == b"SET" and len(a) >= 4:
+        if len(a) % 2:
+            return RError(E_SYNTAX)
+        pairs = [(a[i].decode("utf-8", "replace"), a[i + 1].decode("utf-8", "replace"))
+                 for i in range(2, len(a), 2)]
+        try:
+            cfg.set_many(pairs)
+        except KeyError as e:
+            return RError("ERR Unknown option or number of arguments for CONFIG SET - "
+                          f"'{e.args[0]}'")
+        except ConfigError as e:
+            return RError(f"ERR CONFIG SET failed (possibly related to argument "
+                          f"'{e.args[0]}') - {e.args[1]}")
+        s.config_changed()
         return OK
     if sub == b"RESETSTAT" and len(a) == 2:
         for k in s.stats:
             s.stats[k] = 0
-        s.ncommands = 0
+        s.errors.clear()
+        for c in COMMANDS.values():
+            c.calls = c.usec = c.failed = c.rejected = 0
         return OK
-    if sub in (b"GET", b"SET", b"RESETSTAT"):
+    if sub == b"REWRITE" and len(a) == 2:
+        return RError("ERR The server is running without a config file")
+    if sub == b"HELP" and len(a) == 2:
+        return [b"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                b"GET <pattern>", b"SET <directive> <value>", b"RESETSTAT", b"REWRITE",
+                b"HELP"]
+    if sub in (b"GET", b"SET", b"RESETSTAT", b"REWRITE", b"HELP"):
         return RError(f"ERR wrong number of arguments for 'config|{sub.lower().decode()}' "
                       "command")
     return RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. Try CONFIG "
@@ -123,20 +241,13 @@ def config_cmd(s: Any, a: list) -> Any:
 
 
 def _cmd_info(name: bytes) -> list:
-    from .server import _SPECIAL
-
-    c = COMMANDS.get(name)
-    if c is not None:
-        flags = [b"write"] if c.write else [b"readonly"]
-        return [name, c.arity, flags, c.first, c.last, c.step]
-    sp = _SPECIAL[name]
-    return [name, sp[1], [b"fast"], 0, 0, 0]
+    c = COMMANDS[name]
+    return [name, c.arity, [x.encode() for x in c.flags if x != "internal"], c.first, c.last,
+            c.step]
 
 
 def _all_names() -> list[bytes]:
-    from .server import _SPECIAL
-
-    return sorted({n for n in COMMANDS if n[:1] != b"\x00"} | set(_SPECIAL))
+    return client_commands()
 
 
 def command_cmd(s: Any, a: list) -> Any:
@@ -160,11 +271,14 @@ def command_cmd(s: Any, a: list) -> Any:
         return RMap(out)
     if sub == b"GETKEYS" and len(a) > 2:
         c = COMMANDS.get(a[2].lower())
-        if c is None:
+        if c is None or "internal" in c.flags:
             return RError("ERR Invalid command specified")
         return c.keys(list(a[2:]))
     return RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. Try COMMAND "
                   "HELP.")
+
+
+NO_REPLY = object()  # a command that sends no reply (CLIENT REPLY OFF/SKIP)
 
 
 def client_cmd(s: Any, c: Any, a: list) -> Any:
@@ -211,7 +325,32 @@ def client_cmd(s: Any, c: Any, a: list) -> Any:
             x.close_after_reply()
             s.schedule(x)
         return OK if len(a) == 3 else len(targets)
-    if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH", b"REPLY"):
+    if sub == b"UNBLOCK" and len(a) in (3, 4):
+        try:
+            cid = to_int(a[2])
+        except RError as e:
+            return e
+        how = a[3].upper() if len(a) == 4 else b"TIMEOUT"
+        if how not in (b"TIMEOUT", b"ERROR"):
+            return RError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+        target = s.clients.get(cid)
+        if target is None or target.blocked is None:
+            return 0
+        s.unblock(target, NULL_ARRAY if how == b"TIMEOUT" else
+                  RError("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+        return 1
+    if sub == b"REPLY" and len(a) == 3:
+        mode = a[2].upper()
+        if mode not in (b"ON", b"OFF", b"SKIP"):
+            return RError(E_SYNTAX)
+        if mode == b"ON":
+            c.set_reply_mode(b"ON")
+            return OK
+        # OFF and SKIP are not answered; SKIP also drops the next command's reply
+        if not (mode == b"SKIP" and c.reply_mode == b"OFF"):
+            c.set_reply_mode(mode)
+        return NO_REPLY
+    if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
         return OK
     return RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. Try CLIENT "
                   "HELP.")

@@ -24,27 +24,25 @@ from typing import Any
 
 import hiredis
 
-from . import chance
-from .commands import COMMANDS, Cmd, Ctx, glob_match, to_int
+from . import notify, registry
+from .cmds.transactions import NOT_QUEUED
+from .commands import COMMANDS, Cmd, Ctx, execute_op
+from .config import Config
+from .info import VERSION
+from .keyspace import lookup
+from .patterns import glob_match
 from .replies import (
-    E_DB,
     E_NOAUTH,
-    E_SYNTAX,
-    E_WRONGPASS,
     NULL_ARRAY,
     OK,
-    PONG,
     QUEUED,
     Push,
     RError,
-    RMap,
-    Status,
     arity_error,
     encode,
 )
 
 log = logging.getLogger("persimmon_redis")
-VERSION = "7.0.0-persimmon"
 _BIGNUM = re.compile(rb"[*$](\d{9,})\r\n")
 # digits -> '0', '*' and '$' -> '$', anything else -> 'x': a long length shows as _BIG_HINT
 _LEN_CLASSES = bytes(
@@ -56,29 +54,34 @@ INLINE_MAX = 64 * 1024
 _time_ns = time.time_ns
 
 
+DENIED = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted from "
+    b"the loopback interface. If you want to connect from external computers to Redis you "
+    b"may adopt one of the following solutions: 1) Just disable protected mode sending the "
+    b"command 'CONFIG SET protected-mode no' from the loopback interface by connecting to "
+    b"Redis from the same host the server is running, however MAKE SURE Redis is not "
+    b"publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change "
+    b"permanent. 2) Alternatively you can just disable the protected mode by editing the "
+    b"Redis configuration file, and setting the protected mode option to 'no', and then "
+    b"restarting the server. 3) If you started the server manually just for testing, "
+    b"restart it with the '--protected-mode no' option. 4) Setup a an authentication "
+    b"password for the default user. NOTE: You only need to do one of the above things in "
+    b"order for the server to start accepting connections from the outside.\r\n")
+
+
+def is_local_address(ip: str) -> bool:
+    """Redis's islocalClient: only 127.0.0.1 and ::1 (and a Unix socket) are local; other
+    loopback addresses such as 127.0.0.2 are not.  An IPv4 address mapped into IPv6 counts
+    as the IPv4 address."""
+    if ip.startswith("::ffff:"):
+        ip = ip[7:]
+    return ip in ("127.0.0.1", "::1")
+
+
 def _now_ms() -> int:
     """The server's clock, in milliseconds since the epoch (what operations carry)."""
     return _time_ns() // 1_000_000
-
-
-class Config:
-    """Server settings (command line or redis.conf)."""
-
-    def __init__(self) -> None:
-        self.port = 6379
-        self.bind = ["127.0.0.1"]
-        self.dir = "/dev/shm/persimmon-redis"
-        self.persistence = "persimmon"
-        self.requirepass: str | None = None
-        self.maxclients = 10000
-        self.databases = 16
-        self.log_size = 64 << 20
-        self.proto_max_bulk_len = 512 * 1024 * 1024
-        self.client_output_limit = 256 * 1024 * 1024
-        self.device = "auto"
-        self.shadow_priority = "idle"
-        self.hz = 10
-        self.verify = False
 
 
 class Client(asyncio.Protocol):
@@ -95,6 +98,7 @@ class Client(asyncio.Protocol):
         self.multi: list | None = None
         self.multi_error = False
         self.watched: set = set()
+        self.watched_stale: set = set()  # watched keys already expired when watched
         self.dirty = False
         self.name = b""
         self.id = server.next_id()
@@ -111,6 +115,20 @@ class Client(asyncio.Protocol):
         self.paused = False
         self.in_exec = False
         self.block_timer: Any = None
+        # CLIENT REPLY ON/OFF/SKIP: a muted client's commands go through _muted_dispatch
+        self.dispatch_fn = server.safe_dispatch
+        self.reply_mode = b"ON"
+        self.switching = False
+        self.pushed: list[int] = []
+
+    def set_reply_mode(self, mode: bytes) -> None:
+        self.reply_mode = mode
+        fn = self.server.safe_dispatch if mode == b"ON" else _muted_dispatch
+        if fn is not self.dispatch_fn and not self.closing:
+            # the read loop holds the dispatch function in a local: "closing" makes it
+            # look at the client after this command, "switching" says why
+            self.closing = self.switching = True
+        self.dispatch_fn = fn
 
     # -------------------------------------------------------------- transport
     def connection_made(self, transport: Any) -> None:
@@ -118,6 +136,13 @@ class Client(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         s = self.server
+        if s.cfg.protected_mode and s.cfg.requirepass is None and peer \
+                and not is_local_address(peer[0]):
+            transport.write(DENIED)
+            transport.close()
+            self.closing = True
+            s.stats["rejected"] += 1
+            return
         if len(s.clients) >= s.cfg.maxclients:
             transport.write(b"-ERR max number of clients reached\r\n")
             transport.close()
@@ -160,17 +185,27 @@ class Client(asyncio.Protocol):
         elif self._too_big(data):
             return
         reader.feed(data)
-        dispatch = self.server.safe_dispatch
+        dispatch = self.dispatch_fn
         while True:
             try:
                 argv = reader.gets()
             except hiredis.ProtocolError as e:
+                if data.startswith(b"*-") and b"\n" in data and "out of range" in str(e):
+                    # Redis ignores a negative multibulk count ("*-10"): start afresh after
+                    # it (hiredis only accepts -1)
+                    self.reader = hiredis.Reader()
+                    rest = data[data.find(b"\n") + 1 :]
+                    if rest:
+                        self.data_received(rest)
+                    return
                 self.protocol_error(_protocol_message(str(e)))
                 return
             if argv is False:
                 break
             # every element must be a bulk string: join() raises on anything else (C speed)
             if type(argv) is not list or not argv:
+                if argv is None or argv == []:
+                    continue  # "*-1", "*0": Redis ignores an empty multibulk
                 self.protocol_error("expected '$', got something else")
                 return
             try:
@@ -183,7 +218,11 @@ class Client(asyncio.Protocol):
             else:
                 dispatch(self, argv)
             if self.closing:
-                return
+                if not self.switching:
+                    return
+                # CLIENT REPLY changed how this client's commands are dispatched
+                self.closing = self.switching = False
+                dispatch = self.dispatch_fn
         # a length split across two chunks is checked with the end of the previous one
         self.tail = data[-_TAIL:] if reader.has_data() else b""
         # Replies go out once per event-loop round, after the group commit: writing each at
@@ -245,9 +284,11 @@ class Client(asyncio.Protocol):
                 if self.blocked is not None or self.backlog:
                     self.backlog.append(argv)
                 else:
-                    self.server.safe_dispatch(self, argv)
+                    self.dispatch_fn(self, argv)
                 if self.closing:
-                    return None
+                    if not self.switching:
+                        return None
+                    self.closing = self.switching = False
             if not buf:
                 self.inline = b""
                 self.server.schedule(self)
@@ -274,7 +315,49 @@ class Client(asyncio.Protocol):
         elif v is None and not self.resp3:
             self.out.append(b"$-1\r\n")
         else:
+            if t is RError:
+                self.server.count_error(v.msg, self.last_cmd)
+            elif t is Push and self.reply_mode != b"ON":
+                self.pushed.append(len(self.out))  # (CLIENT REPLY OFF keeps pub/sub)
             self.out.append(encode(v, self.resp3))
+
+
+class ShutdownInterrupt(BaseException):
+    """Raised by the signal handler inside a read command to abandon it (not an Exception,
+    so no handler's ``except Exception`` swallows it)."""
+
+
+def _in_read_command(frame: Any) -> bool:
+    """Whether the interrupted code runs a client's command and no write is being applied
+    (nothing of the state machine's ``execute_op`` or of the persistence layer on the
+    stack)."""
+    in_dispatch = False
+    f = frame
+    while f is not None:
+        code = f.f_code
+        if code is _EXECUTE_OP_CODE or f.f_globals.get("__name__", "").startswith(
+                ("persimmon.", "persimmon_redis.persistence")):
+            return False
+        if code is _SAFE_DISPATCH_CODE:
+            in_dispatch = True
+        f = f.f_back
+    return in_dispatch
+
+
+def _muted_dispatch(c: Client, argv: list) -> None:
+    """A command of a client with CLIENT REPLY OFF or SKIP: its reply is dropped (pub/sub
+    messages still arrive; CLIENT REPLY ON answers)."""
+    mode = c.reply_mode
+    mark = len(c.out)
+    c.pushed = []
+    c.server.safe_dispatch(c, argv)
+    if c.reply_mode == b"ON":  # it was CLIENT REPLY ON: its OK is sent
+        return
+    keep = [c.out[i] for i in c.pushed if i >= mark]  # pub/sub messages still go out
+    del c.out[mark:]
+    c.out += keep
+    if mode == b"SKIP" and c.reply_mode == b"SKIP":  # the one skipped reply is done
+        c.set_reply_mode(b"ON")
 
 
 def _protocol_message(msg: str) -> str:
@@ -284,7 +367,9 @@ def _protocol_message(msg: str) -> str:
     if "bulk" in m:
         return "invalid bulk length"
     if "type byte" in m:
-        return "expected '$', got something else"
+        got = re.search(r'got "(.)"', msg)
+        return f"expected '$', got '{got.group(1)}'" if got else \
+            "expected '$', got something else"
     return msg
 
 
@@ -355,12 +440,35 @@ class Server:
         self.blocked: dict[tuple, deque] = {}
         self.started = time.time()
         self.stats = {"connections": 0, "expired": 0, "rejected": 0}
-        self.ncommands = 0
+        self.run_id = os.urandom(20).hex()
+        self.errors: dict[str, int] = {}  # INFO errorstats: error code -> replies
+        self.rejecting = False
         self.last_save = int(time.time())
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False
+        self._interrupting = False
+        self.signalled_at: float | None = None
+        self.ready_keys: list[tuple[int, bytes]] = []
+        self.notify_on = False
+        self.serving = False
         self._exp_walk: dict[int, tuple] = {}
+
+    @property
+    def ncommands(self) -> int:
+        """total_commands_processed: the sum of the table's call counts."""
+        return sum(c.calls for c in COMMANDS.values())
+
+    def count_error(self, msg: str, name: bytes = b"") -> None:
+        """INFO errorstats, and the failed calls of the command that replied it (a command
+        refused before it ran counts as rejected instead)."""
+        cmd = COMMANDS.get(name)
+        if cmd is not None and not self.rejecting:
+            cmd.failed += 1
+        code = msg.split(" ", 1)[0]
+        if not code.isupper() or len(self.errors) >= 128 and code not in self.errors:
+            code = "ERR"  # (Redis bounds the table too)
+        self.errors[code] = self.errors.get(code, 0) + 1
 
     def next_id(self) -> int:
         self._next_id += 1
@@ -398,7 +506,6 @@ class Server:
         client only (and logged): one bad command never takes the server down."""
         try:
             name = argv[0].lower()
-            self.ncommands += 1
             c.last_cmd = name
             cmd = _DATA.get(name)
             # the fast path: a plain data command outside MULTI, pub/sub and AUTH
@@ -407,10 +514,12 @@ class Server:
                 n = len(argv)
                 arity = cmd.arity
                 if n == arity or (arity < 0 and n >= -arity):
+                    cmd.calls += 1  # (INFO commandstats; the total is their sum)
                     if cmd.write:
-                        res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
                         if self.watchers or self.blocked:
-                            self.touched(c.db, cmd.keys(argv))
+                            self.write_and_touch(c, cmd, argv)
+                            return
+                        res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
                     else:
                         try:
                             res = cmd.fn(Ctx(self.state, c.db, _now_ms()), argv)
@@ -421,9 +530,13 @@ class Server:
                     elif res is OK:
                         c.out.append(b"+OK\r\n")
                     else:
-                        c.reply(res)
+                        c.reply(res)  # (an error reply counts as a failed call there)
                     return
             self.dispatch(c, argv, name)
+        except ShutdownInterrupt:
+            log.warning("%r interrupted by the shutdown", argv[:1])
+            c.reply(RError("ERR interrupted: the server is shutting down"))
+            c.closing = True  # the rest of this client's pipeline is not run
         except Exception as e:
             from .persistence import PersistenceError
 
@@ -446,9 +559,8 @@ class Server:
                     "SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this "
                     "context"))
                 return
-        special = _SPECIAL.get(name)
-        cmd = COMMANDS.get(name) if name[:1] != b"\x00" else None
-        if special is None and cmd is None:
+        cmd = registry.lookup(name)
+        if cmd is None:
             args = "".join(f"'{a[:128].decode('utf-8', 'replace')}' " for a in argv[1:])
             err = RError(f"ERR unknown command '{argv[0][:128].decode('utf-8', 'replace')}', "
                          f"with args beginning with: {args}")
@@ -456,31 +568,110 @@ class Server:
                 c.multi_error = True
             c.reply(err)
             return
-        arity = special[1] if special is not None else cmd.arity
-        if (arity > 0 and len(argv) != arity) or (arity < 0 and len(argv) < -arity):
+        if not cmd.arity_ok(len(argv)):
             if c.multi is not None:
                 c.multi_error = True
+            cmd.rejected += 1
+            self.rejecting = True
             c.reply(arity_error(name.decode("utf-8", "replace")))
+            self.rejecting = False
             return
-        if c.multi is not None and name not in (b"exec", b"discard", b"multi", b"watch",
-                                                b"reset", b"quit"):
-            if name in _NO_MULTI:
+        if c.multi is not None and name not in NOT_QUEUED:
+            if cmd.has("no-multi"):
                 c.multi_error = True
                 c.reply(RError("ERR Command not allowed inside a transaction"))
                 return
             c.multi.append(argv)
             c.reply(QUEUED)
             return
-        if special is not None:
-            special[0](self, c, argv)
+        cmd.calls += 1
+        if cmd.server:
+            cmd.fn(self, c, argv)
             return
         self.run(c, cmd, argv)
 
+    def write_and_touch(self, c: Client, cmd: Cmd, argv: list) -> None:
+        """A write while some client watches a key or is blocked, or while keyspace
+        notifications are on: tell them."""
+        pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
+        keys = cmd.keys(argv)
+        existed = self.existing(c.db, keys) if self.notify_on or self.watchers else None
+        res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
+        if pre is not None:
+            self.touched_pairs(pre)
+        else:
+            if existed is not None:  # a key missing before and after was not modified
+                now = self.existing(c.db, keys)
+                keys = [k for k in keys if existed.get(k) or now.get(k)]
+            self.touched(c.db, keys)
+        if existed is not None and self.notify_on:
+            self.notify_write(c.db, argv, res, existed)
+        c.reply(res)
+
+    # -------------------------------------------------------------- notifications
+    def config_changed(self) -> None:
+        """After CONFIG SET: keyspace notifications on or off.  While they are on, writes
+        leave the fast path (which never pays for them)."""
+        flags = self.cfg.notify
+        on = "K" in flags or "E" in flags
+        if on != self.notify_on:
+            self.notify_on = on
+            for n, cmd in COMMANDS.items():
+                if cmd.write and n in _DATA_ALL:
+                    if on:
+                        _DATA.pop(n, None)
+                    else:
+                        _DATA[n] = cmd
+
+    def existing(self, db: int, keys: list) -> dict:
+        ctx = Ctx(self.state, db, self.now())
+        return {k: lookup(ctx, k) is not None for k in keys}
+
+    def notify_write(self, db: int, argv: list, res: Any, existed: dict) -> None:
+        ctx = Ctx(self.state, db, self.now())
+        name = argv[0].lower()
+
+        def before(k: bytes) -> bool:
+            return existed.get(k, False)
+
+        def after(k: bytes) -> bool:
+            return lookup(ctx, k) is not None
+
+        evs = notify.new_keys(list(existed), before, after)
+        evs += notify.events(name, argv, res, before, after)
+        for cls, ev, key in evs:
+            self.notify(cls, ev, key, db)
+
+    def notify(self, cls: str, event: str, key: bytes, db: int) -> None:
+        """Publish one keyspace event if its class is enabled (Redis's
+        notifyKeyspaceEvent)."""
+        flags = self.cfg.notify
+        if not self.notify_on or (cls not in flags and not (
+                flags.startswith("A") and cls in "g$lshzxetd")):
+            return
+        if "K" in flags:
+            self.publish(b"__keyspace@%d__:%b" % (db, key), event.encode())
+        if "E" in flags:
+            self.publish(b"__keyevent@%d__:%b" % (db, event.encode()), key)
+
+    def touched_pairs(self, pairs: list) -> None:
+        by_db: dict[int, list] = {}
+        for db, k in pairs:
+            by_db.setdefault(db, []).append(k)
+        for db, keys in by_db.items():
+            self.touched(db, keys)
+
     def run(self, c: Client, cmd: Cmd, argv: list) -> None:
+        if cmd.precheck is not None:
+            err = cmd.precheck(self, c.db, argv)
+            if err is not None:
+                c.reply(err)
+                return
         if cmd.write:
+            if self.watchers or self.blocked or self.notify_on:
+                self.write_and_touch(c, cmd, argv)
+                return
             res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
-            if self.watchers or self.blocked:
-                self.touched(c.db, cmd.keys(argv))
         else:
             try:
                 res = cmd.fn(Ctx(self.state, c.db, self.now()), argv)
@@ -499,9 +690,26 @@ class Server:
                 for w in self.watchers.get((db, k), ()):
                     w.dirty = True
         if self.blocked:
+            ready = self.ready_keys
             for k in keys:
                 if (db, k) in self.blocked:
-                    self.serve_blocked(db, k)
+                    ready.append((db, k))
+            if ready and not self.serving:
+                self.serve_ready()
+
+    def serve_ready(self) -> None:
+        """Serve the clients blocked on keys that became ready, as Redis does after a
+        command (or a whole transaction): in order, each pop seeing the state the previous
+        ones left, never re-entered (a served BLMOVE that readies its target key appends to
+        the queue this loop works through)."""
+        self.serving = True
+        try:
+            ready = self.ready_keys
+            while ready:
+                db, k = ready.pop(0)
+                self.serve_blocked(db, k)
+        finally:
+            self.serving = False
 
     def touched_all(self) -> None:
         for w in (x for s in self.watchers.values() for x in s):
@@ -515,6 +723,7 @@ class Server:
                 if not s:
                     del self.watchers[key]
         c.watched.clear()
+        c.watched_stale.clear()
         c.dirty = False
 
     def block(self, c: Client, keys: list, timeout: float, retry: Any) -> None:
@@ -549,8 +758,12 @@ class Server:
         self.cancel_block(c)
         c.reply(reply)
         self.schedule(c)
-        while c.backlog and c.blocked is None and not c.closing:
-            self.safe_dispatch(c, c.backlog.popleft())
+        while c.backlog and c.blocked is None:
+            if c.closing:
+                if not c.switching:
+                    break
+                c.closing = c.switching = False
+            c.dispatch_fn(c, c.backlog.popleft())
 
     def serve_blocked(self, db: int, key: bytes) -> None:
         q = self.blocked.get((db, key))
@@ -617,6 +830,9 @@ class Server:
                 if dead:
                     self.write(dbi, (b"\x00expired", *dead))
                     self.touched(dbi, dead)
+                    if self.notify_on:
+                        for k in dead:
+                            self.notify("x", "expired", k, dbi)
                     self.stats["expired"] += len(dead)
                     wrote = True
                 if len(dead) < 5:
@@ -637,6 +853,23 @@ class Server:
         return sample
 
     # -------------------------------------------------------------- lifecycle
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: shut down.  The event loop's own handler only runs once the
+        loop gets control back, which a long command (KEYS over millions of keys, DEBUG
+        SLEEP) would delay indefinitely; this one runs inside the command, and abandons it
+        if it only reads (a write that is being applied is let finish, so the DRAM copy
+        and the log never disagree about an operation)."""
+        if self.shutdown_event is None or self.closed:
+            return
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
+        self.loop.call_soon_threadsafe(self.shutdown_event.set)
+        if not self._interrupting and _in_read_command(frame):
+            self._interrupting = True
+            log.info("received %s during a command: abandoning it to shut down",
+                     signal.Signals(signum).name)
+            raise ShutdownInterrupt()
+
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.shutdown_event = asyncio.Event()
@@ -646,9 +879,13 @@ class Server:
             self.servers.append(srv)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
+                # the loop's handler wakes it when idle; ours runs between two bytecodes
+                # of a long command as well (see _on_signal)
                 self.loop.add_signal_handler(sig, self.shutdown_event.set)
-            except (NotImplementedError, RuntimeError):
+                signal.signal(sig, self._on_signal)
+            except (NotImplementedError, RuntimeError, ValueError):
                 pass
+        self.config_changed()  # (notify-keyspace-events from redis.conf)
         expiry = asyncio.ensure_future(self.active_expiry())
         log.info("Ready to accept connections on %s port %d",
                  ",".join(self.cfg.bind), self.cfg.port)
@@ -663,436 +900,21 @@ class Server:
         self.flush()
         self.closed = True
         self.p.close()
+        if self.signalled_at is not None:
+            log.info("pool closed %.3f s after the signal",
+                     time.monotonic() - self.signalled_at)
         log.info("persimmon-redis is now ready to exit, bye bye...")
 
 
-_DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items() if n[:1] != b"\x00"}
+# Data commands a client may call (the fast path of safe_dispatch looks here first).
+_DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
+                           if not c.server and "internal" not in c.flags
+                           and c.precheck is None}
+_DATA_ALL = dict(_DATA)
+_SAFE_DISPATCH_CODE = Server.safe_dispatch.__code__
+_EXECUTE_OP_CODE = execute_op.__code__
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
               b"quit", b"reset"}
-
-
-# ------------------------------------------------------------------ special commands
-def _ping(s: Server, c: Client, a: list) -> None:
-    if len(a) > 2:
-        c.reply(arity_error("ping"))
-    elif (c.channels or c.patterns) and not c.resp3:
-        c.reply([b"pong", a[1] if len(a) == 2 else b""])
-    else:
-        c.reply(a[1] if len(a) == 2 else PONG)
-
-
-def _echo(s: Server, c: Client, a: list) -> None:
-    c.reply(a[1])
-
-
-def _quit(s: Server, c: Client, a: list) -> None:
-    c.reply(OK)
-    c.close_after_reply()
-
-
-def _select(s: Server, c: Client, a: list) -> None:
-    try:
-        i = to_int(a[1])
-    except RError as e:
-        c.reply(e)
-        return
-    if not 0 <= i < len(s.state.dbs):
-        c.reply(RError(E_DB))
-        return
-    c.db = i
-    c.reply(OK)
-
-
-def _auth(s: Server, c: Client, a: list) -> None:
-    if len(a) > 3:
-        c.reply(RError(E_SYNTAX))
-        return
-    pw = s.cfg.requirepass
-    if pw is None:
-        c.reply(RError("ERR AUTH <password> called without any password configured for the "
-                       "default user. Are you sure your configuration is correct?"))
-        return
-    user = a[1] if len(a) == 3 else b"default"
-    if user == b"default" and a[-1] == pw.encode():
-        c.authed = True
-        c.reply(OK)
-    else:
-        c.reply(RError(E_WRONGPASS))
-
-
-def _hello(s: Server, c: Client, a: list) -> None:
-    proto = None
-    i = 1
-    if len(a) > 1:
-        try:
-            proto = to_int(a[1])
-        except RError:
-            c.reply(RError("ERR Protocol version is not an integer or out of range"))
-            return
-        if proto not in (2, 3):
-            c.reply(RError("NOPROTO unsupported protocol version"))
-            return
-        i = 2
-    while i < len(a):
-        opt = a[i].upper()
-        if opt == b"AUTH" and i + 2 < len(a):
-            if s.cfg.requirepass is None or a[i + 2] != s.cfg.requirepass.encode():
-                c.reply(RError(E_WRONGPASS))
-                return
-            c.authed = True
-            i += 3
-        elif opt == b"SETNAME" and i + 1 < len(a):
-            c.name = a[i + 1]
-            i += 2
-        else:
-            c.reply(RError(f"ERR Syntax error in HELLO option '{a[i].decode('utf-8', 'replace')}'"))
-            return
-    if not c.authed:
-        c.reply(RError("NOAUTH HELLO must be called with the client already authenticated, "
-                       "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-                       "authenticate the client and select the RESP protocol version at the "
-                       "same time"))
-        return
-    if proto is not None:
-        c.resp3 = proto == 3
-    c.reply(RMap([(b"server", b"redis"), (b"version", VERSION.encode()),
-                  (b"proto", 3 if c.resp3 else 2), (b"id", c.id), (b"mode", b"standalone"),
-                  (b"role", b"master"), (b"modules", [])]))
-
-
-def _reset(s: Server, c: Client, a: list) -> None:
-    c.multi = None
-    c.multi_error = False
-    s.unwatch_all(c)
-    s.unsubscribe_all(c)
-    c.db = 0
-    c.resp3 = False
-    c.name = b""
-    c.authed = s.cfg.requirepass is None
-    c.reply(Status("RESET"))
-
-
-def _multi(s: Server, c: Client, a: list) -> None:
-    if c.multi is not None:
-        c.reply(RError("ERR MULTI calls can not be nested"))
-        return
-    c.multi = []
-    c.multi_error = False
-    c.reply(OK)
-
-
-def _discard(s: Server, c: Client, a: list) -> None:
-    if c.multi is None:
-        c.reply(RError("ERR DISCARD without MULTI"))
-        return
-    c.multi = None
-    s.unwatch_all(c)
-    c.reply(OK)
-
-
-def _exec(s: Server, c: Client, a: list) -> None:
-    if c.multi is None:
-        c.reply(RError("ERR EXEC without MULTI"))
-        return
-    queued, c.multi = c.multi, None
-    if c.multi_error:
-        c.multi_error = False
-        s.unwatch_all(c)
-        c.reply(RError("EXECABORT Transaction discarded because of previous errors."))
-        return
-    if c.dirty:
-        s.unwatch_all(c)
-        c.reply(NULL_ARRAY)
-        return
-    s.unwatch_all(c)
-    # Reads and writes of the transaction run as one operation (atomic and durable as one).
-    # Commands that do not touch the dataset (PING, TIME, PUBLISH, AUTH, SUBSCRIBE, ...) are
-    # answered by the server around it, in their place in the reply; random commands and
-    # blocking pops run inside it in their deterministic forms (chance.py).  SAVE and
-    # SHUTDOWN are refused at MULTI time, as by Redis.  A transaction without a write needs
-    # no operation and runs command by command.
-    names = [q[0].lower() for q in queued]
-    has_write = any(n == b"select" or n == b"spop" or n in chance.BLOCKING
-                    or (n in COMMANDS and COMMANDS[n].write) for n in names)
-    if not has_write:
-        out = []
-        c.in_exec = True
-        try:
-            for q, name in zip(queued, names, strict=True):
-                mark = len(c.out)
-                if name in _SPECIAL:
-                    _SPECIAL[name][0](s, c, q)
-                else:
-                    s.run(c, COMMANDS[name], q)
-                out.append(_decode_last(c, mark))
-        finally:
-            c.in_exec = False
-        c.out.append(b"*%d\r\n" % len(out) + b"".join(out))
-        return
-    inside = []
-    for q, n in zip(queued, names, strict=True):
-        if n in chance.RANDOM:
-            inside.append((b"\x00rand", b"%d" % _rng.getrandbits(63), *q))
-        elif n in chance.BLOCKING:
-            inside.append((b"\x00bpop", *q))
-        elif n not in _OUTSIDE:
-            inside.append(tuple(q))
-    res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
-    db = c.db
-    for q, name in zip(queued, names, strict=True):
-        if name == b"select":
-            try:
-                db = int(q[1])
-            except ValueError:
-                pass
-            continue
-        cmd = COMMANDS.get(name)
-        if cmd is not None and cmd.write:
-            s.touched(db, cmd.keys(q))
-        elif name == b"spop":
-            s.touched(db, [q[1]])
-        elif name in chance.BLOCKING:
-            try:
-                keys = chance.bpop_keys(q)[0]
-            except RError:
-                keys = []
-            s.touched(db, keys + ([q[2]] if name in (b"brpoplpush", b"blmove") else []))
-    if 0 <= db < len(s.state.dbs):
-        c.db = db
-    if len(inside) == len(queued):
-        c.reply(res)
-        return
-    parts = []
-    results = iter(res)
-    c.in_exec = True
-    try:
-        for q, name in zip(queued, names, strict=True):
-            if name in _OUTSIDE:
-                mark = len(c.out)
-                _SPECIAL[name][0](s, c, q)
-                parts.append(_decode_last(c, mark))
-            else:
-                parts.append(encode(next(results), c.resp3))
-    finally:
-        c.in_exec = False
-    c.out.append(b"*%d\r\n" % len(parts) + b"".join(parts))
-
-
-def _decode_last(c: Client, mark: int) -> bytes:
-    data = b"".join(c.out[mark:])
-    del c.out[mark:]
-    return data
-
-
-def _watch(s: Server, c: Client, a: list) -> None:
-    if c.multi is not None:
-        c.reply(RError("ERR WATCH inside MULTI is not allowed"))
-        return
-    for k in a[1:]:
-        key = (c.db, k)
-        s.watchers.setdefault(key, set()).add(c)
-        c.watched.add(key)
-    c.reply(OK)
-
-
-def _unwatch(s: Server, c: Client, a: list) -> None:
-    s.unwatch_all(c)
-    c.reply(OK)
-
-
-def _subscribe(s: Server, c: Client, a: list, pattern: bool = False) -> None:
-    kind = b"psubscribe" if pattern else b"subscribe"
-    target = s.patterns if pattern else s.channels
-    mine = c.patterns if pattern else c.channels
-    for ch in a[1:]:
-        target.setdefault(ch, set()).add(c)
-        mine.add(ch)
-        c.reply(Push([kind, ch, len(c.channels) + len(c.patterns)]))
-
-
-def _psubscribe(s: Server, c: Client, a: list) -> None:
-    _subscribe(s, c, a, pattern=True)
-
-
-def _unsubscribe(s: Server, c: Client, a: list, pattern: bool = False) -> None:
-    kind = b"punsubscribe" if pattern else b"unsubscribe"
-    target = s.patterns if pattern else s.channels
-    mine = c.patterns if pattern else c.channels
-    names = a[1:] or sorted(mine)
-    if not names:
-        c.reply(Push([kind, None, len(c.channels) + len(c.patterns)]))
-        return
-    for ch in names:
-        subs = target.get(ch)
-        if subs is not None:
-            subs.discard(c)
-            if not subs:
-                del target[ch]
-        mine.discard(ch)
-        c.reply(Push([kind, ch, len(c.channels) + len(c.patterns)]))
-
-
-def _punsubscribe(s: Server, c: Client, a: list) -> None:
-    _unsubscribe(s, c, a, pattern=True)
-
-
-def _publish(s: Server, c: Client, a: list) -> None:
-    c.reply(s.publish(a[1], a[2]))
-
-
-def _pubsub(s: Server, c: Client, a: list) -> None:
-    sub = a[1].upper()
-    if sub == b"CHANNELS":
-        pat = a[2] if len(a) > 2 else None
-        c.reply([ch for ch in s.channels if pat is None or glob_match(pat, ch)])
-    elif sub == b"NUMSUB":
-        out: list = []
-        for ch in a[2:]:
-            out += [ch, len(s.channels.get(ch, ()))]
-        c.reply(out)
-    elif sub == b"NUMPAT":
-        c.reply(len(s.patterns))
-    else:
-        c.reply(RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'. "
-                       "Try PUBSUB HELP."))
-
-
-def _random(s: Server, c: Client, a: list) -> None:
-    """SPOP, SRANDMEMBER, ZRANDMEMBER, HRANDFIELD, RANDOMKEY: chosen here, at random, from
-    the DRAM copy; SPOP's members are then removed by a logged ``\x00spop`` operation."""
-    try:
-        reply, write = chance.resolve(Ctx(s.state, c.db, s.now()), a, _rng, canonical=False)
-    except RError as e:
-        c.reply(e)
-        return
-    if write is not None:
-        reply = s.write(c.db, write)
-        s.touched(c.db, [a[1]])
-    c.reply(reply)
-
-
-_rng = random.Random()
-
-
-def _blocking_pop(s: Server, c: Client, a: list) -> None:
-    """BLPOP / BRPOP / BLMOVE / BRPOPLPUSH / BLMPOP / BZPOPMIN / BZPOPMAX / BZMPOP."""
-    try:
-        keys, t = chance.bpop_keys(a)
-        timeout = chance.timeout_arg(t)
-    except RError as e:
-        c.reply(e)
-        return
-
-    def attempt() -> Any:
-        ready = chance.bpop_ready(Ctx(s.state, c.db, s.now()), a)
-        if ready is None or isinstance(ready, RError):
-            return ready
-        out = s.write(c.db, (b"\x00bpop", *a))
-        name = a[0].lower()
-        s.touched(c.db, [ready] + ([a[2]] if name in (b"brpoplpush", b"blmove") else []))
-        return out
-
-    if c.multi is None and not c.in_exec:
-        res = attempt()
-        if res is not None:
-            c.reply(res)
-            return
-        s.block(c, keys, timeout, attempt)
-    else:
-        res = attempt()
-        c.reply(res if res is not None else NULL_ARRAY)
-
-
-def _info(s: Server, c: Client, a: list) -> None:
-    from .info import render_info
-
-    c.reply(render_info(s, [x.lower() for x in a[1:]]))
-
-
-def _config(s: Server, c: Client, a: list) -> None:
-    from .info import config_cmd
-
-    c.reply(config_cmd(s, a))
-
-
-def _command(s: Server, c: Client, a: list) -> None:
-    from .info import command_cmd
-
-    c.reply(command_cmd(s, a))
-
-
-def _client(s: Server, c: Client, a: list) -> None:
-    from .info import client_cmd
-
-    c.reply(client_cmd(s, c, a))
-
-
-def _time(s: Server, c: Client, a: list) -> None:
-    t = time.time()
-    c.reply([b"%d" % int(t), b"%d" % int((t % 1) * 1_000_000)])
-
-
-def _save(s: Server, c: Client, a: list) -> None:
-    s.p.checkpoint(wait=True)
-    s.last_save = int(time.time())
-    c.reply(OK)
-
-
-def _bgsave(s: Server, c: Client, a: list) -> None:
-    s.p.checkpoint(wait=False)
-    s.last_save = int(time.time())
-    c.reply(Status("Background saving started"))
-
-
-def _lastsave(s: Server, c: Client, a: list) -> None:
-    c.reply(s.last_save)
-
-
-def _shutdown(s: Server, c: Client, a: list) -> None:
-    s.shutdown_event.set()
-
-
-def _debug(s: Server, c: Client, a: list) -> None:
-    sub = a[1].upper()
-    if sub == b"SLEEP" and len(a) == 3:
-        time.sleep(float(a[2]))
-        c.reply(OK)
-    elif sub == b"JMAP":
-        c.reply(OK)
-    else:
-        c.reply(RError(f"ERR unknown subcommand '{a[1].decode('utf-8', 'replace')}'"))
-
-
-_SPECIAL: dict[bytes, tuple] = {
-    b"ping": (_ping, -1), b"echo": (_echo, 2), b"quit": (_quit, -1), b"select": (_select, 2),
-    b"auth": (_auth, -2), b"hello": (_hello, -1), b"reset": (_reset, 1),
-    b"multi": (_multi, 1), b"exec": (_exec, 1), b"discard": (_discard, 1),
-    b"watch": (_watch, -2), b"unwatch": (_unwatch, 1),
-    b"subscribe": (_subscribe, -2), b"psubscribe": (_psubscribe, -2),
-    b"unsubscribe": (_unsubscribe, -1), b"punsubscribe": (_punsubscribe, -1),
-    b"publish": (_publish, 3), b"pubsub": (_pubsub, -2),
-    b"spop": (_random, -2), b"srandmember": (_random, -2),
-    b"zrandmember": (_random, -2), b"hrandfield": (_random, -2),
-    b"randomkey": (_random, 1),
-    b"blpop": (_blocking_pop, -3), b"brpop": (_blocking_pop, -3),
-    b"brpoplpush": (_blocking_pop, 4), b"blmove": (_blocking_pop, 6),
-    b"blmpop": (_blocking_pop, -5), b"bzpopmin": (_blocking_pop, -3),
-    b"bzpopmax": (_blocking_pop, -3), b"bzmpop": (_blocking_pop, -5),
-    b"info": (_info, -1), b"config": (_config, -2), b"command": (_command, -1),
-    b"client": (_client, -2), b"time": (_time, 1), b"save": (_save, -1),
-    b"bgsave": (_bgsave, -1), b"lastsave": (_lastsave, 1), b"shutdown": (_shutdown, -1),
-    b"debug": (_debug, -2),
-}
-
-
-# Connection and server commands that neither read nor write the dataset: inside MULTI they
-# are answered around the transaction's one operation (see _exec).
-_OUTSIDE = frozenset({b"ping", b"echo", b"time", b"lastsave", b"command", b"config",
-                      b"client", b"info", b"debug", b"publish", b"pubsub", b"auth", b"hello",
-                      b"bgsave", b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe",
-                      b"unwatch"})
-# Commands Redis 7 flags no-multi (that we have): refused while a transaction is queued.
-_NO_MULTI = frozenset({b"save", b"shutdown"})
 
 
 def run_server(cfg: Config) -> int:

@@ -15,116 +15,13 @@ operation is built.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections import deque
 from typing import Any
 
-from .replies import RError
+from .commands import execute_op
+from .datatypes import Db, ZSet, type_name
 
-CHUNK = 128  # sorted-set chunk size
-
-
-class Db:
-    """One database: keys to values, and keys to absolute expiry deadlines (ms)."""
-
-    def __init__(self) -> None:
-        self.data: dict = {}
-        self.expires: dict = {}
-
-
-class ZSet:
-    """A sorted set: member -> score, beside a chunked sorted list of (score, member).
-
-    Chunks keep insertion and removal O(log n + CHUNK) on plain lists (the PM copy updates
-    one small list, not one huge one).
-    """
-
-    def __init__(self) -> None:
-        self.scores: dict = {}
-        self.chunks: list = []
-        self.maxes: list = []
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def _locate(self, item: tuple) -> int:
-        i = bisect_left(self.maxes, item)
-        return min(i, len(self.chunks) - 1)
-
-    def insert(self, score: float, member: bytes) -> None:
-        item = (score, member)
-        if not self.chunks:
-            self.chunks.append([item])
-            self.maxes.append(item)
-            return
-        ci = self._locate(item)
-        chunk = self.chunks[ci]
-        pos = bisect_left(chunk, item)
-        chunk.insert(pos, item)
-        if pos == len(chunk) - 1:
-            self.maxes[ci] = item
-        if len(chunk) > CHUNK:
-            half = len(chunk) // 2
-            right = chunk[half:]
-            del chunk[half:]
-            self.chunks.insert(ci + 1, right)
-            self.maxes[ci] = chunk[-1]
-            self.maxes.insert(ci + 1, right[-1])
-
-    def remove(self, score: float, member: bytes) -> None:
-        item = (score, member)
-        ci = self._locate(item)
-        chunk = self.chunks[ci]
-        pos = bisect_left(chunk, item)
-        del chunk[pos]
-        if not chunk:
-            del self.chunks[ci]
-            del self.maxes[ci]
-        elif pos == len(chunk):
-            self.maxes[ci] = chunk[-1]
-
-    def add(self, member: bytes, score: float) -> None:
-        old = self.scores.get(member)
-        if old is not None:
-            if old == score:
-                return
-            self.remove(old, member)
-        self.scores[member] = score
-        self.insert(score, member)
-
-    def discard(self, member: bytes) -> bool:
-        old = self.scores.pop(member, None)
-        if old is None:
-            return False
-        self.remove(old, member)
-        return True
-
-    def items(self) -> list:
-        """All (score, member) in order."""
-        out: list = []
-        for c in self.chunks:
-            out.extend(c)
-        return out
-
-    def rank(self, member: bytes) -> int | None:
-        score = self.scores.get(member)
-        if score is None:
-            return None
-        item = (score, member)
-        ci = self._locate(item)
-        before = sum(len(c) for c in self.chunks[:ci])
-        return before + bisect_left(self.chunks[ci], item)
-
-    def count_below(self, item: tuple, inclusive: bool) -> int:
-        """Number of elements < item (<= item when inclusive)."""
-        n = 0
-        find = bisect_right if inclusive else bisect_left
-        for c, m in zip(self.chunks, self.maxes, strict=True):
-            if (m <= item) if inclusive else (m < item):
-                n += len(c)
-            else:
-                return n + find(c, item)
-        return n
+__all__ = ["Db", "RedisState", "ZSet", "dump", "type_name"]
 
 
 class RedisState:
@@ -134,30 +31,7 @@ class RedisState:
         self.dbs = [Db() for _ in range(databases)]
 
     def apply(self, op: Any) -> Any:
-        return _execute(self, op)
-
-
-def _execute(state: Any, op: Any) -> Any:
-    # Bound to commands.execute_op on first use (commands imports this module).
-    global _execute
-    from .commands import execute_op
-
-    _execute = execute_op
-    return execute_op(state, op)
-
-
-def type_name(v: Any) -> bytes:
-    if isinstance(v, bytes):
-        return b"string"
-    if isinstance(v, dict):
-        return b"hash"
-    if isinstance(v, deque | list):
-        return b"list"
-    if isinstance(v, set):
-        return b"set"
-    if isinstance(v, ZSet):
-        return b"zset"
-    raise RError("ERR unknown value type")
+        return execute_op(self, op)
 
 
 def dump(state: RedisState) -> list:

@@ -19,7 +19,7 @@ def test_redis_conf_and_requirepass(tmp_path):
     pool = f"/dev/shm/persimmon-conf-{port}"
     conf = tmp_path / "redis.conf"
     conf.write_text(f"# test\nport {port}\nbind 127.0.0.1\ndir {pool}\nrequirepass s3cret\n"
-                    "databases 4\nmaxclients 3\nappendfsync always\n")
+                    "databases 4\nmaxclients 3\nappendfsync always\nno-such-directive 1\n")
     log = open(tmp_path / "log", "wb")
     p = subprocess.Popen([sys.executable, "-m", "persimmon_redis", str(conf)], stdout=log,
                          stderr=subprocess.STDOUT)
@@ -44,8 +44,10 @@ def test_redis_conf_and_requirepass(tmp_path):
             x.close()
         anon.close()
         c.close()
-        assert b"ignoring unsupported directive 'appendfsync'" in open(tmp_path / "log",
-                                                                       "rb").read()
+        text = open(tmp_path / "log", "rb").read()
+        assert b"'appendfsync' has no effect in persimmon-redis" in text
+        assert b"ignoring unsupported directive 'no-such-directive'" in text
+        assert c.config_get("appendfsync") == {"appendfsync": "always"}
     finally:
         p.terminate()
         p.wait(30)
