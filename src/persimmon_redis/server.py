@@ -119,6 +119,7 @@ class Client(asyncio.Protocol):
         self.dispatch_fn = server.safe_dispatch
         self.reply_mode = b"ON"
         self.switching = False
+        self.pushed: list[int] = []
 
     def set_reply_mode(self, mode: bytes) -> None:
         self.reply_mode = mode
@@ -316,6 +317,8 @@ class Client(asyncio.Protocol):
         else:
             if t is RError:
                 self.server.count_error(v.msg, self.last_cmd)
+            elif t is Push and self.reply_mode != b"ON":
+                self.pushed.append(len(self.out))  # (CLIENT REPLY OFF keeps pub/sub)
             self.out.append(encode(v, self.resp3))
 
 
@@ -346,10 +349,13 @@ def _muted_dispatch(c: Client, argv: list) -> None:
     messages still arrive; CLIENT REPLY ON answers)."""
     mode = c.reply_mode
     mark = len(c.out)
+    c.pushed = []
     c.server.safe_dispatch(c, argv)
     if c.reply_mode == b"ON":  # it was CLIENT REPLY ON: its OK is sent
         return
+    keep = [c.out[i] for i in c.pushed if i >= mark]  # pub/sub messages still go out
     del c.out[mark:]
+    c.out += keep
     if mode == b"SKIP" and c.reply_mode == b"SKIP":  # the one skipped reply is done
         c.set_reply_mode(b"ON")
 
@@ -593,13 +599,17 @@ class Server:
         """A write while some client watches a key or is blocked, or while keyspace
         notifications are on: tell them."""
         pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
-        existed = self.existing(c.db, cmd.keys(argv)) if self.notify_on else None
+        keys = cmd.keys(argv)
+        existed = self.existing(c.db, keys) if self.notify_on or self.watchers else None
         res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
         if pre is not None:
             self.touched_pairs(pre)
         else:
-            self.touched(c.db, cmd.keys(argv))
-        if existed is not None:
+            if existed is not None:  # a key missing before and after was not modified
+                now = self.existing(c.db, keys)
+                keys = [k for k in keys if existed.get(k) or now.get(k)]
+            self.touched(c.db, keys)
+        if existed is not None and self.notify_on:
             self.notify_write(c.db, argv, res, existed)
         c.reply(res)
 

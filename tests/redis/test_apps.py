@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
-rq = pytest.importorskip("rq", reason="pip install -e '.[test]' installs rq")
-
 
 def test_rq_enqueue_burst_worker_and_results(r):
     from rq import Queue, SimpleWorker

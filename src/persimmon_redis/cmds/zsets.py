@@ -546,7 +546,7 @@ def cmd_zdiffstore(ctx: Ctx, a: list) -> Any:
 def cmd_zintercard(ctx: Ctx, a: list) -> Any:
     n = to_int(a[1], "ERR numkeys should be greater than 0")
     if n <= 0:
-        raise RError("ERR numkeys should be greater than 0")
+        raise RError("ERR at least 1 input key is needed for 'zintercard' command")
     keys = a[2 : 2 + n]
     if len(keys) < n:
         raise RError("ERR Number of keys can't be greater than number of args")
