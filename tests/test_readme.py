@@ -16,7 +16,7 @@ def _blocks() -> list[str]:
 
 
 def test_readme_examples_run_and_recover(tmp_path):
-    blocks = _blocks()
+    blocks = [b for b in _blocks() if "persimmon_tapir" not in b]
     assert len(blocks) >= 2
     for i, code in enumerate(blocks):
         pools = re.findall(r'"(/dev/shm/[^"]+\.pool)"', code)
@@ -61,3 +61,40 @@ def test_the_port_line_count_in_readme_and_docs_is_true():
     doc = open(os.path.join(ROOT, "docs", "redis.md"), encoding="utf-8").read()
     assert f"**{n} lines of code**" in readme
     assert f"({n} lines of code" in doc
+
+
+def test_readme_tapir_example_survives_a_cluster_restart():
+    import shutil
+    import signal
+    import time
+
+    (block,) = [b for b in _blocks() if "persimmon_tapir" in b]
+    d = f"/dev/shm/tapir-readme-{os.getpid()}"
+    code = block.replace("/dev/shm/my-tapir", d)
+    cmd = [sys.executable, "-m", "persimmon_tapir", "cluster", "--shards", "2", "--dir", d]
+    outputs = []
+    try:
+        for _ in range(2):
+            cluster = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                while not os.path.exists(os.path.join(d, "cluster.json")):
+                    time.sleep(0.05)
+                run = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, timeout=120)
+                assert run.returncode == 0, run.stderr
+                outputs.append(run.stdout.split())
+            finally:
+                cluster.send_signal(signal.SIGTERM)
+                cluster.wait(60)
+        assert outputs == [["1", "True"], ["2", "True"]]
+    finally:
+        time.sleep(0.1)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_tapir_port_line_count_in_readme_and_docs_is_true():
+    n = _code_lines(os.path.join(ROOT, "src", "persimmon_tapir", "persistence.py"))
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    doc = open(os.path.join(ROOT, "docs", "tapir.md"), encoding="utf-8").read()
+    assert f"`src/persimmon_tapir/persistence.py` — **{n} lines of code**" in readme
+    assert f"**{n} lines of code**" in doc

@@ -490,3 +490,43 @@ def test_unpersistable_value_in_shadow_is_reported_not_fatal(shm_path):
         assert st["shadow_restarts"] == 0
         with pytest.raises(DivergenceError):
             psm.verify()
+
+
+def test_a_shadow_whose_foreground_dies_during_its_open_exits_at_once(tmp_path):
+    # The shadow holds the pool's lock while it opens the pool (a second per million
+    # objects); a foreground killed meanwhile must be restartable at once, so the shadow
+    # does not wait for its open to end before it notices.  Here the "open" is a 30 s sleep
+    # under the same guard, in a grandchild whose parent exits.
+    marker = tmp_path / "survived"
+    code = f"""
+import os, sys, time
+from persimmon.shadow import _exit_if_orphaned
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    parent = os.getppid()
+    os.write(w, b"%d" % os.getpid())
+    os.close(w)
+    with _exit_if_orphaned(parent):
+        time.sleep(30)
+    open({str(marker)!r}, "w").close()
+    os._exit(0)
+os.close(w)
+print(os.read(r, 32).decode(), flush=True)
+os._exit(0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    grandchild = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(grandchild, signal.SIGKILL)
+        pytest.fail("the orphaned shadow kept running its open")
+    assert not marker.exists()

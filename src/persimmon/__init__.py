@@ -63,3 +63,17 @@ def __getattr__(name: str) -> object:
 
         return open_persistent if name == "open" else Persistent
     raise AttributeError(f"module 'persimmon' has no attribute {name!r}")
+
+
+def _arm_kill_points() -> None:
+    # Kill points for crash tests (persimmon.killpoints): only when the environment asks;
+    # otherwise nothing is installed and no code path checks anything.
+    import os
+
+    if os.environ.get("PERSIMMON_KILL_AT") is not None:
+        from .killpoints import arm_from_env
+
+        arm_from_env()
+
+
+_arm_kill_points()

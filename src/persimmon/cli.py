@@ -1,7 +1,10 @@
-"""``persimmon`` command line: ``inspect`` and ``check`` a pool.
+"""``persimmon`` command line: ``inspect`` and ``check`` a pool, ``crashtest`` a state machine.
 
     persimmon inspect POOL     # layout, device path, log, undo state, heap size, objects
     persimmon check POOL       # verify checksums; exit status 1 with a message if damaged
+    persimmon crashtest MODULE:FACTORY --ops MODULE:GENERATOR [--seconds N] [--seed S]
+                               # crash it on purpose (docs/crashtest.md); exit status 1 on
+                               # the first failure, named with its operation and seed
 
 Both open the pool read-only and without taking its lock, so they work beside a running
 server (numbers may then be a moment old).
@@ -147,7 +150,24 @@ def main(argv: list[str] | None = None) -> int:
     pc = sub.add_parser("check", help="verify a pool's checksums and structure")
     pc.add_argument("pool")
     pc.add_argument("--device", default="auto", choices=["auto", "libpmem", "msync"])
+    pt = sub.add_parser("crashtest", help="crash a state machine on purpose and check "
+                        "what recovers (docs/crashtest.md)")
+    pt.add_argument("factory", metavar="MODULE:FACTORY",
+                    help="builds the initial state (a class works)")
+    pt.add_argument("--ops", required=True, metavar="MODULE:GENERATOR",
+                    help="GENERATOR(rng) yields the operations")
+    pt.add_argument("--seconds", type=float, default=30.0, help="time budget (default 30)")
+    pt.add_argument("--seed", type=int, default=None, help="replay a run (printed by each run)")
+    pt.add_argument("--n-ops", type=int, default=500, help="operations per run (default 500)")
+    pt.add_argument("--power-failures", type=int, default=20,
+                    help="at least this many simulated power failures, whatever the time "
+                    "(with --seed, the same ones every run; default 20)")
+    pt.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    if args.cmd == "crashtest":
+        from .crashtest import main as crashtest_main
+
+        return crashtest_main(args)
     if args.cmd == "inspect":
         try:
             info = inspect_pool(args.pool, args.device, count=not args.no_count)

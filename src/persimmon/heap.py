@@ -421,6 +421,8 @@ class Heap:
             heap._seq = seq + 1
             heap.position = position
             heap._ctop = heap._top = top
+            if rollback:  # (a torn record of number seq + 1 must not mix with the next)
+                pool.clear_torn_record(seq + 1)
             n = heap.undo.rollback(seq + 1) if rollback else 0
             if n:
                 # Make the rolled-back state a commit of its own, so that stale entries of the

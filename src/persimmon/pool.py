@@ -176,6 +176,29 @@ class Pool:
             return None
         return best[0], best[1], best[2]
 
+    def clear_torn_record(self, seq: int) -> bool:
+        """Zero slot ``seq % 2`` (durably) if it holds a torn record; True if it did.
+
+        Called at open for the number the next commit record will carry.  A commit record
+        torn by a crash is invalid, but its words stay in the slot; the next record of the
+        same number goes into that slot, and a crash while it is written could combine the
+        new words with the old ones into a record that validates: the abandoned batch's
+        record resurrected (its position, its heap top) over a rolled-back state.  A slot
+        holding a valid older record is left alone (a mix with it validates only as that
+        older record, which the newer one in the other slot outranks).
+        """
+        off = L.COMMIT_SLOTS[seq & 1]
+        buf = self.dev.buf
+        if not any(buf[off : off + 64]):
+            return False
+        rec = L.S_COMMIT.unpack_from(buf, off)
+        chk = L.S_Q.unpack_from(buf, off + 56)[0]
+        if rec[0] != 0 and chk == xxh3_64_intdigest(buf[off : off + 56]) and rec[0] < seq:
+            return False
+        buf[off : off + 64] = bytes(64)
+        self.dev.persist(off, 64)
+        return True
+
     def write_commit(self, seq: int, position: int, top: int) -> None:
         """Write and persist commit record ``seq`` into slot ``seq % 2``."""
         off = L.COMMIT_SLOTS[seq & 1]

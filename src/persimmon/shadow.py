@@ -12,11 +12,14 @@ and exits when the foreground asks it to stop or when the foreground process has
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from .calls import CALL, apply_op
@@ -343,11 +346,38 @@ _GATHER_SECONDS = 0.02
 _DOZE_SECONDS = 0.25
 
 
+@contextlib.contextmanager
+def _exit_if_orphaned(parent_pid: int, every: float = 0.05) -> Iterator[None]:
+    """While the body runs, a thread ends this process as soon as the foreground is gone.
+
+    Opening a big pool (rollback and the walk that rebuilds the free lists) takes about a
+    second per million objects, and this process holds the pool's lock all along: a
+    foreground killed meanwhile could not be restarted (its successor would find the pool in
+    use) until the open ended.  Ending the process half-way through an open is a crash like
+    any other, which the next open recovers from.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every):
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    t = threading.Thread(target=watch, name="persimmon-shadow-orphan-watch", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
+
+
 def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
          idle_policy: bool = False, bell: Doorbell | None = None) -> None:
     prio = Priority(idle_policy)
     defer_writeback()  # a disk pool: the PM copy's write-backs are paced (filedevice)
-    heap = Heap.open(path, lock=False)
+    with _exit_if_orphaned(parent_pid):
+        heap = Heap.open(path, lock=False)
     c[SALVAGED] += heap.stats["salvaged_bytes"]
     try:
         _loop(heap, parent_pid, c, message, verify, max_batch, prio, bell)

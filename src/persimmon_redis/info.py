@@ -92,12 +92,22 @@ def _memory(s: Any) -> dict:
     return {
         "used_memory": rss, "used_memory_human": _human(rss), "used_memory_rss": rss,
         "used_memory_rss_human": _human(rss), "used_memory_peak": rss,
-        "used_memory_peak_human": _human(rss), "used_memory_lua": 0,
-        "used_memory_scripts": 0, "maxmemory": s.cfg.values["maxmemory"],
+        "used_memory_peak_human": _human(rss), **_scripting_memory(),
+        "maxmemory": s.cfg.values["maxmemory"],
         "maxmemory_human": _human(int(s.cfg.values["maxmemory"])),
         "maxmemory_policy": s.cfg.values["maxmemory-policy"], "mem_fragmentation_ratio": 1.0,
         "mem_allocator": "libc", "lazyfree_pending_objects": 0, "lazyfreed_objects": 0,
     }
+
+
+def _scripting_memory() -> dict:
+    from . import scripting
+
+    lua = scripting.vm_memory()
+    return {"used_memory_lua": lua, "used_memory_lua_human": _human(lua),
+            "used_memory_vm_eval": lua, "used_memory_scripts": 0,
+            "number_of_cached_scripts": len(scripting.SCRIPTS),
+            "number_of_functions": len(scripting._funcs)}
 
 
 def _persistence(s: Any) -> dict:

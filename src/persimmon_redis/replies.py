@@ -57,6 +57,19 @@ class Push(list):
     """An out-of-band message (pub/sub): array in RESP2, ``>`` in RESP3."""
 
 
+class RBool(int):
+    """A boolean reply (``#t``/``#f`` in RESP3, ``:1``/``:0`` in RESP2): scripts."""
+
+
+class RBigNum(bytes):
+    """A big number reply (``(`` in RESP3, a bulk string in RESP2): scripts."""
+
+
+class RVerbatim(bytes):
+    """A verbatim string reply: 3 bytes of format, then the text (``=`` in RESP3, the text
+    as a bulk string in RESP2): scripts."""
+
+
 class _NullArray:
     """The null array (``*-1`` in RESP2): a blocking command that timed out."""
 
@@ -170,6 +183,15 @@ def _enc(v: Any, r3: bool, out: list[bytes]) -> None:
     elif t is float:
         s = fmt_double(v)
         out.append(b"$%d\r\n%b\r\n" % (len(s), s))
+    elif t is RBool:
+        out.append((b"#t\r\n" if v else b"#f\r\n") if r3 else (b":1\r\n" if v else b":0\r\n"))
+    elif t is RBigNum:
+        out.append(b"(%b\r\n" % v if r3 else b"$%d\r\n%b\r\n" % (len(v), v))
+    elif t is RVerbatim:
+        if r3:
+            out.append(b"=%d\r\n%b:%b\r\n" % (len(v) + 1, v[:3], v[3:]))
+        else:
+            out.append(b"$%d\r\n%b\r\n" % (len(v) - 3, v[3:]))
     else:
         raise TypeError(f"cannot encode reply {v!r}")
 

@@ -503,6 +503,11 @@ class Server:
     def now(self) -> int:
         return _now_ms()
 
+    def busy_threshold(self) -> float:
+        """Seconds a script may run before other clients get BUSY (busy-reply-threshold,
+        alias lua-time-limit; 0 = never)."""
+        return int(self.cfg.values["busy-reply-threshold"]) / 1000
+
     def safe_dispatch(self, c: Client, argv: list) -> None:
         """:meth:`dispatch`, with any unexpected failure turned into an error reply for this
         client only (and logged): one bad command never takes the server down."""

@@ -25,10 +25,18 @@ __all__ = ["Db", "RedisState", "ZSet", "dump", "type_name"]
 
 
 class RedisState:
-    """All databases; ``apply(op)`` executes one write operation (see the module doc)."""
+    """All databases; ``apply(op)`` executes one write operation (see the module doc).
+
+    ``functions``: the libraries loaded with FUNCTION LOAD (library name -> code), part of
+    the persistent state like Redis's RDB keeps them.  A pool made before scripting existed
+    has no such attribute: the class default (None) reads as "no libraries", and the first
+    FUNCTION LOAD sets it."""
+
+    functions: Any = None
 
     def __init__(self, databases: int = 16) -> None:
         self.dbs = [Db() for _ in range(databases)]
+        self.functions = {}
 
     def apply(self, op: Any) -> Any:
         return execute_op(self, op)

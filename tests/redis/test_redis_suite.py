@@ -40,6 +40,7 @@ FLOORS = {
     "unit/type/list": (214, 220),
     "unit/type/zset": (305, 308),
     "unit/quit": (3, 3),
+    "unit/scripting": (174, 186),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import chance
+from ..busy import SCRIPT_CALLS, multi_form
 from ..registry import COMMANDS, Cmd, command
 from ..replies import NULL_ARRAY, OK, RError, encode
 from .resolved import server_rng
@@ -25,7 +26,7 @@ def answered_outside(name: bytes, cmd: Cmd) -> bool:
     inside it (data commands, SELECT, and the random and blocking commands in their
     deterministic forms)."""
     return cmd.server and name != b"select" and not cmd.has("random") \
-        and not cmd.has("blocking")
+        and not cmd.has("blocking") and name not in SCRIPT_CALLS
 
 
 @command("multi", arity=1,
@@ -77,7 +78,8 @@ def _exec(s: Server, c: Client, a: list) -> None:
     cmds = [COMMANDS[n] for n in names]  # (all known: unknown ones abort at queue time)
     for cmd in cmds:
         cmd.calls += 1
-    has_write = any(n == b"select" or cmd.write for n, cmd in zip(names, cmds, strict=True))
+    has_write = any(n == b"select" or cmd.write or n in SCRIPT_CALLS
+                    for n, cmd in zip(names, cmds, strict=True))
     if not has_write:
         out = []
         c.in_exec = True
@@ -100,6 +102,8 @@ def _exec(s: Server, c: Client, a: list) -> None:
             inside.append((b"\x00rand", b"%d" % server_rng.getrandbits(63), *q))
         elif cmd.has("blocking"):
             inside.append((b"\x00bpop", *q))
+        elif q[0].lower() in SCRIPT_CALLS:
+            inside.append(multi_form(s, c, q))
         elif not out_:
             err = cmd.precheck(s, c.db, q) if cmd.precheck is not None else None
             # (a failed check answers in its place; nothing of it is executed)

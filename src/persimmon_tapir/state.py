@@ -1,0 +1,218 @@
+"""One replica's whole state as a deterministic state machine: IR record + TAPIR-KV + view.
+
+Everything a replica must not forget is here and changes only through :meth:`apply`, so the
+persistence layer (``persistence.py``) can log each operation before the replica replies and
+replay it after a crash.  Operations (tuples):
+
+* ``("pi", cid, rid, op)``: an inconsistent operation proposed: record it TENTATIVE.
+* ``("fi", cid, rid, op)``: finalize it: FINALIZED, and execute it (commit/abort).
+* ``("pc", cid, rid, op)``: a consensus operation proposed: execute it (prepare), record the
+  result TENTATIVE; returns ``(result, finalized)`` (the recorded one for a duplicate).
+* ``("fc", cid, rid, op, result)``: finalize it with the decided result; returns the result
+  recorded (a record installed by a view change wins over a late finalize).
+* ``("vc", view, status, latest_normal_view)``: the durable view number and status.
+* ``("install", view, entries)``: START-VIEW: the master record replaces ours (IR Sync).
+* ``("merge", view, records)``: the new view's leader merges f+1 records (IR-MERGE-RECORDS
+  with TAPIR's Sync and Merge) and installs the result; returns the master record.
+
+Record entries: opid ``(cid, rid)`` -> ``[kind, state, view, op, result]`` (kind "I"/"C",
+state "T"/"F"); on the wire ``(cid, rid, kind, state, view, op, result)``.
+"""
+
+from __future__ import annotations
+
+from zlib import crc32
+
+from . import store
+
+__all__ = ["ReplicaState", "NORMAL", "VIEW_CHANGE", "RECOVERING", "merge_records"]
+
+NORMAL, VIEW_CHANGE, RECOVERING = "normal", "view-change", "recovering"
+
+
+class ReplicaState:
+    def __init__(self, ident: tuple, status: str = NORMAL) -> None:
+        self.ident = ident  # (cluster id, shard, replica index, replicas, shards)
+        self.view = 0
+        self.latest_normal_view = 0 if status == NORMAL else -1
+        self.status = status
+        self.record = {}
+        self.store = {}
+        self.reads = {}
+        self.prepared = {}
+        self.decided = {}
+
+    def _mine(self, op):
+        """The reads and writes of transaction operation ``op`` that belong to this shard
+        (every shard gets the whole transaction, so a backup coordinator can finish it)."""
+        shard, shards = self.ident[1], self.ident[4]
+        if shards == 1:
+            return tuple(op[3]), tuple(op[4])
+        return (tuple(r for r in op[3] if crc32(r[0]) % shards == shard),
+                tuple(w for w in op[4] if crc32(w[0]) % shards == shard))
+
+    def _prepare(self, op):
+        reads, writes = self._mine(op)
+        return store.prepare(self, op[1], op[2], reads, writes, op[5])
+
+    # -- the state machine -------------------------------------------------------------
+    def apply(self, op):
+        kind = op[0]
+        if kind == "pc":
+            return self._propose_consensus(op[1], op[2], op[3])
+        if kind == "pi":
+            opid = (op[1], op[2])
+            if opid not in self.record:
+                self.record[opid] = ["I", "T", self.view, op[3], None]
+            return None
+        if kind == "fi":
+            return self._finalize_inconsistent((op[1], op[2]), op[3])
+        if kind == "fc":
+            return self._finalize_consensus((op[1], op[2]), op[3], tuple(op[4]))
+        if kind == "vc":
+            self.view, self.status, self.latest_normal_view = op[1], op[2], op[3]
+            return None
+        if kind == "install":
+            self._install(op[1], op[2])
+            return None
+        if kind == "merge":
+            return self._merge(op[1], op[2])
+        raise ValueError(f"unknown replica operation {kind!r}")
+
+    def _propose_consensus(self, cid, rid, op):
+        opid = (cid, rid)
+        e = self.record.get(opid)
+        if e is not None:
+            return (tuple(e[4]), e[1] == "F")
+        if op[0] != "prepare":
+            raise ValueError(f"unknown consensus operation {op[0]!r}")
+        result = self._prepare(op)
+        self.record[opid] = ["C", "T", self.view, op, result]
+        return (result, False)
+
+    def _finalize_inconsistent(self, opid, op):
+        e = self.record.get(opid)
+        if e is None:
+            self.record[opid] = ["I", "F", self.view, op, None]
+        elif e[1] == "F":
+            return None
+        else:
+            e[1] = "F"
+        self._execute(op)
+        return None
+
+    def _execute(self, op):
+        if op[0] == "commit":
+            reads, writes = self._mine(op)
+            store.commit(self, op[1], op[2], reads, writes)
+        elif op[0] == "abort":
+            store.abort(self, op[1])
+        else:
+            raise ValueError(f"unknown inconsistent operation {op[0]!r}")
+
+    def _finalize_consensus(self, opid, op, result):
+        e = self.record.get(opid)
+        if e is not None and e[1] == "F":
+            return tuple(e[4])
+        if e is None:
+            self.record[opid] = ["C", "F", self.view, op, result]
+        else:
+            e[1], e[4] = "F", result
+        self._set_prepared(op, result)
+        return result
+
+    def _set_prepared(self, op, result):
+        txn_id, ts = op[1], tuple(op[2])
+        if txn_id in self.decided:
+            return
+        p = self.prepared.get(txn_id)
+        if result[0] == store.OK:
+            if p is None or tuple(p[0]) <= ts:
+                self.prepared[txn_id] = (ts,) + self._mine(op) + (tuple(op[5]),)
+        elif p is not None and tuple(p[0]) == ts:
+            del self.prepared[txn_id]
+
+    # -- view changes -------------------------------------------------------------------
+    def record_entries(self) -> tuple:
+        return tuple((k[0], k[1], e[0], e[1], e[2], e[3], e[4]) for k, e in self.record.items())
+
+    def _sync(self, entries):
+        """TAPIR's Sync: make the store and prepared set follow the (finalized) ``entries``."""
+        old = self.record
+        for cid, rid, kind, _st, _v, op, _res in entries:
+            if kind == "I":
+                e = old.get((cid, rid))
+                if e is None or e[1] != "F":
+                    self._execute(op)
+        self.prepared.clear()
+        for _cid, _rid, kind, _st, _v, op, res in entries:
+            if kind == "C" and res[0] == store.OK:
+                self._set_prepared(op, res)
+
+    def _install(self, view, entries):
+        self._sync(entries)
+        rec = {}
+        for cid, rid, kind, _st, v, op, res in entries:
+            rec[(cid, rid)] = [kind, "F", v, op, res]
+        self.record = rec
+        self.view, self.status, self.latest_normal_view = view, NORMAL, view
+
+    def _merge(self, view, records):
+        f = (self.ident[3] - 1) // 2
+        r, d, u = merge_records(records, f)
+        self._sync(r)  # executes inconsistent ops, re-derives prepared from finalized ones
+        merged = []
+        for _cid, _rid, op, _majority in d + u:
+            self.prepared.pop(op[1], None)
+        for cid, rid, op, majority in d:  # TAPIR-MERGE: results a fast path may have used
+            if majority[0] == store.OK:
+                res = self._prepare(op)
+            else:
+                res = majority
+            merged.append((cid, rid, "C", "F", view, op, res))
+        for cid, rid, op, _m in u:  # no fast or slow path can have completed: re-check
+            res = self._prepare(op)
+            if res[0] != store.OK:
+                res = (store.ABORT, None)
+            merged.append((cid, rid, "C", "F", view, op, res))
+        master = tuple(r) + tuple(merged)
+        self._install_after_sync(view, master)
+        return master
+
+    def _install_after_sync(self, view, entries):
+        self.record = {(cid, rid): [kind, "F", v, op, res]
+                       for cid, rid, kind, _st, v, op, res in entries}
+        self.view, self.status, self.latest_normal_view = view, NORMAL, view
+
+
+def merge_records(records, f: int):
+    """IR-MERGE-RECORDS' grouping: ``(R, d, u)`` from the records of the latest normal view.
+
+    R: every inconsistent operation and every finalized consensus operation; d: tentative
+    consensus operations whose result appears in at least ceil(f/2)+1 records, with that
+    majority result; u: the other tentative ones.  Sorted by opid (deterministic).
+    """
+    r: dict = {}
+    tentative: dict = {}
+    for entries in records:
+        for cid, rid, kind, st, v, op, res in entries:
+            opid = (cid, rid)
+            if kind == "I" or st == "F":
+                if opid not in r or (st == "F" and r[opid][3] != "F"):
+                    r[opid] = (cid, rid, kind, st, v, op, res if res is None else tuple(res))
+                tentative.pop(opid, None)
+            elif opid not in r:
+                tentative.setdefault(opid, []).append((op, tuple(res)))
+    need = (f + 1) // 2 + 1
+    d, u = [], []
+    for opid in sorted(tentative):
+        found = tentative[opid]
+        counts: dict = {}
+        for _op, res in found:
+            counts[res] = counts.get(res, 0) + 1
+        best = max(sorted(counts), key=lambda k: counts[k])
+        if counts[best] >= need:
+            d.append((opid[0], opid[1], found[0][0], best))
+        else:
+            u.append((opid[0], opid[1], found[0][0], None))
+    return [r[k] for k in sorted(r)], d, u

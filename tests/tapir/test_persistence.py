@@ -1,0 +1,147 @@
+"""The port: a replica's state machine under a real PSM (determinism of every operation a
+replica runs, recovery from the pool) and the pool checks (foreign, damaged, mismatched)."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+
+import pytest
+
+from persimmon import PSM
+from persimmon_tapir.persistence import Persistent, PoolMismatchError
+from persimmon_tapir.simnet import Durable, SimCluster
+from persimmon_tapir.state import ReplicaState
+from persimmon_tapir.tasks import spawn
+
+
+@pytest.fixture
+def pooldir():
+    d = f"/dev/shm/tapir-ptest-{uuid.uuid4().hex[:10]}"
+    yield d
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Recorder(Durable):
+    def __init__(self, ident):
+        super().__init__(ident)
+        self.ops = []
+        inner = self.state.apply
+
+        def rw(op):
+            self.ops.append(op)
+            return inner(op)
+        self.rw = rw
+
+
+def _recorded_ops(seed=3):
+    """Every operation replica (0, 0) ran in a faulty simulated run with view changes."""
+    cluster = SimCluster(seed, shards=1, drop=0.05, dup=0.05)
+    rec = Recorder(cluster.config.ident(0, 0))
+    cluster.sms[(0, 0)] = rec
+    cluster.crash(0, 0)
+    cluster.sms[(0, 0)] = rec
+    cluster.restart(0, 0)
+    rng = random.Random(seed)
+    clients = [cluster.client() for _ in range(2)]
+
+    async def work(c):
+        for n in range(20):
+            t = c.begin()
+            for k in rng.sample([b"a", b"b", b"c", b"d"], 2):
+                await t.get(k)
+            t.put(rng.choice([b"a", b"b", b"c", b"d"]), b"v%d-%d" % (c.cid, n))
+            await t.commit()
+            if n % 10 == 5:
+                cluster.replicas[(0, rng.randrange(3))].request_view_change()
+    tasks = [spawn(work(c)) for c in clients]
+    cluster.net.run_until(lambda: all(t.done for t in tasks))
+    cluster.net.run_for(2.0)
+    kinds = {op[0] for op in rec.ops}
+    assert {"pc", "fc", "pi", "fi", "merge", "install", "vc"} <= kinds, kinds
+    return cluster.config.ident(0, 0), rec.ops, rec.state
+
+
+def _digest(s: ReplicaState):
+    return (s.view, s.status, s.latest_normal_view,
+            {k: [tuple(x) if isinstance(x, list) else x for x in v] for k, v in s.record.items()},
+            {k: [list(v) for v in vs] for k, vs in s.store.items()},
+            {k: dict(v) for k, v in s.reads.items()},
+            dict(s.prepared), dict(s.decided))
+
+
+def test_every_replica_operation_is_deterministic_on_the_persistent_copy(pooldir):
+    ident, ops, final = _recorded_ops()
+    os.makedirs(pooldir)
+    path = os.path.join(pooldir, "verify.pool")
+    psm = PSM(lambda: ReplicaState(ident), path, verify=True, log_size=16 << 20)
+    for op in ops:
+        psm.invoke_rw(op)
+    psm.verify()  # DRAM and PM copies agree, and no operation diverged on the way
+    assert _digest(psm.state) == _digest(final)
+    psm.close(drain=False)
+    psm = PSM(lambda: ReplicaState(ident), path, log_size=16 << 20)
+    assert psm.recovered and _digest(psm.state) == _digest(final)
+    psm.close()
+
+
+def test_replica_state_survives_close_and_reopen(pooldir):
+    ident = (7, 0, 1, 3, 1)
+    p = Persistent(ident, pooldir, log_size=4 << 20)
+    assert not p.recovered
+    p.rw(("pc", 1, 1, ("prepare", 5, (10, 1), (), ((b"k", b"v"),), ((0, 1),))))
+    p.rw(("fi", 1, 2, ("commit", 5, (10, 1), (), ((b"k", b"v"),))))
+    p.commit()
+    p.close()
+    p = Persistent(ident, pooldir, log_size=4 << 20)
+    assert p.recovered and p.state.store[b"k"][-1][1] == b"v" and 5 in p.state.decided
+    p.close()
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def apply(self, op):
+        self.n += op
+
+
+def test_foreign_pool_is_refused_and_kept(pooldir):
+    ident = (7, 0, 0, 3, 1)
+    os.makedirs(pooldir)
+    path = os.path.join(pooldir, "tapir-s0-r0.pool")
+    psm = PSM(Counter, path, log_size=1 << 20)
+    psm.invoke_rw(41)
+    psm.close()
+    with pytest.raises(PoolMismatchError, match="holds a Counter state machine"):
+        Persistent(ident, pooldir)
+    psm = PSM(Counter, path, log_size=1 << 20)  # untouched
+    assert psm.state.n == 41
+    psm.close()
+
+
+def test_damaged_pool_is_refused_and_kept(pooldir):
+    os.makedirs(pooldir)
+    path = os.path.join(pooldir, "tapir-s0-r0.pool")
+    junk = os.urandom(1 << 16)
+    with open(path, "wb") as fh:
+        fh.write(junk)
+    with pytest.raises(PoolMismatchError, match="cannot open the pool"):
+        Persistent((7, 0, 0, 3, 1), pooldir)
+    with open(path, "rb") as fh:
+        assert fh.read() == junk
+
+
+def test_pool_of_another_cluster_or_replica_is_refused(pooldir):
+    p = Persistent((7, 0, 0, 3, 1), pooldir, log_size=4 << 20)
+    p.rw(("fi", 1, 1, ("commit", 5, (10, 1), (), ((b"k", b"v"),))))
+    p.commit()
+    p.close()
+    for other in ((8, 0, 0, 3, 1), (7, 0, 0, 3, 2), (7, 0, 0, 5, 1)):
+        with pytest.raises(PoolMismatchError, match=r"holds replica \(7, 0, 0, 3, 1\)"):
+            Persistent(other, pooldir)
+    p = Persistent((7, 0, 0, 3, 1), pooldir, log_size=4 << 20)
+    assert p.state.store[b"k"][-1][1] == b"v"
+    p.close()
