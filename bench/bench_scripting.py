@@ -17,35 +17,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_redis import free_port, wait_port  # noqa: E402
 from machine import cpu_seconds  # noqa: E402
 
 SCRIPT = "redis.call('set', KEYS[1], ARGV[1]) return redis.call('incr', KEYS[2])"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {port} did not come up")
 
 
 def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
