@@ -22,7 +22,7 @@ from typing import Any
 
 import hiredis
 
-from . import scripting
+from . import registry, scripting
 from .keyspace import Ctx
 from .registry import command
 from .replies import OK, RError, RMap
@@ -106,7 +106,20 @@ def _busy_command(s: Any, c: Any, a: list, run: Any) -> None:
         finally:
             os._exit(0)
     else:
-        c.reply(RError(BUSY_EVAL if run.eval_mode else BUSY_FUNC))
+        cmd = registry.lookup(name)
+        if cmd is not None and cmd.server and cmd.has("allow-busy"):
+            s.dispatch(c, a, name)  # MULTI, DISCARD, WATCH, AUTH, HELLO...: as Redis 7 allows
+            return
+        busy = BUSY_EVAL if run.eval_mode else BUSY_FUNC
+        if c.multi is not None:  # a rejected command flags the transaction (Redis's
+            if name == b"exec":  # rejectCommand); EXEC itself is aborted with the reason
+                c.multi = None
+                c.multi_error = False
+                s.unwatch_all(c)
+                c.reply(RError("EXECABORT Transaction discarded because of: " + busy))
+                return
+            c.multi_error = True
+        c.reply(RError(busy))
 
 
 def _kill(run: Any, is_eval: bool) -> Any:

@@ -331,3 +331,46 @@ def test_scripts_inside_multi_are_part_of_the_transaction(r):
     res = p.execute(raise_on_error=False)
     assert res[0] == 1 and res[1] == 11 and isinstance(res[2], redis.ResponseError)
     assert "No matching script" in str(res[2]) and res[3] == b"11"
+
+
+def test_transactions_around_a_busy_script_run_whole_or_not_at_all(server):
+    # Redis 7's rules (unit/multi "... and script timeout"): MULTI is allowed while a script
+    # is busy; a command rejected with BUSY flags the transaction, and EXEC aborts it (with
+    # BUSY as the reason when EXEC itself arrives during the script)
+    c = server.client()
+    c.config_set("lua-time-limit", 10)
+    c.set("xx", 1)
+    r2 = redis.Redis(port=server.port, single_connection_client=True)
+    assert r2.ping()
+
+    def busy() -> threading.Thread:
+        t = threading.Thread(target=lambda: _catch(lambda: server.client().eval(
+            "while true do end", 0)))
+        t.start()
+        time.sleep(0.3)
+        return t
+
+    def kill(t: threading.Thread) -> None:
+        assert c.script_kill()
+        t.join(10)
+        assert not t.is_alive()
+
+    t = busy()  # MULTI during the script, a command rejected, then EXEC after it
+    assert r2.execute_command("MULTI") == b"OK"
+    with pytest.raises(redis.ResponseError, match="BUSY"):
+        r2.execute_command("INCR", "xx")
+    kill(t)
+    assert r2.execute_command("INCR", "xx") == b"QUEUED"
+    with pytest.raises(redis.exceptions.ExecAbortError, match="previous errors"):
+        r2.execute_command("EXEC")
+    assert c.get("xx") == b"1" and r2.ping()
+
+    assert r2.execute_command("MULTI") == b"OK"  # EXEC during the script
+    assert r2.execute_command("INCR", "xx") == b"QUEUED"
+    t = busy()
+    with pytest.raises(redis.exceptions.ExecAbortError, match="because of: BUSY"):
+        r2.execute_command("EXEC")
+    kill(t)
+    assert c.get("xx") == b"1"
+    assert r2.execute_command("ECHO", "asdf") == b"asdf"  # no longer in MULTI
+    c.config_set("lua-time-limit", 5000)
