@@ -26,21 +26,24 @@ SUITE = os.environ.get("REDIS_SUITE") or os.path.join(os.path.dirname(ROOT), "sh
 # unit: (floor for persimmon-redis, real redis-server 7.0.15's ok count from the README).
 # A floor below the real count is a known difference (docs/redis.md lists them); raise the
 # floor when a fix makes more pass.
+# (Measured on the merged tree, 2026-12-04: string 73, hash 72, set 94, keyspace 52, multi
+# 35, list 220, zset 308, scripting 179; the floors leave one or two for timing-sensitive
+# tests on a loaded machine.)
 FLOORS = {
     "unit/type/incr": (23, 23),
-    "unit/type/hash": (70, 72),
+    "unit/type/hash": (71, 72),
     "unit/type/set": (94, 95),
     "unit/expire": (57, 58),
     "unit/info-command": (3, 3),
-    "unit/keyspace": (49, 52),
-    "unit/multi": (29, 35),
+    "unit/keyspace": (51, 52),
+    "unit/multi": (34, 35),
     "unit/scan": (17, 17),
     "unit/pubsub": (28, 29),
-    "unit/type/string": (60, 75),
-    "unit/type/list": (214, 220),
-    "unit/type/zset": (305, 308),
+    "unit/type/string": (72, 75),
+    "unit/type/list": (218, 220),
+    "unit/type/zset": (306, 308),
     "unit/quit": (3, 3),
-    "unit/scripting": (174, 186),
+    "unit/scripting": (177, 186),
 }
 
 
