@@ -93,10 +93,6 @@ _NCLASSES = L.NCLASSES
 _log = logging.getLogger("persimmon.heap")
 
 
-def _describe_damage(damaged: list[tuple[int, int, str]]) -> str:
-    return "; ".join(what for _s, _e, what in damaged)
-
-
 _FREE_RUN = re.compile(rb"\x00+")  # a run of blocks no chunk in use covers
 _COVER_MAX = 4096
 _COVER = memoryview(b"\x02" + b"\x01" * (_COVER_MAX - 1))
@@ -843,7 +839,7 @@ class Heap:
             self._ixn.pop(off, None)
             self._free(off)
 
-    def _rebuild(self, salvage: bool = True) -> None:
+    def _rebuild(self) -> None:
         """Walk the graph from the root: recompute reference counts and the free lists.
 
         Everything between the arena start and the committed heap top that is not reachable
@@ -851,13 +847,11 @@ class Heap:
         :meth:`collect`.  Nothing read from the pool is trusted: damage in the reachable
         graph raises :class:`CorruptPoolError`; damaged free space (a run of free chunks
         that does not add up between two chunks in use) is re-carved into valid free chunks
-        when ``salvage`` is true, and reported in :attr:`salvaged` (docs/heap.md, "Salvage").
+        and reported in :attr:`salvaged` (docs/heap.md, "Salvage").
         """
         cover, rcd = self._mark_reachable()
         fls, damaged = self._walk_free(cover)
         if damaged:
-            if not salvage:
-                raise CorruptPoolError(_describe_damage(damaged))
             self._salvage(damaged, fls)
         for fl in fls:
             fl.reverse()  # allocate low addresses first
