@@ -87,7 +87,7 @@ def main() -> None:
     psm = PSM(lambda: BenchKV(args.keys, val), path, log_size=256 << 20,
               initial_size=512 << 20, device=args.device, pin_cores=args.pin)
     print(f"pool created with {args.keys:,} keys in {time.perf_counter() - t:.1f} s "
-          f"(device {psm._pool.dev.kind}, is_pmem={psm._pool.dev.is_pmem})", flush=True)
+          f"(device {psm.device_info().kind}, is_pmem={psm.device_info().is_pmem})", flush=True)
     try:
         t = time.perf_counter()
         while not psm.stats()["shadow_ready"]:  # (it opens the pool: a walk of 2M objects)

@@ -139,7 +139,7 @@ def test_the_shadow_commits_only_between_entries():
         pass
     ap.commit()
     assert positions and set(positions) <= set(bounds)
-    assert ap.c[2] == 60 and heap.root.n == 60
+    assert ap.c.committed_ops == 60 and heap.root.n == 60
 
 
 def test_invoke_rw_grouped_is_invoke_rw_without_commit(shm_path):

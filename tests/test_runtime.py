@@ -113,7 +113,6 @@ ANON_CHILD = r"""
 import os, sys, time
 sys.path.insert(0, {tests!r})
 from persimmon import PSM
-from persimmon.shadow import READY
 from psm_apps import KV
 
 def anon(pid):
@@ -133,7 +132,7 @@ else:
     psm = PSM(KV, {path!r})
     assert len(psm.state.data) == 300_000
     deadline = time.monotonic() + 30
-    while psm._counters[READY] != 1 and time.monotonic() < deadline:
+    while psm._counters.ready != 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     print(anon(os.getpid()), anon(psm.shadow_pid))
     psm.invoke_rw(("set", "after", 1))
@@ -258,7 +257,6 @@ def test_sync_is_served_while_the_log_never_goes_idle(shm_path):
     # reach: the position a sync() asks for (the WANTED counter, which sync() sets) makes
     # the shadow commit within a few writes, not at the next chance gap thousands of
     # writes later.  (One thread: a second one would leave GIL-sized gaps in the writes.)
-    from persimmon import shadow as S
 
     psm = PSM(KV, shm_path, log_size=1 << 24, max_batch=10**9)
     try:
@@ -272,14 +270,14 @@ def test_sync_is_served_while_the_log_never_goes_idle(shm_path):
             n += 1
             if target is None and time.monotonic() > start + 0.3:
                 target = psm._log.head
-                c[S.WANTED] = target
+                c.wanted = target
                 psm._bell.ring()  # (as sync() does: the shadow may be letting writes gather)
             elif target is not None:
                 after += 1
-                if c[S.POSITION] >= target:
+                if c.position >= target:
                     break
             time.sleep(0.0001)
-        assert target is not None and c[S.POSITION] >= target, (c[S.POSITION], target, n)
+        assert target is not None and c.position >= target, (c.position, target, n)
         assert after < 500, after
     finally:
         psm.close()
@@ -307,6 +305,32 @@ def test_stats_say_when_the_shadow_is_ready(shm_path):
         psm.close()
 
 
+def test_device_info_reports_the_pool_file_without_privates(shm_path):
+    # what a port prints about the device (persimmon-redis's INFO and banner) comes from this
+    with PSM(KV, shm_path, log_size=1 << 20) as psm:
+        info = psm.device_info()
+        assert info.path == shm_path and os.path.getsize(shm_path) == info.pool_bytes
+        assert info.log_bytes == 1 << 20 and info.pool_bytes > info.log_bytes
+        assert info.survives == psm.survives == psm.stats()["survives"] == "process crashes"
+        assert info.kind in ("libpmem", "msync") and not info.is_pmem  # (/dev/shm: tmpfs)
+        assert info.describe().startswith(info.kind) and info.flush_path in info.describe()
+
+
+def test_the_counters_are_one_shared_typed_view(shm_path):
+    # the foreground and the shadow address the same named fields: the shadow's commit shows
+    # up in the foreground's view (position, batches), and the layout has no stray slots
+    from persimmon.counters import FIELDS, Counters
+
+    assert len(FIELDS) == len(set(FIELDS)) and Counters().snapshot() == dict.fromkeys(FIELDS, 0)
+    with PSM(KV, shm_path, log_size=1 << 20, shadow_idle=False) as psm:
+        for i in range(5):
+            psm.invoke_rw(("set", f"k{i}", i))
+        psm.sync()
+        snap = psm._counters.snapshot()
+        assert snap["position"] == psm.stats()["log_head"] and snap["batches"] >= 1
+        assert snap["committed_ops"] == 5 and snap["ready"] == 1
+
+
 def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
     # An idle shadow used to poll the log every 2 ms (4 % of a core for an idle server).
     # Now it sleeps on the doorbell; with its fallback timeout made 30 s here, only the
@@ -318,25 +342,25 @@ def test_an_idle_shadow_sleeps_until_a_commit_rings(shm_path, monkeypatch):
     try:
         c = psm._counters
         for rnd in range(3):
-            assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0), "the shadow did not go to sleep"
+            assert wait_for(lambda: c.sleeping == 1, 5.0), "the shadow did not go to sleep"
             assert psm.stats()["shadow_sleeping"] is True
             before = _voluntary_switches(psm.shadow_pid)
             time.sleep(0.5)
             assert _voluntary_switches(psm.shadow_pid) - before <= 3  # (polling: ~250)
             psm.invoke_rw(("set", f"k{rnd}", rnd))  # its commit rings
             head = psm._log.head
-            assert wait_for(lambda h=head: c[S.POSITION] >= h, 2.0), "a commit did not wake it"
-        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+            assert wait_for(lambda h=head: c.position >= h, 2.0), "a commit did not wake it"
+        assert wait_for(lambda: c.sleeping == 1, 5.0)
         psm.invoke_rw(("set", "g", 1), commit=False)
         psm.commit()  # group commit rings too
         head = psm._log.head
-        assert wait_for(lambda: c[S.POSITION] >= head, 2.0)
-        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        assert wait_for(lambda: c.position >= head, 2.0)
+        assert wait_for(lambda: c.sleeping == 1, 5.0)
         t = time.monotonic()
         psm.sync()
         assert time.monotonic() - t < 2.0
         time.sleep(0.1)  # (the sync rang: let the shadow wake, and go to sleep again)
-        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        assert wait_for(lambda: c.sleeping == 1, 5.0)
         t = time.monotonic()
         psm.close(drain=False)  # STOP rings: no wait for the 5 s join and a kill
         assert time.monotonic() - t < 2.0
@@ -358,7 +382,7 @@ def test_a_commit_with_nothing_new_does_not_wake_a_sleeping_shadow(shm_path, mon
         ring = psm._bell.ring
         psm._bell.ring = lambda: (rings.append(1), ring())[1]
         psm.invoke_rw(("set", "a", 1))
-        assert wait_for(lambda: c[S.SLEEPING] == 1, 5.0)
+        assert wait_for(lambda: c.sleeping == 1, 5.0)
         before = _voluntary_switches(psm.shadow_pid)
         rings.clear()
         for _ in range(200):
@@ -369,7 +393,7 @@ def test_a_commit_with_nothing_new_does_not_wake_a_sleeping_shadow(shm_path, mon
         psm.commit()  # something new: it rings, and the shadow applies it
         assert rings == [1]
         head = psm._log.head
-        assert wait_for(lambda: c[S.POSITION] >= head, 2.0)
+        assert wait_for(lambda: c.position >= head, 2.0)
         assert psm.state.data == {"a": 1, "b": 2}
 
 
@@ -382,7 +406,7 @@ def test_foreground_death_stops_shadow(shm_path):
         "shadow._DOZE_SECONDS = 30.0\n"
         "p = PSM(KV, %r, log_size=1 << 20)\n"
         "p.invoke_rw(('set', 'a', 1))\n"
-        "while not p._counters[shadow.SLEEPING]: time.sleep(0.01)\n"
+        "while not p._counters.sleeping: time.sleep(0.01)\n"
         "print(p.shadow_pid, flush=True)\n"
         "time.sleep(60)\n" % (TESTS, shm_path)
     )

@@ -225,7 +225,7 @@ def check_verify_mode(factory: Callable[[], Any], ops: list[Any], workdir: str
         except DivergenceError as e:
             msg = str(e)
             idx = None
-            pos = psm._counters[_diverged_pos_index()]
+            pos = psm._counters.diverged_pos
             if pos:
                 # the shadow reports the position before the diverging entry
                 import bisect
@@ -241,12 +241,6 @@ def check_verify_mode(factory: Callable[[], Any], ops: list[Any], workdir: str
         if os.path.exists(path):
             os.unlink(path)
     return None
-
-
-def _diverged_pos_index() -> int:
-    from . import shadow as S
-
-    return S.DIVERGED_POS
 
 
 def _match_prefix(state: Any, expected: list[tuple[int, int]], lo: int, hi: int
@@ -267,7 +261,7 @@ def power_failures(factory: Callable[[], Any], ops: list[Any],
     from .heap import Heap
     from .opcodec import encode
     from .oplog import OpLog
-    from .psm import recover_state
+    from .recovery import recover_state
     from .shadow import Applier
     from .simdevice import CRASH_MODELS, SimDevice
 
@@ -352,7 +346,7 @@ def _crash_the_recovery(img: bytes, model: str, rng: random.Random,
     fences (chosen at random) must recover to the same ``k`` operations."""
     from .heap import Heap
     from .oplog import OpLog
-    from .psm import recover_state
+    from .recovery import recover_state
     from .shadow import Applier
     from .simdevice import SimDevice
 
@@ -411,7 +405,7 @@ def sigkills(factory: Callable[[], Any], ops: list[Any], expected: list[tuple[in
              seed: int, budget: float, workdir: str, tick: Callable[[int], None]
              ) -> Failure | None:
     """Real SIGKILLs of the foreground, its shadow or both, at random moments."""
-    from .psm import recover_state
+    from .recovery import recover_state
 
     rng = random.Random(seed ^ 0x5A5A)
     deadline = time.monotonic() + budget

@@ -14,32 +14,49 @@ After a crash, :class:`PSM` rebuilds the DRAM copy from the PM copy plus the log
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import multiprocessing
 import os
 import select
 import socket
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import counters
 from . import shadow as S
 from .calls import apply_op
 from .digest import digest
 from .doorbell import Doorbell
-from .errors import DivergenceError, PersimmonError, PoolError, ShadowError
+from .errors import DivergenceError, PersimmonError, ShadowError
 from .heap import FAST, Heap
-from .opcodec import GROUP_OVERHEAD, decode, encode, encode_verified, split
+from .opcodec import GROUP_OVERHEAD, encode, encode_verified
 from .oplog import OpLog
-from .pool import Pool
+from .recovery import open_and_recover, recover_state, replay
 
-_SLEEPING = S.SLEEPING
 log = logging.getLogger("persimmon")
 
 _ENTRY_OVERHEAD = 64  # header + alignment of one log entry, upper bound
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceInfo:
+    """What a PSM's pool is stored on (:meth:`PSM.device_info`), for a port to report."""
+
+    kind: str  # the device: "libpmem", "msync", "file" (a disk pool)...
+    path: str  # the pool file
+    is_pmem: bool  # mapped real persistent memory (libpmem says so)
+    flush_path: str  # how persists reach the medium: "cache-flush", "msync", "fdatasync"...
+    survives: str  # "process crashes" (tmpfs: lost at a reboot) or "power loss"
+    pool_bytes: int  # the pool file's mapped size
+    log_bytes: int  # the operation log's size
+
+    def describe(self) -> str:
+        """One line for a server's banner or INFO: the device and how persists reach it."""
+        return f"{self.kind} (is_pmem={self.is_pmem}, flush path: {self.flush_path})"
 
 
 class _GroupBytes:
@@ -111,8 +128,7 @@ class PSM:
         self._lock = threading.Lock()
         self._shadow: Any = None
         self._ctx = multiprocessing.get_context("fork")
-        self._counters = self._ctx.Array("q", S.NCOUNTERS, lock=False)
-        self._message = self._ctx.Array("c", S.MSG_SIZE, lock=False)
+        self._counters, self._message = counters.shared(self._ctx)
         self._bell = Doorbell()  # wakes a shadow asleep on an idle log (made before the fork)
         self.recovery_times: dict[str, float] = {}
         # The first shadow is forked now, before this process holds the state: a shadow
@@ -195,7 +211,7 @@ class PSM:
                 self.invoke_rw_grouped = self._grouper  # type: ignore[method-assign]
         if self.verify_mode:
             self._grouper.on = False  # (verify mode logs no groups)
-        self._counters[S.POSITION] = self._log.tail
+        self._counters.position = self._log.tail
         if pin_cores and hasattr(os, "sched_setaffinity"):
             try:
                 os.sched_setaffinity(0, {0})
@@ -209,35 +225,17 @@ class PSM:
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, lock_timeout: float, progress: bool | None) -> None:
-        pool = Pool.open(self.path, lock=True, mode=self._device, lock_timeout=lock_timeout)
-        try:
-            if pool.oplog_size == 0:
-                raise PoolError(
-                    f"{self.path} is a heap pool without an operation log; a PSM needs a pool "
-                    "created by PSM (or Heap.create with log_size > 0)"
-                )
-            state, times = recover_state(self.path, device=self._device, progress=progress,
-                                         oplog_dev=pool.dev)
-        except BaseException:
-            pool.close()
-            raise
-        self._pool = pool
-        self.state = state
+        self._pool, self.state, times = open_and_recover(
+            self.path, device=self._device, lock_timeout=lock_timeout, progress=progress)
         self._backlog = int(times["replayed_ops"])
         self.recovery_times = times
-        log.info(
-            "recovered %s in %.3fs (open+rollback %.3fs of %d undo entries, materialize "
-            "%.3fs, replay %d ops %.3fs)", self.path, times["total"], times["rollback"],
-            times["rolled_back_undo_entries"], times["materialize"], times["replayed_ops"],
-            times["replay"],
-        )
 
     # ------------------------------------------------------------------ the shadow
     def _start_shadow(self, handoff: socket.socket | None = None) -> None:
         c = self._counters
-        c[S.STOP] = 0
-        c[S.READY] = 0
-        c[S.SLEEPING] = 0  # (a shadow killed in its sleep left it set)
+        c.stop = 0
+        c.ready = 0
+        c.sleeping = 0  # (a shadow killed in its sleep left it set)
         self._message.value = b""
         cpu = 1 if self.pin_cores and (os.cpu_count() or 1) > 1 else None
         p = self._ctx.Process(
@@ -286,11 +284,11 @@ class PSM:
             p = self._shadow
             if self._closed or p is None or p.is_alive():
                 return
-            msg = self._message.value.decode("utf-8", "replace")
+            msg = counters.read_message(self._message)
             log.warning("shadow process %s exited (code %s)%s; starting a new one",
                         p.pid, p.exitcode, f": {msg}" if msg else "")
             restarts = self._restarts + 1
-            if restarts > 50 and restarts > 10 * (self._counters[S.BATCHES] + 1):
+            if restarts > 50 and restarts > 10 * (self._counters.batches + 1):
                 raise ShadowError(f"the shadow keeps failing: {msg}")
             self._start_shadow()
             # counted once the new shadow is in place: whoever sees the count sees its pid
@@ -301,6 +299,14 @@ class PSM:
         """What this pool survives: "process crashes" (tmpfs, lost at a reboot) or "power
         loss" (real PM, or a file system the device syncs: persimmon.filedevice)."""
         return self._pool.dev.survives
+
+    def device_info(self) -> DeviceInfo:
+        """What the pool is stored on: the device's kind, how persists reach it, what it
+        survives, and its sizes (a snapshot: the pool file grows as the state does)."""
+        dev = self._pool.dev
+        return DeviceInfo(kind=dev.kind, path=self.path, is_pmem=bool(dev.is_pmem),
+                          flush_path=dev.flush_path, survives=dev.survives,
+                          pool_bytes=int(dev.size), log_bytes=self._pool.oplog_size)
 
     @property
     def shadow_pid(self) -> int | None:
@@ -346,7 +352,7 @@ class PSM:
             self._commit_log()
             raise
         self._log.commit()
-        if self._counters[_SLEEPING]:  # (inline: the hot path)
+        if self._counters.sleeping:  # (inline: the hot path)
             self._bell.ring()
         return result
 
@@ -396,7 +402,7 @@ class PSM:
         lg = self._log
         if lg.pending:
             lg.commit()
-            if self._counters[_SLEEPING]:
+            if self._counters.sleeping:
                 self._bell.ring()
 
     def _flush_group(self) -> None:
@@ -437,17 +443,17 @@ class PSM:
         c = self._counters
         lg = self._log
         head, tail = lg.head, lg.tail
-        batches = c[S.BATCHES]
-        committed = c[S.COMMITTED_OPS]
+        batches = c.batches
+        committed = c.committed_ops
         logged = self._ops_logged + len(self._group)
         logged_total = self._backlog + logged
         return {
             "survives": self._pool.dev.survives,
             "ops_logged": logged,
             "ops_committed": committed,
-            "ops_applied_by_shadow": c[S.APPLIED_OPS],
+            "ops_applied_by_shadow": c.applied_ops,
             "shadow_lag_ops": max(0, logged_total - committed),
-            "shadow_lag_bytes": head - c[S.POSITION],
+            "shadow_lag_bytes": head - c.position,
             "log_head": head,
             "log_tail": tail,
             "log_used_bytes": head - tail,
@@ -457,22 +463,22 @@ class PSM:
             "full_wait_seconds": getattr(lg, "full_wait_seconds", 0.0),
             "batches": batches,
             "mean_batch_size": committed / batches if batches else 0.0,
-            "max_batch_size": c[S.MAX_BATCH_SEEN],
-            "undo_entries": c[S.UNDO_ENTRIES],
-            "undo_entries_per_batch": c[S.UNDO_ENTRIES] / batches if batches else 0.0,
-            "shadow_apply_seconds": c[S.APPLY_NS] / 1e9,
-            "shadow_errors": c[S.ERRORS],
-            "shadow_message": self._message.value.decode("utf-8", "replace"),
+            "max_batch_size": c.max_batch_seen,
+            "undo_entries": c.undo_entries,
+            "undo_entries_per_batch": c.undo_entries / batches if batches else 0.0,
+            "shadow_apply_seconds": c.apply_ns / 1e9,
+            "shadow_errors": c.errors,
+            "shadow_message": counters.read_message(self._message),
             "shadow_restarts": self._restarts,
             "shadow_pid": self.shadow_pid,
-            "shadow_sleeping": bool(c[S.SLEEPING]),
-            "shadow_ready": bool(c[S.READY]),  # (a start and _stop_shadow clear it)
+            "shadow_sleeping": bool(c.sleeping),
+            "shadow_ready": bool(c.ready),  # (a start and _stop_shadow clear it)
             "recovered": self.recovered,
             "recovery_times": dict(self.recovery_times),
             "verify": self.verify_mode,
-            "diverged": bool(c[S.DIVERGED]),
+            "diverged": bool(c.diverged),
             # damaged free space found and re-carved when the shadow opened the pool
-            "salvaged_bytes": c[S.SALVAGED],
+            "salvaged_bytes": c.salvaged,
         }
 
     def sync(self, timeout: float | None = None) -> None:
@@ -482,17 +488,17 @@ class PSM:
         self._log.commit()
         target = self._log.head
         c = self._counters
-        if c[S.WANTED] < target:
-            c[S.WANTED] = target  # the shadow commits as soon as it reaches it
+        if c.wanted < target:
+            c.wanted = target  # the shadow commits as soon as it reaches it
         self._bell.ring()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while c[S.POSITION] < target:
-            if c[S.DIVERGED]:
+        while c.position < target:
+            if c.diverged:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the shadow did not catch up with the log in time")
             self._ensure_shadow()
-            if c[_SLEEPING]:  # (asleep before it saw the head or WANTED move: ring again)
+            if c.sleeping:  # (asleep before it saw the head or WANTED move: ring again)
                 self._bell.ring()
             time.sleep(0.0005)
 
@@ -505,8 +511,8 @@ class PSM:
         """
         self.sync()
         c = self._counters
-        if c[S.DIVERGED]:
-            raise DivergenceError(self._message.value.decode("utf-8", "replace"))
+        if c.diverged:
+            raise DivergenceError(counters.read_message(self._message))
         heap = Heap.open(self.path, lock=False, writable=False, rollback=False,
                          mode=self._device)
         try:
@@ -557,14 +563,14 @@ class PSM:
             p = self._shadow
             if p is None:
                 return
-            self._counters[S.STOP] = 1
+            self._counters.stop = 1
             self._bell.ring()
             p.join(5.0)
             if p.is_alive():
                 p.kill()
                 p.join(1.0)
             self._shadow = None
-            self._counters[S.READY] = 0
+            self._counters.ready = 0
 
     def __enter__(self) -> PSM:
         return self
@@ -573,68 +579,7 @@ class PSM:
         self.close()
 
 
-def recover_state(
-    target: Any, *, device: str = "auto", progress: bool | None = None, oplog_dev: Any = None
-) -> tuple[Any, dict[str, float]]:
-    """Recovery: roll back an uncommitted batch, materialize the DRAM copy from PM, and
-    re-execute the logged operations the PM copy has not seen.  Returns the state and the
-    time of each phase.  ``target`` is a pool path or a device (tests use a simulated one);
-    ``oplog_dev`` is the device to read the log through (default: the heap's).
-    """
-    t0 = time.perf_counter()
-    heap = Heap.open(target, lock=False, writable=False, mode=device)
-    t1 = time.perf_counter()
-    try:
-        state = heap.materialize()
-        start = heap.position
-        rolled_back = heap.stats["rolled_back"]
-        pool = heap.pool
-        t2 = time.perf_counter()
-        oplog = OpLog(oplog_dev if oplog_dev is not None else heap.dev, pool.oplog_off,
-                      pool.oplog_size)
-        if oplog.dev.writes_through:  # a disk pool: the head may lag the durable entries
-            oplog.recover_end(start)
-        if oplog.tail < start:
-            oplog.set_tail(start)
-        n = replay(state, oplog, start, progress)
-    finally:
-        if isinstance(target, str):
-            heap.close()
-    t3 = time.perf_counter()
-    return state, {
-        "rollback": t1 - t0, "materialize": t2 - t1, "replay": t3 - t2, "total": t3 - t0,
-        "replayed_ops": float(n), "rolled_back_undo_entries": float(rolled_back),
-    }
-
-
-def replay(state: Any, oplog: OpLog, start: int, progress: bool | None = None) -> int:
-    """Re-execute the logged operations from ``start`` up to the head on ``state``."""
-    head = oplog.head
-    bar = None
-    if progress is None:
-        progress = sys.stderr.isatty() and head - start > (8 << 20)
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=head - start, unit="B", unit_scale=True,
-                   desc="persimmon: replaying log")
-    n = 0
-    last = start
-    for pos, payload in oplog.entries(start, head):
-        for item in split(payload):
-            op = decode(item)[0]
-            try:
-                apply_op(state, op)
-            except Exception:
-                pass  # it raised the first time too; its partial effects are replayed
-            n += 1
-        if bar is not None:
-            bar.update(pos - last)
-            last = pos
-    if bar is not None:
-        bar.close()
-    return n
-
+__all__ = ["PSM", "DeviceInfo", "recover_state", "replay"]
 
 _live: weakref.WeakSet[PSM] = weakref.WeakSet()
 

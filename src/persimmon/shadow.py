@@ -6,7 +6,8 @@ commits a batch (the commit record carries the log position reached) when the lo
 when the heap asks (its undo log is large), or after ``max_batch`` operations; then it
 advances and persists the log tail, which frees log space for the foreground.
 
-It talks to the foreground through a small shared array of counters (:class:`ShadowStats`)
+It talks to the foreground through shared counters with named fields
+(:class:`persimmon.counters.Counters`) and a message buffer,
 and exits when the foreground asks it to stop or when the foreground process has died.
 """
 
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .calls import CALL, apply_op
+from .counters import Counters, LocalMessage, say
 from .digest import digest
 from .doorbell import Doorbell
 from .filedevice import defer_writeback
@@ -37,25 +39,6 @@ _loads = pickle.loads
 _fast_run = getattr(FAST, "apply_run", None)  # the compiled loop of Applier.run, or None
 _PYTHON, _COMMIT = 2, 1  # what it stopped for (besides 0: the limit, or the head it saw)
 
-# indexes into the shared counter array
-STOP = 0
-POSITION = 1
-COMMITTED_OPS = 2
-BATCHES = 3
-UNDO_ENTRIES = 4
-ERRORS = 5
-DIVERGED = 6
-DIVERGED_POS = 7
-HEARTBEAT = 8
-READY = 9
-APPLY_NS = 10
-APPLIED_OPS = 11
-MAX_BATCH_SEEN = 12
-WANTED = 13  # a log position the foreground waits for (sync): commit as soon as it is reached
-SLEEPING = 14  # set by the shadow while it sleeps on the doorbell: a commit rings it
-SALVAGED = 15  # bytes of damaged free space the shadow's opens re-carved (Heap._salvage)
-NCOUNTERS = 16
-MSG_SIZE = 4096
 
 
 def _where(pos: int, i: int, k: int) -> str:
@@ -66,16 +49,10 @@ def _where(pos: int, i: int, k: int) -> str:
     return f"log position {pos} (operation {i + 1} of the {k} in a group entry)"
 
 
-def _say(msg: bytes | str, shared_msg: Any) -> None:
-    data = msg.encode("utf-8", "replace") if isinstance(msg, str) else msg
-    if not shared_msg.value:
-        shared_msg.value = data[: MSG_SIZE - 1]
-
-
 def shadow_main(
     path: str,
     parent_pid: int,
-    counters: Any,
+    counters: Counters,
     message: Any,
     verify: bool,
     max_batch: int,
@@ -103,7 +80,7 @@ def shadow_main(
                 pass
         _run(path, parent_pid, counters, message, verify, max_batch, idle, bell)
     except BaseException:  # the foreground reads the message and restarts us
-        _say("shadow process failed:\n" + traceback.format_exc(), message)
+        say(message, "shadow process failed:\n" + traceback.format_exc())
         os._exit(3)
     os._exit(0)
 
@@ -111,7 +88,7 @@ def shadow_main(
 _held_fds: list[int] = []  # the pool file handed over: kept open, it holds the pool's lock
 
 
-def _await_pool(sock: socket.socket, parent_pid: int, c: Any) -> bool:
+def _await_pool(sock: socket.socket, parent_pid: int, c: Counters) -> bool:
     """Wait for the pool file the foreground hands over (SCM_RIGHTS); keep it open, which
     keeps the pool locked while this process lives, as an inherited descriptor would.
     False when the foreground closed the socket, asked us to stop, or died."""
@@ -121,7 +98,7 @@ def _await_pool(sock: socket.socket, parent_pid: int, c: Any) -> bool:
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
             except TimeoutError:
-                if os.getppid() != parent_pid or c[STOP]:
+                if os.getppid() != parent_pid or c.stop:
                     return False
                 continue
             _held_fds.extend(fds)
@@ -130,28 +107,23 @@ def _await_pool(sock: socket.socket, parent_pid: int, c: Any) -> bool:
         sock.close()
 
 
-class _Msg:
-    """Stand-in for the shared message buffer when the applier runs in-process."""
-
-    value = b""
-
-
 class Applier:
     """Applies log entries to the heap in batches (the body of the shadow process).
 
     Kept separate from the process loop so tests can drive it step by step on a simulated
-    device.  ``counters``/``message`` are the shared array and buffer (plain stand-ins by
+    device.  ``counters``/``message`` are the shared counters and message buffer (private ones by
     default).
     """
 
     def __init__(self, heap: Heap, log: OpLog, *, verify: bool = False,
-                 max_batch: int = 4096, counters: Any = None, message: Any = None) -> None:
+                 max_batch: int = 4096, counters: Counters | None = None,
+                 message: Any = None) -> None:
         self.heap = heap
         self.log = log
         self.verify = verify
         self.max_batch = max_batch
-        self.c = counters if counters is not None else [0] * NCOUNTERS
-        self.message = message if message is not None else _Msg()
+        self.c = counters if counters is not None else Counters()
+        self.message = message if message is not None else LocalMessage()
         self.pos = heap.position
         self.root = heap.root
         self._apply = self._bind_apply()
@@ -160,7 +132,7 @@ class Applier:
         self._applied = 0
         if log.tail < self.pos:
             log.set_tail(self.pos)
-        self.c[POSITION] = self.pos
+        self.c.position = self.pos
 
     def step(self) -> bool:
         """Apply the next log entry (one operation, or a group of them), if any; commit when
@@ -231,7 +203,7 @@ class Applier:
                         end_op()
                     except Exception as e:
                         end_failed(e, pos, i, k)
-                    if verify and not c[DIVERGED]:
+                    if verify and not c.diverged:
                         _check(heap, self.root, op, pos, result, rdig, sdig, c, self.message)
                 n += k
                 pos = nxt
@@ -255,22 +227,22 @@ class Applier:
     def _raised(self, e: Exception, pos: int, i: int, k: int) -> None:
         """An operation raised (the ``i``-th of the ``k`` in the entry at ``pos``): counted,
         and reported outside verify mode (which compares it with the foreground's)."""
-        self.c[ERRORS] += 1
+        self.c.errors += 1
         if not self.verify and not self.message.value:
-            _say(f"operation at {_where(pos, i, k)} raised in the shadow: {e!r}", self.message)
+            say(self.message, f"operation at {_where(pos, i, k)} raised in the shadow: {e!r}")
 
     def _end_failed(self, e: Exception, pos: int, i: int, k: int) -> None:
         # e.g. a native value stored during the operation cannot be persisted: a bug in the
         # port, reported (stats, verify) rather than crashing the shadow in a loop.
-        self.c[ERRORS] += 1
-        _say(f"end of the operation at {_where(pos, i, k)} failed in the shadow: {e!r}",
-             self.message)
+        self.c.errors += 1
+        say(self.message,
+            f"end of the operation at {_where(pos, i, k)} failed in the shadow: {e!r}")
 
     def publish(self) -> None:
         """Add the apply counters kept locally (cheaper per operation) to the shared ones."""
         c = self.c
-        c[APPLIED_OPS] += self._applied
-        c[APPLY_NS] += self._apply_ns
+        c.applied_ops += self._applied
+        c.apply_ns += self._apply_ns
         self._applied = self._apply_ns = 0
 
     def _bind_apply(self) -> Any:
@@ -286,13 +258,13 @@ class Applier:
         n = self.in_batch
         self.heap.commit(self.pos)
         self.log.set_tail(self.pos)
-        c[POSITION] = self.pos
-        c[COMMITTED_OPS] += n
+        c.position = self.pos
+        c.committed_ops += n
         self.publish()
-        c[BATCHES] += 1
-        c[UNDO_ENTRIES] = self.heap.stats["undo_entries"]
-        if n > c[MAX_BATCH_SEEN]:
-            c[MAX_BATCH_SEEN] = n
+        c.batches += 1
+        c.undo_entries = self.heap.stats["undo_entries"]
+        if n > c.max_batch_seen:
+            c.max_batch_seen = n
         self.in_batch = 0
         self.root = self.heap.root
         self._apply = self._bind_apply()
@@ -372,25 +344,25 @@ def _exit_if_orphaned(parent_pid: int, every: float = 0.05) -> Iterator[None]:
         t.join()
 
 
-def _run(path: str, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
+def _run(path: str, parent_pid: int, c: Counters, message: Any, verify: bool, max_batch: int,
          idle_policy: bool = False, bell: Doorbell | None = None) -> None:
     prio = Priority(idle_policy)
     defer_writeback()  # a disk pool: the PM copy's write-backs are paced (filedevice)
     with _exit_if_orphaned(parent_pid):
         heap = Heap.open(path, lock=False)
-    c[SALVAGED] += heap.stats["salvaged_bytes"]
+    c.salvaged += heap.stats["salvaged_bytes"]
     try:
         _loop(heap, parent_pid, c, message, verify, max_batch, prio, bell)
     finally:
         heap.dev.settle()
 
 
-def _loop(heap: Heap, parent_pid: int, c: Any, message: Any, verify: bool, max_batch: int,
+def _loop(heap: Heap, parent_pid: int, c: Counters, message: Any, verify: bool, max_batch: int,
           prio: Priority, bell: Doorbell | None) -> None:
     pool = heap.pool
     log = OpLog(heap.dev, pool.oplog_off, pool.oplog_size)
     ap = Applier(heap, log, verify=verify, max_batch=max_batch, counters=c, message=message)
-    c[READY] = 1
+    c.ready = 1
     idle = 0
     run = ap.run
     cap = log.capacity
@@ -411,13 +383,13 @@ def _loop(heap: Heap, parent_pid: int, c: Any, message: Any, verify: bool, max_b
             idle += 1
             if ap.in_batch:  # nothing came since the last look: the log is idle
                 ap.commit()
-            if c[STOP] or os.getppid() != parent_pid:
+            if c.stop or os.getppid() != parent_pid:
                 return
-            c[HEARTBEAT] += 1
+            c.heartbeat += 1
         # At the head.  A sync() waiting for a position this batch has reached gets its
         # commit now, and the shadow looks again soon while one is pending.
-        wanted = c[WANTED]
-        if wanted > c[POSITION]:
+        wanted = c.wanted
+        if wanted > c.position:
             if ap.in_batch and ap.pos >= wanted:
                 ap.commit()
             sleep(0.0002)
@@ -426,12 +398,12 @@ def _loop(heap: Heap, parent_pid: int, c: Any, message: Any, verify: bool, max_b
             # head, so a commit after that look sees it and rings; one that raced it is
             # found at the next timeout at the latest.
             heap.dev.settle()  # (a disk pool: the write-back the pacing held back)
-            c[SLEEPING] = 1
-            if log.head <= ap.pos and c[WANTED] <= c[POSITION] and not c[STOP]:
+            c.sleeping = 1
+            if log.head <= ap.pos and c.wanted <= c.position and not c.stop:
                 if not bell.wait(_DOZE_SECONDS):
-                    c[SLEEPING] = 0
+                    c.sleeping = 0
                     return  # the write end is closed everywhere: the foreground is gone
-            c[SLEEPING] = 0
+            c.sleeping = 0
         elif bell is not None:
             if not bell.wait(_GATHER_SECONDS):
                 return  # the foreground is gone
@@ -440,7 +412,7 @@ def _loop(heap: Heap, parent_pid: int, c: Any, message: Any, verify: bool, max_b
 
 
 def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | None,
-           sdig: int | None, c: Any, message: Any) -> None:
+           sdig: int | None, c: Counters, message: Any) -> None:
     mine = _result_digest(result)
     if rdig is not None and mine != rdig:
         _diverged(c, pos, message,
@@ -454,12 +426,12 @@ def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | No
                   "stores differently)")
 
 
-def _diverged(c: Any, pos: int, message: Any, msg: str) -> None:
+def _diverged(c: Counters, pos: int, message: Any, msg: str) -> None:
     # The message and position first: the foreground reads them as soon as it sees the flag
     # (and a shadow under SCHED_IDLE can be paused between any two stores).
-    _say(msg, message)
-    c[DIVERGED_POS] = pos
-    c[DIVERGED] = 1
+    say(message, msg)
+    c.diverged_pos = pos
+    c.diverged = 1
 
 
 def _result_digest(result: Any) -> int:

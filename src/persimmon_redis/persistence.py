@@ -58,8 +58,7 @@ class PersimmonPersistence:
                        device=device, verify=verify, shadow_idle=shadow_idle)
         self.state = self.psm.state
         self.recovered = self.psm.recovered
-        dev = self.psm._pool.dev
-        self.device = f"{dev.kind} (is_pmem={dev.is_pmem}, flush path: {dev.flush_path})"
+        self.device = self.psm.device_info().describe()
         self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
         # logged and applied now, durable at sync(): invoke_rw(op, commit=False)
         self.execute_rw = self.psm.invoke_rw_grouped
