@@ -176,18 +176,19 @@ def test_the_watchdog_restarts_a_dead_shadow_of_an_idle_psm_and_otherwise_sleeps
     with PSM(KV, shm_path) as psm:
         psm.invoke_rw(("set", "a", 1))
         psm.sync()
-        wakes = psm._watch_wakes
+        wakes = psm._supervisor.watch_wakes
         time.sleep(1.0)
-        assert psm._watch_wakes == wakes  # no periodic wake-up to take a busy server's GIL
+        # no periodic wake-up to take a busy server's GIL
+        assert psm._supervisor.watch_wakes == wakes
         first = psm.shadow_pid
         os.kill(first, signal.SIGKILL)  # no write follows: only the watchdog can notice
         assert wait_for(lambda: psm.stats()["shadow_restarts"] == 1, 5)
-        assert psm.shadow_pid != first and psm._watch_wakes > wakes
+        assert psm.shadow_pid != first and psm._supervisor.watch_wakes > wakes
         psm.invoke_rw(("set", "b", 2))
         psm.verify()
         os.kill(psm.shadow_pid, signal.SIGKILL)  # and the new shadow is watched too
         assert wait_for(lambda: psm.stats()["shadow_restarts"] == 2, 5)
-    assert not psm._watchdog.is_alive()
+    assert not psm._supervisor.watchdog.is_alive()
     with PSM(KV, shm_path) as again:
         assert again.state.data == {"a": 1, "b": 2}
 

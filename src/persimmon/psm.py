@@ -16,11 +16,8 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
-import multiprocessing
 import os
-import select
 import socket
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -30,12 +27,12 @@ from . import counters
 from . import shadow as S
 from .calls import apply_op
 from .digest import digest
-from .doorbell import Doorbell
-from .errors import DivergenceError, PersimmonError, ShadowError
+from .errors import DivergenceError, PersimmonError
 from .heap import FAST, Heap
 from .opcodec import GROUP_OVERHEAD, encode, encode_verified
 from .oplog import OpLog
 from .recovery import open_and_recover, recover_state, replay
+from .supervisor import Supervisor
 
 log = logging.getLogger("persimmon")
 
@@ -124,12 +121,11 @@ class PSM:
         self._closed = False
         self._ops_logged = 0
         self._backlog = 0
-        self._restarts = 0
-        self._lock = threading.Lock()
-        self._shadow: Any = None
-        self._ctx = multiprocessing.get_context("fork")
-        self._counters, self._message = counters.shared(self._ctx)
-        self._bell = Doorbell()  # wakes a shadow asleep on an idle log (made before the fork)
+        sup = self._supervisor = Supervisor(self.path, verify=self.verify_mode,
+                                            max_batch=self.max_batch, pin_cores=pin_cores,
+                                            idle=self.shadow_idle)
+        # (the shared objects, bound once: the request path reads them per operation)
+        self._counters, self._message, self._bell = sup.counters, sup.message, sup.bell
         self.recovery_times: dict[str, float] = {}
         # The first shadow is forked now, before this process holds the state: a shadow
         # forked later would share, copy-on-write, every page of the DRAM copy and keep the
@@ -138,32 +134,24 @@ class PSM:
         # is ready and the foreground hands it the locked pool file (_hand_over).
         handoff, theirs = socket.socketpair()
         try:
-            self._start_shadow(theirs)
+            sup.start(theirs)
         finally:
             theirs.close()
         try:
             self._open_and_recover(factory, log_size, undo_size, initial_size, device,
                                    lock_timeout, progress, pin_cores)
-            self._hand_over(handoff)
+            sup.hand_over(handoff, self._pool.dev.fileno())
         except BaseException:
             handoff.close()  # the waiting shadow sees the end of the socket and exits
-            self._stop_shadow()
-            self._bell.close()
+            sup.stop()
+            sup.bell.close()
             pool = getattr(self, "_pool", None)
             if pool is not None:
                 pool.close()
             raise
         finally:
             handoff.close()
-        self._watchdog_stop = threading.Event()
-        # (a pipe that wakes the watchdog: a new shadow to watch, or close)
-        self._watch_r, self._watch_w = os.pipe()
-        self._watch_wakes = 0  # (its wake-ups, for the tests)
-        os.set_blocking(self._watch_r, False)
-        os.set_blocking(self._watch_w, False)
-        self._watchdog = threading.Thread(target=self._watch, name="persimmon-watchdog",
-                                          daemon=True)
-        self._watchdog.start()
+        sup.start_watchdog()
         _live.add(self)
 
     def _open_and_recover(self, factory: Callable[[], Any], log_size: int, undo_size: int,
@@ -218,11 +206,6 @@ class PSM:
             except OSError:
                 pass
 
-    def _hand_over(self, sock: socket.socket) -> None:
-        # Pass the locked pool file to the waiting shadow (SCM_RIGHTS: the same open file,
-        # so the shadow holds the pool's lock as long as it lives, as a forked one does).
-        socket.send_fds(sock, [b"go"], [self._pool.dev.fileno()])
-
     # ------------------------------------------------------------------ recovery
     def _recover(self, lock_timeout: float, progress: bool | None) -> None:
         self._pool, self.state, times = open_and_recover(
@@ -231,68 +214,11 @@ class PSM:
         self.recovery_times = times
 
     # ------------------------------------------------------------------ the shadow
-    def _start_shadow(self, handoff: socket.socket | None = None) -> None:
-        c = self._counters
-        c.stop = 0
-        c.ready = 0
-        c.sleeping = 0  # (a shadow killed in its sleep left it set)
-        self._message.value = b""
-        cpu = 1 if self.pin_cores and (os.cpu_count() or 1) > 1 else None
-        p = self._ctx.Process(
-            target=S.shadow_main,
-            args=(self.path, os.getpid(), c, self._message, self.verify_mode, self.max_batch,
-                  cpu, self.shadow_idle, handoff, self._bell),
-            name="persimmon-shadow",
-            daemon=True,
-        )
-        p.start()
-        self._shadow = p
-        self._wake_watchdog()
-
-    def _wake_watchdog(self) -> None:
-        w = getattr(self, "_watch_w", -1)  # (the first shadow starts before the watchdog)
-        if w >= 0:
-            try:
-                os.write(w, b"\0")
-            except OSError:  # full: a wake-up is pending anyway
-                pass
-
-    def _watch(self) -> None:
-        # Sleeps until the shadow exits (its sentinel becomes readable) or the PSM wakes it,
-        # and restarts a shadow that died.  No periodic wake-up: a thread that woke five
-        # times a second to look took the GIL from a busy server each time, and cost it
-        # 1.6 % of its throughput (docs/benchmarks.md).
-        poller = select.poll()
-        poller.register(self._watch_r, select.POLLIN)
-        while not self._watchdog_stop.is_set():
-            p = self._shadow  # (held: its sentinel stays open while it is polled)
-            fd = p.sentinel if p is not None else -1
-            if fd >= 0:
-                poller.register(fd, select.POLLIN)
-            poller.poll()
-            self._watch_wakes += 1
-            if fd >= 0:
-                poller.unregister(fd)
-            try:
-                os.read(self._watch_r, 4096)
-            except BlockingIOError:
-                pass
-            self._ensure_shadow()
-
     def _ensure_shadow(self) -> None:
-        with self._lock:
-            p = self._shadow
-            if self._closed or p is None or p.is_alive():
-                return
-            msg = counters.read_message(self._message)
-            log.warning("shadow process %s exited (code %s)%s; starting a new one",
-                        p.pid, p.exitcode, f": {msg}" if msg else "")
-            restarts = self._restarts + 1
-            if restarts > 50 and restarts > 10 * (self._counters.batches + 1):
-                raise ShadowError(f"the shadow keeps failing: {msg}")
-            self._start_shadow()
-            # counted once the new shadow is in place: whoever sees the count sees its pid
-            self._restarts = restarts
+        self._supervisor.ensure()
+
+    def _stop_shadow(self) -> None:
+        self._supervisor.stop()
 
     @property
     def survives(self) -> str:
@@ -311,7 +237,7 @@ class PSM:
     @property
     def shadow_pid(self) -> int | None:
         """Process id of the current shadow process."""
-        return self._shadow.pid if self._shadow is not None else None
+        return self._supervisor.pid
 
     # ------------------------------------------------------------------ operations
     def invoke_rw(self, op: Any, *, commit: bool = True) -> Any:
@@ -433,8 +359,8 @@ class PSM:
         if lg.pending:
             lg.commit()
         self._bell.ring()
-        if self._shadow is not None and not self._shadow.is_alive():
-            self._ensure_shadow()
+        if self._supervisor.dead():
+            self._supervisor.ensure()
         time.sleep(0.0002)
 
     # ------------------------------------------------------------------ inspection
@@ -469,7 +395,7 @@ class PSM:
             "shadow_apply_seconds": c.apply_ns / 1e9,
             "shadow_errors": c.errors,
             "shadow_message": counters.read_message(self._message),
-            "shadow_restarts": self._restarts,
+            "shadow_restarts": self._supervisor.restarts,
             "shadow_pid": self.shadow_pid,
             "shadow_sleeping": bool(c.sleeping),
             "shadow_ready": bool(c.ready),  # (a start and _stop_shadow clear it)
@@ -497,7 +423,7 @@ class PSM:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the shadow did not catch up with the log in time")
-            self._ensure_shadow()
+            self._supervisor.ensure()
             if c.sleeping:  # (asleep before it saw the head or WANTED move: ring again)
                 self._bell.ring()
             time.sleep(0.0005)
@@ -542,35 +468,13 @@ class PSM:
         self._log.commit()
         if drain:
             self.sync()
-        with self._lock:
-            self._closed = True
+        sup = self._supervisor
+        with sup.lock:
+            self._closed = sup.closed = True
             self._grouper.on = False  # (the compiled grouper: every call to the Python rules)
-        self._watchdog_stop.set()
-        self._wake_watchdog()
-        if self._watchdog.is_alive() and self._watchdog is not threading.current_thread():
-            self._watchdog.join(5.0)
-        if not self._watchdog.is_alive():  # (else it may still poll them: left open)
-            os.close(self._watch_r)
-            os.close(self._watch_w)
-            self._watch_r = self._watch_w = -1
-        self._stop_shadow()
-        self._bell.close()
+        sup.shutdown()
         self._pool.close()
         _live.discard(self)
-
-    def _stop_shadow(self) -> None:
-        with self._lock:  # (the watchdog, woken by its exit, must not take it for a death)
-            p = self._shadow
-            if p is None:
-                return
-            self._counters.stop = 1
-            self._bell.ring()
-            p.join(5.0)
-            if p.is_alive():
-                p.kill()
-                p.join(1.0)
-            self._shadow = None
-            self._counters.ready = 0
 
     def __enter__(self) -> PSM:
         return self
