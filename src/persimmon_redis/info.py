@@ -9,7 +9,7 @@ from typing import Any
 
 from . import datasettings as datacfg
 from .config import ConfigError
-from .keyspace import to_int
+from .keyspace import DIRTY, to_int
 from .registry import COMMANDS, client_commands
 from .replies import E_SYNTAX, NULL_ARRAY, OK, RError, RMap
 
@@ -114,7 +114,7 @@ def _persistence(s: Any) -> dict:
     return {
         "loading": 0, "async_loading": 0, "current_cow_peak": 0, "current_cow_size": 0,
         "current_fork_perc": "0.00", "current_save_keys_processed": 0,
-        "current_save_keys_total": 0, "rdb_changes_since_last_save": 0,
+        "current_save_keys_total": 0, "rdb_changes_since_last_save": DIRTY[0],
         "rdb_bgsave_in_progress": 0, "rdb_last_save_time": s.last_save,
         "rdb_last_bgsave_status": "ok", "aof_enabled": 0, "aof_rewrite_in_progress": 0,
         "aof_rewrite_scheduled": 0, "aof_last_write_status": "ok",

@@ -51,6 +51,20 @@ def forget_views() -> None:
     _views[2] = {}
 
 
+# Redis's server.dirty, INFO's rdb_changes_since_last_save: changes made to the dataset
+# since the server started or the last SAVE/BGSAVE.  ``DIRTY[0]`` is the count;
+# ``execute_op`` adds 1 for every write command that succeeds, unless its handler reported
+# how many changes it made with :func:`changes` (``DIRTY[1]``, -1 when it did not), as
+# Redis's SETBIT, BITFIELD, DEL, SADD, SREM, HSET, HDEL do.  (Kept per process: the shadow's
+# own copy counts too and is never read.)
+DIRTY = [0, -1]
+
+
+def changes(n: int) -> None:
+    """This write made ``n`` changes (0: nothing changed)."""
+    DIRTY[1] = n
+
+
 class Ctx:
     """What a handler sees: the state, the database index and the clock of the operation."""
 

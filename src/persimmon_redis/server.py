@@ -29,7 +29,7 @@ from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
 from .config import Config
 from .info import VERSION
-from .keyspace import lookup
+from .keyspace import DIRTY, lookup
 from .patterns import glob_match
 from .replies import (
     E_NOAUTH,
@@ -51,6 +51,7 @@ _BIG_HINT = b"$000000000"
 _TAIL = 24
 _RESP_START = (0x2A, 0x24)  # '*' starts a command, '$' continues a split one
 INLINE_MAX = 64 * 1024
+_BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
 _time_ns = time.time_ns
 
 
@@ -110,6 +111,8 @@ class Client(asyncio.Protocol):
         self.backlog: deque = deque()
         self.closing = False
         self.tail = b""
+        self.nocr = 0  # bytes at the end of what was read that follow its last '\r'
+        self.crhead = b""  # the bytes before that '\r'
         self.inline = b""
         self.last_cmd = b""
         self.paused = False
@@ -225,6 +228,21 @@ class Client(asyncio.Protocol):
                 # CLIENT REPLY changed how this client's commands are dispatched
                 self.closing = self.switching = False
                 dispatch = self.dispatch_fn
+        # Redis refuses a '*' or '$' header line still without its '\r' after 64 KiB
+        # (PROTO_INLINE_MAX_SIZE); hiredis would buffer it for ever.  More than 64 KiB are
+        # waiting (hiredis's buffer keeps under 1 KiB of what it parsed) and none of it is a
+        # '\r': that is such a line, unless the last '\r' ended the "$<length>" header of a
+        # bulk string that is still arriving (a long payload has no '\r' to find).
+        i = data.rfind(b"\r")
+        if i >= 0:
+            self.nocr = len(data) - 1 - i
+            self.crhead = data[i - 21 : i] if i >= 21 else (self.tail + data[:i])[-21:]
+        else:
+            self.nocr += len(data)
+            if self.nocr > INLINE_MAX and reader.len() > INLINE_MAX \
+                    and not _BULK_HEADER.search(self.crhead):
+                self.protocol_error("too big mbulk count string")
+                return
         # a length split across two chunks is checked with the end of the previous one
         self.tail = data[-_TAIL:] if reader.has_data() or data[-1] in _RESP_START else b""
         # Replies go out once per event-loop round, after the group commit: writing each at
@@ -446,6 +464,7 @@ class Server:
         self.errors: dict[str, int] = {}  # INFO errorstats: error code -> replies
         self.rejecting = False
         self.last_save = int(time.time())
+        DIRTY[0] = 0  # (a recovery's replay is no change since the last save)
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False

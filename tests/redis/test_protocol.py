@@ -102,3 +102,51 @@ def test_absurd_length_split_across_reads_is_refused(server):
     out = raw(server, [b"*2000", b"000000\r\n"])
     assert out.startswith(b"-ERR Protocol error: invalid multibulk length")
     alive(server)
+
+
+def _flood_until_closed(port: int, first: bytes) -> bytes:
+    """Redis's desync regression tests: ``first`` then 1 KiB chunks with no '\\r' at all,
+    until the server answers and closes (at most 1 MiB)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(first)
+        for _ in range(1024):
+            try:
+                s.sendall(b"A" * 1024)
+            except OSError:
+                break
+            s.settimeout(0.0)
+            try:
+                if s.recv(1, socket.MSG_PEEK):
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                s.settimeout(5)
+        out = b""
+        while not out.endswith(b"\r\n"):
+            d = s.recv(4096)
+            if not d:
+                break
+            out += d
+        return out
+    finally:
+        s.close()
+
+
+def test_an_unterminated_header_line_is_refused_after_64_kib_as_redis_does(server, real_redis):
+    # "*" and "$" followed by 64 KiB without '\r': Redis gives up (PROTO_INLINE_MAX_SIZE)
+    # instead of buffering for ever; so does persimmon-redis (the "*" case with Redis's words)
+    rport = real_redis.connection_pool.connection_kwargs["port"]
+    for first in (b"*\x00", b"$\x00", b"*1\r\n$\x00", b"\x00"):
+        want = _flood_until_closed(rport, first)
+        got = _flood_until_closed(server.port, first)
+        assert want.startswith(b"-ERR Protocol error: too big"), want
+        assert got.startswith(b"-ERR Protocol error: too big"), (first, got)
+    assert _flood_until_closed(server.port, b"*\x00") == \
+        b"-ERR Protocol error: too big mbulk count string\r\n"
+    # a bulk value far above 64 KiB (no '\r' in it) is still fine
+    c = server.client()
+    c.set("big", b"A" * 400_000)
+    assert c.strlen("big") == 400_000
+    alive(server)

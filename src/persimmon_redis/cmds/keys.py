@@ -14,6 +14,7 @@ from ..keyspace import (
     I64_MAX,
     I64_MIN,
     Ctx,
+    changes,
     delete,
     forget_views,
     live_keys,
@@ -94,6 +95,7 @@ def cmd_del(ctx: Ctx, a: list) -> Any:
         if lookup_write(ctx, k) is not None:
             delete(ctx, k)
             n += 1
+    changes(n)
     return n
 
 
