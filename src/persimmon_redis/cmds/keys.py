@@ -355,6 +355,8 @@ def cmd_flushdb(ctx: Ctx, a: list) -> Any:
         raise RError(E_SYNTAX)
     ctx.data.clear()
     ctx.expires.clear()
+    if ctx.raw:
+        ctx.raw.clear()
     return OK
 
 
@@ -366,6 +368,8 @@ def cmd_flushall(ctx: Ctx, a: list) -> Any:
     for db in ctx.state.dbs:
         db.data.clear()
         db.expires.clear()
+        if db.raw:
+            db.raw.clear()
     return OK
 
 
@@ -390,6 +394,8 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
     if v is None:
         return None
     if sub == b"ENCODING":
+        if isinstance(v, bytes) and ctx.raw and a[2] in ctx.raw:
+            return b"raw"
         return encoding_of(v)
     if sub == b"FREQ":
         raise RError("ERR An LFU maxmemory policy is not selected, access frequency not "
