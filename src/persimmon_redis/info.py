@@ -315,13 +315,16 @@ def client_cmd(s: Any, c: Any, a: list) -> Any:
     if sub in (b"LIST", b"INFO"):
         who = [c] if sub == b"INFO" else list(s.clients.values())
         lines = []
+        mono = time.monotonic()
         for x in who:
+            qbuf, qfree = x.query_buffer()
             lines.append(
                 f"id={x.id} addr={x.addr} laddr=127.0.0.1:{s.cfg.port} fd=0 "
                 f"name={x.name.decode('utf-8', 'replace')} age={int(time.time() - x.created)} "
-                f"idle=0 flags={'b' if x.blocked else 'N'} db={x.db} "
+                f"idle={int(mono - x.last_io)} flags={'b' if x.blocked else 'N'} db={x.db} "
                 f"sub={len(x.channels)} psub={len(x.patterns)} "
-                f"multi={-1 if x.multi is None else len(x.multi)} resp={3 if x.resp3 else 2} "
+                f"multi={-1 if x.multi is None else len(x.multi)} "
+                f"qbuf={qbuf} qbuf-free={qfree} resp={3 if x.resp3 else 2} "
                 f"cmd={x.last_cmd.decode('utf-8', 'replace')}"
             )
         return ("\n".join(lines) + "\n").encode()

@@ -51,6 +51,9 @@ _BIG_HINT = b"$000000000"
 _TAIL = 24
 _RESP_START = (0x2A, 0x24)  # '*' starts a command, '$' continues a split one
 INLINE_MAX = 64 * 1024
+IOBUF_LEN = 16 * 1024  # Redis's PROTO_IOBUF_LEN: a client's read buffer
+RESIZE_THRESHOLD = 32 * 1024  # Redis's PROTO_RESIZE_THRESHOLD (and PROTO_MBULK_BIG_ARG)
+_EMPTY_VIEW = memoryview(b"")
 _BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
 _time_ns = time.time_ns
 
@@ -85,8 +88,15 @@ def _now_ms() -> int:
     return _time_ns() // 1_000_000
 
 
-class Client(asyncio.Protocol):
-    """One connection."""
+class Client(asyncio.BufferedProtocol):
+    """One connection.
+
+    Reads go into the connection's own read buffer (``rbuf``), sized as Redis sizes its
+    query buffer: 16 KiB (PROTO_IOBUF_LEN), the whole of a big argument (32 KiB or more)
+    while one arrives, given back by ``resize_query_buffer`` (Redis's
+    clientsCronResizeQueryBuffer) when the client idles or its recent reads were much
+    smaller.  CLIENT LIST's ``qbuf`` is what the parser holds of an incomplete command,
+    ``qbuf-free`` the read buffer's size."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -111,6 +121,9 @@ class Client(asyncio.Protocol):
         self.backlog: deque = deque()
         self.closing = False
         self.tail = b""
+        self.rbuf = _EMPTY_VIEW  # (allocated at the first read)
+        self.qb_peak = 0  # the largest read since the last resize_query_buffer
+        self.last_io = time.monotonic()
         self.nocr = 0  # bytes at the end of what was read that follow its last '\r'
         self.crhead = b""  # the bytes before that '\r'
         self.inline = b""
@@ -170,6 +183,39 @@ class Client(asyncio.Protocol):
         self.paused = False
         if not self.closing:
             self.transport.resume_reading()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buf = self.rbuf
+        if len(buf) < IOBUF_LEN:  # (given back when idle, or shrunk under 16 KiB)
+            buf = self.rbuf = memoryview(bytearray(IOBUF_LEN))
+        return buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_io = time.monotonic()
+        if nbytes > self.qb_peak:
+            self.qb_peak = nbytes
+        self.data_received(self.rbuf[:nbytes].tobytes())
+
+    def resize_query_buffer(self, now: float) -> None:
+        """Redis's clientsCronResizeQueryBuffer, on the read buffer (only when it wastes
+        more than 4 KiB): give it back when the client has been idle more than 2 s, or cut
+        it down to the largest recent read when it is over 32 KiB and more than twice
+        that."""
+        size = len(self.rbuf)
+        if size > 4096:
+            if now - self.last_io > 2:
+                self.rbuf = _EMPTY_VIEW
+            elif size > RESIZE_THRESHOLD and size // 2 > self.qb_peak:
+                self.rbuf = memoryview(bytearray(max(self.qb_peak, self.reader.len())))
+        self.qb_peak = 0
+
+    def query_buffer(self) -> tuple[int, int]:
+        """(bytes of an incomplete command held, size of the read buffer): CLIENT LIST's
+        qbuf and qbuf-free."""
+        # (hiredis keeps up to 1 KiB of what it parsed in its buffer: nothing is held
+        # when it has no unread byte)
+        held = self.reader.len() if self.reader.has_data() else 0
+        return held + len(self.inline), len(self.rbuf)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -237,6 +283,13 @@ class Client(asyncio.Protocol):
         if i >= 0:
             self.nocr = len(data) - 1 - i
             self.crhead = data[i - 21 : i] if i >= 21 else (self.tail + data[:i])[-21:]
+            if self.nocr and reader.has_data():
+                m = _BULK_HEADER.search(self.crhead)
+                if m is not None:  # a bulk string arriving: big ones are read whole
+                    n = int(self.crhead[m.start() + 1 :]) + 2
+                    if RESIZE_THRESHOLD <= n <= self.server.cfg.proto_max_bulk_len + 2 \
+                            and n > len(self.rbuf):
+                        self.rbuf = memoryview(bytearray(n))
         else:
             self.nocr += len(data)
             if self.nocr > INLINE_MAX and reader.len() > INLINE_MAX \
@@ -840,8 +893,16 @@ class Server:
             await asyncio.sleep(1 / self.cfg.hz)
             try:
                 self.expire_cycle()
+                self.clients_cron()
             except Exception:  # never let the cycle die
                 log.exception("active expiry cycle failed")
+
+    def clients_cron(self) -> None:
+        """Resize the clients' read buffers (Redis's clientsCron looks at every client
+        about once a second; here every client every 1/hz s)."""
+        now = time.monotonic()
+        for c in self.clients.values():
+            c.resize_query_buffer(now)
 
     def expire_cycle(self) -> None:
         now = self.now()

@@ -150,3 +150,46 @@ def test_an_unterminated_header_line_is_refused_after_64_kib_as_redis_does(serve
     c.set("big", b"A" * 400_000)
     assert c.strlen("big") == 400_000
     alive(server)
+
+
+def _qbuf(c, name: str) -> tuple[int, int, int]:
+    for x in c.client_list():
+        if x["name"] == name:
+            return int(x["qbuf"]), int(x["qbuf-free"]), int(x["idle"])
+    raise AssertionError(f"no client {name}")
+
+
+def _query_buffer_story(port: int, admin) -> list:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(b"*3\r\n$6\r\nclient\r\n$7\r\nsetname\r\n$2\r\nqb\r\n")
+        assert s.recv(100) == b"+OK\r\n"
+        qbuf, free, _ = _qbuf(admin, "qb")
+        out = [qbuf, 16384 <= qbuf + free < 32768]
+        big = b"*3\r\n$3\r\nset\r\n$1\r\nx\r\n$400000\r\n" + b"A" * 400_000 + b"\r\n"
+        s.sendall(big[:20_000])  # half-way through the big argument: it is held
+        time.sleep(0.2)
+        qbuf, free, _ = _qbuf(admin, "qb")
+        out += [qbuf > 0, qbuf + free > 32768]
+        peak = qbuf + free
+        s.sendall(big[20_000:])
+        assert s.recv(100) == b"+OK\r\n"
+        for _ in range(30):  # small commands: the buffer shrinks back (not to nothing)
+            s.sendall(b"*3\r\n$3\r\nset\r\n$1\r\nx\r\n$3\r\nabc\r\n")
+            assert s.recv(100) == b"+OK\r\n"
+            time.sleep(0.05)
+        qbuf, free, _ = _qbuf(admin, "qb")
+        out += [qbuf, 0 < qbuf + free < peak]
+        time.sleep(3.3)  # idle more than 2 s: given back
+        qbuf, free, idle = _qbuf(admin, "qb")
+        out += [qbuf + free, idle >= 3]
+        return out
+    finally:
+        s.close()
+
+
+def test_client_list_reports_the_query_buffer_as_redis_sizes_it(server, real_redis):
+    want = _query_buffer_story(real_redis.connection_pool.connection_kwargs["port"],
+                               real_redis)
+    assert want == [0, True, True, True, 0, True, 0, True]
+    assert _query_buffer_story(server.port, server.client()) == want
