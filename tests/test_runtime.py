@@ -580,3 +580,24 @@ def test_shadow_priority_returns_to_idle_after_the_foreground_lifted_it():
     assert calls == [True]
     p.update(10, 1000)
     assert calls == [True, True] and p.idle
+
+
+def test_an_operation_too_big_for_a_group_after_a_commit_writes_no_empty_group(shm_path):
+    # A commit empties the group; an operation too big to share an entry then "flushed"
+    # the empty group as a 5-byte entry of its own (seen in a persimmon-redis pool after
+    # unit/geo's 1 MB GEOADDs, where the shadow then failed on that entry).
+    from persimmon.oplog import OpLog
+
+    with PSM(KV, shm_path, log_size=1 << 20) as psm:  # (groups up to 256 KiB)
+        start = psm._log.head
+        for i in range(2):
+            psm.invoke_rw_grouped(("set", f"small{i}", i))
+            psm.commit()
+            psm.invoke_rw_grouped(("set", f"big{i}", "x" * (300 << 10)))
+            psm.commit()
+        psm.sync(timeout=30)
+        assert psm.stats()["shadow_restarts"] == 0
+        log = OpLog(psm._pool.dev, psm._pool.oplog_off, psm._pool.oplog_size)
+        sizes = [len(p) for _, p in log.entries(start)]
+        assert len(sizes) == 4 and min(sizes) > 5, sizes
+        psm.verify()

@@ -401,7 +401,11 @@ class PSM:
 
     def _flush_group(self) -> None:
         # Write the waiting operations into the log as one entry (flushed, not committed).
+        # Never an empty group: an operation too big for a group that comes when none is
+        # waiting flushes "the group" first, and an empty group entry stopped the shadow.
         g = self._group
+        if not g:
+            return
         if len(g) == 1:
             self._append(g[0], wait=self._wait)
         else:  # (the grouper's byte count is the group entry's length)
