@@ -27,7 +27,7 @@
  * materialize (recovery), or declines.
  *
  * The heap's and undo log's attributes are read from their instance dicts, and the layout
- * constants compiled in are exported for heap.py to check against its own.
+ * constants compiled in are exported for native.py to check against its own.
  *
  * The rarer paths (an undo segment that is full, a big object, a heap that must grow, a
  * table that must grow, a read-only heap or one with fresh ranges) stay in Python, which
@@ -46,19 +46,19 @@
 
 #define MAXCLASSES 256
 #define SMALL_LIMIT 4096 /* objects this big or bigger take the Python path */
-#define HT_NENT 16       /* a table header's entry count (heap.py _HT_NENT) */
-#define HT_ENTS 32       /* a table header's entries array (heap.py _HT_ENTS) */
+#define HT_NENT 16       /* a table header's entry count (layout.py HT_NENT) */
+#define HT_ENTS 32       /* a table header's entries array (layout.py HT_ENTS) */
 #define ENTRY 24         /* bytes of a dict entry: hash, key slot, value slot */
 #define T_BYTES 2
 #define T_STR 1
 #define PREFETCH_AHEAD 12 /* objects decode_blobs (index slots rehash) prefetches ahead */
-#define HT_ITAB 24       /* a table header's index table (heap.py _HT_ITAB) */
+#define HT_ITAB 24       /* a table header's index table (layout.py HT_ITAB) */
 #define IX_EMPTY 0
 #define IX_DUMMY 0xFFFFFFFFu
 #define DUMMY 26        /* the key slot of a deleted entry (layout.py DUMMY) */
-#define PERTURB_SHIFT 5  /* of the probe sequence (heap.py _PERTURB_SHIFT) */
+#define PERTURB_SHIFT 5  /* of the probe sequence (layout.py PERTURB_SHIFT) */
 /* Tables of more entries than this whose keys are all bytes or str have no DRAM index when
- * this module is used: they are probed in the pool (heap.py _PROBE_OVER; docs/heap.md) */
+ * this module is used: they are probed in the pool (native.py PROBE_OVER; docs/heap.md) */
 #define PROBE_OVER 4096
 
 static int configured = 0;
@@ -1988,7 +1988,7 @@ done:
 #define SLOT_NONE 2
 #define SLOT_FALSE 10
 #define SLOT_TRUE 18
-/* bit t set: an object of type t may be a slot's value (heap.py _VALUE_TYPES) */
+/* bit t set: an object of type t may be a slot's value (layout.py VALUE_TYPES) */
 #define VALUE_TYPES ((1ULL << 1) | (1ULL << 2) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | \
                      (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 9) | (1ULL << 10) | \
                      (1ULL << 11) | (1ULL << 12) | (1ULL << 17))
@@ -2116,7 +2116,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
                                     "Compiled fast paths of the persistent heap.", -1, methods};
 
-/* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
+/* API: what native.py checks before it uses this module (native.API); raise it with any
  * change of these functions' arguments or behaviour. */
 #define API 11
 
@@ -2124,7 +2124,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
     if (PyType_Ready(&PMethType) < 0 || PyType_Ready(&GrouperType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
-    /* the layout constants compiled in, which heap.py checks against its own */
+    /* the layout constants compiled in, which native.py checks against its own */
     if (m && (PyModule_AddIntConstant(m, "API", API) < 0 ||
               PyModule_AddIntConstant(m, "T_STR", T_STR) < 0 ||
               PyModule_AddIntConstant(m, "T_BYTES", T_BYTES) < 0 ||

@@ -30,8 +30,8 @@ from typing import Any
 
 from . import layout as L
 from .errors import UnpersistableError
-from .heap import FAST as _FAST
-from .heap import INDEX_KEY_TYPES as _IXT
+from .hashing import INDEX_KEY_TYPES as _IXT
+from .native import FAST as _FAST
 
 _q_unpack = L.S_q.unpack_from
 _Q_unpack = L.S_Q.unpack_from
