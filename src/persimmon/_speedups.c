@@ -100,6 +100,55 @@ static int intern_all(void) {
     return 0;
 }
 
+/* What this module reads of Python objects by name (the names interned above), exported as
+ * CONTRACT for native.py, which compares it with its own declaration at load and checks
+ * every Heap against it when the Heap is built: renaming one of these attributes in Python
+ * fails there at once instead of silently sending every store down the Python path.
+ *   heap: Heap instance-dict attributes;  heap_methods: Heap methods called;
+ *   undo: UndoLog instance-dict attributes;  device: attributes and methods of the devices
+ *   (heap.dev, undo.dev);  proxy_class: class attributes of the proxy classes;
+ *   proxy_slots: __slots__ members of the proxies' base (checked by proxy_method too). */
+static const char *const C_HEAP[] = {"_fresh_big", "_writable", "_ctop", "_top", "_nolog",
+    "_logged", "_freelists", "_fresh", "_rc", "_deferred", "undo", "buf", "dev", "_ix",
+    "_ix_adds", "_ix_budget", "index_limit", "_proxies", "_parents", "fast", "_conv",
+    "_opaque", "_zero", "_memo", NULL};
+static const char *const C_HEAP_METHODS[] = {"_decref", "_ix_add", "_ix_probed", "_load",
+    "end_op", NULL};
+static const char *const C_UNDO[] = {"_persists", "dev", "_pos", "_end", "batch", "count",
+    "_bmix", NULL};
+static const char *const C_DEVICE[] = {"size", "buf", "flush", "drain", NULL};
+static const char *const C_PROXY_CLASS[] = {"_own", "_dc", NULL};
+static const char *const C_PROXY_SLOTS[] = {"_h", "_o", "_ad", NULL};
+
+static PyObject *names_tuple(const char *const *names) {
+    Py_ssize_t n = 0;
+    while (names[n]) n++;
+    PyObject *t = PyTuple_New(n);
+    for (Py_ssize_t i = 0; t && i < n; i++) {
+        PyObject *u = PyUnicode_InternFromString(names[i]);
+        if (!u) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, u);
+    }
+    return t;
+}
+
+static PyObject *contract(void) {
+    PyObject *d = PyDict_New();
+    const char *keys[] = {"heap", "heap_methods", "undo", "device", "proxy_class",
+                          "proxy_slots"};
+    const char *const *vals[] = {C_HEAP, C_HEAP_METHODS, C_UNDO, C_DEVICE, C_PROXY_CLASS,
+                                 C_PROXY_SLOTS};
+    for (int i = 0; d && i < 6; i++) {
+        PyObject *t = names_tuple(vals[i]);
+        if (!t || PyDict_SetItemString(d, keys[i], t) < 0) Py_CLEAR(d);
+        Py_XDECREF(t);
+    }
+    return d;
+}
+
 /* fn(data, seed) as an unsigned integer in *out, for one of xxhash's Python functions
  * (data: a bytes object): 0, or -1 on error */
 static int py_hash(PyObject *fn, PyObject *data, uint64_t seed, uint64_t *out) {
@@ -2118,7 +2167,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what native.py checks before it uses this module (native.API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 11
+#define API 12
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
@@ -2139,6 +2188,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0 ||
+              PyModule_AddObject(m, "CONTRACT", contract()) < 0 ||
               PyModule_AddObjectRef(m, "Grouper", (PyObject *)&GrouperType) < 0)) {
         Py_DECREF(m);
         return NULL;

@@ -273,6 +273,8 @@ class Heap:
         # PDict.__setitem__ and materialize), or None: tried first, the Python code runs
         # when they decline (docs/heap.md).  Per heap, so tests can run both side by side.
         self.fast: Any = FAST
+        # everything the compiled module reads by name is here (a rename fails at once)
+        native.check_heap(self)
 
     @classmethod
     def create(

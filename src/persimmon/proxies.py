@@ -29,6 +29,7 @@ from collections.abc import (
 from typing import Any
 
 from . import layout as L
+from . import native
 from .errors import UnpersistableError
 from .hashing import INDEX_KEY_TYPES as _IXT
 from .native import FAST as _FAST
@@ -1189,5 +1190,6 @@ def _compile_hot_methods(fast: Any) -> None:
         fast.PM_GETATTR, _py_getattribute, _py_getattribute, PObject)
 
 
+native.check_proxy_class(PObject)  # (what the compiled __getattribute__ looks up)
 if _FAST is not None:
     _compile_hot_methods(_FAST)
