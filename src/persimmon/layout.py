@@ -74,6 +74,11 @@ TYPE_NAMES = {
 }
 
 HDR = 16
+AUX = 8  # the header's aux field: a container's length or count, a blob's length
+SLOT = 8  # bytes of a slot
+ENT_HASH = 0  # a hash-table entry: the key's phash
+ENT_KEY = 8  # a hash-table entry: the key slot (DUMMY: deleted)
+ENT_VALUE = 16  # a dict entry: the value slot
 
 # Field offsets of the containers (from the object's start; the header is bytes 0..16) and
 # the size of each container's own chunk.
