@@ -29,7 +29,7 @@ from xxhash import xxh3_64_intdigest, xxh32_intdigest
 
 from .device import Device
 from .errors import CorruptPoolError, LogFullError
-from .heap import FAST
+from .native import FAST
 from .opcodec import encode_group
 
 MAGIC = b"PSMOPLOG"
