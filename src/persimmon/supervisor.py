@@ -141,6 +141,19 @@ class Supervisor:
         p = self.process
         return p is not None and not p.is_alive()
 
+    def boost(self) -> None:
+        """The foreground waits for the shadow (log full, or sync()): the shadow must not
+        run on idle CPU time only then, or a machine kept busy by other processes would
+        stall the foreground for as long as it stays busy (a SCHED_IDLE shadow gets no CPU
+        at all then).  Normal policy until it is back under an eighth of a log, where it
+        sees that and returns to SCHED_IDLE (shadow.Priority)."""
+        p = self.process
+        if self.idle and p is not None and p.pid is not None:
+            try:
+                os.sched_setscheduler(p.pid, os.SCHED_OTHER, os.sched_param(0))
+            except (AttributeError, OSError):  # (gone: ensure() restarts it)
+                pass
+
     def stop(self) -> None:
         """Ask the shadow to exit and wait for it (killed after 5 s)."""
         with self.lock:  # (the watchdog, woken by its exit, must not take it for a death)
