@@ -25,7 +25,7 @@ class PoolMismatchError(Exception):
 class InMemory:
     """The baseline: the state lives in DRAM only; a restarted replica starts empty."""
 
-    mode, recovered, recovery_seconds = "none", False, 0.0
+    mode, recovered, recovery_seconds, recovery_times = "none", False, 0.0, {}
 
     def __init__(self, ident: tuple) -> None:
         self.state = ReplicaState(ident, RECOVERING)  # must be refilled by a view change
@@ -61,7 +61,8 @@ class Persistent:
             raise PoolMismatchError(f"{self.pool_path} holds {what}, not replica {ident} "
                                     "(cluster id, shard, replica, replicas, shards)")
         self.recovered = self.psm.recovered
-        self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
+        self.recovery_times = dict(self.psm.recovery_times)
+        self.recovery_seconds = self.recovery_times.get("total", 0.0)
         self.rw = self.psm.invoke_rw_grouped  # logged and applied now, durable at commit()
         self.commit = self.psm.commit
 
