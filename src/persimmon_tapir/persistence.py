@@ -13,7 +13,7 @@ import os
 
 from persimmon.errors import PersimmonError
 
-from .state import RECOVERING, ReplicaState
+from .state import FORMAT, RECOVERING, ReplicaState
 
 __all__ = ["InMemory", "Persistent", "PoolMismatchError", "open_state"]
 
@@ -60,6 +60,12 @@ class Persistent:
             self.psm.close()
             raise PoolMismatchError(f"{self.pool_path} holds {what}, not replica {ident} "
                                     "(cluster id, shard, replica, replicas, shards)")
+        if getattr(self.state, "format", 1) != FORMAT:
+            self.psm.close()
+            raise PoolMismatchError(f"{self.pool_path} was written by another version of "
+                                    f"persimmon-tapir (state layout "
+                                    f"{getattr(self.state, 'format', 1)}, this one reads "
+                                    f"{FORMAT})")
         self.recovered = self.psm.recovered
         self.recovery_times = dict(self.psm.recovery_times)
         self.recovery_seconds = self.recovery_times.get("total", 0.0)

@@ -31,7 +31,7 @@ import msgpack
 
 from . import store
 
-__all__ = ["ReplicaState", "NORMAL", "VIEW_CHANGE", "RECOVERING", "merge_records",
+__all__ = ["ReplicaState", "FORMAT", "NORMAL", "VIEW_CHANGE", "RECOVERING", "merge_records",
            "record_op"]
 
 
@@ -48,11 +48,15 @@ def record_op(entry):
     return op
 
 NORMAL, VIEW_CHANGE, RECOVERING = "normal", "view-change", "recovering"
+# The layout of this state (2: packed record operations, flat store versions); a pool
+# written with another layout is refused, not misread.
+FORMAT = 2
 
 
 class ReplicaState:
     def __init__(self, ident: tuple, status: str = NORMAL) -> None:
         self.ident = ident  # (cluster id, shard, replica index, replicas, shards)
+        self.format = FORMAT
         self.view = 0
         self.latest_normal_view = 0 if status == NORMAL else -1
         self.status = status
@@ -78,15 +82,15 @@ class ReplicaState:
     # -- the state machine -------------------------------------------------------------
     def apply(self, op):
         kind = op[0]
-        if kind == "pc":
-            return self._propose_consensus(op[1], op[2], op[3])
-        if kind == "pi":
-            opid = (op[1], op[2])
+        if kind in ("pc", "pi", "fi"):
+            opid, body = (op[1], op[2]), op[3]
+            if kind == "pc":
+                return self._propose_consensus(opid, body)
+            if kind == "fi":
+                return self._finalize_inconsistent(opid, body)
             if opid not in self.record:
-                self.record[opid] = ["I", "T", self.view, _pack(op[3]), None]
+                self.record[opid] = ["I", "T", self.view, _pack(body), None]
             return None
-        if kind == "fi":
-            return self._finalize_inconsistent((op[1], op[2]), op[3])
         if kind == "fc":
             return self._finalize_consensus((op[1], op[2]), op[3], tuple(op[4]))
         if kind == "vc":
@@ -99,8 +103,7 @@ class ReplicaState:
             return self._merge(op[1], op[2])
         raise ValueError(f"unknown replica operation {kind!r}")
 
-    def _propose_consensus(self, cid, rid, op):
-        opid = (cid, rid)
+    def _propose_consensus(self, opid, op):
         e = self.record.get(opid)
         if e is not None:
             return (tuple(e[4]), e[1] == "F")

@@ -146,3 +146,19 @@ def test_pool_of_another_cluster_or_replica_is_refused(pooldir):
     p = Persistent((7, 0, 0, 3, 1), pooldir, log_size=4 << 20)
     assert store.get(p.state, b"k")[0] == b"v"
     p.close()
+
+
+def test_pool_with_an_older_state_layout_is_refused_and_left_alone(pooldir):
+    def old_replica():  # what an older persimmon-tapir wrote: no layout number
+        s = ReplicaState((7, 0, 0, 3, 1))
+        del s.format
+        s.store[b"k"] = [[(10, 1), b"v"]]
+        return s
+    path = os.path.join(pooldir, "tapir-s0-r0.pool")
+    PSM(old_replica, path, log_size=4 << 20).close()
+    with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
+                       r"\(state layout 1, this one reads 2\)"):
+        Persistent((7, 0, 0, 3, 1), pooldir)
+    psm = PSM(lambda: None, path)
+    assert not hasattr(psm.state, "format") and psm.state.store[b"k"] == [[(10, 1), b"v"]]
+    psm.close()
