@@ -156,13 +156,13 @@ class Run:
             t = args[2]
             args = tuple(t[i] for i in range(1, int(args[1]) + 1))
         argv = list(args)
-        for i, a in enumerate(argv):
+        for a in argv:
             if type(a) is not bytes:
-                if isinstance(a, (int, float)) and not isinstance(a, bool):
-                    argv[i] = b"%.17g" % a
-                else:
+                argv = _as_arguments(argv)
+                if argv is None:
                     return True, (b"ERR Lua redis lib command arguments must be strings or "
                                   b"integers")
+                break
         name = argv[0].lower()
         entry = _TABLE.get(name) or _table().get(name)
         if entry is None:
@@ -175,7 +175,7 @@ class Run:
             return True, b"ERR Unknown Redis command called from script"
         fn, arity, write, cmd = entry
         n = len(argv)
-        if name in (b"xread", b"xreadgroup") and any(x.upper() == b"BLOCK" for x in argv):
+        if name in _MAY_BLOCK and any(x.upper() == b"BLOCK" for x in argv):
             return True, (b"ERR " + name + b" command is not allowed with BLOCK option from "
                           b"scripts")
         if (arity > 0 and n != arity) or n < -arity:
@@ -198,7 +198,7 @@ class Run:
         t = type(res)
         if t is bytes or t is int:
             return False, res
-        if isinstance(res, RError):
+        if t is RError or isinstance(res, RError):
             return True, res.msg.encode("utf-8", "replace")
         return False, self.vm.to_lua(res, self.resp)
 
@@ -240,6 +240,24 @@ class Run:
             stats["killed"] += 1
             return True
         return False
+
+
+def _as_arguments(argv: list) -> list | None:
+    """redis.call's arguments as bytes (numbers as Lua prints them), or None if one is
+    neither a string nor a number."""
+    out = []
+    for a in argv:
+        if type(a) is not bytes:
+            if isinstance(a, (int, float)) and not isinstance(a, bool):
+                a = b"%.17g" % a
+            else:
+                return None
+        out.append(a)
+    return out
+
+
+# reads that block with the BLOCK option (refused in scripts)
+_MAY_BLOCK = frozenset({b"xread", b"xreadgroup"})
 
 
 # ---------------------------------------------------------------- commands run by scripts
