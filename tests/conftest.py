@@ -28,9 +28,9 @@ def shm_path():
 def python_hashes():
     """The compiled module configured without the xxHash library's functions (as on a
     machine where they cannot be bound), restored afterwards."""
-    from persimmon import heap
+    from persimmon import heap, native
 
-    fast = heap.FAST
+    fast = native.FAST
     if fast is None:
         pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
     from xxhash import xxh3_64_intdigest, xxh32_intdigest
@@ -39,4 +39,4 @@ def python_hashes():
                    xxh3_64_intdigest, xxh32_intdigest, None)
     assert not fast.direct_hashes()
     yield
-    assert heap._configure_fast_path(fast) is fast and fast.direct_hashes()
+    assert native.configure(fast) is fast and fast.direct_hashes()

@@ -17,16 +17,22 @@ import sys
 import pytest
 
 from persimmon import heap as heap_mod
-from persimmon import layout
+from persimmon import layout, native
 from persimmon.heap import Heap
 
 
 def test_the_fast_path_is_built_and_on():
     # The install builds it (setup.py); a missing compiler would only show up here.
-    if heap_mod.pure_python_requested():
-        assert heap_mod.FAST is None
+    if native.pure_python_requested():
+        assert native.FAST is None
     else:
-        assert heap_mod.FAST is not None
+        assert native.FAST is not None
+    # one loader: every module with a compiled twin holds the same module object
+    from persimmon import opcodec, oplog, proxies, shadow
+
+    assert heap_mod.FAST is native.FAST and proxies._FAST is native.FAST
+    assert oplog.FAST is native.FAST and opcodec.FAST is native.FAST
+    assert shadow.FAST is native.FAST
 
 
 def test_a_stale_build_is_ignored_with_a_warning():
@@ -34,21 +40,21 @@ def test_a_stale_build_is_ignored_with_a_warning():
     # must not be called with arguments it does not know
     import types
 
-    stale = types.SimpleNamespace(API=heap_mod.FAST_API - 1, configure=None)
+    stale = types.SimpleNamespace(API=native.API - 1, configure=None)
     with pytest.warns(RuntimeWarning, match="rebuild it"):
-        assert heap_mod._configure_fast_path(stale) is None
-    if heap_mod.FAST is not None:  # the right API number, but other layout constants
-        other = types.SimpleNamespace(**{k: getattr(heap_mod.FAST, k) for k in (
+        assert native.configure(stale) is None
+    if native.FAST is not None:  # the right API number, but other layout constants
+        other = types.SimpleNamespace(**{k: getattr(native.FAST, k) for k in (
             "API", "T_STR", "T_BYTES", "HT_NENT", "HT_ITAB", "HT_ENTS")})
         other.T_STR += 100
         with pytest.warns(RuntimeWarning, match="layout constants"):
-            assert heap_mod._configure_fast_path(other) is None
-    if heap_mod.FAST is not None:
-        assert heap_mod.FAST.API == heap_mod.FAST_API
+            assert native.configure(other) is None
+    if native.FAST is not None:
+        assert native.FAST.API == native.API
 
 
 def test_pure_python_switch_turns_it_off():
-    code = "from persimmon import heap; print(heap.FAST is None)"
+    code = "from persimmon import heap, native; print(native.FAST is None is heap.FAST)"
     env = dict(os.environ, PERSIMMON_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout

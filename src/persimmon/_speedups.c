@@ -27,7 +27,7 @@
  * materialize (recovery), or declines.
  *
  * The heap's and undo log's attributes are read from their instance dicts, and the layout
- * constants compiled in are exported for heap.py to check against its own.
+ * constants compiled in are exported for native.py to check against its own.
  *
  * The rarer paths (an undo segment that is full, a big object, a heap that must grow, a
  * table that must grow, a read-only heap or one with fresh ranges) stay in Python, which
@@ -46,19 +46,19 @@
 
 #define MAXCLASSES 256
 #define SMALL_LIMIT 4096 /* objects this big or bigger take the Python path */
-#define HT_NENT 16       /* a table header's entry count (heap.py _HT_NENT) */
-#define HT_ENTS 32       /* a table header's entries array (heap.py _HT_ENTS) */
+#define HT_NENT 16       /* a table header's entry count (layout.py HT_NENT) */
+#define HT_ENTS 32       /* a table header's entries array (layout.py HT_ENTS) */
 #define ENTRY 24         /* bytes of a dict entry: hash, key slot, value slot */
 #define T_BYTES 2
 #define T_STR 1
 #define PREFETCH_AHEAD 12 /* objects decode_blobs (index slots rehash) prefetches ahead */
-#define HT_ITAB 24       /* a table header's index table (heap.py _HT_ITAB) */
+#define HT_ITAB 24       /* a table header's index table (layout.py HT_ITAB) */
 #define IX_EMPTY 0
 #define IX_DUMMY 0xFFFFFFFFu
 #define DUMMY 26        /* the key slot of a deleted entry (layout.py DUMMY) */
-#define PERTURB_SHIFT 5  /* of the probe sequence (heap.py _PERTURB_SHIFT) */
+#define PERTURB_SHIFT 5  /* of the probe sequence (layout.py PERTURB_SHIFT) */
 /* Tables of more entries than this whose keys are all bytes or str have no DRAM index when
- * this module is used: they are probed in the pool (heap.py _PROBE_OVER; docs/heap.md) */
+ * this module is used: they are probed in the pool (native.py PROBE_OVER; docs/heap.md) */
 #define PROBE_OVER 4096
 
 static int configured = 0;
@@ -98,6 +98,55 @@ static int intern_all(void) {
     I(s_call, "__persimmon_call__")
 #undef I
     return 0;
+}
+
+/* What this module reads of Python objects by name (the names interned above), exported as
+ * CONTRACT for native.py, which compares it with its own declaration at load and checks
+ * every Heap against it when the Heap is built: renaming one of these attributes in Python
+ * fails there at once instead of silently sending every store down the Python path.
+ *   heap: Heap instance-dict attributes;  heap_methods: Heap methods called;
+ *   undo: UndoLog instance-dict attributes;  device: attributes and methods of the devices
+ *   (heap.dev, undo.dev);  proxy_class: class attributes of the proxy classes;
+ *   proxy_slots: __slots__ members of the proxies' base (checked by proxy_method too). */
+static const char *const C_HEAP[] = {"_fresh_big", "_writable", "_ctop", "_top", "_nolog",
+    "_logged", "_freelists", "_fresh", "_rc", "_deferred", "undo", "buf", "dev", "_ix",
+    "_ix_adds", "_ix_budget", "index_limit", "_proxies", "_parents", "fast", "_conv",
+    "_opaque", "_zero", "_memo", NULL};
+static const char *const C_HEAP_METHODS[] = {"_decref", "_ix_add", "_ix_probed", "_load",
+    "end_op", NULL};
+static const char *const C_UNDO[] = {"_persists", "dev", "_pos", "_end", "batch", "count",
+    "_bmix", NULL};
+static const char *const C_DEVICE[] = {"size", "buf", "flush", "drain", NULL};
+static const char *const C_PROXY_CLASS[] = {"_own", "_dc", NULL};
+static const char *const C_PROXY_SLOTS[] = {"_h", "_o", "_ad", NULL};
+
+static PyObject *names_tuple(const char *const *names) {
+    Py_ssize_t n = 0;
+    while (names[n]) n++;
+    PyObject *t = PyTuple_New(n);
+    for (Py_ssize_t i = 0; t && i < n; i++) {
+        PyObject *u = PyUnicode_InternFromString(names[i]);
+        if (!u) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, u);
+    }
+    return t;
+}
+
+static PyObject *contract(void) {
+    PyObject *d = PyDict_New();
+    const char *keys[] = {"heap", "heap_methods", "undo", "device", "proxy_class",
+                          "proxy_slots"};
+    const char *const *vals[] = {C_HEAP, C_HEAP_METHODS, C_UNDO, C_DEVICE, C_PROXY_CLASS,
+                                 C_PROXY_SLOTS};
+    for (int i = 0; d && i < 6; i++) {
+        PyObject *t = names_tuple(vals[i]);
+        if (!t || PyDict_SetItemString(d, keys[i], t) < 0) Py_CLEAR(d);
+        Py_XDECREF(t);
+    }
+    return d;
 }
 
 /* fn(data, seed) as an unsigned integer in *out, for one of xxhash's Python functions
@@ -1988,7 +2037,7 @@ done:
 #define SLOT_NONE 2
 #define SLOT_FALSE 10
 #define SLOT_TRUE 18
-/* bit t set: an object of type t may be a slot's value (heap.py _VALUE_TYPES) */
+/* bit t set: an object of type t may be a slot's value (layout.py VALUE_TYPES) */
 #define VALUE_TYPES ((1ULL << 1) | (1ULL << 2) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | \
                      (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 9) | (1ULL << 10) | \
                      (1ULL << 11) | (1ULL << 12) | (1ULL << 17))
@@ -2116,15 +2165,15 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
                                     "Compiled fast paths of the persistent heap.", -1, methods};
 
-/* API: what heap.py checks before it uses this module (heap.FAST_API); raise it with any
+/* API: what native.py checks before it uses this module (native.API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 11
+#define API 12
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
     if (PyType_Ready(&PMethType) < 0 || PyType_Ready(&GrouperType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
-    /* the layout constants compiled in, which heap.py checks against its own */
+    /* the layout constants compiled in, which native.py checks against its own */
     if (m && (PyModule_AddIntConstant(m, "API", API) < 0 ||
               PyModule_AddIntConstant(m, "T_STR", T_STR) < 0 ||
               PyModule_AddIntConstant(m, "T_BYTES", T_BYTES) < 0 ||
@@ -2139,6 +2188,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "PM_SETITEM", PM_SETITEM) < 0 ||
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0 ||
+              PyModule_AddObject(m, "CONTRACT", contract()) < 0 ||
               PyModule_AddObjectRef(m, "Grouper", (PyObject *)&GrouperType) < 0)) {
         Py_DECREF(m);
         return NULL;

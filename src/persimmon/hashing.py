@@ -15,6 +15,8 @@ from .errors import UnpersistableError
 
 MASK = (1 << 64) - 1
 _NONE_HASH = 0x6E6F6E65  # stable constant for None
+# Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
+INDEX_KEY_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def _mix(h: int) -> int:

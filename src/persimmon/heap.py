@@ -29,7 +29,6 @@ import pickle
 import re
 import struct
 import sys
-import warnings
 from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Iterator
@@ -37,9 +36,10 @@ from types import BuiltinFunctionType, FunctionType, GeneratorType, MethodType, 
 from typing import Any
 
 from . import layout as L
+from . import native
 from .device import Device
 from .errors import CorruptPoolError, PersimmonError, PoolFullError, UnpersistableError
-from .hashing import phash
+from .hashing import INDEX_KEY_TYPES, phash
 from .pool import Pool
 from .undolog import UndoLog
 
@@ -58,36 +58,25 @@ _Qqq_pack = L.S_Qqq.pack_into
 _SMALL_MIN = L.SMALL_MIN
 _SMALL_MAX = L.SMALL_MAX
 _NONE, _FALSE, _TRUE, _DUMMY = L.NONE, L.FALSE, L.TRUE, L.DUMMY
-_IX_EMPTY = 0
-_IX_DUMMY = 0xFFFFFFFF
-_PERTURB_SHIFT = 5
+_IX_EMPTY = L.IX_EMPTY
+_IX_DUMMY = L.IX_DUMMY
+_PERTURB_SHIFT = L.PERTURB_SHIFT
 _MASK64 = (1 << 64) - 1
 
-# Container field offsets
-_LIST_CAP = 16
-_LIST_ITEMS = 24
-_LIST_SIZE = 32
-_HT_NENT = 16
-_HT_ITAB = 24
-_HT_ENTS = 32
-_HT_SIZE = 48
-_DQ_CAP = 16
-_DQ_ITEMS = 24
-_DQ_HEAD = 32
-_DQ_MAXLEN = 40
-_DQ_SIZE = 48
-_OBJ_CLASS = 16
-_OBJ_DICT = 24
-_OBJ_SIZE = 32
-_OPQ_BLOB = 16
-_OPQ_SIZE = 24
+# Container field offsets (layout.py)
+_LIST_CAP, _LIST_ITEMS, _LIST_SIZE = L.LIST_CAP, L.LIST_ITEMS, L.LIST_SIZE
+_HT_NENT, _HT_ITAB, _HT_ENTS, _HT_SIZE = L.HT_NENT, L.HT_ITAB, L.HT_ENTS, L.HT_SIZE
+_DQ_CAP, _DQ_ITEMS, _DQ_HEAD = L.DQ_CAP, L.DQ_ITEMS, L.DQ_HEAD
+_DQ_MAXLEN, _DQ_SIZE = L.DQ_MAXLEN, L.DQ_SIZE
+_OBJ_CLASS, _OBJ_DICT, _OBJ_SIZE = L.OBJ_CLASS, L.OBJ_DICT, L.OBJ_SIZE
+_OPQ_BLOB, _OPQ_SIZE = L.OPQ_BLOB, L.OPQ_SIZE
 _CONTAINERS = frozenset({L.T_LIST, L.T_DICT, L.T_SET, L.T_DEQUE, L.T_OBJECT})
 _BIG_FRESH = 4096  # fresh chunks at least this big are tracked as ranges, not block sets
 _SMALL_TABLE = L._SMALL_TABLE
 _CLASS_SIZES = L.CLASS_SIZES
-_LEAVES = frozenset({L.T_STR, L.T_BYTES, L.T_INT, L.T_FLOAT, L.T_COMPLEX})
+_LEAVES = L.LEAVES
 # Types a reachable slot may refer to, and types of the arrays behind containers
-_VALUE_TYPES = frozenset(L.TYPE_NAMES) - {L.T_FREE, L.T_META, L.T_UNDOSEG, L.T_ARRAY, L.T_RAW}
+_VALUE_TYPES = L.VALUE_TYPES
 _ARRAY_TYPES = frozenset({L.T_ARRAY, L.T_RAW})
 _NCLASSES = L.NCLASSES
 _log = logging.getLogger("persimmon.heap")
@@ -169,63 +158,14 @@ def _rehash(buf: Any, old: int, nent: int, es: int, ents: int, itab: int, size: 
     return len(hashes)
 
 
-FAST_API = 11  # the _speedups.API this heap was written against
-# With the compiled module, a table of more entries than this whose keys are all bytes or
-# str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
-_PROBE_OVER = 4096
-
-
-def pure_python_requested() -> bool:
-    """True when ``PERSIMMON_PURE_PYTHON`` asks for no compiled fast path (set, not "0")."""
-    return os.environ.get("PERSIMMON_PURE_PYTHON", "0") not in ("", "0")
-
-
-def _load_fast_path() -> Any:
-    """The compiled fast paths (the module ``persimmon._speedups``), configured with this
-    module's tables; None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (not
-    "0")."""
-    if pure_python_requested():
-        return None
-    try:
-        from . import _speedups
-    except ImportError:
-        return None
-    return _configure_fast_path(_speedups)
-
-
-def _configure_fast_path(mod: Any) -> Any:
-    """``mod`` configured with this module's tables, or None (with a warning) when it is not
-    the one this heap expects: a stale build left behind by an editable install whose C
-    source changed since (``pip install -e .`` again rebuilds it)."""
-    ours = {"T_STR": L.T_STR, "T_BYTES": L.T_BYTES, "HT_NENT": _HT_NENT, "HT_ITAB": _HT_ITAB,
-            "HT_ENTS": _HT_ENTS, "PROBE_OVER": _PROBE_OVER, "DUMMY": L.DUMMY,
-            "PERTURB_SHIFT": _PERTURB_SHIFT,
-            "VALUE_TYPES": sum(1 << t for t in _VALUE_TYPES)}
-    if getattr(mod, "API", None) != FAST_API or any(
-            getattr(mod, k, None) != v for k, v in ours.items()):
-        warnings.warn(f"persimmon: ignoring the compiled fast path {mod!r} (API "
-                      f"{getattr(mod, 'API', None)}, expected {FAST_API}, or layout constants "
-                      "other than this heap's: rebuild it with pip install); the heap runs "
-                      "in Python", RuntimeWarning, stacklevel=2)
-        return None
-    import xxhash
-    from xxhash import xxh3_64_intdigest, xxh32_intdigest
-
-    # The library file of the xxhash package's extension: the module calls the xxHash
-    # functions it exports directly when they give what these Python functions give.
-    lib = getattr(getattr(xxhash, "_xxhash", None), "__file__", None)
-    try:
-        mod.configure(_SMALL_TABLE, _CLASS_SIZES, _LEAVES, xxh3_64_intdigest,
-                      xxh32_intdigest, lib)
-    except (RuntimeError, ValueError):  # a big-endian machine, or tables it cannot hold
-        return None
-    return mod
-
-
-FAST = _load_fast_path()
-# Key types a table's DRAM index holds (immutable, and equal exactly when Python says so)
-INDEX_KEY_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
-_IXT = INDEX_KEY_TYPES
+# The compiled module, loaded and checked by persimmon.native (re-exported here for the
+# modules and tests that know it by these names)
+FAST_API = native.API
+_PROBE_OVER = native.PROBE_OVER
+pure_python_requested = native.pure_python_requested
+_configure_fast_path = native.configure
+FAST = native.FAST
+_IXT = INDEX_KEY_TYPES  # key types a table's DRAM index holds (hashing.py)
 _NEVER = -(1 << 62)  # probe count of a table that is not to be indexed (until cleared)
 _NOKEY = object()
 
@@ -248,7 +188,7 @@ class ClassNotFoundError(PersimmonError):
 
 
 def _esize(t: int) -> int:
-    return 24 if t == L.T_DICT else 16
+    return L.HT_ENTRY_DICT if t == L.T_DICT else L.HT_ENTRY_SET
 
 
 def _is_plain_class(cls: type) -> bool:
@@ -333,6 +273,8 @@ class Heap:
         # PDict.__setitem__ and materialize), or None: tried first, the Python code runs
         # when they decline (docs/heap.md).  Per heap, so tests can run both side by side.
         self.fast: Any = FAST
+        # everything the compiled module reads by name is here (a rename fails at once)
+        native.check_heap(self)
 
     @classmethod
     def create(

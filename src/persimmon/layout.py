@@ -74,6 +74,37 @@ TYPE_NAMES = {
 }
 
 HDR = 16
+AUX = 8  # the header's aux field: a container's length or count, a blob's length
+SLOT = 8  # bytes of a slot
+ENT_HASH = 0  # a hash-table entry: the key's phash
+ENT_KEY = 8  # a hash-table entry: the key slot (DUMMY: deleted)
+ENT_VALUE = 16  # a dict entry: the value slot
+
+# Field offsets of the containers (from the object's start; the header is bytes 0..16) and
+# the size of each container's own chunk.
+LIST_CAP = 16  # list: slot capacity
+LIST_ITEMS = 24  # list: ref of the slot array (T_ARRAY)
+LIST_SIZE = 32
+HT_NENT = 16  # dict/set: entries used (live and deleted) in the entries array
+HT_ITAB = 24  # dict/set: ref of the index table (T_RAW, u32 per slot)
+HT_ENTS = 32  # dict/set: ref of the entries array (T_RAW)
+HT_SIZE = 48
+DQ_CAP = 16  # deque: ring capacity
+DQ_ITEMS = 24  # deque: ref of the ring (T_ARRAY)
+DQ_HEAD = 32  # deque: index of the first item
+DQ_MAXLEN = 40  # deque: maxlen, or -1
+DQ_SIZE = 48
+OBJ_CLASS = 16  # user-class instance: ref of the class name (T_STR)
+OBJ_DICT = 24  # user-class instance: ref of its __dict__ (T_DICT)
+OBJ_SIZE = 32
+OPQ_BLOB = 16  # opaque value: ref of the pickle (T_BYTES)
+OPQ_SIZE = 24
+HT_ENTRY_DICT = 24  # a dict entry: hash, key slot, value slot
+HT_ENTRY_SET = 16  # a set entry: hash, key slot
+IX_EMPTY = 0  # an index-table slot: no entry
+IX_DUMMY = 0xFFFFFFFF  # an index-table slot: a deleted entry
+PERTURB_SHIFT = 5  # of the probe sequence (CPython's dict scheme)
+
 S_HDR = struct.Struct("<BBHIQ")  # type, class, flags, refcount, aux
 S_Q = struct.Struct("<Q")
 S_q = struct.Struct("<q")
@@ -118,6 +149,11 @@ for _n in range(0, _SMALL_LIMIT // 32 + 1):
         if _s >= _need:
             _SMALL_TABLE.append(_i)
             break
+
+
+# Leaf types (objects holding no refs) and the types a reachable slot may refer to
+LEAVES = frozenset({T_STR, T_BYTES, T_INT, T_FLOAT, T_COMPLEX})
+VALUE_TYPES = frozenset(TYPE_NAMES) - {T_FREE, T_META, T_UNDOSEG, T_ARRAY, T_RAW}
 
 
 def size_class(nbytes: int) -> int:

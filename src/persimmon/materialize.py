@@ -44,10 +44,28 @@ def materialize(heap: Heap, x: int | None = None) -> Any:
         reader.close()
 
 
+# Field offsets (layout.py)
+_AUX = L.AUX
+_HDR = L.HDR
+_HT_NENT = L.HT_NENT
+_HT_ENTS = L.HT_ENTS
+_HT_ENTRY_DICT = L.HT_ENTRY_DICT
+_HT_ENTRY_SET = L.HT_ENTRY_SET
+_ENT_KEY = L.ENT_KEY
+_ENT_VALUE = L.ENT_VALUE
+_LIST_ITEMS = L.LIST_ITEMS
+_DQ_MAXLEN = L.DQ_MAXLEN
+_DQ_CAP = L.DQ_CAP
+_DQ_ITEMS = L.DQ_ITEMS
+_DQ_HEAD = L.DQ_HEAD
+_OBJ_DICT = L.OBJ_DICT
+_OPQ_BLOB = L.OPQ_BLOB
+
+
 def _materialize(heap: Heap, buf: Any, x: int) -> Any:
     mv = memoryview(buf)
     # lens[o >> 3] is the header's aux word (the length of a bytes/str) of the object at o.
-    lens = mv[8 : 8 + (len(buf) - 8) // 8 * 8].cast("Q")
+    lens = mv[_AUX : _AUX + (len(buf) - _AUX) // 8 * 8].cast("Q")
     memo: dict[int, Any] = {}
     structs: dict[tuple[int, int, int], struct.Struct] = {}
     Q = L.S_Q.unpack_from
@@ -71,39 +89,40 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
         o = x
         t = buf[o]
         if t == T_BYTES:
-            return buf[o + 16 : o + 16 + Q(buf, o + 8)[0]]
+            return buf[o + _HDR : o + _HDR + Q(buf, o + _AUX)[0]]
         if t == T_STR:
-            return buf[o + 16 : o + 16 + Q(buf, o + 8)[0]].decode("utf-8", "surrogatepass")
+            return buf[o + _HDR : o + _HDR + Q(buf, o + _AUX)[0]].decode("utf-8", "surrogatepass")
         m = memo.get(x)
         if m is not None:
             return m
         if t == T_DICT:
             out: dict = {}
             memo[x] = out
-            nent = q(buf, o + 16)[0]
+            nent = q(buf, o + _HT_NENT)[0]
             if nent:
-                ents = q(buf, o + 32)[0] + 16
-                words = mv[ents : ents + 24 * nent].cast("q")
+                ents = q(buf, o + _HT_ENTS)[0] + _HDR
+                words = mv[ents : ents + _HT_ENTRY_DICT * nent].cast("q")
                 ks = words[1::3].tolist()
                 vs = words[2::3].tolist()
-                if Q(buf, o + 8)[0] != nent:  # deleted entries present
+                if Q(buf, o + _AUX)[0] != nent:  # deleted entries present
                     live = [i for i, k in enumerate(ks) if k != DUMMY]
                     ks = [ks[i] for i in live]
                     vs = [vs[i] for i in live]
                     refs = None
                 else:
                     # every key and value a reference (no immediate), from the low bytes
-                    raw = mv[ents : ents + 24 * nent]
-                    refs = not (raw[8::24].tobytes() + raw[16::24].tobytes()).translate(
-                        None, _REF_LOW_BYTES)
+                    raw = mv[ents : ents + _HT_ENTRY_DICT * nent]
+                    es = _HT_ENTRY_DICT
+                    low = raw[_ENT_KEY::es].tobytes() + raw[_ENT_VALUE::es].tobytes()
+                    refs = not low.translate(None, _REF_LOW_BYTES)
                 out.update(zip(_decode_all(ks, refs), _decode_all(vs, refs), strict=True))
             return out
         if t == T_LIST:
             lst: list = []
             memo[x] = lst
-            n = Q(buf, o + 8)[0]
+            n = Q(buf, o + _AUX)[0]
             if n:
-                items = q(buf, o + 24)[0] + 16
+                items = q(buf, o + _LIST_ITEMS)[0] + _HDR
                 lst.extend([mat(s) for s in mv[items : items + 8 * n].cast("q").tolist()])
             return lst
         return other(x, t)
@@ -127,7 +146,7 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
                     continue
             if m > 1 and itemgetter(*chunk)(buf).count(T_BYTES) == m:
                 add(_evenly_spaced(chunk, m)
-                    or [buf[o + 16 : o + 16 + lens[o >> 3]] for o in chunk])
+                    or [buf[o + _HDR : o + _HDR + lens[o >> 3]] for o in chunk])
             else:
                 add([mat(s) for s in chunk])
         return out
@@ -143,50 +162,51 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
             return None
         ln = lens[c0 >> 3 : (c0 >> 3) + (s >> 3) * m : s >> 3].tolist()
         n = ln[0]
-        if 16 + n > s or ln.count(n) != m:
+        if _HDR + n > s or ln.count(n) != m:
             return None
         key = (s, n, m)
         st = structs.get(key)
         if st is None:
             if len(structs) >= 64:
                 structs.clear()
-            st = structs[key] = struct.Struct(f"16x{n}s{s - 16 - n}x" * (m - 1) + f"16x{n}s")
+            one = f"{_HDR}x{n}s"
+            st = structs[key] = struct.Struct(f"{one}{s - _HDR - n}x" * (m - 1) + one)
         return st.unpack_from(buf, c0)
 
     def other(x: int, t: int) -> Any:
         o = x
         if t == L.T_INT:
-            n = Q(buf, o + 8)[0]
-            return int.from_bytes(buf[o + 16 : o + 16 + n], "little", signed=True)
+            n = Q(buf, o + _AUX)[0]
+            return int.from_bytes(buf[o + _HDR : o + _HDR + n], "little", signed=True)
         if t == L.T_FLOAT:
-            return d_unpack(buf, o + 8)[0]
+            return d_unpack(buf, o + _AUX)[0]
         if t == L.T_COMPLEX:
-            return complex(d_unpack(buf, o + 8)[0], d_unpack(buf, o + 16)[0])
+            return complex(d_unpack(buf, o + _AUX)[0], d_unpack(buf, o + _HDR)[0])
         if t == L.T_TUPLE or t == L.T_FROZENSET:
-            n = Q(buf, o + 8)[0]
-            vals = [mat(s) for s in mv[o + 16 : o + 16 + 8 * n].cast("q").tolist()] if n else []
+            n = Q(buf, o + _AUX)[0]
+            vals = [mat(s) for s in mv[o + _HDR : o + _HDR + 8 * n].cast("q").tolist()] if n else []
             r = tuple(vals) if t == L.T_TUPLE else frozenset(vals)
             memo[x] = r
             return r
         if t == L.T_SET:
             st: set = set()
             memo[x] = st
-            nent = q(buf, o + 16)[0]
+            nent = q(buf, o + _HT_NENT)[0]
             if nent:
-                ents = q(buf, o + 32)[0] + 16
-                flat = mv[ents : ents + 16 * nent].cast("q").tolist()
+                ents = q(buf, o + _HT_ENTS)[0] + _HDR
+                flat = mv[ents : ents + _HT_ENTRY_SET * nent].cast("q").tolist()
                 for i in range(1, len(flat), 2):
                     if flat[i] != DUMMY:
                         st.add(mat(flat[i]))
             return st
         if t == L.T_DEQUE:
-            m = q(buf, o + 40)[0]
+            m = q(buf, o + _DQ_MAXLEN)[0]
             dq: deque = deque(maxlen=None if m < 0 else m)
             memo[x] = dq
-            n = Q(buf, o + 8)[0]
-            cap = q(buf, o + 16)[0]
-            items = q(buf, o + 24)[0] + 16
-            head = q(buf, o + 32)[0]
+            n = Q(buf, o + _AUX)[0]
+            cap = q(buf, o + _DQ_CAP)[0]
+            items = q(buf, o + _DQ_ITEMS)[0] + _HDR
+            head = q(buf, o + _DQ_HEAD)[0]
             if n:
                 raw = mv[items : items + 8 * cap].cast("q").tolist()
                 end = head + n
@@ -197,11 +217,11 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
             cls = heap._class_of(x)
             obj = object.__new__(cls)
             memo[x] = obj
-            attrs = mat(q(buf, o + 24)[0])
+            attrs = mat(q(buf, o + _OBJ_DICT)[0])
             obj.__dict__.update(attrs)
             return obj
         if t == L.T_OPAQUE:
-            r = pickle.loads(mat(q(buf, o + 16)[0]))
+            r = pickle.loads(mat(q(buf, o + _OPQ_BLOB)[0]))
             memo[x] = r
             return r
         raise CorruptPoolError(f"object at {x} has unknown type {t}")

@@ -26,7 +26,7 @@ import struct
 from typing import Any
 
 from .errors import CorruptPoolError, UnpersistableError
-from .heap import FAST
+from .native import FAST
 
 _dumps = pickle.dumps
 _loads = pickle.loads

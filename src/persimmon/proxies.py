@@ -29,9 +29,10 @@ from collections.abc import (
 from typing import Any
 
 from . import layout as L
+from . import native
 from .errors import UnpersistableError
-from .heap import FAST as _FAST
-from .heap import INDEX_KEY_TYPES as _IXT
+from .hashing import INDEX_KEY_TYPES as _IXT
+from .native import FAST as _FAST
 
 _q_unpack = L.S_q.unpack_from
 _Q_unpack = L.S_Q.unpack_from
@@ -39,6 +40,22 @@ _DUMMY = L.DUMMY
 _T_BYTES = L.T_BYTES
 _T_STR = L.T_STR
 _NOTHING = object()
+# Field offsets (layout.py), bound once: a hot read costs a global, not an attribute
+_AUX = L.AUX
+_ENT_VALUE = L.ENT_VALUE
+_ENT_KEY = L.ENT_KEY
+_HT_NENT = L.HT_NENT
+_HT_ENTS = L.HT_ENTS
+_HDR = L.HDR
+_HT_ENTRY_DICT = L.HT_ENTRY_DICT
+_HT_ENTRY_SET = L.HT_ENTRY_SET
+_LIST_ITEMS = L.LIST_ITEMS
+_LIST_CAP = L.LIST_CAP
+_DQ_CAP = L.DQ_CAP
+_DQ_ITEMS = L.DQ_ITEMS
+_DQ_HEAD = L.DQ_HEAD
+_DQ_MAXLEN = L.DQ_MAXLEN
+_OBJ_DICT = L.OBJ_DICT
 
 
 class Proxy:
@@ -103,7 +120,7 @@ class PDict(Proxy, MutableMapping):
         return dict
 
     def __len__(self) -> int:
-        return _Q_unpack(self._h.buf, self._o + 8)[0]
+        return _Q_unpack(self._h.buf, self._o + _AUX)[0]
 
     _len = __len__  # (the Python method, which the compiled one falls back to)
 
@@ -116,7 +133,7 @@ class PDict(Proxy, MutableMapping):
             e = h._ht_lookup(self._o, 24, key)
         if e < 0:
             raise KeyError(key)
-        x = _q_unpack(h.buf, e + 16)[0]
+        x = _q_unpack(h.buf, e + _ENT_VALUE)[0]
         v = h._load(x)
         if x in h._proxies:
             h._note_parent(x, self._o, key)
@@ -131,7 +148,7 @@ class PDict(Proxy, MutableMapping):
             e = h._ht_lookup(self._o, 24, key)
         if e < 0:
             return default
-        x = _q_unpack(h.buf, e + 16)[0]
+        x = _q_unpack(h.buf, e + _ENT_VALUE)[0]
         v = h._load(x)
         if x in h._proxies:
             h._note_parent(x, self._o, key)
@@ -165,9 +182,9 @@ class PDict(Proxy, MutableMapping):
             e, hv, p = h._ht_seek(d, 24, key)
         if e >= 0:
             if type(value) is bytes:
-                h._store_blob(e + 16, _T_BYTES, value)
+                h._store_blob(e + _ENT_VALUE, _T_BYTES, value)
             else:
-                h._store_slot(e + 16, h._convert(value, d, key))
+                h._store_slot(e + _ENT_VALUE, h._convert(value, d, key))
             return
         if type(value) is bytes:
             kt = type(key)
@@ -196,26 +213,26 @@ class PDict(Proxy, MutableMapping):
     def _iter(self, what: int) -> Iterator[Any]:
         h = self._h
         d = self._o
-        used = _Q_unpack(h.buf, d + 8)[0]
+        used = _Q_unpack(h.buf, d + _AUX)[0]
         i = 0
         while True:
             buf = h.buf
-            if _Q_unpack(buf, d + 8)[0] != used:
+            if _Q_unpack(buf, d + _AUX)[0] != used:
                 raise RuntimeError("dictionary changed size during iteration")
-            nent = _q_unpack(buf, d + 16)[0]
+            nent = _q_unpack(buf, d + _HT_NENT)[0]
             if i >= nent:
                 return
-            e = _q_unpack(buf, d + 32)[0] + 16 + 24 * i
+            e = _q_unpack(buf, d + _HT_ENTS)[0] + _HDR + _HT_ENTRY_DICT * i
             i += 1
-            k = _q_unpack(buf, e + 8)[0]
+            k = _q_unpack(buf, e + _ENT_KEY)[0]
             if k == _DUMMY:
                 continue
             if what == 1:
                 yield h._load(k)
             elif what == 2:
-                yield h._load(_q_unpack(buf, e + 16)[0])
+                yield h._load(_q_unpack(buf, e + _ENT_VALUE)[0])
             else:
-                yield (h._load(k), h._load(_q_unpack(buf, e + 16)[0]))
+                yield (h._load(k), h._load(_q_unpack(buf, e + _ENT_VALUE)[0]))
 
     def __iter__(self) -> Iterator[Any]:
         return self._iter(1)
@@ -239,7 +256,7 @@ class PDict(Proxy, MutableMapping):
             if default is _NOTHING:
                 raise KeyError(key)
             return default
-        value = h._load(_q_unpack(h.buf, e + 16)[0])
+        value = h._load(_q_unpack(h.buf, e + _ENT_VALUE)[0])
         h._ht_delete(self._o, 24, e, key)
         return value
 
@@ -256,7 +273,7 @@ class PDict(Proxy, MutableMapping):
         h = self._h
         e = h._ht_lookup(self._o, 24, key)
         if e >= 0:
-            return h._load(_q_unpack(h.buf, e + 16)[0])
+            return h._load(_q_unpack(h.buf, e + _ENT_VALUE)[0])
         self._set(key, default)
         return self[key]
 
@@ -368,17 +385,17 @@ class PList(_SeqBase):
 
     # raw access
     def __len__(self) -> int:
-        return _Q_unpack(self._h.buf, self._o + 8)[0]
+        return _Q_unpack(self._h.buf, self._o + _AUX)[0]
 
     def _items(self) -> int:
-        return _q_unpack(self._h.buf, self._o + 24)[0] + 16
+        return _q_unpack(self._h.buf, self._o + _LIST_ITEMS)[0] + _HDR
 
     def _slots(self) -> list[int]:
         buf = self._h.buf
-        n = _Q_unpack(buf, self._o + 8)[0]
+        n = _Q_unpack(buf, self._o + _AUX)[0]
         if not n:
             return []
-        items = _q_unpack(buf, self._o + 24)[0] + 16
+        items = _q_unpack(buf, self._o + _LIST_ITEMS)[0] + _HDR
         return buf[items : items + 8 * n].cast("q").tolist()
 
     def _get(self, i: int) -> Any:
@@ -388,30 +405,30 @@ class PList(_SeqBase):
     def _reserve(self, n: int) -> None:
         h = self._h
         o = self._o
-        cap = _q_unpack(h.buf, o + 16)[0]
+        cap = _q_unpack(h.buf, o + _LIST_CAP)[0]
         if n <= cap:
             return
         newcap = max(4, n, cap + (cap >> 1) + 4)
         arr = h._new_array(newcap)
         buf = h.buf
-        length = _Q_unpack(buf, o + 8)[0]
-        old = _q_unpack(buf, o + 24)[0]
+        length = _Q_unpack(buf, o + _AUX)[0]
+        old = _q_unpack(buf, o + _LIST_ITEMS)[0]
         if length:
-            buf[arr + 16 : arr + 16 + 8 * length] = buf[old + 16 : old + 16 + 8 * length]
-        h._wq(o + 24, arr)
-        h._wq(o + 16, h._array_cap(arr))
+            buf[arr + _HDR : arr + _HDR + 8 * length] = buf[old + _HDR : old + _HDR + 8 * length]
+        h._wq(o + _LIST_ITEMS, arr)
+        h._wq(o + _LIST_CAP, h._array_cap(arr))
         if old:
             h._free(old)
 
     def _append_slot(self, s: int) -> None:
         h = self._h
         o = self._o
-        n = _Q_unpack(h.buf, o + 8)[0]
-        if n >= _q_unpack(h.buf, o + 16)[0]:
+        n = _Q_unpack(h.buf, o + _AUX)[0]
+        if n >= _q_unpack(h.buf, o + _LIST_CAP)[0]:
             self._reserve(n + 1)
         h._incref(s)
         h._wq(self._items() + 8 * n, s)
-        h._wQ(o + 8, n + 1)
+        h._wQ(o + _AUX, n + 1)
 
     def _write_slots(self, start: int, slots: list[int], newlen: int) -> None:
         """Overwrite slots [start, start+len(slots)) and set the length (no refcounting)."""
@@ -421,7 +438,7 @@ class PList(_SeqBase):
             a = self._items() + 8 * start
             h._wbytes(a, L.struct_pack_q(slots))
         if newlen != len(self):
-            h._wQ(self._o + 8, newlen)
+            h._wQ(self._o + _AUX, newlen)
 
     def _replace(self, lo: int, hi: int, new: list[int]) -> None:
         """Replace slots [lo, hi) by ``new`` slots (reference counts adjusted)."""
@@ -440,12 +457,13 @@ class PList(_SeqBase):
         if isinstance(i, slice):
             return self._loaded()[i]
         h = self._h
-        n = _Q_unpack(h.buf, self._o + 8)[0]
+        n = _Q_unpack(h.buf, self._o + _AUX)[0]
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("list index out of range")
-        return h._load(_q_unpack(h.buf, _q_unpack(h.buf, self._o + 24)[0] + 16 + 8 * i)[0])
+        items = _q_unpack(h.buf, self._o + _LIST_ITEMS)[0] + _HDR
+        return h._load(_q_unpack(h.buf, items + 8 * i)[0])
 
     def __setitem__(self, i: Any, value: Any) -> None:
         h = self._h
@@ -617,18 +635,18 @@ class PDeque(_SeqBase):
         return deque
 
     def __len__(self) -> int:
-        return _Q_unpack(self._h.buf, self._o + 8)[0]
+        return _Q_unpack(self._h.buf, self._o + _AUX)[0]
 
     @property
     def maxlen(self) -> int | None:
-        m = _q_unpack(self._h.buf, self._o + 40)[0]
+        m = _q_unpack(self._h.buf, self._o + _DQ_MAXLEN)[0]
         return None if m < 0 else m
 
     def _geom(self) -> tuple[int, int, int, int]:
         buf = self._h.buf
         o = self._o
-        return (_Q_unpack(buf, o + 8)[0], _q_unpack(buf, o + 16)[0],
-                _q_unpack(buf, o + 24)[0] + 16, _q_unpack(buf, o + 32)[0])
+        return (_Q_unpack(buf, o + _AUX)[0], _q_unpack(buf, o + _DQ_CAP)[0],
+                _q_unpack(buf, o + _DQ_ITEMS)[0] + _HDR, _q_unpack(buf, o + _DQ_HEAD)[0])
 
     def _slots(self) -> list[int]:
         n, cap, items, head = self._geom()
@@ -651,25 +669,25 @@ class PDeque(_SeqBase):
         n, cap, items, head = self._geom()
         if len(slots) > cap:
             arr = h._new_array(max(8, len(slots) * 2))
-            old = _q_unpack(h.buf, o + 24)[0]
-            h._wq(o + 24, arr)
-            h._wq(o + 16, h._array_cap(arr))
+            old = _q_unpack(h.buf, o + _DQ_ITEMS)[0]
+            h._wq(o + _DQ_ITEMS, arr)
+            h._wq(o + _DQ_CAP, h._array_cap(arr))
             h._free(old)
-            items = arr + 16
+            items = arr + _HDR
         if slots:
             h._wbytes(items, L.struct_pack_q(slots))
-        h._wq(o + 32, 0)
-        h._wQ(o + 8, len(slots))
+        h._wq(o + _DQ_HEAD, 0)
+        h._wQ(o + _AUX, len(slots))
 
     def _grow(self) -> None:
         slots = self._slots()
         h = self._h
         o = self._o
-        cap = _q_unpack(h.buf, o + 16)[0]
+        cap = _q_unpack(h.buf, o + _DQ_CAP)[0]
         arr = h._new_array(max(8, cap * 2))
-        old = _q_unpack(h.buf, o + 24)[0]
-        h._wq(o + 24, arr)
-        h._wq(o + 16, h._array_cap(arr))
+        old = _q_unpack(h.buf, o + _DQ_ITEMS)[0]
+        h._wq(o + _DQ_ITEMS, arr)
+        h._wq(o + _DQ_CAP, h._array_cap(arr))
         h._free(old)
         self._rebuild(slots)
 
@@ -693,10 +711,10 @@ class PDeque(_SeqBase):
         if left:
             head = (head - 1) % cap
             h._wq(items + 8 * head, s)
-            h._wq(self._o + 32, head)
+            h._wq(self._o + _DQ_HEAD, head)
         else:
             h._wq(items + 8 * ((head + n) % cap), s)
-        h._wQ(self._o + 8, n + 1)
+        h._wQ(self._o + _AUX, n + 1)
 
     def _pop_slot(self, right: bool) -> int:
         n, cap, items, head = self._geom()
@@ -707,10 +725,10 @@ class PDeque(_SeqBase):
             a = items + 8 * ((head + n - 1) % cap)
         else:
             a = items + 8 * head
-            h._wq(self._o + 32, (head + 1) % cap)
+            h._wq(self._o + _DQ_HEAD, (head + 1) % cap)
         s = _q_unpack(h.buf, a)[0]
         h._wq(a, 0)
-        h._wQ(self._o + 8, n - 1)
+        h._wQ(self._o + _AUX, n - 1)
         h._decref(s)
         return s
 
@@ -845,7 +863,7 @@ class PSet(Proxy, MutableSet):
         return set(it)
 
     def __len__(self) -> int:
-        return _Q_unpack(self._h.buf, self._o + 8)[0]
+        return _Q_unpack(self._h.buf, self._o + _AUX)[0]
 
     def __contains__(self, key: Any) -> bool:
         try:
@@ -861,14 +879,14 @@ class PSet(Proxy, MutableSet):
         i = 0
         while True:
             buf = h.buf
-            if _Q_unpack(buf, d + 8)[0] != used:
+            if _Q_unpack(buf, d + _AUX)[0] != used:
                 raise RuntimeError("Set changed size during iteration")
-            nent = _q_unpack(buf, d + 16)[0]
+            nent = _q_unpack(buf, d + _HT_NENT)[0]
             if i >= nent:
                 return
-            e = _q_unpack(buf, d + 32)[0] + 16 + 16 * i
+            e = _q_unpack(buf, d + _HT_ENTS)[0] + _HDR + _HT_ENTRY_SET * i
             i += 1
-            k = _q_unpack(buf, e + 8)[0]
+            k = _q_unpack(buf, e + _ENT_KEY)[0]
             if k != _DUMMY:
                 yield h._load(k)
 
@@ -1008,7 +1026,7 @@ class PObject(Proxy):
 
     def _attrs(self) -> PDict:
         h = _get_h(self)
-        return h._load(_q_unpack(h.buf, _get_o(self) + 24)[0])
+        return h._load(_q_unpack(h.buf, _get_o(self) + _OBJ_DICT)[0])
 
     def __getattribute__(self, name: str) -> Any:
         # Python calls __getattr__ only after the default lookup has failed, and that
@@ -1028,7 +1046,7 @@ class PObject(Proxy):
         ix = h._ix.get(d)
         e = ix.get(name, -1) if ix is not None else h._ht_lookup(d, 24, name)
         if e >= 0:
-            x = _q_unpack(h.buf, e + 16)[0]
+            x = _q_unpack(h.buf, e + _ENT_VALUE)[0]
             v = h._proxies.get(x)
             if v is None:
                 v = h._load(x)
@@ -1052,7 +1070,7 @@ class PObject(Proxy):
         d = _attr_dict(self, h)
         e, hv, p = h._ht_seek(d, 24, name)
         if e >= 0:
-            h._store_slot(e + 16, h._convert(value, o, name, attr=True))
+            h._store_slot(e + _ENT_VALUE, h._convert(value, o, name, attr=True))
             return
         kslot = h._convert(name, o)
         vslot = h._convert(value, o, name, attr=True)
@@ -1100,7 +1118,7 @@ def _attr_dict(self: PObject, h: Any) -> int:
     """Offset of the object's attribute dict in PM (read once per proxy)."""
     d = _get_ad(self)
     if not d:
-        d = _q_unpack(h.buf, _get_o(self) + 24)[0]
+        d = _q_unpack(h.buf, _get_o(self) + _OBJ_DICT)[0]
         _set_ad(self, d)
     return d
 
@@ -1189,5 +1207,6 @@ def _compile_hot_methods(fast: Any) -> None:
         fast.PM_GETATTR, _py_getattribute, _py_getattribute, PObject)
 
 
+native.check_proxy_class(PObject)  # (what the compiled __getattribute__ looks up)
 if _FAST is not None:
     _compile_hot_methods(_FAST)

@@ -399,9 +399,45 @@ class PSM:
             if self._counters[_SLEEPING]:
                 self._bell.ring()
 
+    # ---------------------------------------------------- overlapped commits (disk)
+    @property
+    def overlaps_commits(self) -> bool:
+        """True on a disk pool, where a commit is a synced write a server can overlap with
+        more requests (:meth:`commit_begin`); elsewhere a commit costs a fence: call
+        :meth:`commit`."""
+        return self._log._through
+
+    def commit_begin(self) -> Any:
+        """Start a group commit of every operation logged so far (disk pools): returns a
+        ticket for :meth:`commit_write` (run it in any thread: it does only the I/O) and
+        then :meth:`commit_end` (this thread), or None when nothing needs committing.  The
+        operations are durable when ``commit_end`` returns; nothing that depends on them
+        may be acknowledged before.  :meth:`commit` and :meth:`sync` finish one in flight
+        first."""
+        if self._closed:
+            raise PersimmonError("this PSM is closed")
+        if self._group:
+            self._flush_group()
+        return self._log.commit_begin()
+
+    def commit_write(self, ticket: Any) -> None:
+        """The I/O of a commit started by :meth:`commit_begin` (any thread)."""
+        self._log.commit_write(ticket)
+
+    def commit_end(self, ticket: Any) -> None:
+        """Finish a commit started by :meth:`commit_begin` (waits for its write; raises
+        its error) and wake a sleeping shadow."""
+        self._log.commit_end(ticket)
+        if self._counters[_SLEEPING]:
+            self._bell.ring()
+
     def _flush_group(self) -> None:
         # Write the waiting operations into the log as one entry (flushed, not committed).
+        # Never an empty group: an operation too big for a group that comes when none is
+        # waiting flushes "the group" first, and an empty group entry stopped the shadow.
         g = self._group
+        if not g:
+            return
         if len(g) == 1:
             self._append(g[0], wait=self._wait)
         else:  # (the grouper's byte count is the group entry's length)
@@ -429,7 +465,21 @@ class PSM:
         self._bell.ring()
         if self._shadow is not None and not self._shadow.is_alive():
             self._ensure_shadow()
+        self._boost_shadow()
         time.sleep(0.0002)
+
+    def _boost_shadow(self) -> None:
+        # The foreground waits for the shadow (log full, or sync()): the shadow must not
+        # run on idle CPU time only then, or a machine kept busy by other processes would
+        # stall the foreground for as long as it stays busy (a SCHED_IDLE shadow gets no CPU
+        # at all then).  Normal policy until it is back under an eighth of a log, where it
+        # sees that and returns to SCHED_IDLE (shadow.Priority).
+        p = self._shadow
+        if self.shadow_idle and p is not None and p.pid is not None:
+            try:
+                os.sched_setscheduler(p.pid, os.SCHED_OTHER, os.sched_param(0))
+            except (AttributeError, OSError):  # (gone: _ensure_shadow restarts it)
+                pass
 
     # ------------------------------------------------------------------ inspection
     def stats(self) -> dict[str, Any]:
@@ -486,7 +536,11 @@ class PSM:
             c[S.WANTED] = target  # the shadow commits as soon as it reaches it
         self._bell.ring()
         deadline = None if timeout is None else time.monotonic() + timeout
+        waits = 0
         while c[S.POSITION] < target:
+            waits += 1
+            if waits % 20 == 0:  # (waiting for 10 ms: see _boost_shadow)
+                self._boost_shadow()
             if c[S.DIVERGED]:
                 return
             if deadline is not None and time.monotonic() > deadline:

@@ -304,9 +304,12 @@ class Priority:
     ``PSM(shadow_idle=...)``).  ``update(lag, capacity)`` is called every few hundred
     operations; ``setter(idle)`` applies a change (``os.sched_setscheduler`` by default)."""
 
-    def __init__(self, enabled: bool, setter: Any = None) -> None:
+    def __init__(self, enabled: bool, setter: Any = None, getter: Any = None) -> None:
         self.enabled = enabled
         self.setter = setter or _set_idle_policy
+        # is this process under SCHED_IDLE now? (the foreground boosts a shadow it waits
+        # for: PSM._boost_shadow)
+        self.getter = getter or _is_idle_policy
         self.idle = False
         if enabled:
             self.idle = self.setter(True)
@@ -317,8 +320,15 @@ class Priority:
         if self.idle and lag > capacity // 2:
             self.setter(False)
             self.idle = False
-        elif not self.idle and lag < capacity // 8:
+        elif lag < capacity // 8 and (not self.idle or not self.getter()):
             self.idle = self.setter(True)
+
+
+def _is_idle_policy() -> bool:
+    try:
+        return os.sched_getscheduler(0) == os.SCHED_IDLE
+    except (AttributeError, OSError):
+        return True  # (no policies here: nothing to restore)
 
 
 def _set_idle_policy(idle: bool) -> bool:

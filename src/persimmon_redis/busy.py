@@ -42,6 +42,7 @@ def serve_while_busy(s: Any, run: Any) -> None:
     if not run.flushed:
         run.flushed = True
         try:
+            s.settle_commits()
             s.p.sync()
         except Exception:  # pragma: no cover - reported by the next write
             log.exception("commit while a script was busy")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import chance, cmds  # noqa: F401  (they fill the command table)
-from .keyspace import Ctx, _views
+from .keyspace import DIRTY, Ctx, _views
 from .registry import COMMANDS, Cmd
 from .replies import E_DB, OK, RError
 
@@ -37,10 +37,16 @@ def execute_op(state: Any, op: Any) -> Any:
             if cmd is None or cmd.server:
                 out.append(RError(f"ERR unknown command '{sname.decode('utf-8', 'replace')}'"))
                 continue
+            DIRTY[1] = -1
             try:
-                out.append(cmd.fn(ctx, list(sub)))
+                res = cmd.fn(ctx, list(sub))
             except RError as e:
                 out.append(e)
+                continue
+            out.append(res)
+            if not isinstance(res, RError):
+                n = DIRTY[1]
+                DIRTY[0] += 1 if n < 0 else n
         return out
     ctx = _views[2].get(dbi) if state is _views[0] else None
     if ctx is None:
@@ -49,7 +55,12 @@ def execute_op(state: Any, op: Any) -> Any:
     else:
         ctx.now = now
     cmd = COMMANDS[name]
+    DIRTY[1] = -1
     try:
-        return cmd.fn(ctx, list(argv))
+        res = cmd.fn(ctx, list(argv))
     except RError as e:
         return e
+    if not isinstance(res, RError):
+        n = DIRTY[1]
+        DIRTY[0] += 1 if n < 0 else n
+    return res

@@ -20,11 +20,19 @@ CHUNK = 128  # sorted-set chunk size
 
 
 class Db:
-    """One database: keys to values, and keys to absolute expiry deadlines (ms)."""
+    """One database: keys to values, and keys to absolute expiry deadlines (ms).
+
+    ``raw``: the keys whose string Redis would hold ``raw``-encoded because APPEND,
+    SETRANGE, SETBIT or BITFIELD changed it in place (Redis never converts such a string
+    back; the next write of a whole value does).  A pool made before it existed has none
+    (the class default) until the first such write."""
+
+    raw: Any = None
 
     def __init__(self) -> None:
         self.data: dict = {}
         self.expires: dict = {}
+        self.raw = set()
 
 
 class ZSet:

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import datasettings as datacfg
 from .config import ConfigError
-from .keyspace import to_int
+from .keyspace import DIRTY, to_int
 from .registry import COMMANDS, client_commands
 from .replies import E_SYNTAX, NULL_ARRAY, OK, RError, RMap
 
@@ -114,7 +114,7 @@ def _persistence(s: Any) -> dict:
     return {
         "loading": 0, "async_loading": 0, "current_cow_peak": 0, "current_cow_size": 0,
         "current_fork_perc": "0.00", "current_save_keys_processed": 0,
-        "current_save_keys_total": 0, "rdb_changes_since_last_save": 0,
+        "current_save_keys_total": 0, "rdb_changes_since_last_save": DIRTY[0],
         "rdb_bgsave_in_progress": 0, "rdb_last_save_time": s.last_save,
         "rdb_last_bgsave_status": "ok", "aof_enabled": 0, "aof_rewrite_in_progress": 0,
         "aof_rewrite_scheduled": 0, "aof_last_write_status": "ok",
@@ -315,13 +315,16 @@ def client_cmd(s: Any, c: Any, a: list) -> Any:
     if sub in (b"LIST", b"INFO"):
         who = [c] if sub == b"INFO" else list(s.clients.values())
         lines = []
+        mono = time.monotonic()
         for x in who:
+            qbuf, qfree = x.query_buffer()
             lines.append(
                 f"id={x.id} addr={x.addr} laddr=127.0.0.1:{s.cfg.port} fd=0 "
                 f"name={x.name.decode('utf-8', 'replace')} age={int(time.time() - x.created)} "
-                f"idle=0 flags={'b' if x.blocked else 'N'} db={x.db} "
+                f"idle={int(mono - x.last_io)} flags={'b' if x.blocked else 'N'} db={x.db} "
                 f"sub={len(x.channels)} psub={len(x.patterns)} "
-                f"multi={-1 if x.multi is None else len(x.multi)} resp={3 if x.resp3 else 2} "
+                f"multi={-1 if x.multi is None else len(x.multi)} "
+                f"qbuf={qbuf} qbuf-free={qfree} resp={3 if x.resp3 else 2} "
                 f"cmd={x.last_cmd.decode('utf-8', 'replace')}"
             )
         return ("\n".join(lines) + "\n").encode()

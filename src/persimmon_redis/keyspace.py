@@ -51,10 +51,24 @@ def forget_views() -> None:
     _views[2] = {}
 
 
+# Redis's server.dirty, INFO's rdb_changes_since_last_save: changes made to the dataset
+# since the server started or the last SAVE/BGSAVE.  ``DIRTY[0]`` is the count;
+# ``execute_op`` adds 1 for every write command that succeeds, unless its handler reported
+# how many changes it made with :func:`changes` (``DIRTY[1]``, -1 when it did not), as
+# Redis's SETBIT, BITFIELD, DEL, SADD, SREM, HSET, HDEL do.  (Kept per process: the shadow's
+# own copy counts too and is never read.)
+DIRTY = [0, -1]
+
+
+def changes(n: int) -> None:
+    """This write made ``n`` changes (0: nothing changed)."""
+    DIRTY[1] = n
+
+
 class Ctx:
     """What a handler sees: the state, the database index and the clock of the operation."""
 
-    __slots__ = ("state", "dbi", "db", "now", "data", "expires")
+    __slots__ = ("state", "dbi", "db", "now", "data", "expires", "raw")
 
     def __init__(self, state: Any, dbi: int, now: int) -> None:
         self.state = state
@@ -72,8 +86,8 @@ class Ctx:
             v = None
         if v is None:
             db = state.dbs[dbi]
-            v = _views[1][dbi] = (db, db.data, db.expires)
-        self.db, self.data, self.expires = v
+            v = _views[1][dbi] = (db, db.data, db.expires, db.raw)
+        self.db, self.data, self.expires, self.raw = v
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -129,6 +143,9 @@ def delete(ctx: Ctx, key: bytes) -> bool:
     if key in data:
         del data[key]
         ctx.expires.pop(key, None)
+        raw = ctx.raw
+        if raw and key in raw:
+            raw.discard(key)
         return True
     return False
 
@@ -175,12 +192,31 @@ def drop_if_empty(ctx: Ctx, key: bytes, v: Any) -> None:
         delete(ctx, key)
 
 
-def set_value(ctx: Ctx, key: bytes, value: Any, keep_ttl: bool = False) -> None:
+def set_value(ctx: Ctx, key: bytes, value: Any, keep_ttl: bool = False,
+              raw: bool = False) -> None:
+    """Store ``value`` at ``key``; ``raw``: a string changed in place (APPEND, SETRANGE,
+    SETBIT, BITFIELD), which OBJECT ENCODING then reports ``raw`` as Redis does."""
     ctx.data[key] = value
+    marks = ctx.raw
+    if raw:
+        mark_raw(ctx, key)
+    elif marks and key in marks:
+        marks.discard(key)
     if not keep_ttl:
         expires = ctx.expires
         if expires and key in expires:
             del expires[key]
+
+
+def mark_raw(ctx: Ctx, key: bytes) -> None:
+    """The string at ``key`` is now ``raw``-encoded (Redis's dbUnshareStringValue)."""
+    marks = ctx.raw
+    if marks is None:  # (a pool made before Db.raw existed)
+        ctx.db.raw = set()
+        forget_views()
+        ctx.select(ctx.dbi)
+        marks = ctx.raw
+    marks.add(key)
 
 
 # ---------------------------------------------------------------------------- shared parsers

@@ -2,7 +2,9 @@
 
 The server talks to a persistence object only: ``execute_rw(op)`` for every write (an
 operation of the state machine), ``sync()`` once before the replies of a batch are written
-(group commit), ``checkpoint()`` for SAVE/BGSAVE, ``stats()`` for INFO, ``close()``.
+(group commit; on a disk pool ``commit_begin/commit_write/commit_end`` instead, so that the
+synced write overlaps the next requests), ``checkpoint()`` for SAVE/BGSAVE, ``stats()``
+for INFO, ``close()``.
 ``--persistence none`` runs the same server on a plain in-memory state.
 """
 
@@ -29,6 +31,8 @@ class NoPersistence:
         self.device = "none"
         self.recovery_seconds = 0.0
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
+
+    overlapped = False  # (see PersimmonPersistence)
 
     def sync(self) -> None:
         pass
@@ -64,6 +68,12 @@ class PersimmonPersistence:
         # logged and applied now, durable at sync(): invoke_rw(op, commit=False)
         self.execute_rw = self.psm.invoke_rw_grouped
         self.sync = self.psm.commit  # (once per batch of requests: no wrapper call either)
+        # a disk pool: the batch's commit is a synced write the server overlaps with the
+        # next requests (begin here, write in a thread, end here; replies wait for the end)
+        self.overlapped = self.psm.overlaps_commits
+        self.commit_begin = self.psm.commit_begin
+        self.commit_write = self.psm.commit_write
+        self.commit_end = self.psm.commit_end
 
     def checkpoint(self, wait: bool) -> None:
         if wait:

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import hiredis
@@ -29,7 +30,7 @@ from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
 from .config import Config
 from .info import VERSION
-from .keyspace import lookup
+from .keyspace import DIRTY, lookup
 from .patterns import glob_match
 from .replies import (
     E_NOAUTH,
@@ -51,6 +52,10 @@ _BIG_HINT = b"$000000000"
 _TAIL = 24
 _RESP_START = (0x2A, 0x24)  # '*' starts a command, '$' continues a split one
 INLINE_MAX = 64 * 1024
+IOBUF_LEN = 16 * 1024  # Redis's PROTO_IOBUF_LEN: a client's read buffer
+RESIZE_THRESHOLD = 32 * 1024  # Redis's PROTO_RESIZE_THRESHOLD (and PROTO_MBULK_BIG_ARG)
+_EMPTY_VIEW = memoryview(b"")
+_BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
 _time_ns = time.time_ns
 
 
@@ -84,8 +89,15 @@ def _now_ms() -> int:
     return _time_ns() // 1_000_000
 
 
-class Client(asyncio.Protocol):
-    """One connection."""
+class Client(asyncio.BufferedProtocol):
+    """One connection.
+
+    Reads go into the connection's own read buffer (``rbuf``), sized as Redis sizes its
+    query buffer: 16 KiB (PROTO_IOBUF_LEN), the whole of a big argument (32 KiB or more)
+    while one arrives, given back by ``resize_query_buffer`` (Redis's
+    clientsCronResizeQueryBuffer) when the client idles or its recent reads were much
+    smaller.  CLIENT LIST's ``qbuf`` is what the parser holds of an incomplete command,
+    ``qbuf-free`` the read buffer's size."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -110,6 +122,11 @@ class Client(asyncio.Protocol):
         self.backlog: deque = deque()
         self.closing = False
         self.tail = b""
+        self.rbuf = _EMPTY_VIEW  # (allocated at the first read)
+        self.qb_peak = 0  # the largest read since the last resize_query_buffer
+        self.last_io = time.monotonic()
+        self.nocr = 0  # bytes at the end of what was read that follow its last '\r'
+        self.crhead = b""  # the bytes before that '\r'
         self.inline = b""
         self.last_cmd = b""
         self.paused = False
@@ -168,6 +185,39 @@ class Client(asyncio.Protocol):
         if not self.closing:
             self.transport.resume_reading()
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buf = self.rbuf
+        if len(buf) < IOBUF_LEN:  # (given back when idle, or shrunk under 16 KiB)
+            buf = self.rbuf = memoryview(bytearray(IOBUF_LEN))
+        return buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_io = time.monotonic()
+        if nbytes > self.qb_peak:
+            self.qb_peak = nbytes
+        self.data_received(self.rbuf[:nbytes].tobytes())
+
+    def resize_query_buffer(self, now: float) -> None:
+        """Redis's clientsCronResizeQueryBuffer, on the read buffer (only when it wastes
+        more than 4 KiB): give it back when the client has been idle more than 2 s, or cut
+        it down to the largest recent read when it is over 32 KiB and more than twice
+        that."""
+        size = len(self.rbuf)
+        if size > 4096:
+            if now - self.last_io > 2:
+                self.rbuf = _EMPTY_VIEW
+            elif size > RESIZE_THRESHOLD and size // 2 > self.qb_peak:
+                self.rbuf = memoryview(bytearray(max(self.qb_peak, self.reader.len())))
+        self.qb_peak = 0
+
+    def query_buffer(self) -> tuple[int, int]:
+        """(bytes of an incomplete command held, size of the read buffer): CLIENT LIST's
+        qbuf and qbuf-free."""
+        # (hiredis keeps up to 1 KiB of what it parsed in its buffer: nothing is held
+        # when it has no unread byte)
+        held = self.reader.len() if self.reader.has_data() else 0
+        return held + len(self.inline), len(self.rbuf)
+
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
@@ -225,6 +275,28 @@ class Client(asyncio.Protocol):
                 # CLIENT REPLY changed how this client's commands are dispatched
                 self.closing = self.switching = False
                 dispatch = self.dispatch_fn
+        # Redis refuses a '*' or '$' header line still without its '\r' after 64 KiB
+        # (PROTO_INLINE_MAX_SIZE); hiredis would buffer it for ever.  More than 64 KiB are
+        # waiting (hiredis's buffer keeps under 1 KiB of what it parsed) and none of it is a
+        # '\r': that is such a line, unless the last '\r' ended the "$<length>" header of a
+        # bulk string that is still arriving (a long payload has no '\r' to find).
+        i = data.rfind(b"\r")
+        if i >= 0:
+            self.nocr = len(data) - 1 - i
+            self.crhead = data[i - 21 : i] if i >= 21 else (self.tail + data[:i])[-21:]
+            if self.nocr and reader.has_data():
+                m = _BULK_HEADER.search(self.crhead)
+                if m is not None:  # a bulk string arriving: big ones are read whole
+                    n = int(self.crhead[m.start() + 1 :]) + 2
+                    if RESIZE_THRESHOLD <= n <= self.server.cfg.proto_max_bulk_len + 2 \
+                            and n > len(self.rbuf):
+                        self.rbuf = memoryview(bytearray(n))
+        else:
+            self.nocr += len(data)
+            if self.nocr > INLINE_MAX and reader.len() > INLINE_MAX \
+                    and not _BULK_HEADER.search(self.crhead):
+                self.protocol_error("too big mbulk count string")
+                return
         # a length split across two chunks is checked with the end of the previous one
         self.tail = data[-_TAIL:] if reader.has_data() or data[-1] in _RESP_START else b""
         # Replies go out once per event-loop round, after the group commit: writing each at
@@ -435,6 +507,10 @@ class Server:
         self.pending: dict[int, Client] = {}
         self.to_close: set = set()
         self.flush_scheduled = False
+        self.committing: Any = None  # (disk pools) the commit being written, if any
+        self.held: list = []  # the batches of replies waiting for it
+        self.held_next: list = []  # the batches made since (waiting for the next commit)
+        self._committer: ThreadPoolExecutor | None = None
         self.loop: Any = None
         self.channels: dict[bytes, set] = {}
         self.patterns: dict[bytes, set] = {}
@@ -446,6 +522,7 @@ class Server:
         self.errors: dict[str, int] = {}  # INFO errorstats: error code -> replies
         self.rejecting = False
         self.last_save = int(time.time())
+        DIRTY[0] = 0  # (a recovery's replay is no change since the last save)
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False
@@ -490,14 +567,82 @@ class Server:
             return
         pending = self.pending
         self.pending = {}
+        if self.committing is not None:
+            # a synced write is in flight: these replies may have seen its writes (and
+            # made more, committed next): they wait for it
+            self.held_next.append(pending)
+            return
+        if self.p.overlapped:
+            self._commit_overlapped([pending])
+            return
         self.p.sync()  # group commit: the writes behind these replies are durable now
+        self._send(pending)
+        self._close_finished()
+
+    def _send(self, pending: dict) -> None:
         for c in pending.values():
             if c.out and c.transport is not None:
                 c.send_out()
+
+    def _close_finished(self) -> None:
         for c in list(self.to_close):
             if c.transport is not None:
                 c.transport.close()
         self.to_close.clear()
+
+    # A disk pool's group commit is a synced write (about 0.1 ms on an SSD): it runs in a
+    # thread while the loop goes on reading and executing requests; every reply made
+    # meanwhile waits, and the writes made meanwhile are the next commit.  Replies leave in
+    # the order they were made, each after the writes it may depend on are durable.
+    def _commit_overlapped(self, batches: list) -> None:
+        ticket = self.p.commit_begin()
+        if ticket is None:
+            for b in batches:
+                self._send(b)
+            self._close_finished()
+            return
+        self.committing = ticket
+        self.held = batches
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="log-commit")
+        fut = self.loop.run_in_executor(self._committer, self.p.commit_write, ticket)
+        fut.add_done_callback(lambda _f, t=ticket: self._commit_done(t))
+
+    def _commit_done(self, ticket: Any) -> None:
+        if self.committing is not ticket or self.closed:
+            return  # (finished synchronously meanwhile: settle_commits; or shut down)
+        try:
+            self.p.commit_end(ticket)
+        except Exception:
+            log.critical("the operation log could not be made durable: stopping, and the "
+                         "replies that depended on it are not sent", exc_info=True)
+            self.held, self.held_next, self.committing = [], [], None
+            self.closed = True
+            if self.shutdown_event is not None:
+                self.shutdown_event.set()
+            return
+        self.committing = None
+        held, self.held = self.held, []
+        for b in held:
+            self._send(b)
+        later, self.held_next = self.held_next, []
+        if later:
+            self._commit_overlapped(later)
+        else:
+            self._close_finished()
+
+    def settle_commits(self) -> None:
+        """Finish a commit in flight now and send the replies that waited for it (for code
+        that must send replies at once: the replies to clients while a script is busy)."""
+        if self.committing is None:
+            return
+        self.p.sync()  # (finishes the one in flight, and commits what was logged since)
+        self.committing = None
+        held = self.held + self.held_next
+        self.held, self.held_next = [], []
+        for b in held:
+            self._send(b)
+        self._close_finished()
 
     # -------------------------------------------------------------- dispatch
     def now(self) -> int:
@@ -835,8 +980,16 @@ class Server:
             await asyncio.sleep(1 / self.cfg.hz)
             try:
                 self.expire_cycle()
+                self.clients_cron()
             except Exception:  # never let the cycle die
                 log.exception("active expiry cycle failed")
+
+    def clients_cron(self) -> None:
+        """Resize the clients' read buffers (Redis's clientsCron looks at every client
+        about once a second; here every client every 1/hz s)."""
+        now = time.monotonic()
+        for c in self.clients.values():
+            c.resize_query_buffer(now)
 
     def expire_cycle(self) -> None:
         now = self.now()

@@ -94,13 +94,16 @@ def r(server):
 
 
 @pytest.fixture(scope="session")
-def real_redis():
+def real_redis(tmp_path_factory):
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed (scripts/test.sh installs it)")
     port = free_port()
+    # (--dir: a SAVE a test sends writes its dump.rdb there, not in the current directory)
     p = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no",
-                          "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                          "--bind", "127.0.0.1",
+                          "--dir", str(tmp_path_factory.mktemp("real-redis"))],
+                         stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     wait_port(port, p)
     yield redis.Redis(port=port)

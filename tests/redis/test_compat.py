@@ -170,3 +170,37 @@ def test_expire_overflow_and_setrange_limits(r):
     with pytest.raises(redis.ResponseError, match="offset is out of range"):
         r.setrange("foo", -1, "x")
     assert r.get("foo") == b"bar"
+
+
+def test_strings_changed_in_place_are_raw_encoded_as_in_redis(server, real_redis):
+    """APPEND/SETRANGE/SETBIT/BITFIELD leave a string ``raw`` (Redis never converts it
+    back); a SET, a DEL or a FLUSHDB ends that; APPEND creating a key keeps the argument's
+    encoding."""
+    def script(c):
+        c.flushall()
+        out = []
+        c.set("k", 1234)
+        out.append(c.object("encoding", "k"))
+        c.setrange("k", 0, "2")
+        out += [c.get("k"), c.object("encoding", "k")]
+        c.set("k", 1234)
+        out.append(c.object("encoding", "k"))
+        c.append("k", "5")
+        out.append(c.object("encoding", "k"))
+        c.delete("k")
+        c.append("k", "77")
+        out.append(c.object("encoding", "k"))
+        c.setbit("b", 1, 1)
+        c.set("i", 12)
+        c.bitfield("i").set("u8", 0, 0x31).execute()
+        out += [c.object("encoding", "b"), c.object("encoding", "i"), c.get("i")]
+        c.setrange("r", 0, "x")
+        out.append(c.object("encoding", "r"))
+        c.flushdb()
+        c.set("r", "x")
+        out.append(c.object("encoding", "r"))
+        return out
+
+    want = script(real_redis)
+    assert want[:3] == [b"int", b"2234", b"raw"]
+    assert script(server.client()) == want

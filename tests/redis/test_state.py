@@ -125,3 +125,20 @@ def test_state_digest_is_stable_and_sees_every_database():
         assert digest(st) != base, i
         del st.dbs[i].data[b"x"]
         assert digest(st) == base, i
+
+
+def test_a_pool_made_before_db_raw_existed_marks_raw_strings_on_first_use():
+    # (Db.raw is new: an old pool's databases have only the class default, None)
+    from persimmon_redis.keyspace import Ctx, forget_views
+    from persimmon_redis.state import RedisState
+    st = RedisState(2)
+    for db in st.dbs:
+        del db.raw
+    forget_views()
+    assert st.apply((0, 0, (b"set", b"k", b"12"))) == "OK"
+    assert st.apply((0, 0, (b"setrange", b"k", b"0", b"3"))) == 2
+    assert st.dbs[0].raw == {b"k"}
+    from persimmon_redis.registry import COMMANDS
+    assert COMMANDS[b"object"].fn(Ctx(st, 0, 0), [b"object", b"encoding", b"k"]) == b"raw"
+    assert st.apply((0, 0, (b"del", b"k"))) == 1
+    assert st.dbs[0].raw == set()

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..info import NO_REPLY, client_cmd, command_cmd, config_cmd, render_info
+from ..keyspace import DIRTY
 from ..registry import command
 from ..replies import OK, RError, Status
 
@@ -48,6 +49,7 @@ def _time(s: Server, c: Client, a: list) -> None:
 def _save(s: Server, c: Client, a: list) -> None:
     s.p.checkpoint(wait=True)
     s.last_save = int(time.time())
+    DIRTY[0] = 0
     c.reply(OK)
 
 
@@ -56,6 +58,7 @@ def _save(s: Server, c: Client, a: list) -> None:
 def _bgsave(s: Server, c: Client, a: list) -> None:
     s.p.checkpoint(wait=False)
     s.last_save = int(time.time())
+    DIRTY[0] = 0
     c.reply(Status("Background saving started"))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..keyspace import Ctx, delete, get_str, set_value, to_int
+from ..keyspace import Ctx, changes, delete, get_str, mark_raw, set_value, to_int
 from ..registry import command
 from ..replies import E_SYNTAX, RError
 
@@ -64,7 +64,11 @@ def cmd_setbit(ctx: Ctx, a: list) -> Any:
     old = v[byte] & mask
     if grown or bool(old) != bool(on):
         nb = (v[byte] | mask) if on else (v[byte] & ~mask)
-        set_value(ctx, a[1], v[:byte] + bytes((nb,)) + v[byte + 1:], keep_ttl=True)
+        set_value(ctx, a[1], v[:byte] + bytes((nb,)) + v[byte + 1:], keep_ttl=True,
+                  raw=True)
+    else:
+        changes(0)  # (Redis counts a SETBIT only when it created, grew or changed the string)
+        mark_raw(ctx, a[1])  # (and makes the string raw all the same)
     return 1 if old else 0
 
 
@@ -287,6 +291,7 @@ def _bitfield(ctx: Ctx, a: list, ro: bool) -> Any:
     buf = bytearray(cur)
     out: list = []
     changed = grown
+    n = 0  # Redis's count: every SET/INCRBY written that changed its field or grew the key
     for sub, signed, bits, off, arg, ow in ops:
         if sub == b"get":
             out.append(_get_field(buf, off, bits, signed))
@@ -310,11 +315,15 @@ def _bitfield(ctx: Ctx, a: list, ro: bool) -> Any:
             out.append(None)
             continue
         out.append(res if sub == b"incrby" else old)
-        if res != old:
+        if res != old or grown:
             changed = True
+            n += 1
         _set_field(buf, off, bits, res)
     if changed:
-        set_value(ctx, a[1], bytes(buf), keep_ttl=True)
+        set_value(ctx, a[1], bytes(buf), keep_ttl=True, raw=True)
+    elif cur is not None and a[1] in ctx.data:
+        mark_raw(ctx, a[1])
+    changes(n)
     return out
 
 

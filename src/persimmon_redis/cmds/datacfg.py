@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..datasettings import SETTINGS
-from ..keyspace import Ctx
+from ..keyspace import Ctx, changes
 from ..registry import command
 from ..replies import OK
 
@@ -15,4 +15,5 @@ from ..replies import OK
 def cmd_datacfg(ctx: Ctx, a: list) -> Any:
     attr, _ = SETTINGS[a[1]]
     setattr(ctx.state, attr, int(a[2]))
+    changes(0)  # (a setting, not data: Redis's CONFIG SET changes nothing)
     return OK

@@ -14,6 +14,7 @@ from ..keyspace import (
     I64_MAX,
     I64_MIN,
     Ctx,
+    changes,
     delete,
     forget_views,
     live_keys,
@@ -94,6 +95,7 @@ def cmd_del(ctx: Ctx, a: list) -> Any:
         if lookup_write(ctx, k) is not None:
             delete(ctx, k)
             n += 1
+    changes(n)
     return n
 
 
@@ -353,6 +355,8 @@ def cmd_flushdb(ctx: Ctx, a: list) -> Any:
         raise RError(E_SYNTAX)
     ctx.data.clear()
     ctx.expires.clear()
+    if ctx.raw:
+        ctx.raw.clear()
     return OK
 
 
@@ -364,6 +368,8 @@ def cmd_flushall(ctx: Ctx, a: list) -> Any:
     for db in ctx.state.dbs:
         db.data.clear()
         db.expires.clear()
+        if db.raw:
+            db.raw.clear()
     return OK
 
 
@@ -388,6 +394,8 @@ def cmd_object(ctx: Ctx, a: list) -> Any:
     if v is None:
         return None
     if sub == b"ENCODING":
+        if isinstance(v, bytes) and ctx.raw and a[2] in ctx.raw:
+            return b"raw"
         return encoding_of(v)
     if sub == b"FREQ":
         raise RError("ERR An LFU maxmemory policy is not selected, access frequency not "

@@ -9,6 +9,7 @@ from typing import Any
 from ..encodings import encoding_of
 from ..keyspace import (
     Ctx,
+    changes,
     delete,
     drop_if_empty,
     get_set,
@@ -34,6 +35,7 @@ def cmd_sadd(ctx: Ctx, a: list) -> Any:
         if m not in s:
             s.add(m)
             n += 1
+    changes(n)
     return n
 
 
@@ -48,6 +50,7 @@ def cmd_srem(ctx: Ctx, a: list) -> Any:
             s.discard(m)
             n += 1
     drop_if_empty(ctx, a[1], s)
+    changes(n)
     return n
 
 

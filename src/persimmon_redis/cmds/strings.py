@@ -211,7 +211,8 @@ def _check_append(server: Any, db: int, a: list) -> RError | None:
 def cmd_append(ctx: Ctx, a: list) -> Any:
     v = get_str(ctx, a[1], write=True)
     nv = (v or b"") + a[2]
-    set_value(ctx, a[1], nv, keep_ttl=True)
+    # (Redis: a new key takes the argument's encoding, an existing string becomes raw)
+    set_value(ctx, a[1], nv, keep_ttl=True, raw=v is not None)
     return len(nv)
 
 
@@ -246,7 +247,7 @@ def cmd_setrange(ctx: Ctx, a: list) -> Any:
     if len(v) < off:
         v = v + bytes(off - len(v))
     nv = v[:off] + a[3] + v[off + len(a[3]) :]
-    set_value(ctx, a[1], nv, keep_ttl=True)
+    set_value(ctx, a[1], nv, keep_ttl=True, raw=True)
     return len(nv)
 
 

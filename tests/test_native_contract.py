@@ -1,0 +1,108 @@
+"""The compiled module's contract (persimmon.native): what ``_speedups`` reads of the heap,
+the undo log, the devices and the proxy classes by name is declared once, compared with the
+module's own list at load, and checked on every Heap when it is built.  A rename in Python
+must fail at once, not silently send every store down the Python path."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from persimmon import heap as heap_mod
+from persimmon import native, proxies
+from persimmon.heap import Heap
+from persimmon.undolog import UndoLog
+
+
+def test_the_module_reads_what_is_declared():
+    if native.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    assert native.FAST.CONTRACT == native.contract()
+
+
+def test_a_build_that_reads_other_names_is_refused():
+    if native.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    fake = types.SimpleNamespace(**{k: getattr(native.FAST, k) for k in dir(native.FAST)
+                                    if not k.startswith("__")})
+    theirs = dict(native.FAST.CONTRACT)
+    theirs["heap"] = tuple(n if n != "_nolog" else "_no_log" for n in theirs["heap"])
+    fake.CONTRACT = theirs
+    with pytest.warns(RuntimeWarning, match="attributes it reads"):
+        assert native.configure(fake) is None
+
+
+def test_a_heap_meets_the_contract(tmp_path):
+    heap = Heap.create(str(tmp_path / "p"), {"a": b"x"}, initial_size=1 << 20)
+    try:
+        native.check_heap(heap)  # (also run by Heap.__init__)
+        for name, want in native.HEAP_ATTRS.items():
+            assert name in heap.__dict__
+            assert want is None or type(heap.__dict__[name]) is want
+        for name in native.UNDO_ATTRS:
+            assert name in heap.undo.__dict__
+        for name in native.PROXY_SLOTS:
+            assert any(name in getattr(k, "__slots__", ()) for k in proxies.PObject.__mro__)
+    finally:
+        heap.close()
+
+
+def test_renaming_a_heap_attribute_fails_loudly(tmp_path, monkeypatch):
+    real_init = Heap.__init__
+
+    def init(self, pool):  # Heap.__init__ with _nolog renamed before its last line, the check
+        real_check = native.check_heap
+
+        def renamed_then_checked(heap):
+            heap.__dict__["_no_log"] = heap.__dict__.pop("_nolog")
+            real_check(heap)
+
+        monkeypatch.setattr(native, "check_heap", renamed_then_checked)
+        real_init(self, pool)
+
+    monkeypatch.setattr(Heap, "__init__", init)
+    with pytest.raises(native.ContractError, match=r"Heap\._nolog is missing"):
+        Heap.create(str(tmp_path / "p"), {}, initial_size=1 << 20)
+
+
+def test_renaming_an_undo_log_attribute_fails_loudly(tmp_path, monkeypatch):
+    class RenamedUndoLog(UndoLog):  # _bmix renamed in a subclass
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self._mix = self.__dict__.pop("_bmix")
+
+    monkeypatch.setattr(heap_mod, "UndoLog", RenamedUndoLog)
+    with pytest.raises(native.ContractError, match=r"RenamedUndoLog\._bmix is missing"):
+        Heap.create(str(tmp_path / "p"), {}, initial_size=1 << 20)
+
+
+def test_a_type_change_fails_loudly(tmp_path, monkeypatch):
+    real_init = UndoLog.__init__
+
+    def init(self, *args, **kw):  # an undo log whose position became a float
+        real_init(self, *args, **kw)
+        self._pos = float(self._pos)
+
+    monkeypatch.setattr(UndoLog, "__init__", init)
+    with pytest.raises(native.ContractError, match=r"UndoLog\._pos is a float, not a int"):
+        Heap.create(str(tmp_path / "p"), {}, initial_size=1 << 20)
+
+
+def test_renaming_a_method_fails_loudly(tmp_path, monkeypatch):
+    monkeypatch.delattr(Heap, "_ix_probed")
+    with pytest.raises(native.ContractError, match=r"Heap\._ix_probed is not a method"):
+        Heap.create(str(tmp_path / "p"), {}, initial_size=1 << 20)
+
+
+def test_a_proxy_class_without_its_caches_fails_loudly():
+    class Bare:
+        pass
+
+    with pytest.raises(native.ContractError, match="_own, _dc"):
+        native.check_proxy_class(Bare)
+    native.check_proxy_class(proxies.PObject)
+
+
+def test_heap_re_exports_the_one_loader():
+    assert heap_mod.FAST is native.FAST and heap_mod.FAST_API == native.API
