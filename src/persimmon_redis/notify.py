@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .stream import Stream
+
 Event = tuple[str, str, bytes]  # (class, event name, key)
 
 _STRING_EVENTS = {
@@ -144,3 +146,106 @@ def _zadd_updates(a: list) -> bool:
 def new_keys(keys: list, before: Callable[[bytes], bool],
              after: Callable[[bytes], bool]) -> list[Event]:
     return [("n", "new", k) for k in dict.fromkeys(keys) if not before(k) and after(k)]
+
+
+# ---------------------------------------------------------------------------- streams
+# Stream commands' events (class ``t``) need more than key existence: whether the stream
+# grew and shrank (XADD's trim) and which consumers a group gained or lost.  The server
+# takes a *shape* of each stream key before such a write and compares it with the shape
+# after (``stream_events``).
+STREAM_WRITES = frozenset((b"xadd", b"xtrim", b"xdel", b"xgroup", b"xsetid", b"xreadgroup",
+                           b"\x00xreadgroup", b"xclaim", b"xautoclaim"))
+
+Shape = tuple[int, dict] | None  # (length, {group: frozenset(consumer names)}), None: no stream
+
+
+def stream_shape(v: Any) -> Shape:
+    if not isinstance(v, Stream):
+        return None
+    return len(v), {g: frozenset(grp.consumers) for g, grp in v.groups.items()}
+
+
+def stream_events(name: bytes, a: list, res: Any, before: dict[bytes, Shape],
+                  after: dict[bytes, Shape]) -> list[Event]:
+    """The ``t`` events of stream write ``a`` (lower-cased ``name``) that replied ``res``,
+    as Redis 7.0's t_stream.c publishes them; ``before`` / ``after``: the shapes of its
+    keys."""
+    from .replies import RError
+
+    if isinstance(res, RError):
+        return []
+    out: list[Event] = []
+    if name == b"xadd":
+        if res is not None:  # (None: NOMKSTREAM and no stream)
+            out.append(("t", "xadd", a[1]))
+            old, new = before.get(a[1]), after.get(a[1])
+            if _xadd_trims(a) and new is not None and new[0] < (old[0] if old else 0) + 1:
+                out.append(("t", "xtrim", a[1]))
+    elif name in (b"xtrim", b"xdel"):
+        if _changed(res):
+            out.append(("t", name.decode(), a[1]))
+    elif name == b"xsetid":
+        out.append(("t", "xsetid", a[1]))
+    elif name == b"xgroup":
+        sub = a[1].lower()
+        if sub in (b"create", b"setid"):
+            out.append(("t", "xgroup-" + sub.decode(), a[2]))
+        elif sub in (b"destroy", b"createconsumer"):
+            if res == 1:
+                out.append(("t", "xgroup-" + sub.decode(), a[2]))
+        elif sub == b"delconsumer":
+            old = before.get(a[2])
+            if old is not None and a[4] in old[1].get(a[3], ()):
+                out.append(("t", "xgroup-delconsumer", a[2]))
+    else:  # XREADGROUP, XCLAIM, XAUTOCLAIM: a consumer they name is created on first use
+        for k, new in after.items():
+            old = before.get(k)
+            if new is None:
+                continue
+            for g, consumers in new[1].items():
+                known = old[1].get(g, frozenset()) if old is not None else frozenset()
+                out += [("t", "xgroup-createconsumer", k)] * len(consumers - known)
+    return out
+
+
+def _xadd_trims(a: list) -> bool:
+    """Whether an XADD has a MAXLEN or MINID option (before its id)."""
+    i = 2
+    while i < len(a):
+        opt = a[i].upper()
+        if opt in (b"MAXLEN", b"MINID"):
+            return True
+        if opt == b"NOMKSTREAM":
+            i += 1
+        elif opt == b"LIMIT":
+            i += 2
+        else:
+            return False  # the id
+    return False
+
+
+def advance(shape: Shape, name: bytes, a: list, res: Any, final: Shape) -> Shape:
+    """Inside a transaction (one operation): the shape a stream write left, estimated from
+    the ``shape`` before it, its reply and the ``final`` shape the transaction left."""
+    from .replies import RError
+
+    if final is None or isinstance(res, RError):
+        return shape if final is not None else None
+    length, groups = shape if shape is not None else (0, {})
+    groups = dict(groups)
+    if name == b"xadd" and res is not None:
+        length = min(length + 1, final[0])  # (less: its trim removed entries)
+    elif name in (b"xtrim", b"xdel") and _changed(res):
+        length -= res
+    elif name == b"xgroup":
+        sub = a[1].lower()
+        if sub == b"create":
+            groups[a[3]] = frozenset()
+        elif sub == b"destroy":
+            groups.pop(a[3], None)
+        elif sub in (b"createconsumer", b"delconsumer") and a[3] in groups:
+            op = frozenset.union if sub == b"createconsumer" else frozenset.difference
+            groups[a[3]] = op(groups[a[3]], {a[4]})
+    elif name not in (b"xsetid",):
+        groups.update((g, groups.get(g, frozenset()) | c) for g, c in final[1].items())
+    return length, groups

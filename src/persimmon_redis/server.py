@@ -748,7 +748,10 @@ class Server:
         pre = cmd.touches(self, c.db, argv) if cmd.touches is not None else None
         keys = cmd.keys(argv)
         existed = self.existing(c.db, keys) if self.notify_on or self.watchers else None
+        shapes = self.stream_shapes(c.db, argv, keys) if self.notify_on else None
         res = self.p.execute_rw((c.db, self.now(), tuple(argv)))
+        if existed is not None and self.notify_on:  # (before blocked clients are served)
+            self.notify_write(c.db, argv, res, existed, shapes)
         if pre is not None:
             self.touched_pairs(pre)
         else:
@@ -756,8 +759,6 @@ class Server:
                 now = self.existing(c.db, keys)
                 keys = [k for k in keys if existed.get(k) or now.get(k)]
             self.touched(c.db, keys)
-        if existed is not None and self.notify_on:
-            self.notify_write(c.db, argv, res, existed)
         c.reply(res)
 
     # -------------------------------------------------------------- notifications
@@ -779,7 +780,16 @@ class Server:
         ctx = Ctx(self.state, db, self.now())
         return {k: lookup(ctx, k) is not None for k in keys}
 
-    def notify_write(self, db: int, argv: list, res: Any, existed: dict) -> None:
+    def stream_shapes(self, db: int, argv: list, keys: list) -> dict | None:
+        """Before a stream write, with notifications on: the shapes its events are derived
+        from (``notify.stream_events``); None for other commands."""
+        if argv[0].lower() not in notify.STREAM_WRITES:
+            return None
+        ctx = Ctx(self.state, db, self.now())
+        return {k: notify.stream_shape(lookup(ctx, k)) for k in keys}
+
+    def notify_write(self, db: int, argv: list, res: Any, existed: dict,
+                     shapes: dict | None = None, shapes_after: dict | None = None) -> None:
         ctx = Ctx(self.state, db, self.now())
         name = argv[0].lower()
 
@@ -791,6 +801,10 @@ class Server:
 
         evs = notify.new_keys(list(existed), before, after)
         evs += notify.events(name, argv, res, before, after)
+        if shapes is not None:
+            if shapes_after is None:
+                shapes_after = {k: notify.stream_shape(lookup(ctx, k)) for k in shapes}
+            evs += notify.stream_events(name, argv, res, shapes, shapes_after)
         for cls, ev, key in evs:
             self.notify(cls, ev, key, db)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .state import NORMAL
+from .state import NORMAL, record_op
 
 __all__ = ["BackupCoordinator"]
 
@@ -74,8 +74,10 @@ class BackupCoordinator:
         txn_id, ts = key
         found = None
         for (cid, _rid), e in self.rep.state.record.items():
-            op = e[3]
-            if e[0] == "C" and op[0] == "prepare" and op[1] == txn_id and tuple(op[2]) == ts:
+            if e[0] != "C":
+                continue
+            op = record_op(e)
+            if op[0] == "prepare" and op[1] == txn_id and tuple(op[2]) == ts:
                 found = (cid, op)
                 break
         if found is None:

@@ -13,7 +13,7 @@ import os
 
 from persimmon.errors import PersimmonError
 
-from .state import RECOVERING, ReplicaState
+from .state import FORMAT, RECOVERING, ReplicaState
 
 __all__ = ["InMemory", "Persistent", "PoolMismatchError", "open_state"]
 
@@ -25,7 +25,7 @@ class PoolMismatchError(Exception):
 class InMemory:
     """The baseline: the state lives in DRAM only; a restarted replica starts empty."""
 
-    mode, recovered, recovery_seconds = "none", False, 0.0
+    mode, recovered, recovery_seconds, recovery_times = "none", False, 0.0, {}
 
     def __init__(self, ident: tuple) -> None:
         self.state = ReplicaState(ident, RECOVERING)  # must be refilled by a view change
@@ -60,8 +60,15 @@ class Persistent:
             self.psm.close()
             raise PoolMismatchError(f"{self.pool_path} holds {what}, not replica {ident} "
                                     "(cluster id, shard, replica, replicas, shards)")
+        if getattr(self.state, "format", 1) != FORMAT:
+            self.psm.close()
+            raise PoolMismatchError(f"{self.pool_path} was written by another version of "
+                                    f"persimmon-tapir (state layout "
+                                    f"{getattr(self.state, 'format', 1)}, this one reads "
+                                    f"{FORMAT})")
         self.recovered = self.psm.recovered
-        self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
+        self.recovery_times = dict(self.psm.recovery_times)
+        self.recovery_seconds = self.recovery_times.get("total", 0.0)
         self.rw = self.psm.invoke_rw_grouped  # logged and applied now, durable at commit()
         self.commit = self.psm.commit
 

@@ -74,7 +74,9 @@ def run_replica(config_path: str, shard: int, replica: int, directory: str,
            recovered=bool(sm.recovered), status=st.status, view=st.view,
            keys=len(st.store), record=len(st.record),
            seconds=round(time.monotonic() - t0, 6),
-           recovery_seconds=round(getattr(sm, "recovery_seconds", 0.0), 6))
+           recovery_seconds=round(sm.recovery_seconds, 6),
+           **{f"recovery_{k}": round(v, 6) for k, v in sm.recovery_times.items()
+              if k in ("materialize", "replay", "replayed_ops")})
     rep.start()
     if sm.recovered and st.status == NORMAL and any(e[1] == "T" for e in st.record.values()):
         # operations it had not seen finalized when it stopped: sync with its peers

@@ -1,10 +1,21 @@
 """Python libraries built on Redis, unchanged, against persimmon-redis: RQ (a job queue:
-enqueue, a burst worker, results), cachelib's RedisCache (Flask-Caching's backend) and
-dogpile.cache's Redis backend.  They install from PyPI with the ``test`` extra."""
+enqueue, a burst worker, results), Celery (a worker subprocess, persimmon-redis as broker and
+result backend), cachelib's RedisCache (Flask-Caching's backend) and dogpile.cache's Redis
+backend.  They install from PyPI with the ``test`` extra."""
 
 from __future__ import annotations
 
+import gc
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ServerProc
 
 
 def test_rq_enqueue_burst_worker_and_results(r):
@@ -67,3 +78,61 @@ def test_dogpile_cache_redis_backend(server):
     assert region.get_multi(["k1", "k2"]) == ["v1", "v2"]
     region.delete("k1")
     assert region.get("k1").__class__.__name__ == "NoValue"
+
+
+def test_celery_worker_with_persimmon_redis_as_broker_and_result_backend(tmp_path):
+    """A real Celery worker (solo pool, its own process) takes tasks from persimmon-redis
+    (lists, BRPOP, pub/sub) and stores results there (SET + PUBLISH in a transaction);
+    chains, groups and a chord (its parts gathered with RPUSH/LLEN in a transaction) come
+    back, a failing task raises its error; results survive a SIGKILL of the server."""
+    import celery_tasks as t
+    from celery import chain, chord, group
+    from celery.result import AsyncResult
+
+    srv = ServerProc("persimmon").start()
+    url = f"redis://127.0.0.1:{srv.port}/0"
+    t.app.conf.update(broker_url=url, result_backend=url)
+    log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "celery_tasks", "-b", url, "--result-backend",
+         url, "worker", "--pool", "solo", "--concurrency", "1", "--without-gossip",
+         "--loglevel", "INFO", "--hostname", f"persimmon-test-{srv.port}@localhost"],
+        cwd=os.path.dirname(__file__), stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ, C_FORCE_ROOT="1"))
+    try:
+        deadline = time.monotonic() + 30  # the worker answers a broadcast ping when ready
+        while not t.app.control.ping(timeout=0.5):
+            assert worker.poll() is None and time.monotonic() < deadline, (
+                (tmp_path / "worker.log").read_text())
+        assert t.add.delay(2, 3).get(timeout=20) == 5
+        failing = t.fail.delay("boom")
+        with pytest.raises(ValueError, match="boom"):
+            failing.get(timeout=20)
+        assert failing.state == "FAILURE"
+        assert chain(t.add.s(1, 2), t.add.s(3)).apply_async().get(timeout=20) == 6
+        assert group(t.add.s(i, i) for i in range(5)).apply_async().get(timeout=20) == [
+            0, 2, 4, 6, 8]
+        kept = chord((t.add.s(i, 10) for i in range(4)), t.total.s()).apply_async()
+        assert kept.get(timeout=20) == 46
+        kept_id = kept.id
+        worker.send_signal(signal.SIGTERM)  # warm shutdown
+        assert worker.wait(20) == 0, (tmp_path / "worker.log").read_text()
+        # (results unsubscribe from their channels when collected: before the server goes)
+        del failing, kept
+        gc.collect()
+        t.app.backend.result_consumer.stop()
+        t.app.pool.force_close_all()
+        t.app.backend.client.connection_pool.disconnect()
+        srv.kill()  # a power failure: the stored results survive
+        srv.start()
+        again = AsyncResult(kept_id, app=t.app)
+        assert again.state == "SUCCESS" and again.result == 46
+        del again
+        gc.collect()
+        t.app.backend.client.connection_pool.disconnect()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        log.close()
+        srv.cleanup()

@@ -15,7 +15,7 @@ import time
 import msgpack
 import pytest
 
-from persimmon_tapir import Client
+from persimmon_tapir import Client, store
 from persimmon_tapir.protocol import REPLICA_MESSAGES, check_replica_message
 from persimmon_tapir.wire import MessageError, decode
 
@@ -195,4 +195,4 @@ def test_well_formed_but_wrong_messages_are_rejected_before_the_state_machine():
     assert rep.bad_messages == 5
     assert sm.state.record == {} and sm.state.store == {} and sm.state.view == 0
     rep.receive(peers[1], encode(("SV", 10, ((1, 1, "I", "F", 0, commit, None),))))
-    assert sm.state.view == 10 and sm.state.store[b"k"][0][1] == b"v"  # (from a peer: taken)
+    assert sm.state.view == 10 and store.get(sm.state, b"k")[0] == b"v"  # (from a peer: taken)

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from persimmon import PSM
+from persimmon_tapir import store
 from persimmon_tapir.persistence import Persistent, PoolMismatchError
 from persimmon_tapir.simnet import Durable, SimCluster
 from persimmon_tapir.state import ReplicaState
@@ -67,7 +68,7 @@ def _recorded_ops(seed=3):
 def _digest(s: ReplicaState):
     return (s.view, s.status, s.latest_normal_view,
             {k: [tuple(x) if isinstance(x, list) else x for x in v] for k, v in s.record.items()},
-            {k: [list(v) for v in vs] for k, vs in s.store.items()},
+            {k: list(vs) for k, vs in s.store.items()},
             {k: dict(v) for k, v in s.reads.items()},
             dict(s.prepared), dict(s.decided))
 
@@ -96,7 +97,7 @@ def test_replica_state_survives_close_and_reopen(pooldir):
     p.commit()
     p.close()
     p = Persistent(ident, pooldir, log_size=4 << 20)
-    assert p.recovered and p.state.store[b"k"][-1][1] == b"v" and 5 in p.state.decided
+    assert p.recovered and store.get(p.state, b"k")[0] == b"v" and 5 in p.state.decided
     p.close()
 
 
@@ -143,5 +144,21 @@ def test_pool_of_another_cluster_or_replica_is_refused(pooldir):
         with pytest.raises(PoolMismatchError, match=r"holds replica \(7, 0, 0, 3, 1\)"):
             Persistent(other, pooldir)
     p = Persistent((7, 0, 0, 3, 1), pooldir, log_size=4 << 20)
-    assert p.state.store[b"k"][-1][1] == b"v"
+    assert store.get(p.state, b"k")[0] == b"v"
     p.close()
+
+
+def test_pool_with_an_older_state_layout_is_refused_and_left_alone(pooldir):
+    def old_replica():  # what an older persimmon-tapir wrote: no layout number
+        s = ReplicaState((7, 0, 0, 3, 1))
+        del s.format
+        s.store[b"k"] = [[(10, 1), b"v"]]
+        return s
+    path = os.path.join(pooldir, "tapir-s0-r0.pool")
+    PSM(old_replica, path, log_size=4 << 20).close()
+    with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
+                       r"\(state layout 1, this one reads 2\)"):
+        Persistent((7, 0, 0, 3, 1), pooldir)
+    psm = PSM(lambda: None, path)
+    assert not hasattr(psm.state, "format") and psm.state.store[b"k"] == [[(10, 1), b"v"]]
+    psm.close()

@@ -485,8 +485,12 @@ def xread_server(s: Server, c: Client, a: list) -> None:
 
     def serve(ctx: Ctx) -> Any:
         if group:
-            out = s.write(c.db, (b"\x00xreadgroup", *fixed[1:]))
+            op = (b"\x00xreadgroup", *fixed[1:])
+            shapes = s.stream_shapes(c.db, list(op), r.keys) if s.notify_on else None
+            out = s.write(c.db, op)
             s.touched(c.db, r.keys)
+            if shapes is not None:
+                s.notify_write(c.db, list(op), out, {}, shapes)
             return out
         try:
             return cmd_xread(ctx, fixed)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import chance
+from .. import chance, notify
 from ..busy import SCRIPT_CALLS, multi_form
+from ..keyspace import Ctx, lookup
 from ..registry import COMMANDS, Cmd, command
 from ..replies import NULL_ARRAY, OK, RError, encode
 from .resolved import server_rng
@@ -120,27 +121,42 @@ def _exec(s: Server, c: Client, a: list) -> None:
             elif cmd.touches is not None and 0 <= db < len(s.state.dbs):
                 pre += cmd.touches(s, db, q)
     existed = None
+    shapes: dict = {}
     if s.notify_on:
         existed = {}
         db = c.db
         for q in inside:
+            q = _notified_form(q)
             if q[0].lower() == b"select":
                 db = int(q[1]) if q[1].isdigit() else db
             elif q[0].lower() in COMMANDS:
-                existed.update(((db, k), v) for k, v in s.existing(
-                    db, COMMANDS[q[0].lower()].keys(list(q))).items())
+                keys = COMMANDS[q[0].lower()].keys(list(q))
+                existed.update(((db, k), v) for k, v in s.existing(db, keys).items())
+                for k, v in (s.stream_shapes(db, list(q), keys) or {}).items():
+                    shapes.setdefault((db, k), v)
     res = s.p.execute_rw((c.db, s.now(), (b"exec", *inside)))
-    if pre:
-        s.touched_pairs(pre)
     if existed is not None:
         db = c.db
         for q, r in zip(inside, res, strict=False):
+            q = _notified_form(q)
             name = q[0].lower()
             if name == b"select":
                 db = int(q[1]) if q[1].isdigit() else db
             elif name in COMMANDS and COMMANDS[name].write and name[:1] != b"\x00":
+                before = after = None
+                if name in notify.STREAM_WRITES:
+                    # the shapes between two commands of the operation are estimated from
+                    # the shape before, the reply and the transaction's result
+                    ctx = Ctx(s.state, db, s.now())
+                    before = {k: shapes.get((db, k)) for k in cmd_keys(q)}
+                    after = {k: notify.advance(v, name, list(q), r,
+                                               notify.stream_shape(lookup(ctx, k)))
+                             for k, v in before.items()}
+                    shapes.update(((db, k), v) for k, v in after.items())
                 s.notify_write(db, list(q), r, {k: v for (d, k), v in existed.items()
-                                                if d == db})
+                                                if d == db}, before, after)
+    if pre:  # (blocked clients are served after the transaction's events)
+        s.touched_pairs(pre)
     db = c.db
     for q, name, cmd in zip(queued, names, cmds, strict=True):
         if name == b"select":
@@ -222,3 +238,15 @@ def _watched_key_expired(s: Server, c: Client) -> bool:
 def _unwatch(s: Server, c: Client, a: list) -> None:
     s.unwatch_all(c)
     c.reply(OK)
+
+
+def cmd_keys(q: Any) -> list:
+    return COMMANDS[q[0].lower()].keys(list(q))
+
+
+def _notified_form(q: Any) -> Any:
+    """The command whose keyspace events a queued operation publishes (a stream read that
+    would block runs as ``\x00bpop`` inside the transaction)."""
+    if q[0] == b"\x00bpop" and q[1].lower() == b"xreadgroup":
+        return q[1:]
+    return q
