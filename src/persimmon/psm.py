@@ -391,14 +391,14 @@ class PSM:
     def _wait_for_space(self) -> None:
         # The log is full: make what we appended visible to the shadow, wake it (asleep, or
         # letting operations gather) and let it catch up.
+        sup = self._supervisor
+        sup.boost()  # (first: it lets a starved shadow run while the commit below persists)
         lg = self._log
         if lg.pending:
             lg.commit()
         self._bell.ring()
-        sup = self._supervisor
         if sup.dead():
             sup.ensure()
-        sup.boost()
         time.sleep(0.0002)
 
     # ------------------------------------------------------------------ inspection
