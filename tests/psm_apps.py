@@ -179,3 +179,26 @@ def big_expected(n: int) -> dict:
         kv.apply(big_op(i))
     _big_replay[1] = n
     return {"data": dict(kv.data), "n": kv.n}
+
+
+class ShadowBomb(KV):
+    """A KV whose ("bomb", fuse) operation kills the process that applies it unless that
+    process is the one whose pid the file ``fuse`` holds (the foreground): the shadow's
+    replay fails at that operation every time, as one hitting a bug would.  Remove the
+    file to disarm it."""
+
+    def apply(self, op):
+        if op[0] == "bomb":
+            import os
+
+            try:
+                with open(op[1]) as f:
+                    armed = int(f.read()) != os.getpid()
+            except FileNotFoundError:
+                armed = False
+            if armed:
+                raise SystemExit("the bomb went off in the shadow")
+            self.data["bombed"] = True
+            self.n += 1
+            return self.n
+        return super().apply(op)

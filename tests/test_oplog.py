@@ -75,7 +75,8 @@ def test_wrap_around_many_laps(sizes, rnd):
 def test_a_reader_that_saw_a_lone_padding_marker_sees_the_entry_after_it():
     # A reader keeps the last head it loaded and reloads it only when it is used up; the
     # producer can publish a wrap-around padding marker alone (it commits while it waits for
-    # room for the entry after it), and the reader must then find that entry once committed.
+    # room for the entry after it): the reader reads it as a None entry that ends at the
+    # head, moves past it, and finds the entry after it once committed.
     dev, producer = fresh()
     consumer = OpLog(dev, BASE, 4096 + 192)
     while producer._res < 4096 - 128:
@@ -88,13 +89,46 @@ def test_a_reader_that_saw_a_lone_padding_marker_sees_the_entry_after_it():
         producer.commit()  # the entries and the lone padding marker
         while (r := consumer.read(pos)) is not None:
             pos = r[1]
+            if r[0] is None:
+                assert pos == 4096  # (the padding: the next lap starts)
         waits.append(pos)
         consumer.set_tail(pos)
 
     producer.append(b"y" * 1000, wait=wait)
-    assert waits == [4096 - 128] and consumer.read(pos) is None
+    assert waits == [4096] and consumer.read(pos) is None
     producer.commit()
     assert consumer.read(pos) == (b"y" * 1000, 4096 + 1024)
+    assert list(consumer.entries(4096 - 128)) == [(4096 + 1024, b"y" * 1000)]  # (no None)
+
+
+@pytest.mark.parametrize("offset", [1024, 2048 + 512])
+def test_an_entry_bigger_than_the_offset_it_wraps_at_is_not_stuck_behind_its_padding(offset):
+    # The entry after a padding marker goes at the start of the log, over the space the
+    # marker's own header is in when it is bigger than the offset the marker is at: that
+    # space is free only once a consumer has moved past the marker.  A consumer that could
+    # not move past a marker at the head left the producer waiting forever (a 40 KiB value
+    # at offset 28 KiB of a 64 KiB log hung a PSM's invoke_rw).
+    dev, producer = fresh()
+    consumer = OpLog(dev, BASE, 4096 + 192)
+    pos = 0
+
+    def drain() -> None:
+        nonlocal pos
+        producer.commit()
+        while (r := consumer.read(pos)) is not None:
+            pos = r[1]
+        consumer.set_tail(pos)
+
+    while producer._res < offset:
+        producer.append(b"x" * 48)
+    drain()
+    big = b"b" * max(4096 - offset + 256, offset + 256)  # bigger than the room left and
+    assert producer._res % 4096 < len(big) < 4096 - 64  # than the offset it wraps at
+    calls = []
+    producer.append(big, wait=lambda: (calls.append(1), drain(), len(calls) < 50))
+    assert 0 < len(calls) < 50 and pos == 4096
+    producer.commit()
+    assert consumer.read(pos) == (big, 4096 + ((16 + len(big) + 63) & ~63))
 
 
 def test_full_log_raises_or_waits():
@@ -277,7 +311,8 @@ def _consumer(path: str, base: int, size: int, count: int, q) -> None:
         if not lg.wait_for_entries(pos, timeout=10):
             break
         payload, pos = lg.read(pos)
-        out.append(payload)
+        if payload is not None:  # (None: a padding marker the producer committed alone)
+            out.append(payload)
         lg.set_tail(pos)
     q.put(out)
     dev.close()

@@ -626,3 +626,38 @@ def test_an_operation_too_big_for_a_group_after_a_commit_writes_no_empty_group(s
         sizes = [len(p) for _, p in log.entries(start)]
         assert len(sizes) == 4 and min(sizes) > 5, sizes
         psm.verify()
+
+
+def test_a_shadow_that_keeps_failing_at_one_operation_is_given_up_and_the_log_kept(
+        shm_path, tmp_path, capfd):
+    # A shadow that fails at the same operation each time it replays it was restarted
+    # forever (a CPU spinning on forks and replays, sync() never returning).  It is given
+    # up after three failures at one log position: sync raises ShadowError, a write that
+    # needs log space raises it too (and is not applied), close keeps the log, and the next
+    # open (with a program that no longer fails) replays every acknowledged operation.
+    from persimmon.errors import ShadowError
+    from psm_apps import ShadowBomb
+
+    fuse = tmp_path / "fuse"
+    fuse.write_text(str(os.getpid()))
+    psm = PSM(ShadowBomb, shm_path, log_size=64 << 10)
+    psm.invoke_rw(("set", "a", 1))
+    psm.invoke_rw(("bomb", str(fuse)))
+    psm.invoke_rw(("set", "b", 2))
+    with pytest.raises(ShadowError, match="failed 3 times in a row") as e:
+        psm.sync(timeout=60)
+    assert "the bomb went off in the shadow" in str(e.value)
+    assert psm.shadow_failure == str(e.value)
+    assert psm.stats()["shadow_restarts"] == 2
+    assert "the bomb went off in the shadow" in capfd.readouterr().err  # (the traceback)
+    acknowledged = {}
+    with pytest.raises(ShadowError):  # the log fills up and cannot drain
+        for i in range(100):
+            psm.invoke_rw(("set", f"k{i}", "x" * 4000))
+            acknowledged[f"k{i}"] = "x" * 4000
+    assert 5 < len(acknowledged) < 20 and f"k{len(acknowledged)}" not in psm.state.data
+    psm.close()  # gives up on draining, keeps the log
+    fuse.unlink()
+    with PSM(ShadowBomb, shm_path) as again:
+        assert again.state.data == {"a": 1, "b": 2, "bombed": True, **acknowledged}
+        again.verify()

@@ -342,8 +342,13 @@ class OpLog:
         self._committed = ticket.res
 
     # ------------------------------------------------------------------ consumer
-    def read(self, pos: int) -> tuple[bytes, int] | None:
-        """``(payload, next position)`` of the entry at ``pos``, or None at the head."""
+    def read(self, pos: int) -> tuple[bytes | None, int] | None:
+        """``(payload, next position)`` of the entry at ``pos``, or None at the head.
+
+        A padding marker that ends exactly at the head (the writer wrapped, committed, and
+        waits for the space its next entry needs, or gave up waiting) reads as
+        ``(None, head)``: nothing to apply, and a consumer must move past it, or the space
+        the writer waits for would never be freed."""
         head = self._head_seen
         if pos >= head:  # load the head only when what we saw of it is used up
             head = self._head_seen = _load64(self.dev.buf, self._head_at)
@@ -360,8 +365,12 @@ class OpLog:
             pos += cap - off
             if pos >= head:
                 head = self._head_seen = _load64(buf, self._head_at)
-                if pos >= head:
-                    return None
+                if pos == head:
+                    return None, pos
+                if pos > head:
+                    raise CorruptPoolError(
+                        f"operation log padding at position {pos - cap + off} runs past the "
+                        f"head ({head})")
             a = self._data
             ln, chk, epos = _ENT.unpack_from(buf, a)
         n = (16 + ln + 63) & ~63
@@ -384,7 +393,8 @@ class OpLog:
             if r is None:
                 return
             payload, pos = r
-            yield pos, payload
+            if payload is not None:  # (None: a padding marker at the head)
+                yield pos, payload
 
     def set_tail(self, pos: int) -> None:
         """Persist the tail: the space before ``pos`` may be reused."""
@@ -432,11 +442,8 @@ class OpLog:
 
     # ------------------------------------------------------------------ waiting helpers
     def wait_for_entries(self, pos: int, timeout: float | None = None) -> bool:
-        """Poll until :meth:`read` finds an entry at ``pos``; False on timeout.
-
-        ``head > pos`` is not enough: the producer may have committed the padding marker
-        of a wrap-around before the entry that follows it.
-        """
+        """Poll until :meth:`read` finds something at ``pos`` (an entry, or a padding
+        marker at the head, read as ``(None, next position)``); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.00005
         while self.read(pos) is None:

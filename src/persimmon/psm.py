@@ -27,7 +27,7 @@ from . import counters
 from . import shadow as S
 from .calls import apply_op
 from .digest import digest
-from .errors import DivergenceError, PersimmonError
+from .errors import DivergenceError, PersimmonError, ShadowError
 from .heap import FAST, Heap
 from .opcodec import GROUP_OVERHEAD, encode, encode_verified
 from .oplog import OpLog
@@ -239,6 +239,15 @@ class PSM:
         """Process id of the current shadow process."""
         return self._supervisor.pid
 
+    @property
+    def shadow_failure(self) -> str | None:
+        """None, or why the shadow is not restarted any more: it failed at the same log
+        position several times in a row (an operation its replay cannot apply: a bug in
+        the state machine's code or in Persimmon).  Every operation stays durable in the
+        log; :meth:`sync` raises :class:`ShadowError`, and so does a write that waits for
+        log space; the next open replays the log."""
+        return self._supervisor.failure
+
     # ------------------------------------------------------------------ operations
     def invoke_rw(self, op: Any, *, commit: bool = True) -> Any:
         """Run a read-write operation; it is durable when this returns (if ``commit``).
@@ -399,6 +408,7 @@ class PSM:
         self._bell.ring()
         if sup.dead():
             sup.ensure()
+            sup.check()  # (it failed for good: the log will not drain)
         time.sleep(0.0002)
 
     # ------------------------------------------------------------------ inspection
@@ -446,7 +456,10 @@ class PSM:
         }
 
     def sync(self, timeout: float | None = None) -> None:
-        """Wait until the shadow has applied and committed everything logged so far."""
+        """Wait until the shadow has applied and committed everything logged so far.
+
+        Raises :class:`ShadowError` when the shadow fails at the same operation again and
+        again (:attr:`shadow_failure`): the operations stay durable in the log."""
         if self._group:
             self._flush_group()
         self._log.commit()
@@ -466,6 +479,7 @@ class PSM:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the shadow did not catch up with the log in time")
             self._supervisor.ensure()
+            self._supervisor.check()
             if c.sleeping:  # (asleep before it saw the head or WANTED move: ring again)
                 self._bell.ring()
             time.sleep(0.0005)
@@ -501,15 +515,23 @@ class PSM:
         """Make the PM copy catch up with the log head, stop the shadow, close the pool.
 
         With ``drain=False`` the shadow is stopped without catching up (the log keeps the
-        operations; the next open replays them).
+        operations; the next open replays them).  So does a close after the shadow failed
+        for good (:attr:`shadow_failure`): it returns without raising.
         """
         if self._closed:
             return
-        if self._group:
-            self._flush_group()
-        self._log.commit()
-        if drain:
-            self.sync()
+        try:
+            if self._group:
+                self._flush_group()
+            self._log.commit()
+            if drain:
+                self.sync()
+        except ShadowError:  # (the supervisor logged why)
+            log.error("closing the pool without the PM copy catching up: the next open "
+                      "replays the log; %d operations not committed yet (so never "
+                      "acknowledged) did not fit in it and are dropped", len(self._group))
+            self._group.clear()
+            self._log.commit()
         sup = self._supervisor
         with sup.lock:
             self._closed = sup.closed = True

@@ -17,6 +17,7 @@ import contextlib
 import os
 import pickle
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -80,7 +81,13 @@ def shadow_main(
                 pass
         _run(path, parent_pid, counters, message, verify, max_batch, idle, bell)
     except BaseException:  # the foreground reads the message and restarts us
-        say(message, "shadow process failed:\n" + traceback.format_exc())
+        report = "shadow process failed:\n" + traceback.format_exc()
+        say(message, report)
+        try:  # (the message buffer holds the first 4 KiB; the log gets all of it)
+            sys.stderr.write(f"persimmon shadow {os.getpid()}: {report}")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
         os._exit(3)
     os._exit(0)
 
@@ -178,6 +185,13 @@ class Applier:
                 if (ent := read(pos)) is None:
                     break
                 payload, nxt = ent
+                if payload is None:  # padding that ends at the head: free its space now
+                    self.pos = pos = nxt
+                    self.in_batch = in_batch
+                    self.commit()
+                    in_batch = 0
+                    apply = self._apply
+                    continue
                 items = split(payload) if payload[0] == _TAG_GROUP else (payload,)
                 k = len(items)
                 for i, item in enumerate(items):

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import select
+import signal
 import socket
 import threading
 from typing import Any
@@ -25,6 +26,11 @@ from .doorbell import Doorbell
 from .errors import ShadowError
 
 log = logging.getLogger("persimmon")
+
+# A shadow that fails this many times in a row at the same log position (not killed by a
+# signal: by an exception, an abort, a fault) fails at the same operation each time it
+# replays it: it is not restarted again (see Supervisor.failure).
+GIVE_UP_AFTER = 3
 
 
 class Supervisor:
@@ -46,6 +52,13 @@ class Supervisor:
         self.closed = False
         self.process: Any = None
         self.restarts = 0
+        # Set when the shadow failed GIVE_UP_AFTER times in a row at one log position: why.
+        # The PM copy cannot catch up any more; the log keeps every operation (the next
+        # open replays them, with a fixed program); the PSM raises ShadowError where it
+        # would wait for the shadow.
+        self.failure: str | None = None
+        self._failed_at = -1  # the log position of the last failure, and their count there
+        self._failures_there = 0
         self.watch_wakes = 0  # (the watchdog's wake-ups, for the tests)
         self.watchdog: threading.Thread | None = None
         self._stop_watch = threading.Event()
@@ -121,20 +134,39 @@ class Supervisor:
             self.ensure()
 
     def ensure(self) -> None:
-        """Start a new shadow if the current one died (and the PSM is not closed)."""
+        """Start a new shadow if the current one died (and the PSM is not closed), unless
+        it keeps failing at the same operation (then set :attr:`failure`)."""
         with self.lock:
             p = self.process
-            if self.closed or p is None or p.is_alive():
+            if self.closed or p is None or p.is_alive() or self.failure is not None:
                 return
             msg = counters.read_message(self.message)
+            code = p.exitcode
+            if code != -signal.SIGKILL:  # (a kill is no verdict on the operations)
+                position = self.counters.position
+                if position == self._failed_at:
+                    self._failures_there += 1
+                else:
+                    self._failed_at, self._failures_there = position, 1
+                if self._failures_there >= GIVE_UP_AFTER:
+                    self.failure = (
+                        f"the shadow process failed {self._failures_there} times in a row "
+                        f"at log position {position} (exit code {code}); not restarted: "
+                        "the PM copy stays at that position and the log keeps every "
+                        "operation after it (the next open replays them)"
+                        + (f"; its last report: {msg}" if msg else ""))
+                    log.error("%s", self.failure)
+                    return
             log.warning("shadow process %s exited (code %s)%s; starting a new one",
-                        p.pid, p.exitcode, f": {msg}" if msg else "")
-            restarts = self.restarts + 1
-            if restarts > 50 and restarts > 10 * (self.counters.batches + 1):
-                raise ShadowError(f"the shadow keeps failing: {msg}")
+                        p.pid, code, f": {msg}" if msg else "")
             self.start()
             # counted once the new shadow is in place: whoever sees the count sees its pid
-            self.restarts = restarts
+            self.restarts += 1
+
+    def check(self) -> None:
+        """Raise :class:`ShadowError` if the shadow failed for good (:attr:`failure`)."""
+        if self.failure is not None:
+            raise ShadowError(self.failure)
 
     def dead(self) -> bool:
         """True when a shadow was started and has exited."""

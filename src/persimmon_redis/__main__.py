@@ -3,6 +3,7 @@
     persimmon-redis [--port 6379] [--bind 127.0.0.1] [--dir /dev/shm/persimmon-redis]
                     [--persistence persimmon|none] [--requirepass PW] [--maxclients N]
                     [--databases 16] [--log-size BYTES] [--shadow-priority idle]
+                    [--commit-overlap no|yes]
     persimmon-redis path/to/redis.conf [--port ...]
 """
 
@@ -53,6 +54,10 @@ def read_conf(path: str, cfg: Config) -> None:
                     if args[0] not in ("idle", "normal"):
                         raise ValueError(args[0])
                     cfg.shadow_priority = args[0]
+                elif key == "persimmon-commit-overlap":
+                    if args[0] not in ("yes", "no"):
+                        raise ValueError(args[0])
+                    cfg.commit_overlap = args[0] == "yes"
                 elif key in PARAMS:
                     cfg.set_many([(key, " ".join(args))], running=False)
                     if PARAMS[key].name not in EFFECTIVE:
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shadow-priority", choices=["idle", "normal"],
                     help="idle (default): the shadow runs on CPU time nothing else wants "
                     "until it is half a log behind; normal: always at normal priority")
+    ap.add_argument("--commit-overlap", choices=["yes", "no"],
+                    help="disk pools only: no (default): each batch's synced log write "
+                    "runs on the event loop; yes: in a thread while the loop reads and "
+                    "executes the next requests (their replies wait for it). Faster only "
+                    "on a loaded machine: see docs/device.md")
     ap.add_argument("--verify", action="store_true",
                     help="divergence detection (slow; for testing a port)")
     args = ap.parse_args(argv)
@@ -100,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
+    if args.commit_overlap is not None:
+        cfg.commit_overlap = args.commit_overlap == "yes"
     if args.protected_mode is not None:
         cfg.protected_mode = args.protected_mode == "yes"
     cfg.verify = args.verify

@@ -352,6 +352,7 @@ class Config:
         self.client_output_limit = 256 * 1024 * 1024
         self.device = "auto"
         self.shadow_priority = "idle"
+        self.commit_overlap = False
         self.verify = False
         self.config_file: str | None = None
         self.bind = ["127.0.0.1"]

@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 
 from persimmon.errors import PersimmonError as PersistenceError
+from persimmon.errors import ShadowError
 
 from .state import RedisState
 
-__all__ = ["NoPersistence", "PersimmonPersistence", "PersistenceError"]
+__all__ = ["NoPersistence", "PersimmonPersistence", "PersistenceError", "ShadowError"]
 
 
 class NoPersistence:
@@ -33,6 +34,7 @@ class NoPersistence:
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
 
     overlapped = False  # (see PersimmonPersistence)
+    failure = None
 
     def sync(self) -> None:
         pass
@@ -53,7 +55,8 @@ class PersimmonPersistence:
     mode = "persimmon"
 
     def __init__(self, databases: int, directory: str, log_size: int, device: str = "auto",
-                 verify: bool = False, shadow_idle: bool = True) -> None:
+                 verify: bool = False, shadow_idle: bool = True,
+                 overlap_commits: bool = False) -> None:
         from persimmon import PSM
 
         os.makedirs(directory, exist_ok=True)
@@ -67,9 +70,11 @@ class PersimmonPersistence:
         # logged and applied now, durable at sync(): invoke_rw(op, commit=False)
         self.execute_rw = self.psm.invoke_rw_grouped
         self.sync = self.psm.commit  # (once per batch of requests: no wrapper call either)
-        # a disk pool: the batch's commit is a synced write the server overlaps with the
-        # next requests (begin here, write in a thread, end here; replies wait for the end)
-        self.overlapped = self.psm.overlaps_commits
+        # a disk pool with --commit-overlap yes: the batch's commit is a synced write the
+        # server overlaps with the next requests (begin here, write in a thread, end here;
+        # replies wait for the end).  Off by default: measured slower on a quiet machine
+        # (docs/device.md, "Overlapped commits").
+        self.overlapped = overlap_commits and self.psm.overlaps_commits
         self.commit_begin = self.psm.commit_begin
         self.commit_write = self.psm.commit_write
         self.commit_end = self.psm.commit_end
@@ -81,7 +86,14 @@ class PersimmonPersistence:
             self.psm.commit()
 
     def stats(self) -> dict:
-        return self.psm.stats()
+        st = self.psm.stats()
+        st["commit_overlap"] = "yes" if self.overlapped else "no"
+        return st
+
+    @property
+    def failure(self) -> str | None:
+        """Why the PM copy stopped catching up (the shadow keeps failing), or None."""
+        return self.psm.shadow_failure
 
     def close(self) -> None:
         self.psm.close()

@@ -32,6 +32,7 @@ from .config import Config
 from .info import VERSION
 from .keyspace import DIRTY, lookup
 from .patterns import glob_match
+from .persistence import PersistenceError, ShadowError
 from .replies import (
     E_NOAUTH,
     NULL_ARRAY,
@@ -526,6 +527,7 @@ class Server:
         self.shutdown_event: asyncio.Event | None = None
         self.servers: list = []
         self.closed = False
+        self.exit_status = 0  # (1 after fail())
         self._interrupting = False
         self.signalled_at: float | None = None
         self.ready_keys: list[tuple[int, bytes]] = []
@@ -575,9 +577,24 @@ class Server:
         if self.p.overlapped:
             self._commit_overlapped([pending])
             return
-        self.p.sync()  # group commit: the writes behind these replies are durable now
+        try:
+            self.p.sync()  # group commit: the writes behind these replies are durable now
+        except PersistenceError as e:
+            self.fail(f"the operation log could not be made durable: {e}")
+            return
         self._send(pending)
         self._close_finished()
+
+    def fail(self, why: str) -> None:
+        """Persistence failed for good (the log cannot be written, or the shadow keeps
+        failing and the log is full): stop, with exit status 1, without sending the replies
+        that wait for a commit (every write a client was told succeeded is in the log)."""
+        log.critical("%s: stopping; the replies that depended on it are not sent", why)
+        self.pending, self.held, self.held_next, self.committing = {}, [], [], None
+        self.exit_status = 1
+        self.closed = True
+        if self.shutdown_event is not None:
+            self.shutdown_event.set()
 
     def _send(self, pending: dict) -> None:
         for c in pending.values():
@@ -613,13 +630,8 @@ class Server:
             return  # (finished synchronously meanwhile: settle_commits; or shut down)
         try:
             self.p.commit_end(ticket)
-        except Exception:
-            log.critical("the operation log could not be made durable: stopping, and the "
-                         "replies that depended on it are not sent", exc_info=True)
-            self.held, self.held_next, self.committing = [], [], None
-            self.closed = True
-            if self.shutdown_event is not None:
-                self.shutdown_event.set()
+        except Exception as e:
+            self.fail(f"the operation log could not be made durable: {e!r}")
             return
         self.committing = None
         held, self.held = self.held, []
@@ -690,9 +702,9 @@ class Server:
             c.reply(RError("ERR interrupted: the server is shutting down"))
             c.closing = True  # the rest of this client's pipeline is not run
         except Exception as e:
-            from .persistence import PersistenceError
-
-            if isinstance(e, PersistenceError):
+            if isinstance(e, ShadowError):  # (the log is full and cannot drain)
+                self.fail(f"{argv[:1]!r} cannot be logged: {e}")
+            elif isinstance(e, PersistenceError):
                 log.error("persistence failure on %r: %s", argv[:1], e)
                 c.reply(RError(f"ERR persistence failure: {e}"))
             else:
@@ -1074,6 +1086,8 @@ class Server:
         self.flush()
         self.closed = True
         self.p.close()
+        if self.p.failure is not None:  # (close kept the log: the next start replays it)
+            self.exit_status = 1
         if self.signalled_at is not None:
             log.info("pool closed %.3f s after the signal",
                      time.monotonic() - self.signalled_at)
@@ -1108,11 +1122,10 @@ def run_server(cfg: Config) -> int:
     if cfg.persistence == "none":
         p: Any = NoPersistence(cfg.databases)
     else:
-        from .persistence import PersistenceError
-
         try:
             p = PersimmonPersistence(cfg.databases, cfg.dir, cfg.log_size, cfg.device,
-                                     cfg.verify, cfg.shadow_priority == "idle")
+                                     cfg.verify, cfg.shadow_priority == "idle",
+                                     cfg.commit_overlap)
         except PersistenceError as e:
             log.error("cannot open the persistent pool: %s", e)
             return 1
@@ -1133,4 +1146,4 @@ def run_server(cfg: Config) -> int:
         log.error("cannot listen on port %d: %s", cfg.port, e)
         p.close()
         return 1
-    return 0
+    return server.exit_status

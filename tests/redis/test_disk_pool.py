@@ -7,6 +7,8 @@ import os
 import tempfile
 import time
 
+import pytest
+
 from conftest import ServerProc
 from persimmon.device import on_tmpfs
 
@@ -28,19 +30,31 @@ def _log(s: ServerProc) -> str:
     return text
 
 
-def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes():
+@pytest.mark.parametrize("overlap", ["no", "yes"])
+def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes(overlap):
+    """Both ways of committing a batch (--commit-overlap): acknowledged writes, pipelined
+    among reads from several clients at once, survive a SIGKILL."""
     root = tempfile.mkdtemp(prefix="persimmon-redis-disk-", dir=_disk_dir())
-    s = ServerProc(pool_dir=os.path.join(root, "pool")).start()
+    s = ServerProc(pool_dir=os.path.join(root, "pool"),
+                   extra=("--commit-overlap", overlap)).start()
     try:
         assert "the pool survives power loss" in _log(s)
         c = s.client()
-        assert c.info("persimmon")["survives"] == "power loss"
-        for i in range(200):
-            c.set(f"k{i}", f"v{i}")
+        info = c.info("persimmon")
+        assert info["survives"] == "power loss" and info["commit_overlap"] == overlap
+        clients = [s.client() for _ in range(4)]
+        for i in range(50):
+            for j, cj in enumerate(clients):
+                p = cj.pipeline(transaction=False)
+                p.set(f"k{i}-{j}", f"v{i}")
+                p.get(f"k{i}-{j}")
+                p.incr(f"n{j}")
+                assert p.execute() == [True, f"v{i}".encode(), i + 1]
         s.kill()
         s.start()
         c = s.client()
-        assert c.dbsize() == 200 and c.get("k199") == b"v199"
+        assert c.dbsize() == 204 and c.get("k49-3") == b"v49"
+        assert [int(c.get(f"n{j}")) for j in range(4)] == [50] * 4
         assert os.path.exists(os.path.join(root, "pool", "persimmon-redis.pool"))
     finally:
         s.cleanup()
