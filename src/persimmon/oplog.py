@@ -274,10 +274,11 @@ class OpLog:
         if res == self._committed:
             return res
         dev = self.dev
-        if self._through:
-            ticket = self.commit_begin()
-            self.commit_write(ticket)
-            self.commit_end(ticket)
+        if self._through:  # (no ticket: its Event cost more than the rest of a commit)
+            runs = self._staged()
+            self._runs = []
+            self._write_through(runs, res)
+            self._committed = res
             return res
         if self._persists:
             dev.drain()
@@ -305,28 +306,35 @@ class OpLog:
         res = self._res
         if res == self._committed:
             return None
-        ticket = CommitTicket(
-            [(a, chunks[0] if len(chunks) == 1 else b"".join(chunks))
-             for a, _n, chunks in self._runs], res)
+        ticket = CommitTicket(self._staged(), res)
         self._runs = []
         self._inflight = ticket
         return ticket
 
     def commit_write(self, ticket: CommitTicket) -> None:
-        """The I/O of a commit (thread-safe against the producer appending meanwhile): one
-        synced write per staged range (O_DSYNC: only that range is written back, not what
-        the shadow wrote into the file meanwhile), then the head, unsynced (made durable
-        by the next commit's sync; after a power loss recovery finds entries past it)."""
+        """The I/O of a commit (thread-safe against the producer appending meanwhile): the
+        synced writes of the staged ranges, then the head (see ``_write_through``)."""
         try:
-            dev = self.dev
-            for a, data in ticket.runs:
-                dev.write_sync(a, data)
-            dev.write(self._head_at, ticket.res.to_bytes(8, "little"))
+            self._write_through(ticket.runs, ticket.res)
         except BaseException as e:
             ticket.error = e
             raise
         finally:
             ticket.written.set()
+
+    def _staged(self) -> list[tuple[int, bytes]]:
+        # the staged entries as (file offset, bytes) ranges, one per contiguous run
+        return [(a, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                for a, _n, chunks in self._runs]
+
+    def _write_through(self, runs: list[tuple[int, bytes]], res: int) -> None:
+        # One synced write per range (O_DSYNC: only that range is written back, not what
+        # the shadow wrote into the file meanwhile), then the head, unsynced: made durable
+        # by the next commit's sync (after a power loss recovery finds entries past it).
+        dev = self.dev
+        for a, data in runs:
+            dev.write_sync(a, data)
+        dev.write(self._head_at, res.to_bytes(8, "little"))
 
     def commit_end(self, ticket: CommitTicket) -> None:
         """Wait for ``ticket``'s write and record it (idempotent).  Raises the write's
