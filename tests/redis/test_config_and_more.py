@@ -168,6 +168,10 @@ def test_server_starts_in_none_mode_and_reports_bad_pool(tmp_path):
     out = subprocess.run([sys.executable, "-m", "persimmon_redis", str(conf)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "bad value for 'persimmon-shadow-priority'" in out.stderr
+    conf.write_text(f"port {srv.port}\npersimmon-commit-overlap sometimes\n")
+    out = subprocess.run([sys.executable, "-m", "persimmon_redis", str(conf)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "bad value for 'persimmon-commit-overlap'" in out.stderr
 
 
 def test_transaction_with_connection_commands_is_one_operation(r, server):

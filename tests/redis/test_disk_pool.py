@@ -30,13 +30,19 @@ def _log(s: ServerProc) -> str:
     return text
 
 
-@pytest.mark.parametrize("overlap", ["no", "yes"])
+@pytest.mark.parametrize("overlap", ["no", "yes", "yes-in-redis.conf"])
 def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes(overlap):
-    """Both ways of committing a batch (--commit-overlap): acknowledged writes, pipelined
-    among reads from several clients at once, survive a SIGKILL."""
+    """Both ways of committing a batch (--commit-overlap, or persimmon-commit-overlap in a
+    redis.conf): acknowledged writes, pipelined among reads from several clients at once,
+    survive a SIGKILL."""
     root = tempfile.mkdtemp(prefix="persimmon-redis-disk-", dir=_disk_dir())
-    s = ServerProc(pool_dir=os.path.join(root, "pool"),
-                   extra=("--commit-overlap", overlap)).start()
+    extra: tuple = ("--commit-overlap", overlap)
+    if overlap == "yes-in-redis.conf":
+        conf = os.path.join(root, "redis.conf")
+        with open(conf, "w") as f:
+            f.write("persimmon-commit-overlap yes\n")
+        extra, overlap = (conf,), "yes"
+    s = ServerProc(pool_dir=os.path.join(root, "pool"), extra=extra).start()
     try:
         assert "the pool survives power loss" in _log(s)
         c = s.client()
@@ -58,6 +64,8 @@ def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes(overlap):
         assert os.path.exists(os.path.join(root, "pool", "persimmon-redis.pool"))
     finally:
         s.cleanup()
+        if os.path.exists(os.path.join(root, "redis.conf")):
+            os.unlink(os.path.join(root, "redis.conf"))
         os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
 
 

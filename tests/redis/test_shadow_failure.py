@@ -11,6 +11,7 @@ import sys
 import uuid
 
 import redis
+
 from conftest import free_port, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
