@@ -34,7 +34,6 @@ class NoPersistence:
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
 
     overlapped = False  # (see PersimmonPersistence)
-    failure = None
 
     def sync(self) -> None:
         pass
@@ -86,14 +85,10 @@ class PersimmonPersistence:
             self.psm.commit()
 
     def stats(self) -> dict:
-        st = self.psm.stats()
-        st["commit_overlap"] = "yes" if self.overlapped else "no"
-        return st
+        return {**self.psm.stats(), "commit_overlap": "yes" if self.overlapped else "no"}
 
-    @property
-    def failure(self) -> str | None:
-        """Why the PM copy stopped catching up (the shadow keeps failing), or None."""
-        return self.psm.shadow_failure
-
-    def close(self) -> None:
+    def close(self) -> str | None:
+        """Close the pool; returns why the PM copy could not catch up (the shadow kept
+        failing: the log keeps the operations), or None."""
         self.psm.close()
+        return self.psm.shadow_failure

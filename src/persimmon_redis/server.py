@@ -1085,8 +1085,7 @@ class Server:
         log.info("Shutting down: making the PM copy catch up and closing the pool")
         self.flush()
         self.closed = True
-        self.p.close()
-        if self.p.failure is not None:  # (close kept the log: the next start replays it)
+        if self.p.close() is not None:  # (it kept the log: the next start replays it)
             self.exit_status = 1
         if self.signalled_at is not None:
             log.info("pool closed %.3f s after the signal",
