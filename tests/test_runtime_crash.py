@@ -160,16 +160,25 @@ def test_sigkill_foreground_shadow_both(shm_path, groups, app):
     assert res["acked"] > ITERATIONS
 
 
-@pytest.mark.parametrize("max_group", [1, 7], ids=["entry-per-op", "group-entries"])
-def test_crash_at_every_fence_of_runtime_workload(max_group):
+@pytest.mark.parametrize("max_group,big", [(1, False), (7, False), (1, True)],
+                         ids=["entry-per-op", "group-entries", "big-entries"])
+def test_crash_at_every_fence_of_runtime_workload(max_group, big):
     """With ``max_group`` > 1 the foreground logs groups of 1..max_group operations as one
     entry each (as ``PSM.invoke_rw(commit=False)`` + ``commit()`` do), acknowledged together;
-    the shadow must commit only at entry boundaries for every image to be a prefix state."""
+    the shadow must commit only at entry boundaries for every image to be a prefix state.
+    ``big``: every ninth operation is bigger than half the log, and the foreground commits
+    before it waits for space (as PSM does), so wrap-around padding markers are committed
+    alone at the head and the shadow moves past them (a commit at a lap boundary)."""
     n_ops = 300
+
+    def op(i: int):
+        return ("set", f"big{i % 4}", b"B%d" % i * 700) if big and i % 9 == 8 \
+            else workload_op(i)
+
     expected = {0: canon(expected_state(0))}
     kv = KV()
     for i in range(n_ops):
-        kv.apply(workload_op(i))
+        kv.apply(op(i))
         expected[i + 1] = canon(_state_dict(kv))
     dev = FenceProbe(512 << 10)
     heap = Heap.create(dev, KV(), log_size=4 << 10, undo_size=64 << 10,
@@ -177,7 +186,18 @@ def test_crash_at_every_fence_of_runtime_workload(max_group):
     pool = heap.pool
     OpLog.format(dev, pool.oplog_off, pool.oplog_size)
     fg = OpLog(dev, pool.oplog_off, pool.oplog_size)
-    ap = Applier(heap, OpLog(dev, pool.oplog_off, pool.oplog_size), max_batch=17)
+    shadow_log = OpLog(dev, pool.oplog_off, pool.oplog_size)
+    ap = Applier(heap, shadow_log, max_batch=17)
+    lone_padding = []
+    read = shadow_log.read
+
+    def counting_read(pos: int):
+        r = read(pos)
+        if r is not None and r[0] is None:
+            lone_padding.append(pos)
+        return r
+
+    shadow_log.read = counting_read
     rng = random.Random(3)
     prog = {"acked": 0, "submitted": 0, "fences": 0, "checks": 0}
 
@@ -195,13 +215,18 @@ def test_crash_at_every_fence_of_runtime_workload(max_group):
         if not ap.step():
             ap.commit()
 
+    def wait_for_space() -> None:
+        if big:
+            fg.commit()  # (what was appended: a padding marker, alone)
+        drive_shadow()
+
     dev.check = check
     i = 0
     while i < n_ops:
         k = min(rng.randrange(1, max_group + 1), n_ops - i)
-        payloads = [encode(workload_op(j)) for j in range(i, i + k)]
+        payloads = [encode(op(j)) for j in range(i, i + k)]
         prog["submitted"] = i + k
-        fg.append(payloads[0] if k == 1 else encode_group(payloads), wait=drive_shadow)
+        fg.append(payloads[0] if k == 1 else encode_group(payloads), wait=wait_for_space)
         fg.commit()
         i += k
         prog["acked"] = i
@@ -214,6 +239,7 @@ def test_crash_at_every_fence_of_runtime_workload(max_group):
     assert ap.c.batches >= 5  # several shadow batches
     assert ap.c.committed_ops == n_ops  # every operation counted once, groups included
     assert fg.head > 4 * fg.capacity  # wrapped around the log several times
+    assert bool(lone_padding) == big, lone_padding
     assert prog["fences"] > n_ops and prog["checks"] > 3 * n_ops
     state, _ = recover_state(SimDevice.from_image(dev.persisted_image()))
     assert canon(_state_dict(state)) == expected[n_ops]
