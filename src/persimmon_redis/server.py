@@ -589,6 +589,8 @@ class Server:
         """Persistence failed for good (the log cannot be written, or the shadow keeps
         failing and the log is full): stop, with exit status 1, without sending the replies
         that wait for a commit (every write a client was told succeeded is in the log)."""
+        if self.exit_status:
+            return  # (said once: the commands read meanwhile are never acknowledged)
         log.critical("%s: stopping; the replies that depended on it are not sent", why)
         self.pending, self.held, self.held_next, self.committing = {}, [], [], None
         self.exit_status = 1
