@@ -28,6 +28,14 @@ def _size(text: str) -> int:
     return int(t) * mult
 
 
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices`` (a persimmon-* directive's value), else
+    ValueError (reported as a bad value for the directive)."""
+    if value not in choices:
+        raise ValueError(value)
+    return value
+
+
 def read_conf(path: str, cfg: Config) -> None:
     """Apply the settings of a redis.conf file: every Redis 7.0 parameter is understood
     (see config.py for the ones persimmon-redis acts on), plus persimmon's own
@@ -51,13 +59,9 @@ def read_conf(path: str, cfg: Config) -> None:
                 elif key in ("persimmon-log-size",):
                     cfg.log_size = _size(args[0])
                 elif key == "persimmon-shadow-priority":
-                    if args[0] not in ("idle", "normal"):
-                        raise ValueError(args[0])
-                    cfg.shadow_priority = args[0]
+                    cfg.shadow_priority = _one_of(args[0], ("idle", "normal"))
                 elif key == "persimmon-commit-overlap":
-                    if args[0] not in ("yes", "no"):
-                        raise ValueError(args[0])
-                    cfg.commit_overlap = args[0] == "yes"
+                    cfg.commit_overlap = _one_of(args[0], ("yes", "no")) == "yes"
                 elif key in PARAMS:
                     cfg.set_many([(key, " ".join(args))], running=False)
                     if PARAMS[key].name not in EFFECTIVE:
@@ -110,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
-    if args.commit_overlap is not None:
-        cfg.commit_overlap = args.commit_overlap == "yes"
-    if args.protected_mode is not None:
-        cfg.protected_mode = args.protected_mode == "yes"
+    for name in ("protected_mode", "commit_overlap"):  # (yes/no options: booleans)
+        v = getattr(args, name)
+        if v is not None:
+            setattr(cfg, name, v == "yes")
     cfg.verify = args.verify
     return run_server(cfg)
 
