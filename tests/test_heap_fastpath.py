@@ -272,6 +272,29 @@ def test_the_compiled_proxy_methods_behave_as_methods(tmp_path):
     assert str(compiled.value) == str(python.value)
 
 
+def test_a_persistent_sets_count_is_read_in_c_and_agrees_with_the_python_method(tmp_path):
+    # PSet's table has PDict's header, so its __len__ is the same compiled count (the
+    # emptiness check persimmon-redis makes on every SET of its shadow)
+    if heap_mod.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    from persimmon.proxies import PSet
+
+    assert type(PSet.__dict__["__len__"]).__name__ == "ProxyMethod"
+    h = Heap.create(str(tmp_path / "s.pool"), {"s": set()})
+    s = h.root["s"]
+    assert len(s) == PSet._len(s) == 0 and not s
+    for i in range(300):  # past a few table growths
+        s.add(b"k%d" % i)
+        if i % 3 == 0:
+            s.discard(b"k%d" % (i // 2))
+        assert len(s) == PSet._len(s), i
+    h.end_op()
+    assert len(s) == len(set(s)) == PSet._len(s) > 0 and bool(s)
+    h.close()
+    with pytest.raises(TypeError):
+        len(s)  # a closed heap: the Python method's error
+
+
 class Gadget:
     """A user class whose attributes take each path of PObject.__getattribute__."""
 

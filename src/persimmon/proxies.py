@@ -865,6 +865,8 @@ class PSet(Proxy, MutableSet):
     def __len__(self) -> int:
         return _Q_unpack(self._h.buf, self._o + _AUX)[0]
 
+    _len = __len__  # (the Python method, which the compiled one falls back to)
+
     def __contains__(self, key: Any) -> bool:
         try:
             return self._h._ht_lookup(self._o, 16, key) >= 0
@@ -1197,12 +1199,14 @@ def to_native(value: Any) -> Any:
 
 
 def _compile_hot_methods(fast: Any) -> None:
-    """Give PDict its compiled ``__setitem__`` and ``__len__``, and PObject its compiled
-    ``__getattribute__`` (docs/heap.md): the store, the count or a user attribute's read in
-    C, without the Python frames; each calls the Python method whenever the heap's ``fast``
+    """Give PDict its compiled ``__setitem__`` and ``__len__`` (PSet its ``__len__`` too: its
+    table has the same header), and PObject its compiled ``__getattribute__``
+    (docs/heap.md): the store, the count or a user attribute's read in C, without the
+    Python frames; each calls the Python method whenever the heap's ``fast``
     attribute is not the compiled module, and for every case but its common one."""
     PDict.__setitem__ = fast.proxy_method(fast.PM_SETITEM, PDict._set, PDict._store, Proxy)
     PDict.__len__ = fast.proxy_method(fast.PM_LEN, PDict._len, PDict._len, Proxy)
+    PSet.__len__ = fast.proxy_method(fast.PM_LEN, PSet._len, PSet._len, Proxy)  # (same header)
     PObject.__getattribute__ = fast.proxy_method(  # type: ignore[method-assign]
         fast.PM_GETATTR, _py_getattribute, _py_getattribute, PObject)
 
