@@ -55,6 +55,11 @@ def execute_op(state: Any, op: Any) -> Any:
     else:
         ctx.now = now
     cmd = COMMANDS[name]
+    if not _views[3]:  # (the shadow's copy: its count of changes is never read)
+        try:
+            return cmd.fn(ctx, list(argv))
+        except RError as e:
+            return e
     DIRTY[1] = -1
     try:
         res = cmd.fn(ctx, list(argv))

@@ -40,8 +40,12 @@ FLOAT_RE = re.compile(rb"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity)\Z"
 # each of those reads is an attribute lookup through a proxy (about 9 us per operation).
 # Keyed by identity, holding the state, so a new state (recovery, a test) never hits.
 # The third item keeps one Ctx per database for execute_op, reused from one logged write to
-# the next (only its clock changes), so a write allocates no Ctx.
-_views: list = [None, {}, {}]
+# the next (only its clock changes), so a write allocates no Ctx.  The fourth says whether
+# execute_op counts the state's changes (DIRTY below): only for a plain object, the copy
+# the server answers from, not for a copy behind a transparent proxy (a Persimmon
+# shadow's PM copy, whose ``__class__`` names the class its ``type()`` only stands for),
+# which nobody reads the count of.
+_views: list = [None, {}, {}, True]
 
 
 def forget_views() -> None:
@@ -55,8 +59,8 @@ def forget_views() -> None:
 # since the server started or the last SAVE/BGSAVE.  ``DIRTY[0]`` is the count;
 # ``execute_op`` adds 1 for every write command that succeeds, unless its handler reported
 # how many changes it made with :func:`changes` (``DIRTY[1]``, -1 when it did not), as
-# Redis's SETBIT, BITFIELD, DEL, SADD, SREM, HSET, HDEL do.  (Kept per process: the shadow's
-# own copy counts too and is never read.)
+# Redis's SETBIT, BITFIELD, DEL, SADD, SREM, HSET, HDEL do.  (Kept per process, for the
+# server's own copy only: a Persimmon shadow replaying the log does not count, see _views.)
 DIRTY = [0, -1]
 
 
@@ -83,6 +87,7 @@ class Ctx:
         else:
             forget_views()
             _views[0] = state
+            _views[3] = type(state) is state.__class__
             v = None
         if v is None:
             db = state.dbs[dbi]
