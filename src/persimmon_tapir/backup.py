@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from . import store
 from .state import NORMAL, record_op
 
 __all__ = ["BackupCoordinator"]
@@ -56,10 +57,10 @@ class BackupCoordinator:
             shard = s.ident[1]
             rank = (rep.idx - rep.leader(s.view)) % rep.n
             for txn_id, p in list(s.prepared.items()):
-                key = (txn_id, tuple(p[0]))
+                key = (txn_id, store.prepared_ts(p))
                 live.add(key)
                 first = self.seen.setdefault(key, now)
-                coord = [c[0] for c in p[3]]
+                coord = [c[0] for c in store.prepared_parts(p)[2]]
                 if key in self.running or shard not in coord:
                     continue
                 # the first participant's leader goes first; then the others in turn (a

@@ -14,7 +14,7 @@ import random
 
 from . import store
 from .protocol import REPLICA_MESSAGES, check_replica_message
-from .state import NORMAL, RECOVERING, VIEW_CHANGE
+from .state import NORMAL, RECOVERING, VIEW_CHANGE, logged_op
 from .wire import MessageError, decode, encode
 
 __all__ = ["IRReplica"]
@@ -136,32 +136,28 @@ class IRReplica:
             return False
         return True
 
-    def _on_PI(self, src, msg):
-        _, cid, rid, hint, op = msg
-        if self.state.status != NORMAL or not self._check_view_hint(hint):
+    def _on_PI(self, src, msg):  # ("PI", cid, rid, view hint, op)
+        if self.state.status != NORMAL or not self._check_view_hint(msg[3]):
             return
-        self._rw(("pi", cid, rid, op))
-        self._send(src, ("RI", rid, self.state.view, self.idx))
+        self._rw(logged_op(msg))
+        self._send(src, ("RI", msg[2], self.state.view, self.idx))
 
-    def _on_FI(self, src, msg):
-        _, cid, rid, op = msg
+    def _on_FI(self, src, msg):  # ("FI", cid, rid, op)
         if self.state.status != NORMAL:
             return
-        self._rw(("fi", cid, rid, op))
+        self._rw(logged_op(msg))
 
-    def _on_PC(self, src, msg):
-        _, cid, rid, hint, op = msg
-        if self.state.status != NORMAL or not self._check_view_hint(hint):
+    def _on_PC(self, src, msg):  # ("PC", cid, rid, view hint, op)
+        if self.state.status != NORMAL or not self._check_view_hint(msg[3]):
             return
-        result, finalized = self._rw(("pc", cid, rid, op))
-        self._send(src, ("RC", rid, self.state.view, self.idx, result, finalized))
+        result, finalized = self._rw(logged_op(msg))
+        self._send(src, ("RC", msg[2], self.state.view, self.idx, result, finalized))
 
-    def _on_FC(self, src, msg):
-        _, cid, rid, op, result = msg
+    def _on_FC(self, src, msg):  # ("FC", cid, rid, op, result)
         if self.state.status != NORMAL:
             return
-        recorded = self._rw(("fc", cid, rid, op, result))
-        self._send(src, ("CF", rid, self.state.view, self.idx, recorded))
+        recorded = self._rw(logged_op(msg))
+        self._send(src, ("CF", msg[2], self.state.view, self.idx, recorded))
 
     def _on_U(self, src, msg):
         _, _cid, rid, op = msg

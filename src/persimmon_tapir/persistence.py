@@ -13,7 +13,7 @@ import os
 
 from persimmon.errors import PersimmonError
 
-from .state import FORMAT, RECOVERING, ReplicaState
+from .state import FORMAT, RECOVERING, LayoutMismatch, ReplicaState
 
 __all__ = ["InMemory", "Persistent", "PoolMismatchError", "open_state"]
 
@@ -52,6 +52,8 @@ class Persistent:
             self.psm = PSM(lambda: ReplicaState(ident), self.pool_path, log_size=log_size)
         except PersimmonError as e:
             raise PoolMismatchError(f"{self.pool_path}: cannot open the pool: {e}") from None
+        except LayoutMismatch as e:  # (its log tail met an operation: nothing applied)
+            raise PoolMismatchError(self._other_layout(e.layout)) from None
         self.state = self.psm.state
         found = getattr(self.state, "ident", None)
         if not isinstance(self.state, ReplicaState) or tuple(found or ()) != tuple(ident):
@@ -62,15 +64,16 @@ class Persistent:
                                     "(cluster id, shard, replica, replicas, shards)")
         if getattr(self.state, "format", 1) != FORMAT:
             self.psm.close()
-            raise PoolMismatchError(f"{self.pool_path} was written by another version of "
-                                    f"persimmon-tapir (state layout "
-                                    f"{getattr(self.state, 'format', 1)}, this one reads "
-                                    f"{FORMAT})")
+            raise PoolMismatchError(self._other_layout(getattr(self.state, "format", 1)))
         self.recovered = self.psm.recovered
         self.recovery_times = dict(self.psm.recovery_times)
         self.recovery_seconds = self.recovery_times.get("total", 0.0)
         self.rw = self.psm.invoke_rw_grouped  # logged and applied now, durable at commit()
         self.commit = self.psm.commit
+
+    def _other_layout(self, layout: int) -> str:
+        return (f"{self.pool_path} was written by another version of persimmon-tapir (state "
+                f"layout {layout}, this one reads {FORMAT})")
 
     def close(self) -> None:
         self.psm.close()

@@ -4,16 +4,27 @@ Everything a replica must not forget is here and changes only through :meth:`app
 persistence layer (``persistence.py``) can log each operation before the replica replies and
 replay it after a crash.  Operations (tuples):
 
-* ``("pi", cid, rid, op)``: an inconsistent operation proposed: record it TENTATIVE.
-* ``("fi", cid, rid, op)``: finalize it: FINALIZED, and execute it (commit/abort).
-* ``("pc", cid, rid, op)``: a consensus operation proposed: execute it (prepare), record the
-  result TENTATIVE; returns ``(result, finalized)`` (the recorded one for a duplicate).
-* ``("fc", cid, rid, op, result)``: finalize it with the decided result; returns the result
-  recorded (a record installed by a view change wins over a late finalize).
+* ``(b"pi", cid, rid, name, txn_id, ts, reads, writes)``: an inconsistent operation
+  (``name`` ``b"commit"`` or ``b"abort"``) proposed: record it TENTATIVE.
+* ``(b"fi", cid, rid, name, txn_id, ts, reads, writes)``: finalize it: FINALIZED, and
+  execute it (commit/abort).
+* ``(b"pc", cid, rid, txn_id, ts, reads, writes, coord)``: a Prepare (consensus operation)
+  proposed: execute it, record the result TENTATIVE; returns ``(result, finalized)`` (the
+  recorded one for a duplicate).
+* ``(b"fc", cid, rid, txn_id, ts, reads, writes, coord, result)``: finalize it with the
+  decided result; returns the result recorded (a record installed by a view change wins
+  over a late finalize).
 * ``("vc", view, status, latest_normal_view)``: the durable view number and status.
 * ``("install", view, entries)``: START-VIEW: the master record replaces ours (IR Sync).
 * ``("merge", view, records)``: the new view's leader merges f+1 records (IR-MERGE-RECORDS
   with TAPIR's Sync and Merge) and installs the result; returns the master record.
+
+These four, one or two per transaction message, are made of tuples, bytes and ints only
+(:func:`logged_op` builds them from the message), never a str and never 4 items long, so a
+persistent replica's log packs them in compiled code: with the str names of the wire
+(``("pc", cid, rid, ("prepare", ...))``, what a replica logged up to state layout 2)
+every one was pickled by the Python path, 2-3 us each, the largest part
+of what a persistent replica spent beyond an in-memory one.
 
 Record entries: opid ``(cid, rid)`` -> ``[kind, state, view, op, result]`` (kind "I"/"C",
 state "T"/"F"); on the wire ``(cid, rid, kind, state, view, op, result)``.  In the record the
@@ -31,8 +42,8 @@ import msgpack
 
 from . import store
 
-__all__ = ["ReplicaState", "FORMAT", "NORMAL", "VIEW_CHANGE", "RECOVERING", "merge_records",
-           "record_op"]
+__all__ = ["ReplicaState", "FORMAT", "LayoutMismatch", "NORMAL", "VIEW_CHANGE", "RECOVERING",
+           "merge_records", "record_op", "logged_op"]
 
 
 def _pack(op) -> bytes:
@@ -48,9 +59,40 @@ def record_op(entry):
     return op
 
 NORMAL, VIEW_CHANGE, RECOVERING = "normal", "view-change", "recovering"
-# The layout of this state (2: packed record operations, flat store versions); a pool
+# The layout of this state and of the operations logged for it (2: packed record
+# operations, flat store versions; 3: the compact transaction operations, which a replica
+# of layout 2 would not understand in its log, and the prepared set's index by key); a pool
 # written with another layout is refused, not misread.
-FORMAT = 2
+FORMAT = 3
+
+
+
+class LayoutMismatch(BaseException):
+    """``apply`` on a state of another layout: the log tail of a pool an older
+    persimmon-tapir wrote, replayed as the pool opens.  Such a log holds no operation of the
+    compact shape, so every operation reaches the check.  A BaseException, so that the PSM's
+    replay (which passes over an operation's Exception: it raised the first time too) stops
+    and the open fails before the shadow touches the pool; the pool stays as it was."""
+
+    def __init__(self, layout: int) -> None:
+        super().__init__(layout)
+        self.layout = layout
+
+
+_NAME_BYTES = {"commit": b"commit", "abort": b"abort"}
+_NAMES = {b"commit": "commit", b"abort": "abort"}
+
+
+def logged_op(msg: tuple) -> tuple:
+    """The state machine operation for a (checked) PI, FI, PC or FC message, in the
+    compact shape listed above."""
+    name = msg[0]
+    if name == "PC":  # ("PC", cid, rid, view, ("prepare", txn_id, ts, reads, writes, coord))
+        return (b"pc", msg[1], msg[2]) + msg[4][1:]
+    if name == "FC":  # ("FC", cid, rid, ("prepare", ...), result)
+        return (b"fc", msg[1], msg[2]) + msg[3][1:] + (msg[4],)
+    op = msg[4] if name == "PI" else msg[3]  # ("PI", cid, rid, view, op), ("FI", cid, rid, op)
+    return (b"pi" if name == "PI" else b"fi", msg[1], msg[2], _NAME_BYTES[op[0]]) + op[1:]
 
 
 class ReplicaState:
@@ -64,6 +106,8 @@ class ReplicaState:
         self.store = {}
         self.reads = {}
         self.prepared = {}
+        self.prepared_reads = {}  # (store.py: the prepared set's index by key)
+        self.prepared_writes = {}
         self.decided = {}
 
     def _mine(self, op):
@@ -82,17 +126,20 @@ class ReplicaState:
     # -- the state machine -------------------------------------------------------------
     def apply(self, op):
         kind = op[0]
-        if kind in ("pc", "pi", "fi"):
-            opid, body = (op[1], op[2]), op[3]
-            if kind == "pc":
-                return self._propose_consensus(opid, body)
-            if kind == "fi":
-                return self._finalize_inconsistent(opid, body)
-            if opid not in self.record:
-                self.record[opid] = ["I", "T", self.view, _pack(body), None]
+        if kind == b"pc":
+            return self._propose_consensus((op[1], op[2]), ("prepare",) + op[3:8])
+        if kind == b"fc":
+            return self._finalize_consensus((op[1], op[2]), ("prepare",) + op[3:8],
+                                            tuple(op[8]))
+        if kind == b"fi":
+            return self._finalize_inconsistent((op[1], op[2]), (_NAMES[op[3]],) + op[4:8])
+        if kind == b"pi":
+            if (op[1], op[2]) not in self.record:
+                self.record[(op[1], op[2])] = ["I", "T", self.view,
+                                               _pack((_NAMES[op[3]],) + op[4:8]), None]
             return None
-        if kind == "fc":
-            return self._finalize_consensus((op[1], op[2]), op[3], tuple(op[4]))
+        if getattr(self, "format", 1) != FORMAT:  # (checked off the hot path: see below)
+            raise LayoutMismatch(getattr(self, "format", 1))
         if kind == "vc":
             self.view, self.status, self.latest_normal_view = op[1], op[2], op[3]
             return None
@@ -150,10 +197,14 @@ class ReplicaState:
             return
         p = self.prepared.get(txn_id)
         if result[0] == store.OK:
-            if p is None or tuple(p[0]) <= ts:
-                self.prepared[txn_id] = (ts,) + self._mine(op) + (tuple(op[5]),)
-        elif p is not None and tuple(p[0]) == ts:
-            del self.prepared[txn_id]
+            # (an entry of this timestamp is the one the Prepare wrote: the same attempt of
+            # the transaction, so the same value; not writing it again spares the shadow
+            # building and freeing it on the PM copy once per transaction)
+            if p is None or store.prepared_ts(p) < ts:
+                reads, writes = self._mine(op)
+                store.add_prepared(self, txn_id, ts, reads, writes, op[5])
+        elif p is not None and store.prepared_ts(p) == ts:
+            store.drop_prepared(self, txn_id)
 
     # -- view changes -------------------------------------------------------------------
     def record_entries(self) -> tuple:
@@ -168,7 +219,7 @@ class ReplicaState:
                 e = old.get((cid, rid))
                 if e is None or e[1] != "F":
                     self._execute(op)
-        self.prepared.clear()
+        store.clear_prepared(self)
         for _cid, _rid, kind, _st, _v, op, res in entries:
             if kind == "C" and res[0] == store.OK:
                 self._set_prepared(op, res)
@@ -187,7 +238,7 @@ class ReplicaState:
         self._sync(r)  # executes inconsistent ops, re-derives prepared from finalized ones
         merged = []
         for _cid, _rid, op, _majority in d + u:
-            self.prepared.pop(op[1], None)
+            store.drop_prepared(self, op[1])
         for cid, rid, op, majority in d:  # TAPIR-MERGE: results a fast path may have used
             if majority[0] == store.OK:
                 res = self._prepare(op)

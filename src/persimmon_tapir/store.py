@@ -12,9 +12,20 @@ in the shadow process on the persistent copy.  The data (plain containers only):
   read it} (the initial, absent version is ``ZERO``).  Kept apart from the versions so that
   a replica that missed the commit of a version still records, and checks writes against,
   the reads of it.
-* ``s.prepared``: txn id -> ``(ts, reads, writes, coord)`` of transactions prepared
-  (PREPARE-OK) and not yet committed or aborted here; ``coord`` names the Prepare operation
-  at every participant shard, ``((shard, request id), ...)``, for a backup coordinator.
+* ``s.prepared``: txn id -> ``(us, cid, packed)`` of transactions prepared (PREPARE-OK)
+  and not yet committed or aborted here: the timestamp, and msgpack of the keys read, the
+  keys written and ``coord`` (:func:`prepared_parts`), which names the Prepare operation at
+  every participant shard, ``((shard, request id), ...)``, for a backup coordinator.  One
+  flat tuple, not a tree of the read and write sets: the shadow of a persistent replica
+  builds an entry on the PM copy at every Prepare and reads it back whole to free it at
+  every Commit, and the values written are not needed here at all.
+* ``s.prepared_reads`` and ``s.prepared_writes``: key -> the prepared transactions that
+  read (write) it, flat: ``(txn_id, us, cid, txn_id, us, cid, ...)``; an index of
+  ``s.prepared`` (changed only with it, by :func:`add_prepared`, :func:`drop_prepared`,
+  :func:`clear_prepared`) so the OCC check looks up each key instead of reading every
+  prepared transaction.  On a persistent replica's shadow, where reading a prepared entry
+  from the PM copy builds its whole tree of tuples again, that scan was a third of the
+  shadow's time; one flat tuple of ints per key is one object to build or free.
 * ``s.decided``: txn id -> commit timestamp, or ``None`` when aborted.
 
 A timestamp is ``(microseconds, client id)``.  A transaction is ``(txn_id, ts, reads,
@@ -23,8 +34,11 @@ writes)`` with reads ``((key, version_ts), ...)`` and writes ``((key, value), ..
 
 from __future__ import annotations
 
+import msgpack
+
 __all__ = ["ZERO", "OK", "ABSTAIN", "ABORT", "RETRY", "occ_check", "prepare", "commit",
-           "abort", "get", "versions", "result_name"]
+           "abort", "get", "versions", "result_name", "add_prepared", "drop_prepared",
+           "clear_prepared", "prepared_ts", "prepared_parts"]
 
 ZERO = (0, 0)
 OK, ABSTAIN, ABORT, RETRY = 0, 1, 2, 3
@@ -49,24 +63,60 @@ def versions(s, key: bytes) -> list:
     return [((v[i], v[i + 1]), v[i + 2]) for i in range(0, len(v), 3)]
 
 
-def _prepared_writes(s, key, txn_id):
-    for tid, p in s.prepared.items():
-        if tid == txn_id:
-            continue
-        for k, _v in p[2]:
-            if k == key:
-                yield tuple(p[0])
-                break
+def prepared_ts(p: tuple) -> tuple:
+    """The timestamp of prepared set entry ``p``."""
+    return (p[0], p[1])
 
 
-def _prepared_read_after(s, key, ts, txn_id) -> bool:
-    for tid, p in s.prepared.items():
-        if tid == txn_id or tuple(p[0]) <= ts:
-            continue
-        for k, _v in p[1]:
-            if k == key:
-                return True
-    return False
+def prepared_parts(p: tuple) -> tuple:
+    """``(keys read, keys written, coord)`` of prepared set entry ``p``."""
+    return msgpack.unpackb(p[2], raw=False, use_list=False)
+
+
+def add_prepared(s, txn_id: int, ts: tuple, reads, writes, coord) -> None:
+    """Put the transaction in the prepared set (replacing its entry, if any) and its keys in
+    the index."""
+    if txn_id in s.prepared:
+        drop_prepared(s, txn_id)
+    read_keys = tuple(k for k, _v in reads)
+    write_keys = tuple(k for k, _v in writes)
+    us, cid = ts
+    s.prepared[txn_id] = (us, cid, msgpack.packb((read_keys, write_keys, tuple(coord)),
+                                                 use_bin_type=True))
+    mark = (txn_id, us, cid)
+    for index, keys in ((s.prepared_reads, read_keys), (s.prepared_writes, write_keys)):
+        for key in keys:
+            old = index.get(key)
+            index[key] = mark if old is None else tuple(old) + mark
+
+
+def drop_prepared(s, txn_id: int) -> None:
+    """Take the transaction out of the prepared set and the index (if it is there)."""
+    p = s.prepared.pop(txn_id, None)
+    if p is None:
+        return
+    read_keys, write_keys, _coord = prepared_parts(p)
+    for index, keys in ((s.prepared_reads, read_keys), (s.prepared_writes, write_keys)):
+        for key in keys:
+            old = index.get(key)
+            if old is None:
+                continue
+            if len(old) == 3:
+                if old[0] == txn_id:
+                    del index[key]
+                continue
+            kept = tuple(x for i in range(0, len(old), 3) if old[i] != txn_id
+                         for x in old[i:i + 3])
+            if kept:
+                index[key] = kept
+            else:
+                del index[key]
+
+
+def clear_prepared(s) -> None:
+    s.prepared.clear()
+    s.prepared_reads.clear()
+    s.prepared_writes.clear()
 
 
 def occ_check(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
@@ -86,9 +136,11 @@ def occ_check(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
                 break
         if nxt is not None and nxt < ts:
             return (ABORT, None)  # a newer version was committed before ts
-        for wts in _prepared_writes(s, key, txn_id):
-            if version < wts < ts:
-                return (ABSTAIN, None)  # a prepared write would invalidate the read
+        w = s.prepared_writes.get(key)
+        if w is not None:
+            for i in range(0, len(w), 3):
+                if w[i] != txn_id and version < (w[i + 1], w[i + 2]) < ts:
+                    return (ABSTAIN, None)  # a prepared write would invalidate the read
     for key, _value in writes:
         # a committed transaction read a version older than ts at a timestamp after ts:
         # writing at ts would change what it read
@@ -96,8 +148,11 @@ def occ_check(s, txn_id: int, ts: tuple, reads, writes) -> tuple:
                  if tuple(version) < ts < tuple(rts)]
         if later:
             return (RETRY, max(later))
-        if _prepared_read_after(s, key, ts, txn_id):
-            return (ABSTAIN, None)
+        r = s.prepared_reads.get(key)
+        if r is not None:
+            for i in range(0, len(r), 3):
+                if r[i] != txn_id and (r[i + 1], r[i + 2]) > ts:
+                    return (ABSTAIN, None)  # a later prepared transaction read the key
     return (OK, None)
 
 
@@ -108,12 +163,12 @@ def prepare(s, txn_id: int, ts: tuple, reads, writes, coord=()) -> tuple:
         return (OK, None) if s.decided[txn_id] is not None else (ABORT, None)
     p = s.prepared.get(txn_id)
     if p is not None:
-        if tuple(p[0]) == ts:
+        if prepared_ts(p) == ts:
             return (OK, None)
-        del s.prepared[txn_id]  # a retry at a new timestamp: check again
+        drop_prepared(s, txn_id)  # a retry at a new timestamp: check again
     result = occ_check(s, txn_id, ts, reads, writes)
     if result[0] == OK:
-        s.prepared[txn_id] = (ts, tuple(reads), tuple(writes), tuple(coord))
+        add_prepared(s, txn_id, ts, reads, writes, coord)
     return result
 
 
@@ -148,7 +203,7 @@ def commit(s, txn_id: int, ts: tuple, reads, writes) -> None:
             v.insert(i, value)
             v.insert(i, cid)
             v.insert(i, us)
-    s.prepared.pop(txn_id, None)
+    drop_prepared(s, txn_id)
     s.decided[txn_id] = ts
 
 
@@ -156,5 +211,5 @@ def abort(s, txn_id: int) -> None:
     """Abort (an inconsistent operation): drop the prepared entry; idempotent."""
     if txn_id in s.decided:
         return
-    s.prepared.pop(txn_id, None)
+    drop_prepared(s, txn_id)
     s.decided[txn_id] = None

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from persimmon import PSM
+from persimmon_tapir import state as state_module
 from persimmon_tapir import store
 from persimmon_tapir.persistence import Persistent, PoolMismatchError
 from persimmon_tapir.simnet import Durable, SimCluster
@@ -61,7 +62,7 @@ def _recorded_ops(seed=3):
     cluster.net.run_until(lambda: all(t.done for t in tasks))
     cluster.net.run_for(2.0)
     kinds = {op[0] for op in rec.ops}
-    assert {"pc", "fc", "pi", "fi", "merge", "install", "vc"} <= kinds, kinds
+    assert {b"pc", b"fc", b"pi", b"fi", "merge", "install", "vc"} <= kinds, kinds
     return cluster.config.ident(0, 0), rec.ops, rec.state
 
 
@@ -70,7 +71,7 @@ def _digest(s: ReplicaState):
             {k: [tuple(x) if isinstance(x, list) else x for x in v] for k, v in s.record.items()},
             {k: list(vs) for k, vs in s.store.items()},
             {k: dict(v) for k, v in s.reads.items()},
-            dict(s.prepared), dict(s.decided))
+            dict(s.prepared), dict(s.decided), dict(s.prepared_reads), dict(s.prepared_writes))
 
 
 def test_every_replica_operation_is_deterministic_on_the_persistent_copy(pooldir):
@@ -92,8 +93,8 @@ def test_replica_state_survives_close_and_reopen(pooldir):
     ident = (7, 0, 1, 3, 1)
     p = Persistent(ident, pooldir, log_size=4 << 20)
     assert not p.recovered
-    p.rw(("pc", 1, 1, ("prepare", 5, (10, 1), (), ((b"k", b"v"),), ((0, 1),))))
-    p.rw(("fi", 1, 2, ("commit", 5, (10, 1), (), ((b"k", b"v"),))))
+    p.rw((b"pc", 1, 1, 5, (10, 1), (), ((b"k", b"v"),), ((0, 1),)))
+    p.rw((b"fi", 1, 2, b"commit", 5, (10, 1), (), ((b"k", b"v"),)))
     p.commit()
     p.close()
     p = Persistent(ident, pooldir, log_size=4 << 20)
@@ -137,7 +138,7 @@ def test_damaged_pool_is_refused_and_kept(pooldir):
 
 def test_pool_of_another_cluster_or_replica_is_refused(pooldir):
     p = Persistent((7, 0, 0, 3, 1), pooldir, log_size=4 << 20)
-    p.rw(("fi", 1, 1, ("commit", 5, (10, 1), (), ((b"k", b"v"),))))
+    p.rw((b"fi", 1, 1, b"commit", 5, (10, 1), (), ((b"k", b"v"),)))
     p.commit()
     p.close()
     for other in ((8, 0, 0, 3, 1), (7, 0, 0, 3, 2), (7, 0, 0, 5, 1)):
@@ -157,8 +158,45 @@ def test_pool_with_an_older_state_layout_is_refused_and_left_alone(pooldir):
     path = os.path.join(pooldir, "tapir-s0-r0.pool")
     PSM(old_replica, path, log_size=4 << 20).close()
     with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
-                       r"\(state layout 1, this one reads 2\)"):
+                       r"\(state layout 1, this one reads 3\)"):
         Persistent((7, 0, 0, 3, 1), pooldir)
     psm = PSM(lambda: None, path)
     assert not hasattr(psm.state, "format") and psm.state.store[b"k"] == [[(10, 1), b"v"]]
     psm.close()
+
+
+def test_pool_of_layout_2_with_operations_in_its_log_is_refused_before_anything_runs(
+        pooldir, monkeypatch):
+    # A replica of layout 2 killed with operations in its log (not applied to the PM copy
+    # yet): this version must not replay them (its operations have another shape) nor let
+    # its shadow apply them; the pool is refused and stays as the older version left it.
+    ident = (7, 0, 0, 3, 1)
+    path = os.path.join(pooldir, "tapir-s0-r0.pool")
+    monkeypatch.setattr(state_module, "FORMAT", 2)  # (a state and an apply of layout 2)
+    psm = PSM(lambda: ReplicaState(ident), path, log_size=4 << 20)
+    psm._stop_shadow()  # the log keeps what follows
+    psm.invoke_rw(("vc", 4, "view-change", 3))
+    psm.close(drain=False)
+    monkeypatch.undo()
+    with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
+                       r"\(state layout 2, this one reads 3\)"):
+        Persistent(ident, pooldir)
+    monkeypatch.setattr(state_module, "FORMAT", 2)  # the older version opens it again
+    psm = PSM(lambda: None, path)
+    assert psm.recovery_times["replayed_ops"] == 1  # still in the log: nobody applied it
+    assert psm.state.format == 2 and psm.state.view == 4
+    psm.close()
+
+
+def test_transaction_operations_are_logged_in_the_compiled_packed_form():
+    # str in an operation sends it through pickle (the Python path, 2-3 us); the replica's
+    # transaction operations are built of tuples, bytes and ints only (opcodec.pack: the
+    # packed form the compiled grouper writes; None for anything it hands to pickle)
+    from persimmon.opcodec import pack
+    from persimmon_tapir.state import logged_op
+    prepare = ("prepare", 5, (10, 1), ((b"r", (1, 1)),), ((b"k", b"v"),), ((0, 1),))
+    commit = ("commit", 5, (10, 1), ((b"r", (1, 1)),), ((b"k", b"v"),))
+    for msg in (("PC", 1, 2, 0, prepare), ("FC", 1, 2, prepare, (0, None)),
+                ("PI", 1, 3, 0, commit), ("FI", 1, 3, commit)):
+        op = logged_op(msg)
+        assert len(op) != 4 and pack(op) is not None, msg  # (4 items: maybe a method call)
