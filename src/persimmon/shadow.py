@@ -158,7 +158,7 @@ class Applier:
         # it leaves, and any entry in verify mode, is applied here (OpLog.read loads the
         # head again, and reads and reports what the compiled reader declines).
         fast_run = _fast_run if not self.verify else None
-        dev, data, cap = log.dev, log._data, log.capacity
+        dev, data, cap = log.dev, log.data_start, log.capacity
         heap = self.heap
         end_op = heap.end_op
         undo = heap.undo
@@ -175,9 +175,9 @@ class Applier:
         t0 = clock()
         while n < limit:
             why = _PYTHON
-            if fast_run is not None and pos < log._head_seen:
+            if fast_run is not None and pos < log.head_seen:
                 k, pos, in_batch, why = fast_run(
-                    dev, data, cap, pos, log._head_seen, limit - n, apply, apply_op,
+                    dev, data, cap, pos, log.head_seen, limit - n, apply, apply_op,
                     self.root, heap, _loads, in_batch, max_batch, threshold, undo, raised,
                     end_failed)
                 n += k
@@ -437,7 +437,7 @@ def _loop(heap: Heap, parent_pid: int, c: Counters, message: Any, verify: bool, 
 
 def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | None,
            sdig: int | None, c: Counters, message: Any) -> None:
-    mine = _result_digest(result)
+    mine = result_digest(result)
     if rdig is not None and mine != rdig:
         _diverged(c, pos, message,
                   f"divergence: the operation at log position {pos} ({_short(op)}) returned a "
@@ -458,7 +458,7 @@ def _diverged(c: Counters, pos: int, message: Any, msg: str) -> None:
     c.diverged = 1
 
 
-def _result_digest(result: Any) -> int:
+def result_digest(result: Any) -> int:
     if isinstance(result, BaseException):
         return digest(("exception", type(result).__qualname__, repr(result.args)))
     return digest(result)
