@@ -89,11 +89,11 @@ static int intern_all(void) {
     I(s_batch, "batch") I(s_bmix, "_bmix") I(s_count, "count") I(s_persists, "_persists")
     I(s_buf, "buf") I(s_logged, "_logged") I(s_freelists, "_freelists") I(s_fresh, "_fresh")
     I(s_top, "_top") I(s_dev, "dev") I(s_size, "size") I(s_rc, "_rc")
-    I(s_deferred, "_deferred") I(s_decref, "_decref") I(s_flush, "flush")
-    I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add") I(s_ix_probed, "_ix_probed")
+    I(s_deferred, "_deferred") I(s_decref, "decref") I(s_flush, "flush")
+    I(s_drain, "drain") I(s_ix, "table_indexes") I(s_ix_add, "_ix_add") I(s_ix_probed, "_ix_probed")
     I(s_fast, "fast") I(s_index_limit, "index_limit") I(s_ix_adds, "_ix_adds")
-    I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "_proxies")
-    I(s_parents, "_parents") I(s_load, "_load") I(s_conv, "_conv") I(s_opaque, "_opaque")
+    I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "live_proxies")
+    I(s_parents, "proxy_parents") I(s_load, "load") I(s_conv, "_conv") I(s_opaque, "_opaque")
     I(s_zero, "_zero") I(s_memo, "_memo") I(s_end_op, "end_op")
     I(s_call, "__persimmon_call__")
 #undef I
@@ -109,10 +109,10 @@ static int intern_all(void) {
  *   (heap.dev, undo.dev);  proxy_class: class attributes of the proxy classes;
  *   proxy_slots: __slots__ members of the proxies' base (checked by proxy_method too). */
 static const char *const C_HEAP[] = {"_fresh_big", "_writable", "_ctop", "_top", "_nolog",
-    "_logged", "_freelists", "_fresh", "_rc", "_deferred", "undo", "buf", "dev", "_ix",
-    "_ix_adds", "_ix_budget", "index_limit", "_proxies", "_parents", "fast", "_conv",
+    "_logged", "_freelists", "_fresh", "_rc", "_deferred", "undo", "buf", "dev", "table_indexes",
+    "_ix_adds", "_ix_budget", "index_limit", "live_proxies", "proxy_parents", "fast", "_conv",
     "_opaque", "_zero", "_memo", NULL};
-static const char *const C_HEAP_METHODS[] = {"_decref", "_ix_add", "_ix_probed", "_load",
+static const char *const C_HEAP_METHODS[] = {"decref", "_ix_add", "_ix_probed", "load",
     "end_op", NULL};
 static const char *const C_UNDO[] = {"_persists", "dev", "_pos", "_end", "batch", "count",
     "_bmix", NULL};
@@ -2167,7 +2167,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what native.py checks before it uses this module (native.API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 12
+#define API 13
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;

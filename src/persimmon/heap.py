@@ -37,6 +37,7 @@ from typing import Any
 
 from . import layout as L
 from . import native
+from . import proxies as px
 from .device import Device
 from .errors import CorruptPoolError, PersimmonError, PoolFullError, UnpersistableError
 from .hashing import INDEX_KEY_TYPES, phash
@@ -222,9 +223,6 @@ class Heap:
 
     # ------------------------------------------------------------------ construction
     def __init__(self, pool: Pool) -> None:
-        from . import proxies  # late import: proxies know the heap only through its methods
-
-        self._px = proxies
         self.pool = pool
         self.dev = pool.dev
         self.buf = self.dev.buf
@@ -245,8 +243,8 @@ class Heap:
         self._rc: dict[int, int] = {}
         self._depth = 0
         self._freelists: list[list[int]] = [[] for _ in range(L.NCLASSES)]
-        self._proxies: dict[int, Any] = {}
-        self._parents: dict[int, tuple[int, Any, bool]] = {}
+        self.live_proxies: dict[int, Any] = {}
+        self.proxy_parents: dict[int, tuple[int, Any, bool]] = {}
         self._memo: dict[int, int] = {}
         self._conv: list[tuple[Any, int, Any]] = []
         self._keep: list[Any] = []
@@ -254,8 +252,8 @@ class Heap:
         self._classes: dict[str, type] = {}
         self._classnames: dict[type, bytes] = {}
         self._strhash: dict[str, int] = {}
-        # DRAM index of hash tables: table offset -> {key: entry offset}; see _ht_lookup
-        self._ix: dict[int, dict[Any, int]] = {}
+        # DRAM index of hash tables: table offset -> {key: entry offset}; see table_lookup
+        self.table_indexes: dict[int, dict[Any, int]] = {}
         self._ixn: dict[int, int] = {}
         self.index_limit = _index_limit()
         self._ix_budget = 2 * self.index_limit  # keys added to indexes before all are dropped
@@ -309,7 +307,7 @@ class Heap:
             # one behind here (about 120 bytes per key).
             limit = heap.index_limit
             heap.set_index_limit(0)
-            heap._store_slot(m + L.META_ROOT, heap._convert(root, "root"))
+            heap.store_slot(m + L.META_ROOT, heap.convert(root, "root"))
             heap.end_op()
             heap.commit(0)
             heap.set_index_limit(limit)
@@ -383,11 +381,11 @@ class Heap:
     def root(self) -> Any:
         """The root object: a proxy for containers and objects, a value otherwise."""
         x = _q_unpack(self.buf, self._meta + L.META_ROOT)[0]
-        return self._load(x)
+        return self.load(x)
 
     @root.setter
     def root(self, value: Any) -> None:
-        self._store_slot(self._meta + L.META_ROOT, self._convert(value, "root"))
+        self.store_slot(self._meta + L.META_ROOT, self.convert(value, "root"))
 
     @property
     def should_commit(self) -> bool:
@@ -470,9 +468,9 @@ class Heap:
             for off in spilled:
                 fls[buf[off + 1]].append(off)
             self._deferred.clear()
-        if len(self._proxies) > 4096:
-            self._proxies.clear()
-            self._parents.clear()
+        if len(self.live_proxies) > 4096:
+            self.live_proxies.clear()
+            self.proxy_parents.clear()
             self._root_proxy = None
 
     def materialize(self) -> Any:
@@ -486,7 +484,7 @@ class Heap:
         if self._closed:
             return
         self._closed = True
-        self._proxies.clear()
+        self.live_proxies.clear()
         self._root_proxy = None
         self.buf = None  # type: ignore[assignment]
         self.pool.close()
@@ -509,6 +507,22 @@ class Heap:
     @property
     def heap_top(self) -> int:
         return self._top
+
+    @property
+    def arena_start(self) -> int:
+        """Offset of the first object (the metadata block) in the pool."""
+        return self._arena
+
+    @property
+    def root_slot(self) -> int:
+        """The root's slot value as stored (a reference, or an inline value)."""
+        return _q_unpack(self.buf, self._meta + L.META_ROOT)[0]
+
+    @property
+    def commit_seq(self) -> int:
+        """Number of the commit record in force; the batch in progress will commit as
+        ``commit_seq + 1`` (its undo entries carry that number)."""
+        return self._seq - 1
 
     # ------------------------------------------------------------------ allocation
     def _grow_to(self, need: int) -> None:
@@ -574,11 +588,11 @@ class Heap:
             self._fresh.append((off, size))
         return off
 
-    def _free(self, off: int) -> None:
+    def free_after_commit(self, off: int) -> None:
         """Free a chunk once this batch commits (until then the last commit may refer to it)."""
         self._deferred.append(off)
-        if self._proxies.pop(off, None) is not None:
-            self._parents.pop(off, None)
+        if self.live_proxies.pop(off, None) is not None:
+            self.proxy_parents.pop(off, None)
 
     # ------------------------------------------------------------------ write path
     def _log_blocks(self, blocks: list[int]) -> None:
@@ -650,12 +664,12 @@ class Heap:
         self._logged.append(b)
 
     # Single-word stores never straddle a 32-byte block (they are aligned to their size).
-    def _wq(self, off: int, v: int) -> None:
+    def store_i64(self, off: int, v: int) -> None:
         if off < self._ctop and (off >> 5) not in self._nolog:
             self._log1(off)
         _q_pack(self.buf, off, v)
 
-    def _wQ(self, off: int, v: int) -> None:
+    def store_u64(self, off: int, v: int) -> None:
         if off < self._ctop and (off >> 5) not in self._nolog:
             self._log1(off)
         _Q_pack(self.buf, off, v)
@@ -670,7 +684,7 @@ class Heap:
             self._log1(off)
         self.buf[off] = v
 
-    def _wbytes(self, off: int, data: bytes | memoryview) -> None:
+    def store_bytes(self, off: int, data: bytes | memoryview) -> None:
         n = len(data)
         if n:
             self._prepare(off, n)
@@ -679,7 +693,7 @@ class Heap:
     # ------------------------------------------------------------------ reference counts
     # Reference counts live in DRAM: ``_rc`` maps an object to its count when that count is
     # not 1 (so most objects cost nothing); the walk at open recomputes them.
-    def _incref(self, x: int) -> None:
+    def incref(self, x: int) -> None:
         if x > 0 and not x & 7:
             rc = self._rc.get(x, 1) + 1
             if rc == 1:
@@ -687,7 +701,7 @@ class Heap:
             else:
                 self._rc[x] = rc
 
-    def _decref(self, x: int) -> None:
+    def decref(self, x: int) -> None:
         if x > 0 and not x & 7:
             rcd = self._rc
             rc = rcd.get(x, 1) - 1
@@ -709,21 +723,21 @@ class Heap:
         self._rc[off] = 0
         self._zero.append(off)
 
-    def _store_slot(self, off: int, x: int) -> None:
+    def store_slot(self, off: int, x: int) -> None:
         """Store slot value ``x`` at ``off``, adjusting reference counts."""
         old = _q_unpack(self.buf, off)[0]
         if old == x:
             return
         if x > 0 and not x & 7:
-            self._incref(x)
-        self._wq(off, x)
+            self.incref(x)
+        self.store_i64(off, x)
         if old > 0 and not old & 7:
-            self._decref(old)
+            self.decref(old)
 
-    def _store_blob(self, off: int, t: int, data: bytes) -> None:
+    def store_blob(self, off: int, t: int, data: bytes) -> None:
         """Store a new bytes/str object holding ``data`` into the slot at ``off``.
 
-        The fused form of ``_store_slot(off, _new_blob(t, data))`` for the hottest store (a
+        The fused form of ``store_slot(off, _new_blob(t, data))`` for the hottest store (a
         dict value overwritten with bytes): the slot's block is undo-logged first, so nothing
         is allocated if that fails, the new object goes straight to reference count 1, and
         the old value, if it was a leaf held once, is freed without a second call.
@@ -746,9 +760,9 @@ class Heap:
         _q_pack(buf, off, x)
         if old > 0 and not old & 7:
             if old not in self._rc and buf[old] in _LEAVES:
-                self._deferred.append(old)  # count 1 -> 0 (see _decref)
+                self._deferred.append(old)  # count 1 -> 0 (see decref)
             else:
-                self._decref(old)
+                self.decref(old)
 
     def _reclaim(self) -> None:
         stack = self._zero
@@ -775,11 +789,11 @@ class Heap:
                         if crc == 0:
                             stack.append(child)
             for inner in self._internal(off, t):
-                self._free(inner)
+                self.free_after_commit(inner)
             self._opaque.pop(off, None)
-            self._ix.pop(off, None)
+            self.table_indexes.pop(off, None)
             self._ixn.pop(off, None)
-            self._free(off)
+            self.free_after_commit(off)
 
     def _rebuild(self) -> None:
         """Walk the graph from the root: recompute reference counts and the free lists.
@@ -1055,7 +1069,7 @@ class Heap:
         return []
 
     # ------------------------------------------------------------------ loading values
-    def _load(self, x: int) -> Any:
+    def load(self, x: int) -> Any:
         """The Python value of slot ``x``: natives for immutables, proxies for containers."""
         if x & 7:
             if x & 1:
@@ -1069,7 +1083,7 @@ class Heap:
             raise CorruptPoolError(f"invalid slot value {x:#x}")
         if not x:
             raise CorruptPoolError("empty slot read as a value")
-        p = self._proxies.get(x)
+        p = self.live_proxies.get(x)
         if p is not None:
             return p
         buf = self.buf
@@ -1091,13 +1105,12 @@ class Heap:
             return int.from_bytes(buf[x + 16 : x + 16 + n], "little", signed=True)
         if t == L.T_TUPLE:
             n = _Q_unpack(buf, x + 8)[0]
-            return tuple([self._load(y) for y in buf[x + 16 : x + 16 + 8 * n].cast("q")])
+            return tuple([self.load(y) for y in buf[x + 16 : x + 16 + 8 * n].cast("q")])
         if t == L.T_FROZENSET:
             n = _Q_unpack(buf, x + 8)[0]
-            return frozenset([self._load(y) for y in buf[x + 16 : x + 16 + 8 * n].cast("q")])
+            return frozenset([self.load(y) for y in buf[x + 16 : x + 16 + 8 * n].cast("q")])
         if t == L.T_COMPLEX:
             return complex(_d_unpack(buf, x + 8)[0], _d_unpack(buf, x + 16)[0])
-        px = self._px
         if t == L.T_DICT:
             p = px.PDict(self, x)
         elif t == L.T_LIST:
@@ -1107,13 +1120,13 @@ class Heap:
         elif t == L.T_DEQUE:
             p = px.PDeque(self, x)
         elif t == L.T_OBJECT:
-            cls = self._class_of(x)
+            cls = self.class_of(x)
             p = px.proxy_class_for(cls)(self, x)
         elif t == L.T_OPAQUE:
             if x in self._opaque:
                 return self._opaque[x][0]
             blob = _q_unpack(buf, x + _OPQ_BLOB)[0]
-            data = self._load(blob)
+            data = self.load(blob)
             try:
                 value = pickle.loads(data)
             except Exception as e:
@@ -1124,12 +1137,13 @@ class Heap:
             return value
         else:
             raise CorruptPoolError(f"object at {x} has unknown type {t}")
-        self._proxies[x] = p
+        self.live_proxies[x] = p
         return p
 
-    def _class_of(self, x: int) -> type:
+    def class_of(self, x: int) -> type:
+        """The user class of the object at ``x`` (imported on first use)."""
         name_ref = _q_unpack(self.buf, x + _OBJ_CLASS)[0]
-        name = self._load(name_ref)
+        name = self.load(name_ref)
         cls = self._classes.get(name)
         if cls is None:
             cls = self._import_class(name)
@@ -1185,10 +1199,10 @@ class Heap:
             _d_pack(buf, off + 8, v)
             self._born(off)
             return off
-        if isinstance(v, self._px.Proxy):
-            if v._h is self:
-                return v._o
-            v = v._native()
+        if isinstance(v, px.Proxy):
+            if px.heap_of(v) is self:
+                return px.offset_of(v)
+            v = px.native_copy(v)
             t = type(v)
         memo = self._memo
         if id(v) in memo:
@@ -1224,7 +1238,7 @@ class Heap:
             return self._convert_object(v)
         return self._convert_opaque(v)
 
-    def _convert(self, v: Any, where: Any, key: Any = None, attr: bool = False) -> int:
+    def convert(self, v: Any, where: Any, key: Any = None, attr: bool = False) -> int:
         """:meth:`_to_slot` for a store into the object at ``where`` under ``key``."""
         if self._depth:  # inside a conversion: the enclosing container adds the path
             return self._to_slot(v)
@@ -1254,7 +1268,7 @@ class Heap:
             buf[off + 16 : off + 16 + 8 * n] = L.struct_pack_q(slots)
             for s in slots:
                 if s > 0 and not s & 7:
-                    self._incref(s)
+                    self.incref(s)
         self._born(off)
         return off
 
@@ -1266,48 +1280,51 @@ class Heap:
     def _convert_list(self, v: list) -> int:
         off = self._new_list(len(v))
         self._remember(v, off, list(v))
-        return self._fill_seq(self._px.PList(self, off), v)
+        return self._fill_seq(off, px.PList(self, off), v)
 
-    def _fill_seq(self, p: Any, items: Any) -> int:
-        """Append converted ``items`` to the new list or deque proxy ``p``; its offset."""
-        self._proxies[p._o] = p
+    def _fill_seq(self, off: int, p: Any, items: Any) -> int:
+        """Append converted ``items`` to the new list or deque at ``off`` (its proxy ``p``);
+        return ``off``."""
+        self.live_proxies[off] = p
+        append = px.slot_appender(p)
         for i, item in enumerate(items):
             try:
                 s = self._to_slot(item)
             except UnpersistableError as e:
                 raise e.prefixed(f"[{i}]") from None
-            p._append_slot(s)
-        return p._o
+            append(s)
+        return off
 
     def _new_list(self, cap: int) -> int:
         off = self._alloc(_LIST_SIZE)
         buf = self.buf
         _hdr_pack(buf, off, L.T_LIST, buf[off + 1], 0, 0, 0)
-        items = self._new_array(cap) if cap else 0
+        items = self.new_array(cap) if cap else 0
         buf = self.buf
-        _q_pack(buf, off + _LIST_CAP, self._array_cap(items) if items else 0)
+        _q_pack(buf, off + _LIST_CAP, self.array_capacity(items) if items else 0)
         _q_pack(buf, off + _LIST_ITEMS, items)
         self._born(off)
         return off
 
-    def _new_array(self, cap: int) -> int:
+    def new_array(self, cap: int) -> int:
         off = self._alloc(16 + 8 * cap)
         buf = self.buf
         size = L.CLASS_SIZES[buf[off + 1]]
         _hdr_pack(buf, off, L.T_ARRAY, buf[off + 1], 0, 1, (size - 16) // 8)
         return off
 
-    def _array_cap(self, arr: int) -> int:
+    def array_capacity(self, arr: int) -> int:
         return _Q_unpack(self.buf, arr + 8)[0]
 
     def _convert_dict(self, v: dict) -> int:
         off = self._new_table(L.T_DICT, len(v))
         self._remember(v, off, list(v.items()))
-        p = self._px.PDict(self, off)
-        self._proxies[off] = p
+        p = px.PDict(self, off)
+        self.live_proxies[off] = p
+        setitem = px.item_setter(p)
         for k, val in v.items():
             try:
-                p._set(k, val)
+                setitem(k, val)
             except UnpersistableError as e:
                 raise e.prefixed(f"[{k!r}]") from None
         return off
@@ -1315,11 +1332,12 @@ class Heap:
     def _convert_set(self, v: set) -> int:
         off = self._new_table(L.T_SET, len(v))
         self._remember(v, off, set(v))
-        p = self._px.PSet(self, off)
-        self._proxies[off] = p
+        p = px.PSet(self, off)
+        self.live_proxies[off] = p
+        add = px.member_adder(p)
         for k in v:
             try:
-                p._add(k)
+                add(k)
             except UnpersistableError as e:
                 raise e.prefixed("{...}") from None
         return off
@@ -1329,15 +1347,15 @@ class Heap:
         buf = self.buf
         _hdr_pack(buf, off, L.T_DEQUE, buf[off + 1], 0, 0, 0)
         cap = max(8, len(v))
-        items = self._new_array(cap)
+        items = self.new_array(cap)
         buf = self.buf
-        _q_pack(buf, off + _DQ_CAP, self._array_cap(items))
+        _q_pack(buf, off + _DQ_CAP, self.array_capacity(items))
         _q_pack(buf, off + _DQ_ITEMS, items)
         _q_pack(buf, off + _DQ_HEAD, 0)
         _q_pack(buf, off + _DQ_MAXLEN, -1 if v.maxlen is None else v.maxlen)
         self._born(off)
         self._remember(v, off, list(v))
-        return self._fill_seq(self._px.PDeque(self, off), v)
+        return self._fill_seq(off, px.PDeque(self, off), v)
 
     def _convert_object(self, v: Any) -> int:
         cls = type(v)
@@ -1355,14 +1373,14 @@ class Heap:
         self._memo[id(v)] = off
         self._keep.append(v)
         attrs = vars(v)
-        self._store_slot(off + _OBJ_CLASS, self._to_slot(name))
+        self.store_slot(off + _OBJ_CLASS, self._to_slot(name))
         d = self._new_table(L.T_DICT, len(attrs))
-        self._store_slot(off + _OBJ_DICT, d)
+        self.store_slot(off + _OBJ_DICT, d)
         self._conv.append((v, off, list(attrs.items())))
-        pd = self._px.PDict(self, d)
+        setitem = px.item_setter(px.PDict(self, d))
         for k, val in attrs.items():
             try:
-                pd._set(k, val)
+                setitem(k, val)
             except UnpersistableError as e:
                 raise e.prefixed(f".{k}") from None
         return off
@@ -1384,7 +1402,7 @@ class Heap:
         _hdr_pack(buf, off, L.T_OPAQUE, buf[off + 1], 0, 0, 0)
         _q_pack(buf, off + _OPQ_BLOB, 0)
         self._born(off)
-        self._store_slot(off + _OPQ_BLOB, self._new_blob(L.T_BYTES, data))
+        self.store_slot(off + _OPQ_BLOB, self._new_blob(L.T_BYTES, data))
         self._opaque[off] = (v, data)
         self._memo[id(v)] = off
         self._keep.append(v)
@@ -1404,19 +1422,18 @@ class Heap:
                     f"it can no longer be pickled after this operation ({e})",
                 ) from None
             if now != data:
-                self._store_slot(off + _OPQ_BLOB, self._new_blob(L.T_BYTES, now))
+                self.store_slot(off + _OPQ_BLOB, self._new_blob(L.T_BYTES, now))
         self._opaque.clear()
 
     def _resync(self) -> None:
         """Bring PM copies of native containers converted in this op up to date."""
-        px = self._px
         conv = self._conv
         try:
-            self._resync_each(px, conv)
+            self._resync_each(conv)
         finally:  # (a value that cannot be persisted is reported once, not at every end_op)
             conv.clear()
 
-    def _resync_each(self, px: Any, conv: list[tuple[Any, int, Any]]) -> None:
+    def _resync_each(self, conv: list[tuple[Any, int, Any]]) -> None:
         i = 0
         while i < len(conv):
             v, off, snap = conv[i]
@@ -1428,27 +1445,30 @@ class Heap:
             if t is list or t is deque:
                 if len(v) == len(snap) and all(a is b for a, b in zip(v, snap, strict=True)):
                     continue
-                p = self._load(off)
+                p = self.load(off)
                 p.clear()
+                append = px.slot_appender(p)
                 for j, item in enumerate(v):
-                    p._append_slot(self._convert(item, off, j))
+                    append(self.convert(item, off, j))
             elif t is dict:
                 items = list(v.items())
                 if len(items) == len(snap) and all(
                     a[0] is b[0] and a[1] is b[1] for a, b in zip(items, snap, strict=True)
                 ):
                     continue
-                p = self._load(off)
+                p = self.load(off)
                 p.clear()
+                setitem = px.item_setter(p)
                 for k, val in items:
-                    p._set(k, val)
+                    setitem(k, val)
             elif t is set:
                 if v == snap:
                     continue
-                p = self._load(off)
+                p = self.load(off)
                 p.clear()
+                add = px.member_adder(p)
                 for k in v:
-                    p._add(k)
+                    add(k)
             else:
                 items = list(vars(v).items())
                 if len(items) == len(snap) and all(
@@ -1457,8 +1477,9 @@ class Heap:
                     continue
                 d = px.PDict(self, _q_unpack(buf, off + _OBJ_DICT)[0])
                 d.clear()
+                setitem = px.item_setter(d)
                 for k, val in items:
-                    d._set(k, val)
+                    setitem(k, val)
 
     # ------------------------------------------------------------------ hash tables
     def _new_table(self, t: int, n: int) -> int:
@@ -1477,7 +1498,7 @@ class Heap:
         self._born(off)
         self._ixn.pop(off, None)
         if self.index_limit:
-            self._ix[off] = {}
+            self.table_indexes[off] = {}
         return off
 
     def _new_table_arrays(self, t: int, size: int, zero: bool = True) -> tuple[int, int]:
@@ -1498,7 +1519,7 @@ class Heap:
     def _key_matches(self, x: int, key: Any, kb: bytes | None, kt: int) -> bool:
         """Does stored key slot ``x`` equal ``key``?  ``kb``: encoded str/bytes key."""
         if kb is None:
-            return self._load(x) == key
+            return self.load(x) == key
         if x & 7:
             return False
         buf = self.buf
@@ -1506,7 +1527,7 @@ class Heap:
         if st != kt:
             if st == L.T_STR or st == L.T_BYTES:
                 return False
-            return self._load(x) == key
+            return self.load(x) == key
         n = _Q_unpack(buf, x + 8)[0]
         return n == len(kb) and buf[x + 16 : x + 16 + n] == kb
 
@@ -1553,33 +1574,33 @@ class Heap:
     # ``index_limit`` entries.  Tables made in this process start indexed; an existing table
     # gets its index once it has been probed about len/16 times (docs/heap.md says why).
 
-    def _ht_lookup(self, d: int, es: int, key: Any) -> int:
+    def table_lookup(self, d: int, es: int, key: Any) -> int:
         """Offset of ``key``'s entry in table ``d``, or -1."""
-        ix = self._ix.get(d)
+        ix = self.table_indexes.get(d)
         if ix is not None and type(key) in _IXT:
             return ix.get(key, -1)
         fast = self.fast
         if fast is not None and (r := fast.ht_seek(self, d, es, key)) is not None:
             e = r[0]
         else:
-            e = self._ht_find(d, es, self._ht_hash(key), key)[1]
+            e = self._ht_find(d, es, self.key_hash(key), key)[1]
         self._ix_probed(d, es)
         return e
 
-    def _ht_seek(self, d: int, es: int, key: Any) -> tuple[int, int, int]:
+    def table_seek(self, d: int, es: int, key: Any) -> tuple[int, int, int]:
         """``(entry, 0, 0)`` if ``key`` is in table ``d``, else ``(-1, hash, insert slot)``."""
-        ix = self._ix.get(d)
+        ix = self.table_indexes.get(d)
         if ix is not None and type(key) in _IXT:
             e = ix.get(key, -1)
             if e >= 0:
                 return e, 0, 0
-            hv = self._ht_hash(key)
-            return -1, hv, self._ht_free_slot(d, hv)
+            hv = self.key_hash(key)
+            return -1, hv, self.table_free_slot(d, hv)
         fast = self.fast
         if fast is not None and (r := fast.ht_seek(self, d, es, key)) is not None:
             self._ix_probed(d, es)
             return r
-        hv = self._ht_hash(key)
+        hv = self.key_hash(key)
         p, e, free = self._ht_find(d, es, hv, key)
         self._ix_probed(d, es)
         return e, hv, free if free >= 0 else p
@@ -1587,7 +1608,7 @@ class Heap:
     def _ix_probed(self, d: int, es: int) -> None:
         n = self._ixn.get(d, 0) + 1
         self._ixn[d] = n
-        if n > 2 and d not in self._ix:
+        if n > 2 and d not in self.table_indexes:
             used = _Q_unpack(self.buf, d + 8)[0]
             if n >= 2 + (used >> 4):
                 self._ix_build(d, es, used)
@@ -1597,7 +1618,7 @@ class Heap:
             self._ixn[d] = _NEVER
             return
         buf = self.buf
-        kslots = self._ht_entries(d)[1 :: es >> 3]
+        kslots = self.table_entries(d)[1 :: es >> 3]
         base = _q_unpack(buf, d + _HT_ENTS)[0] + 16
         offs: Any = range(base, base + es * len(kslots), es)
         if _DUMMY in kslots:
@@ -1615,7 +1636,7 @@ class Heap:
             finally:
                 lens.release()
         else:
-            keys = [self._load(k) for k in kslots]
+            keys = [self.load(k) for k in kslots]
             if not all(type(k) in _IXT for k in keys) or self._probed_instead(keys):
                 self._ixn[d] = _NEVER
                 return
@@ -1623,7 +1644,7 @@ class Heap:
         if self._ix_adds > self._ix_budget:
             self._ix_reset()
             return
-        self._ix[d] = dict(zip(keys, offs, strict=True))
+        self.table_indexes[d] = dict(zip(keys, offs, strict=True))
 
     def _probed_instead(self, keys: Any) -> bool:
         """Are these a table's keys that the compiled module probes in the pool rather than
@@ -1632,7 +1653,7 @@ class Heap:
                 and all(type(k) is bytes or type(k) is str for k in keys))
 
     def _ix_add(self, d: int, key: Any, e: int) -> None:
-        ix = self._ix.get(d)
+        ix = self.table_indexes.get(d)
         if ix is not None:
             if type(key) in _IXT and len(ix) < self.index_limit:
                 ix[key] = e
@@ -1640,12 +1661,12 @@ class Heap:
                 if self._ix_adds > self._ix_budget:
                     self._ix_reset()
             else:
-                del self._ix[d]
+                del self.table_indexes[d]
                 self._ixn[d] = _NEVER
 
     def _ix_reset(self) -> None:
         """Drop every index (memory bound: see docs/heap.md); hot tables get theirs back."""
-        self._ix.clear()
+        self.table_indexes.clear()
         self._ixn.clear()
         self._ix_adds = 0
 
@@ -1657,14 +1678,14 @@ class Heap:
         self.index_limit = n
         self._ix_budget = 2 * n
         self._ixn.clear()  # tables may be indexed again (or now never, the next time)
-        for d in [d for d, ix in self._ix.items() if len(ix) > n]:
-            del self._ix[d]
+        for d in [d for d, ix in self.table_indexes.items() if len(ix) > n]:
+            del self.table_indexes[d]
 
     def index_bytes(self) -> int:
         """DRAM held by the tables' indexes (dicts, keys and offsets), in bytes."""
         seen: set[int] = set()
         total = 0
-        for ix in self._ix.values():
+        for ix in self.table_indexes.values():
             total += sys.getsizeof(ix)
             for k, e in ix.items():
                 if id(k) not in seen:
@@ -1676,18 +1697,18 @@ class Heap:
     def index_check(self) -> None:
         """Compare every DRAM table index with its table in PM (for tests); raise
         :class:`AssertionError` on any difference."""
-        for d, ix in self._ix.items():
-            flat = self._ht_entries(d)
+        for d, ix in self.table_indexes.items():
+            flat = self.table_entries(d)
             es = _esize(self.buf[d])
             base = _q_unpack(self.buf, d + _HT_ENTS)[0] + 16
             w = es >> 3
-            want = [(self._load(flat[j]), base + (j - 1) * 8)
+            want = [(self.load(flat[j]), base + (j - 1) * 8)
                     for j in range(1, len(flat), w) if flat[j] != _DUMMY]
             got = list(ix.items())
             if [(type(k), k, e) for k, e in got] != [(type(k), k, e) for k, e in want]:
                 raise AssertionError(f"index of table {d} differs: {got[:5]} != {want[:5]}")
 
-    def _ht_hash(self, key: Any) -> int:
+    def key_hash(self, key: Any) -> int:
         if type(key) is str:
             h = self._strhash.get(key)
             if h is None:
@@ -1697,20 +1718,20 @@ class Heap:
             return h
         return phash(key)
 
-    def _ht_insert_new(self, d: int, es: int, h: int, p: int, kslot: int, vslot: int,
+    def table_insert(self, d: int, es: int, h: int, p: int, kslot: int, vslot: int,
                        key: Any) -> None:
         """Append an entry for ``key``, known to be absent (converted to ``kslot``); ``p`` is
         its index-table slot."""
         e, p, nent = self._ht_make_room(d, es, h, p)
         if kslot > 0 and not kslot & 7:
-            self._incref(kslot)
+            self.incref(kslot)
         if vslot > 0 and not vslot & 7:
-            self._incref(vslot)
+            self.incref(vslot)
         self._prepare_insert(d, es, e, p)
         self._ht_write_entry(d, es, h, p, e, nent, kslot, vslot)
         self._ix_add(d, key, e)
 
-    def _ht_insert_blobs(self, d: int, h: int, p: int, kt: int, kdata: bytes,
+    def table_insert_blobs(self, d: int, h: int, p: int, kt: int, kdata: bytes,
                          vdata: bytes, key: Any) -> None:
         """:meth:`_ht_insert_new` of a dict entry whose key (bytes or str, encoded in
         ``kdata``) and value (bytes) are new objects: the fused form of the hottest insert.
@@ -1806,7 +1827,7 @@ class Heap:
         cap = _Q_unpack(buf, ents + 8)[0]
         if nent >= cap:
             self._ht_resize(d, es)
-            p = self._ht_free_slot(d, h)
+            p = self.table_free_slot(d, h)
             buf = self.buf
             nent = _q_unpack(buf, d + _HT_NENT)[0]
             ents = _q_unpack(buf, d + _HT_ENTS)[0]
@@ -1825,7 +1846,7 @@ class Heap:
         _q_pack(buf, d + _HT_NENT, nent + 1)
         _Q_pack(buf, d + 8, _Q_unpack(buf, d + 8)[0] + 1)
 
-    def _ht_free_slot(self, d: int, h: int) -> int:
+    def table_free_slot(self, d: int, h: int) -> int:
         buf = self.buf
         itab = _q_unpack(buf, d + _HT_ITAB)[0]
         mask = _Q_unpack(buf, itab + 8)[0] - 1
@@ -1852,20 +1873,20 @@ class Heap:
         itab, ents = self._new_table_arrays(t, size, zero=False)
         rehash = _rehash if self.fast is None else self.fast.rehash
         count = rehash(self.buf, old_ents + 16, nent, es, ents + 16, itab + 16, size)
-        self._wq(d + _HT_ITAB, itab)
-        self._wq(d + _HT_ENTS, ents)
-        self._wq(d + _HT_NENT, count)
-        self._free(old_itab)
-        self._free(old_ents)
-        ix = self._ix.get(d)
+        self.store_i64(d + _HT_ITAB, itab)
+        self.store_i64(d + _HT_ENTS, ents)
+        self.store_i64(d + _HT_NENT, count)
+        self.free_after_commit(old_itab)
+        self.free_after_commit(old_ents)
+        ix = self.table_indexes.get(d)
         if ix is not None and self._probed_instead(ix):  # grown past an index's use
-            del self._ix[d]
+            del self.table_indexes[d]
             self._ixn[d] = _NEVER
         elif ix is not None:  # entries kept their order: renumber
             base = ents + 16
-            self._ix[d] = dict(zip(ix, range(base, base + es * len(ix), es), strict=True))
+            self.table_indexes[d] = dict(zip(ix, range(base, base + es * len(ix), es), strict=True))
 
-    def _ht_delete(self, d: int, es: int, e: int, key: Any = _NOKEY) -> None:
+    def table_delete(self, d: int, es: int, e: int, key: Any = _NOKEY) -> None:
         """Remove the entry at ``e`` (reference counts dropped); ``key``: a key equal to its
         key (without one, the table's DRAM index is dropped)."""
         p = self._ht_slot_of(d, es, e)
@@ -1873,21 +1894,21 @@ class Heap:
         kslot = _q_unpack(buf, e + 8)[0]
         vslot = _q_unpack(buf, e + 16)[0] if es == 24 else 0
         self._wI(p, _IX_DUMMY)
-        self._wq(e + 8, _DUMMY)
+        self.store_i64(e + 8, _DUMMY)
         if es == 24:
-            self._wq(e + 16, 0)
+            self.store_i64(e + 16, 0)
         used = _Q_unpack(self.buf, d + 8)[0]
-        self._wQ(d + 8, used - 1)
+        self.store_u64(d + 8, used - 1)
         if kslot > 0 and not kslot & 7:
-            self._decref(kslot)
+            self.decref(kslot)
         if vslot > 0 and not vslot & 7:
-            self._decref(vslot)
-        ix = self._ix.get(d)
+            self.decref(vslot)
+        ix = self.table_indexes.get(d)
         if ix is not None:
             if key is not _NOKEY and type(key) in _IXT:
                 del ix[key]
             else:
-                del self._ix[d]
+                del self.table_indexes[d]
 
     def _ht_slot_of(self, d: int, es: int, e: int) -> int:
         """The index-table slot that refers to entry ``e``."""
@@ -1909,25 +1930,25 @@ class Heap:
             perturb >>= _PERTURB_SHIFT
             i = (i * 5 + perturb + 1) & mask
 
-    def _ht_clear(self, d: int) -> None:
+    def table_clear(self, d: int) -> None:
         buf = self.buf
         t = buf[d]
         for child in self._children(d, t, 0):
             if child > 0 and not child & 7:
-                self._decref(child)
+                self.decref(child)
         old = self._internal(d, t)
         itab, ents = self._new_table_arrays(t, 8)
-        self._wq(d + _HT_ITAB, itab)
-        self._wq(d + _HT_ENTS, ents)
-        self._wq(d + _HT_NENT, 0)
-        self._wQ(d + 8, 0)
+        self.store_i64(d + _HT_ITAB, itab)
+        self.store_i64(d + _HT_ENTS, ents)
+        self.store_i64(d + _HT_NENT, 0)
+        self.store_u64(d + 8, 0)
         for r in old:
-            self._free(r)
+            self.free_after_commit(r)
         self._ixn.pop(d, None)
         if self.index_limit:
-            self._ix[d] = {}
+            self.table_indexes[d] = {}
 
-    def _ht_entries(self, d: int) -> list[int]:
+    def table_entries(self, d: int) -> list[int]:
         """Flat list [h, k, (v,) ...] of the live and deleted entries, in order."""
         buf = self.buf
         nent = _q_unpack(buf, d + _HT_NENT)[0]
@@ -1948,17 +1969,17 @@ class Heap:
             yield _q_unpack(buf, items + 8 * ((head + i) % cap))[0]
 
     # ------------------------------------------------------------------ diagnostics
-    def _note_parent(self, x: int, parent: int, key: Any, attr: bool = False) -> None:
+    def note_parent(self, x: int, parent: int, key: Any, attr: bool = False) -> None:
         """Remember how the container at ``x`` was reached (for error messages)."""
-        if x in self._proxies and x not in self._parents:
-            self._parents[x] = (parent, key, attr)
+        if x in self.live_proxies and x not in self.proxy_parents:
+            self.proxy_parents[x] = (parent, key, attr)
 
     def path_of(self, off: int) -> str:
         """Best-effort access path of the object at ``off`` (for error messages)."""
         parts = []
         seen = 0
-        while off in self._parents and seen < 64:
-            off, key, attr = self._parents[off]
+        while off in self.proxy_parents and seen < 64:
+            off, key, attr = self.proxy_parents[off]
             parts.append(f".{key}" if attr else f"[{key!r}]")
             seen += 1
         return "root" + "".join(reversed(parts))

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import layout as L
 
-API = 12  # the _speedups.API this tree was written against
+API = 13  # the _speedups.API this tree was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 PROBE_OVER = 4096
@@ -39,11 +39,11 @@ def pure_python_requested() -> bool:
 HEAP_ATTRS: dict[str, type | None] = {
     "_fresh_big": list, "_writable": bool, "_ctop": int, "_top": int, "_nolog": set,
     "_logged": list, "_freelists": list, "_fresh": list, "_rc": dict, "_deferred": list,
-    "undo": None, "buf": None, "dev": None, "_ix": dict, "_ix_adds": int,
-    "_ix_budget": int, "index_limit": int, "_proxies": dict, "_parents": dict,
+    "undo": None, "buf": None, "dev": None, "table_indexes": dict, "_ix_adds": int,
+    "_ix_budget": int, "index_limit": int, "live_proxies": dict, "proxy_parents": dict,
     "fast": None, "_conv": list, "_opaque": dict, "_zero": list, "_memo": dict,
 }
-HEAP_METHODS = ("_decref", "_ix_add", "_ix_probed", "_load", "end_op")
+HEAP_METHODS = ("decref", "_ix_add", "_ix_probed", "load", "end_op")
 UNDO_ATTRS: dict[str, type | None] = {
     "_persists": bool, "dev": None, "_pos": int, "_end": int, "batch": int, "count": int,
     "_bmix": int,
