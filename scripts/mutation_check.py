@@ -51,7 +51,8 @@ CRASH_TESTS = [
 ]
 
 # Python: the device users; a call of flush/drain/persist that is a whole statement
-PY_FILES = ["undolog.py", "oplog.py", "pool.py", "heap.py", "device.py"]
+PY_FILES = ["undolog.py", "oplog.py", "pool.py", "heap.py", "allocator.py", "writeset.py",
+            "refcounts.py", "graphwalk.py", "hashtable.py", "device.py"]
 PY_CALL = re.compile(r"^(\s*)((self\.)?(dev\.)?(flush|drain|persist)\(.*\))\s*(#.*)?$")
 PY_LIST = re.compile(r"^(\s*)(self\._(logged|fresh)\.(append|extend)\(.*\))\s*(#.*)?$")
 # device.py: only the base class's persist (flush then drain), which the simulator uses; the
