@@ -17,7 +17,7 @@ from typing import Any
 
 from . import layout as L
 
-API = 13  # the _speedups.API this tree was written against
+API = 15  # the _speedups.API this tree was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 PROBE_OVER = 4096
@@ -51,13 +51,18 @@ UNDO_ATTRS: dict[str, type | None] = {
 DEVICE_ATTRS = ("size", "buf", "flush", "drain")
 PROXY_CLASS_ATTRS = ("_own", "_dc")  # of the proxy classes (proxies.PObject and subclasses)
 PROXY_SLOTS = ("_h", "_o", "_ad")  # __slots__ members of proxies.Proxy / PObject
+# The fields of ``_speedups.ApplyContext``, the context of the shadow's compiled apply loop
+# (``apply_run(ctx, pos, head, limit, in_batch)``): its keyword arguments and members
+APPLY_CONTEXT = ("dev", "data", "cap", "apply", "apply_op", "root", "heap", "loads",
+                 "max_batch", "threshold", "undo", "raised", "end_failed")
 
 
 def contract() -> dict[str, tuple[str, ...]]:
     """The declaration above in the form ``_speedups.CONTRACT`` exports it."""
     return {"heap": tuple(HEAP_ATTRS), "heap_methods": HEAP_METHODS,
             "undo": tuple(UNDO_ATTRS), "device": DEVICE_ATTRS,
-            "proxy_class": PROXY_CLASS_ATTRS, "proxy_slots": PROXY_SLOTS}
+            "proxy_class": PROXY_CLASS_ATTRS, "proxy_slots": PROXY_SLOTS,
+            "apply_context": APPLY_CONTEXT}
 
 
 class ContractError(RuntimeError):
