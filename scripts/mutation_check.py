@@ -9,13 +9,13 @@ tests against the mutant, and fail when one survives.
 A *persist step* is a flush, fence (drain) or persist call in a device user (undolog, oplog,
 pool, heap's commit, the base Device's persist), a listing of blocks for the flush at commit
 (heap's ``_logged``/``_fresh``), and the compiled paths' equivalents in ``_speedups.c`` (the
-undo entry's flush and fence, the listing of logged blocks, of an entry's blocks and of a
-reused chunk).  Each is found in the source by pattern, so a new step is checked without
-editing this file.  A mutant is the tree with that one statement removed; the Python mutants
-run the crash tests with ``PERSIMMON_PURE_PYTHON=1`` (the Python path is then the one taken),
-and, if none fails, compiled (a line reached only beside the compiled module); the C
-mutants rebuild the extension in a temporary copy and run them compiled.  The crash
-tests run in a fixed order with ``-x``; the first that fails names the catcher.
+undo entry's flush and fence in ``undo_append``, the listing of logged blocks, of an entry's
+blocks and of a reused chunk). Each is found in the source by pattern, so a new step is
+checked without editing this file. A mutant is the tree with that one statement removed; the
+Python mutants run the crash tests with ``PERSIMMON_PURE_PYTHON=1`` (the Python path is then
+the one taken), and, if none fails, compiled (a line reached only beside the compiled
+module); the C mutants rebuild the extension in a temporary copy and run them compiled. The
+crash tests run in a fixed order with ``-x``; the first that fails names the catcher.
 
 A step that is redundant on purpose carries a comment ``# mutation: redundant (<why>; proved
 by tests/<file>::<test>)`` (C: ``/* mutation: redundant ... */``) on its line: its surviving
@@ -51,7 +51,8 @@ CRASH_TESTS = [
 ]
 
 # Python: the device users; a call of flush/drain/persist that is a whole statement
-PY_FILES = ["undolog.py", "oplog.py", "pool.py", "heap.py", "device.py"]
+PY_FILES = ["undolog.py", "oplog.py", "pool.py", "heap.py", "allocator.py", "writeset.py",
+            "refcounts.py", "graphwalk.py", "hashtable.py", "device.py"]
 PY_CALL = re.compile(r"^(\s*)((self\.)?(dev\.)?(flush|drain|persist)\(.*\))\s*(#.*)?$")
 PY_LIST = re.compile(r"^(\s*)(self\._(logged|fresh)\.(append|extend)\(.*\))\s*(#.*)?$")
 # device.py: only the base class's persist (flush then drain), which the simulator uses; the
@@ -61,9 +62,9 @@ DEVICE_SCOPE = ("class Device", "class MsyncDevice")
 
 # C: (what the step is, pattern, replacement)
 C_RULES = [
-    ("the undo entry's flush", r'PyObject_CallMethod\(h->udev, "flush", "LL", pos, 64LL\)',
+    ("the undo entry's flush", r'PyObject_CallMethod\(udev, "flush", "LL", at, 64LL\)',
      "Py_NewRef(Py_None)"),
-    ("the undo entry's fence", r"PyObject_CallMethodNoArgs\(h->udev, s_drain\)",
+    ("the undo entry's fence", r"PyObject_CallMethodNoArgs\(udev, s_drain\)",
      "Py_NewRef(Py_None)"),
     ("a logged block listed for the commit flush", r"PyList_Append\(h->logged, bk\) < 0", "0"),
     ("an entry's block listed for the commit flush", r"PyList_Append\(h->logged, k\)", "0"),
@@ -89,6 +90,10 @@ def _function_at(lines: list[str], i: int) -> str:
         m = re.match(r"\s*def (\w+)|\s*(?:static )?\w[\w\s\*]*?\b(\w+)\(.*\)\s*\{\s*$", lines[j])
         if m:
             return m.group(1) or m.group(2)
+        # a C function whose parameters continue on the next lines
+        m = re.match(r"static \w[\w\s\*]*?\b(\w+)\([^)]*,\s*$", lines[j])
+        if m:
+            return m.group(1)
     return "?"
 
 

@@ -142,14 +142,14 @@ def test_crash_at_every_fence_of_a_big_table_probed_in_the_pool():
             big = h.root["big"]
             assert len(big) == sizes[h.position], (when, progress)
             assert {k: big.get(k) for k in touched} == expected[h.position], (when, progress)
-            assert table not in h._ix  # (read through the probe, not an index)
+            assert table not in h.table_indexes  # (read through the probe, not an index)
             h.close()
             progress["checks"] += 1
 
     dev.check = check
     _run_batches(heap, n_ops, batch, lambda i: _big_op(d, i, n0), progress)
     dev.check = None
-    assert table not in heap._ix and progress["fences"] > n_ops, progress
+    assert table not in heap.table_indexes and progress["fences"] > n_ops, progress
     final = Heap.open(SimDevice.from_image(dev.persisted_image()))
     assert final.position == n_ops and dict(final.materialize()["big"]) == native
     final.check()

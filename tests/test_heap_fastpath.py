@@ -158,7 +158,7 @@ def _compare_paths(tmp_path, monkeypatch, seed, mode, size):
 
         @staticmethod
         def dict_set(heap, d, key, value):
-            new = key not in heap._ix.get(d, ())
+            new = key not in heap.table_indexes.get(d, ())
             ok = whole and fast.dict_set(heap, d, key, value)
             calls["dict_set" if ok else "dict_set declined"] += 1
             calls["dict_set inserts"] += ok and new
@@ -200,9 +200,9 @@ def _compare_paths(tmp_path, monkeypatch, seed, mode, size):
         assert _step(ha.root, ha, rng_a, i) == _step(hb.root, hb, rng_b, i), i
         assert ha._top == hb._top and ha.undo.count == hb.undo.count, i
         if size == "small":  # the DRAM indexes too
-            assert ha._ix == hb._ix and ha._ix_adds == hb._ix_adds, i
+            assert ha.table_indexes == hb.table_indexes and ha._ix_adds == hb._ix_adds, i
         else:  # the big table is probed, not indexed (and the Python heap indexes it)
-            assert dtab not in ha._ix, i
+            assert dtab not in ha.table_indexes, i
         assert bytes(ha.buf) == bytes(hb.buf), f"the pools differ after operation {i}"
     ha.commit(n + 1)
     hb.commit(n + 1)
@@ -223,7 +223,7 @@ def _compare_paths(tmp_path, monkeypatch, seed, mode, size):
         # or all along (big)
         assert calls["seek"] > (1000 if size == "big" else 2), calls
     if size == "big":  # (so the two heaps looked the key up two ways)
-        assert dtab in hb._ix
+        assert dtab in hb.table_indexes
     ha.index_check()
     hb.index_check()
     assert ha.materialize() == hb.materialize()
@@ -339,7 +339,7 @@ def test_the_compiled_getattribute_reads_as_the_python_one(tmp_path, monkeypatch
 
     def read(mode):
         h.fast = mode
-        h._parents.clear()
+        h.proxy_parents.clear()
         fallbacks["n"] = 0
         out = []
         for _ in range(10):  # (the attribute dict is indexed after a few lookups)
@@ -351,7 +351,7 @@ def test_the_compiled_getattribute_reads_as_the_python_one(tmp_path, monkeypatch
                     continue
                 out.append((n, v() if n == "bump" else repr(v)))
         assert g.items is g.items  # the same proxy each time
-        return out, dict(h._parents), fallbacks["n"]
+        return out, dict(h.proxy_parents), fallbacks["n"]
 
     compiled, parents_c, fell_c = read(fast)
     g.count = 3  # (bump() counted up in each round)
@@ -361,9 +361,9 @@ def test_the_compiled_getattribute_reads_as_the_python_one(tmp_path, monkeypatch
     # the four user attributes were read in C once the attribute dict was indexed
     assert fell_p - fell_c >= 4 * 7, (fell_p, fell_c)
     h.fast = fast
-    h._parents.clear()  # the index is built: this read is the compiled one, noting it too
+    h.proxy_parents.clear()  # the index is built: this read is the compiled one, noting it too
     fallbacks["n"] = 0
-    assert g.items is not None and fallbacks["n"] == 0 and h._parents == parents_p
+    assert g.items is not None and fallbacks["n"] == 0 and h.proxy_parents == parents_p
     g.count = 40
     assert g.count == 40 and g.doubled == 80 and g.bump() == 41 and g.count == 41
     h.close()

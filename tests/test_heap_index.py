@@ -58,7 +58,7 @@ def test_random_dict_ops_agree_with_native_dict():
             heap.index_check()
             assert list(d.items()) == list(native.items())
     heap.index_check()
-    assert heap._ix.get(d._o) is not None  # the table stayed indexed all along
+    assert heap.table_indexes.get(d._o) is not None  # the table stayed indexed all along
     assert list(d.items()) == list(native.items())
     heap = reopen(heap, 10**6)
     assert heap.materialize()["d"] == native
@@ -68,13 +68,13 @@ def test_index_is_built_after_about_a_sixteenth_of_the_table_in_probes():
     heap = Heap.create(SimDevice(16 << 20), {"d": {b"k%d" % i: i for i in range(400)}})
     heap = reopen(heap, 1)
     d = heap.root["d"]
-    assert heap._ix.get(d._o) is None  # an existing table starts without an index
+    assert heap.table_indexes.get(d._o) is None  # an existing table starts without an index
     for i in range(20):
         assert d[b"k%d" % i] == i
-    assert heap._ix.get(d._o) is None
+    assert heap.table_indexes.get(d._o) is None
     for i in range(20, 30):
         assert d[b"k%d" % i] == i
-    assert heap._ix.get(d._o) is not None  # 2 + 400/16 probes
+    assert heap.table_indexes.get(d._o) is not None  # 2 + 400/16 probes
     heap.index_check()
     assert b"nope" not in d and d.get(b"k399") == 399
     d[b"new"] = 1
@@ -89,17 +89,17 @@ def test_keys_of_other_types_make_a_table_unindexed_until_cleared():
     d = heap.root["d"]
     for i in range(20):
         d[i] = i
-    assert heap._ix.get(d._o) is not None
+    assert heap.table_indexes.get(d._o) is not None
     d[(1, "x")] = "tuple key"
     heap.end_op()
-    assert heap._ix.get(d._o) is None
+    assert heap.table_indexes.get(d._o) is None
     assert d[(1, "x")] == "tuple key" and d[3] == 3 and d.get(3.0) == 3 and 99 not in d
     for i in range(200):  # probing never rebuilds it
         assert d[i % 20] == i % 20
-    assert heap._ix.get(d._o) is None
+    assert heap.table_indexes.get(d._o) is None
     d.clear()
     heap.end_op()
-    assert heap._ix.get(d._o) == {}
+    assert heap.table_indexes.get(d._o) == {}
     d["a"] = 1
     assert d["a"] == 1
     heap.index_check()
@@ -113,7 +113,7 @@ def test_index_limit_bounds_the_table_size_indexed():
         d[i] = i
         s.add(f"m{i}")
     heap.end_op()
-    assert heap._ix.get(d._o) is None and heap._ix.get(s._o) is None
+    assert heap.table_indexes.get(d._o) is None and heap.table_indexes.get(s._o) is None
     assert [d[i] for i in range(30)] == list(range(30))
     assert all(f"m{i}" in s for i in range(30)) and "m30" not in s
     s.discard("m3")
@@ -133,10 +133,10 @@ def test_index_limit_from_the_environment(monkeypatch, value, ok):
     heap = Heap.create(SimDevice(1 << 20), {"d": {"a": 1}})
     assert heap.index_limit == (int(value) if value else 1 << 20)
     d = heap.root["d"]
-    assert heap._ix.get(d._o) is None  # the initial image leaves no index behind
+    assert heap.table_indexes.get(d._o) is None  # the initial image leaves no index behind
     d["b"] = 2
     assert d["a"] == 1 and d["b"] == 2 and "c" not in d
-    assert (heap._ix.get(d._o) is None) == (value == "0")
+    assert (heap.table_indexes.get(d._o) is None) == (value == "0")
 
 
 def test_object_attributes_through_the_index():
@@ -168,7 +168,7 @@ def test_a_freed_table_leaves_no_index_behind():
         heap.commit(rnd + 1)  # its chunk can be reused from now on
         d = root["d"]
         assert d.get(f"r{rnd}-3") == 3 and f"r{rnd - 1}-3" not in d
-        assert len(heap._ix) <= 3  # root, the live dict (and nothing that was freed)
+        assert len(heap.table_indexes) <= 3  # root, the live dict (and nothing that was freed)
         heap.index_check()
 
 
@@ -176,21 +176,21 @@ def test_set_index_limit_drops_and_allows_indexes_and_index_bytes_counts_them():
     heap = Heap.create(SimDevice(16 << 20), {"d": {b"k%d" % i: i for i in range(100)},
                                              "small": {"a": 1}})
     d, small = heap.root["d"], heap.root["small"]
-    assert heap._ix.get(d._o) is None  # the initial image leaves no index behind
+    assert heap.table_indexes.get(d._o) is None  # the initial image leaves no index behind
     for _ in range(10):
         assert d[b"k1"] == 1 and small["a"] == 1
-    assert heap._ix.get(d._o) is not None
+    assert heap.table_indexes.get(d._o) is not None
     full = heap.index_bytes()
     assert full > 100 * 50  # a dict slot, a key and an offset per entry
     heap.set_index_limit(10)
-    assert heap._ix.get(d._o) is None and heap._ix.get(small._o) is not None
+    assert heap.table_indexes.get(d._o) is None and heap.table_indexes.get(small._o) is not None
     assert heap.index_bytes() < full // 5
     assert [d[b"k%d" % i] for i in range(100)] == list(range(100))  # probes, never built
-    assert heap._ix.get(d._o) is None
+    assert heap.table_indexes.get(d._o) is None
     heap.set_index_limit(1000)
     for i in range(10):  # about len/16 probes build it again
         assert d[b"k%d" % i] == i
-    assert heap._ix.get(d._o) is not None
+    assert heap.table_indexes.get(d._o) is not None
     heap.index_check()
     with pytest.raises(ValueError):
         heap.set_index_limit(-1)
@@ -205,7 +205,7 @@ def test_indexes_of_many_tables_stay_within_the_budget():
     for i in range(1000):
         hs[i] = {f"f{j}": j for j in range(5)}
         heap.end_op()
-        held = sum(len(ix) for ix in heap._ix.values())
+        held = sum(len(ix) for ix in heap.table_indexes.values())
         assert held <= 80, (i, held)
     for i in range(0, 1000, 7):
         h = hs[i]
@@ -214,7 +214,7 @@ def test_indexes_of_many_tables_stay_within_the_budget():
         heap.end_op()
     heap.index_check()
     assert all(hs[i]["f9"] == i for i in range(0, 1000, 7))
-    assert 0 < sum(len(ix) for ix in heap._ix.values()) <= 80
+    assert 0 < sum(len(ix) for ix in heap.table_indexes.values()) <= 80
 
 
 def test_the_compiled_probe_finds_what_the_python_probe_finds():
@@ -248,7 +248,7 @@ def test_the_compiled_probe_finds_what_the_python_probe_finds():
                     if type(q) not in (bytes, str):
                         assert fast.ht_seek(heap, tab, es, q) is None  # (not its kind)
                         continue
-                    hv = heap._ht_hash(q)
+                    hv = heap.key_hash(q)
                     p, e, free = heap._ht_find(tab, es, hv, q)
                     got = fast.ht_seek(heap, tab, es, q)
                     if e >= 0:
@@ -285,8 +285,9 @@ def test_big_tables_of_bytes_and_str_keys_are_probed_not_indexed():
             assert mixed[b"k%d" % i] == 1
             big[b"k%d" % (i * 3 % n)] = b"w%d" % i
             heap.end_op()
-        assert (heap._ix.get(big._o) is None) == (fast is not None)
-        assert heap._ix.get(small._o) is not None and heap._ix.get(mixed._o) is not None
+        assert (heap.table_indexes.get(big._o) is None) == (fast is not None)
+        assert heap.table_indexes.get(small._o) is not None
+        assert heap.table_indexes.get(mixed._o) is not None
         heap.index_check()
         # a table made in this process starts indexed, and drops the index at its first
         # resize past _PROBE_OVER entries
@@ -297,8 +298,8 @@ def test_big_tables_of_bytes_and_str_keys_are_probed_not_indexed():
             new[b"n%d" % i] = b"x"
             heap.end_op()
             if i == 100:
-                assert heap._ix.get(new._o) is not None
-        assert (heap._ix.get(new._o) is None) == (fast is not None)
+                assert heap.table_indexes.get(new._o) is not None
+        assert (heap.table_indexes.get(new._o) is None) == (fast is not None)
         assert [new[b"n%d" % i] for i in range(0, m, 97)] == [b"x"] * len(range(0, m, 97))
         assert len(new) == m and big[b"k3"] == b"w1" and b"k%d" % n not in big
         heap.index_check()

@@ -20,11 +20,13 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import sys
 from collections import deque
 
 import pytest
 
 from heap_workload import Account, canon
+from persimmon import allocator
 from persimmon import heap as heap_module
 from persimmon import layout as L
 from persimmon.cli import check_pool, main
@@ -58,7 +60,7 @@ def test_a_kill_inside_any_header_write_of_a_reused_chunk_leaves_the_pool_whole(
     if paths == "python":
         h.fast = None
     probes: list[tuple[int, int, bytes]] = []  # (chunk, its class, the image at the probe)
-    real = heap_module._hdr_pack
+    real = allocator.write_header
 
     def probing(buf, off, *fields):
         if off >= h._ctop:  # bump-allocated: above the committed top, never walked
@@ -79,7 +81,13 @@ def test_a_kill_inside_any_header_write_of_a_reused_chunk_leaves_the_pool_whole(
 
         return real(buf, off, *[Probe(f) for f in fields])
 
-    monkeypatch.setattr(heap_module, "_hdr_pack", probing)
+    # every module of the heap that writes headers binds the one writer: probe each binding
+    writers = [m for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith(
+        "persimmon.") and getattr(m, "write_header", None) is real]
+    assert {"persimmon.allocator", "persimmon.convert", "persimmon.hashtable"} <= {
+        m.__name__ for m in writers}
+    for m in writers:
+        monkeypatch.setattr(m, "write_header", probing)
     h.root["new"] = [_kinds(i) for i in range(6)]
     h.end_op()
     monkeypatch.undo()

@@ -21,10 +21,11 @@ def test_it_lists_every_kind_of_persist_step():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     for needle in ["rollback: `self.dev.drain()`", "rollback: `flush(a, 32)`",
-                   "log_block: `dev.flush(pos, 64)`", "commit: `dev.persist(self._head_at, 8)`",
-                   "commit: `dev.drain()`", "write_commit: `self.dev.persist(off, 64)`",
+                   "_log_block_python: `dev.flush(pos, 64)`",
+                   "commit: `dev.persist(self._head_at, 8)`", "commit: `dev.drain()`",
+                   "write_commit: `self.dev.persist(off, 64)`",
                    "clear_torn_record:", "set_tail:", "persist: `self.drain()`",
-                   "_log_blocks: `self._logged.append(b)`", "h_log_block: the undo entry's fence",
+                   "_log_blocks: `self._logged.append(b)`", "undo_append: the undo entry's fence",
                    "h_list_for_flush:", "h_alloc: a reused chunk"]:
         assert any(needle in ln for ln in lines), needle
     assert len(lines) >= 35

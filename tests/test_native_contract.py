@@ -90,7 +90,8 @@ def test_a_type_change_fails_loudly(tmp_path, monkeypatch):
 
 
 def test_renaming_a_method_fails_loudly(tmp_path, monkeypatch):
-    monkeypatch.delattr(Heap, "_ix_probed")
+    owner = next(k for k in Heap.__mro__ if "_ix_probed" in vars(k))  # (a part of the heap)
+    monkeypatch.delattr(owner, "_ix_probed")
     with pytest.raises(native.ContractError, match=r"Heap\._ix_probed is not a method"):
         Heap.create(str(tmp_path / "p"), {}, initial_size=1 << 20)
 
@@ -106,3 +107,59 @@ def test_a_proxy_class_without_its_caches_fails_loudly():
 
 def test_heap_re_exports_the_one_loader():
     assert heap_mod.FAST is native.FAST and heap_mod.FAST_API == native.API
+
+
+def test_the_apply_loop_takes_one_declared_context():
+    if native.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    ctx_type = native.FAST.ApplyContext
+    members = [n for n, v in vars(ctx_type).items() if type(v).__name__ == "member_descriptor"]
+    assert sorted(members) == sorted(native.APPLY_CONTEXT)
+    fields = dict.fromkeys(native.APPLY_CONTEXT, None)
+    fields.update(data=0, cap=64, max_batch=1, threshold=1)
+    ctx = ctx_type(**fields)
+    ctx.apply = print  # (apply and root change at every commit)
+    assert ctx.apply is print and ctx.cap == 64
+    with pytest.raises(TypeError):
+        ctx_type(**{k: v for k, v in fields.items() if k != "undo"})
+    with pytest.raises(TypeError, match="ApplyContext"):  # the old 17 positional arguments
+        native.FAST.apply_run(*range(17))
+    # nothing to apply below the head: (applied, position, in batch, why)
+    assert native.FAST.apply_run(ctx, 5, 5, 10, 0) == (0, 5, 0, 0)
+
+
+def test_the_undo_entry_writer_and_its_python_twin_write_the_same_bytes():
+    # UndoLog.log_block is the compiled undo_log_block (the code that undo-logs the compiled
+    # stores too); _log_block_python is its twin.  The same blocks logged each way, through
+    # a spill into a second segment, leave the same device (flushed image included), and the
+    # compiled writer is taken for every entry but the one that spills.
+    import random
+
+    from persimmon.simdevice import SimDevice
+
+    if native.FAST is None:
+        pytest.skip("the fast path is not built (PERSIMMON_PURE_PYTHON is set)")
+    image = random.Random(5).randbytes(1 << 16)
+    taken: list[bool] = []
+
+    class Counting:  # the compiled module, counting what its writer does
+        @staticmethod
+        def undo_log_block(undo, a):
+            r = native.FAST.undo_log_block(undo, a)
+            taken.append(r)
+            return r
+
+    runs = []
+    for fast in (Counting, None):
+        dev = SimDevice(image)
+        seg = iter([(48 << 10, 8 << 10)])
+        undo = UndoLog(dev, 0, 4096, lambda n, seg=seg: next(seg))
+        undo.fast = fast
+        undo.begin(7)
+        rng = random.Random(3)
+        for _ in range(90):  # (63 entries fill the 4 KiB segment)
+            undo.log_block(rng.randrange(8 << 10, 40 << 10) & ~31)
+        runs.append((bytes(dev.buf), dev.persisted_image(), undo.count, undo._pos,
+                     undo.spilled, undo.valid_entries(7)))
+    assert runs[0] == runs[1]
+    assert taken.count(False) == 1 and taken.count(True) == 89, taken  # (False: the spill)

@@ -89,11 +89,11 @@ static int intern_all(void) {
     I(s_batch, "batch") I(s_bmix, "_bmix") I(s_count, "count") I(s_persists, "_persists")
     I(s_buf, "buf") I(s_logged, "_logged") I(s_freelists, "_freelists") I(s_fresh, "_fresh")
     I(s_top, "_top") I(s_dev, "dev") I(s_size, "size") I(s_rc, "_rc")
-    I(s_deferred, "_deferred") I(s_decref, "_decref") I(s_flush, "flush")
-    I(s_drain, "drain") I(s_ix, "_ix") I(s_ix_add, "_ix_add") I(s_ix_probed, "_ix_probed")
+    I(s_deferred, "_deferred") I(s_decref, "decref") I(s_flush, "flush")
+    I(s_drain, "drain") I(s_ix, "table_indexes") I(s_ix_add, "_ix_add") I(s_ix_probed, "_ix_probed")
     I(s_fast, "fast") I(s_index_limit, "index_limit") I(s_ix_adds, "_ix_adds")
-    I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "_proxies")
-    I(s_parents, "_parents") I(s_load, "_load") I(s_conv, "_conv") I(s_opaque, "_opaque")
+    I(s_ix_budget, "_ix_budget") I(s_own, "_own") I(s_dc, "_dc") I(s_proxies, "live_proxies")
+    I(s_parents, "proxy_parents") I(s_load, "load") I(s_conv, "_conv") I(s_opaque, "_opaque")
     I(s_zero, "_zero") I(s_memo, "_memo") I(s_end_op, "end_op")
     I(s_call, "__persimmon_call__")
 #undef I
@@ -109,16 +109,19 @@ static int intern_all(void) {
  *   (heap.dev, undo.dev);  proxy_class: class attributes of the proxy classes;
  *   proxy_slots: __slots__ members of the proxies' base (checked by proxy_method too). */
 static const char *const C_HEAP[] = {"_fresh_big", "_writable", "_ctop", "_top", "_nolog",
-    "_logged", "_freelists", "_fresh", "_rc", "_deferred", "undo", "buf", "dev", "_ix",
-    "_ix_adds", "_ix_budget", "index_limit", "_proxies", "_parents", "fast", "_conv",
+    "_logged", "_freelists", "_fresh", "_rc", "_deferred", "undo", "buf", "dev", "table_indexes",
+    "_ix_adds", "_ix_budget", "index_limit", "live_proxies", "proxy_parents", "fast", "_conv",
     "_opaque", "_zero", "_memo", NULL};
-static const char *const C_HEAP_METHODS[] = {"_decref", "_ix_add", "_ix_probed", "_load",
+static const char *const C_HEAP_METHODS[] = {"decref", "_ix_add", "_ix_probed", "load",
     "end_op", NULL};
 static const char *const C_UNDO[] = {"_persists", "dev", "_pos", "_end", "batch", "count",
     "_bmix", NULL};
 static const char *const C_DEVICE[] = {"size", "buf", "flush", "drain", NULL};
 static const char *const C_PROXY_CLASS[] = {"_own", "_dc", NULL};
 static const char *const C_PROXY_SLOTS[] = {"_h", "_o", "_ad", NULL};
+/* the fields of ApplyContext, apply_run's context (its keyword arguments and members) */
+static const char *const C_APPLY_CONTEXT[] = {"dev", "data", "cap", "apply", "apply_op",
+    "root", "heap", "loads", "max_batch", "threshold", "undo", "raised", "end_failed", NULL};
 
 static PyObject *names_tuple(const char *const *names) {
     Py_ssize_t n = 0;
@@ -138,10 +141,10 @@ static PyObject *names_tuple(const char *const *names) {
 static PyObject *contract(void) {
     PyObject *d = PyDict_New();
     const char *keys[] = {"heap", "heap_methods", "undo", "device", "proxy_class",
-                          "proxy_slots"};
+                          "proxy_slots", "apply_context"};
     const char *const *vals[] = {C_HEAP, C_HEAP_METHODS, C_UNDO, C_DEVICE, C_PROXY_CLASS,
-                                 C_PROXY_SLOTS};
-    for (int i = 0; d && i < 6; i++) {
+                                 C_PROXY_SLOTS, C_APPLY_CONTEXT};
+    for (int i = 0; d && i < 7; i++) {
         PyObject *t = names_tuple(vals[i]);
         if (!t || PyDict_SetItemString(d, keys[i], t) < 0) Py_CLEAR(d);
         Py_XDECREF(t);
@@ -477,39 +480,112 @@ static int h_list_for_flush(H *h, long long b) {
     return r;
 }
 
-/* Undo-log the block holding off (the caller checked it needs it and that the segment has
- * room): the entry, then the log's position and count, the block marked as logged, and on a
- * device that persists, flushed and fenced.  0, or -1 on error. */
-static int h_log_block(H *h, long long off) {
-    long long b = off >> 5, a = b << 5;
-    uint8_t *e = h->base + h->pos;
+/* The undo log's append of one entry: UndoLog.log_block's body (the Python method calls
+ * undo_log_block below, which calls this; UndoLog._log_block_python is the pure-Python twin)
+ * and the undo logging of the compiled stores (h_log_block).  The entry for the block at a
+ * (its old 32 bytes, checksummed) at *pos in base, then the log's position and count
+ * advanced, in *pos and *count and in ud (the undo log's instance dict), and on a device
+ * that persists (udev not NULL), flushed and fenced before the caller's store.  The caller
+ * checked that the segment has room.  0, or -1 on error. */
+static int undo_append(uint8_t *base, PyObject *ud, PyObject *udev, long long *pos,
+                       long long *count, long long batch, long long bmix, long long a) {
+    uint8_t *e = base + *pos;
     uint64_t sum;
-    if (hash3((const char *)h->base + a, 32, (uint64_t)a ^ (uint64_t)h->bmix, NULL, &sum) < 0)
+    if (hash3((const char *)base + a, 32, (uint64_t)a ^ (uint64_t)bmix, NULL, &sum) < 0)
         return -1;
     put64(e, (uint64_t)a);
-    put64(e + 8, (uint64_t)h->batch);
+    put64(e + 8, (uint64_t)batch);
     put64(e + 16, sum);
     put64(e + 24, 0);
-    memcpy(e + 32, h->base + a, 32);
-    long long pos = h->pos;
-    h->pos += 64;
-    h->count += 1;
-    if (d_set_i64(h->ud, s_pos, h->pos) < 0 || d_set_i64(h->ud, s_count, h->count) < 0)
+    memcpy(e + 32, base + a, 32);
+    long long at = *pos;
+    *pos += 64;
+    *count += 1;
+    if (d_set_i64(ud, s_pos, *pos) < 0 || d_set_i64(ud, s_count, *count) < 0) return -1;
+    if (udev) { /* durable before the store */
+        PyObject *res = PyObject_CallMethod(udev, "flush", "LL", at, 64LL);
+        if (!res) return -1;
+        Py_DECREF(res);
+        res = PyObject_CallMethodNoArgs(udev, s_drain);
+        if (!res) return -1;
+        Py_DECREF(res);
+    }
+    return 0;
+}
+
+/* Undo-log the block holding off (the caller checked it needs it and that the segment has
+ * room): the entry (undo_append), and the block marked as logged in the heap's write set
+ * and listed for the flush at commit.  0, or -1 on error. */
+static int h_log_block(H *h, long long off) {
+    long long b = off >> 5;
+    if (undo_append(h->base, h->ud, h->persists ? h->udev : NULL, &h->pos, &h->count,
+                    h->batch, h->bmix, b << 5) < 0)
         return -1;
     PyObject *bk = PyLong_FromLongLong(b);
     if (!bk) return -1;
     int r = PySet_Add(h->nolog, bk) < 0 || PyList_Append(h->logged, bk) < 0;
     Py_DECREF(bk);
-    if (r) return -1;
-    if (h->persists) { /* durable before the store, as UndoLog.log_block makes it */
-        PyObject *res = PyObject_CallMethod(h->udev, "flush", "LL", pos, 64LL);
-        if (!res) return -1;
-        Py_DECREF(res);
-        res = PyObject_CallMethodNoArgs(h->udev, s_drain);
-        if (!res) return -1;
-        Py_DECREF(res);
+    return r ? -1 : 0;
+}
+
+/* undo_log_block(undo, a) -> bool: UndoLog.log_block (one entry for the block at a, durable
+ * when this returns True); False, having changed nothing, when the segment is full (the
+ * Python method spills) or the undo log is not one this module reads. */
+static PyObject *undo_log_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "undo_log_block(undo, a)");
+        return NULL;
     }
-    return 0;
+    long long a = PyLong_AsLongLong(args[1]);
+    if (a == -1 && PyErr_Occurred()) return NULL;
+    if (!configured || a < 0) Py_RETURN_FALSE;
+    PyObject *ud = inst_dict(args[0]), *dev = NULL, *buf = NULL;
+    if (!ud) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    long long pos, end, batch, count, bmix = 0;
+    int ok = -1, r;
+    int persists = d_truth(ud, s_persists);
+    if (persists < 0) goto out;
+    if (persists > 1) goto decline;
+    if ((r = d_i64(ud, s_pos, &pos)) != 1 || (r = d_i64(ud, s_end, &end)) != 1 ||
+        (r = d_i64(ud, s_batch, &batch)) != 1 || (r = d_i64(ud, s_count, &count)) != 1) {
+        if (r < 0) goto out;
+        goto decline;
+    }
+    PyObject *bm = d_item(ud, s_bmix);
+    if (!bm) {
+        if (PyErr_Occurred()) goto out;
+        goto decline;
+    }
+    bmix = (long long)PyLong_AsUnsignedLongLongMask(bm);
+    if (PyErr_Occurred()) goto out;
+    if (pos + 64 > end) goto decline;
+    if ((r = d_ref(ud, s_dev, &dev)) != 1) {
+        if (r < 0) goto out;
+        goto decline;
+    }
+    if (!(buf = PyObject_GetAttr(dev, s_buf))) goto out;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) goto out;
+    if (pos < 0 || pos + 64 > view.len || a + 32 > view.len) {
+        PyBuffer_Release(&view);
+        goto decline;
+    }
+    r = undo_append((uint8_t *)view.buf, ud, persists ? dev : NULL, &pos, &count, batch,
+                    bmix, a);
+    PyBuffer_Release(&view);
+    ok = r < 0 ? -1 : 1;
+    goto out;
+decline:
+    ok = 0;
+out:
+    Py_DECREF(ud);
+    Py_XDECREF(dev);
+    Py_XDECREF(buf);
+    if (ok < 0) return NULL;
+    return PyBool_FromLong(ok);
 }
 
 /* The size class of a new bytes/str object of n payload bytes; -1 for the Python path */
@@ -1423,8 +1499,10 @@ static PyObject *unpack_op(PyObject *self, PyObject *arg) {
 }
 
 /* ---- the shadow's apply loop ---------------------------------------------------------
- * apply_run(dev, data, cap, pos, head, limit, apply, apply_op, root, heap, loads, in_batch,
- *           max_batch, threshold, undo, raised, end_failed) -> (n, pos, in_batch, why)
+ * apply_run(ctx, pos, head, limit, in_batch) -> (n, pos, in_batch, why), ctx an
+ * ApplyContext(dev, data, cap, apply, apply_op, root, heap, loads, max_batch, threshold,
+ * undo, raised, end_failed) (the log's device, its entry area and capacity, and the rest
+ * below; C_APPLY_CONTEXT, declared in native.APPLY_CONTEXT),
  * is the loop of Applier.run (shadow.py) for the entries it reads in its common forms: an
  * entry that passes its checks (as log_read reads it) holding one operation, or a group of
  * them, each a bytes operation (tag B), a packed one (T) or a pickle.  Per operation:
@@ -1438,6 +1516,105 @@ static PyObject *unpack_op(PyObject *self, PyObject *arg) {
  * marker, a damaged entry, another tag: why 2).
  * The pool buffer is taken from dev.buf per entry and released before any operation runs
  * (an operation may grow the pool, which remaps it). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *dev, *apply, *apply_op, *root, *heap, *loads, *undo, *raised, *end_failed;
+    long long data, cap, max_batch, threshold;
+} ApplyContext;
+
+static PyObject *actx_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *dev, *apply, *apply_op, *root, *heap, *loads, *undo, *raised, *end_failed;
+    long long data, cap, max_batch, threshold;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLLOOOOOLLOOO:ApplyContext",
+                                     (char **)C_APPLY_CONTEXT, &dev, &data, &cap, &apply,
+                                     &apply_op, &root, &heap, &loads, &max_batch, &threshold,
+                                     &undo, &raised, &end_failed))
+        return NULL;
+    ApplyContext *c = (ApplyContext *)type->tp_alloc(type, 0);
+    if (!c) return NULL;
+    c->dev = Py_NewRef(dev);
+    c->apply = Py_NewRef(apply);
+    c->apply_op = Py_NewRef(apply_op);
+    c->root = Py_NewRef(root);
+    c->heap = Py_NewRef(heap);
+    c->loads = Py_NewRef(loads);
+    c->undo = Py_NewRef(undo);
+    c->raised = Py_NewRef(raised);
+    c->end_failed = Py_NewRef(end_failed);
+    c->data = data;
+    c->cap = cap;
+    c->max_batch = max_batch;
+    c->threshold = threshold;
+    return (PyObject *)c;
+}
+
+static int actx_traverse(PyObject *self, visitproc visit, void *arg) {
+    ApplyContext *c = (ApplyContext *)self;
+    Py_VISIT(c->dev);
+    Py_VISIT(c->apply);
+    Py_VISIT(c->apply_op);
+    Py_VISIT(c->root);
+    Py_VISIT(c->heap);
+    Py_VISIT(c->loads);
+    Py_VISIT(c->undo);
+    Py_VISIT(c->raised);
+    Py_VISIT(c->end_failed);
+    return 0;
+}
+
+static int actx_clear(PyObject *self) {
+    ApplyContext *c = (ApplyContext *)self;
+    Py_CLEAR(c->dev);
+    Py_CLEAR(c->apply);
+    Py_CLEAR(c->apply_op);
+    Py_CLEAR(c->root);
+    Py_CLEAR(c->heap);
+    Py_CLEAR(c->loads);
+    Py_CLEAR(c->undo);
+    Py_CLEAR(c->raised);
+    Py_CLEAR(c->end_failed);
+    return 0;
+}
+
+static void actx_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    actx_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+#define ACTX_OBJ(name, doc) {#name, T_OBJECT_EX, offsetof(ApplyContext, name), 0, doc}
+#define ACTX_LL(name, doc) {#name, T_LONGLONG, offsetof(ApplyContext, name), 0, doc}
+static PyMemberDef actx_members[] = {
+    ACTX_OBJ(dev, "the log's device (its buf is read per entry)"),
+    ACTX_LL(data, "offset of the log's entry area"),
+    ACTX_LL(cap, "the log's capacity"),
+    ACTX_OBJ(apply, "the root's apply method, or None"),
+    ACTX_OBJ(apply_op, "calls.apply_op (method-call operations)"),
+    ACTX_OBJ(root, "the heap's root"),
+    ACTX_OBJ(heap, "the heap (its end_op)"),
+    ACTX_OBJ(loads, "pickle.loads"),
+    ACTX_LL(max_batch, "operations in a batch before a commit"),
+    ACTX_LL(threshold, "undo entries in a batch before a commit"),
+    ACTX_OBJ(undo, "the heap's undo log (its count)"),
+    ACTX_OBJ(raised, "raised(exc, pos, i, k): an operation raised"),
+    ACTX_OBJ(end_failed, "end_failed(exc, pos, i, k): end_op raised"),
+    {NULL},
+};
+
+static PyTypeObject ApplyContextType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "persimmon._speedups.ApplyContext",
+    .tp_basicsize = sizeof(ApplyContext),
+    .tp_new = actx_new,
+    .tp_dealloc = actx_dealloc,
+    .tp_traverse = actx_traverse,
+    .tp_clear = actx_clear,
+    .tp_members = actx_members,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "ApplyContext(dev, data, cap, apply, apply_op, root, heap, loads, max_batch, "
+              "threshold, undo, raised, end_failed): apply_run's context (see _speedups.c)",
+};
+
 #define WHY_STOPPED 0
 #define WHY_COMMIT 1
 #define WHY_PYTHON 2
@@ -1492,9 +1669,9 @@ static int end_op_due(PyObject *heap) {
 
 /* one operation of an entry: 0, or -1 on error (a BaseException that is not an Exception,
  * or a handler that raised) */
-static int apply_one(PyObject *const *args, PyObject *op, long long pos, Py_ssize_t i,
-                     Py_ssize_t k) {
-    PyObject *apply = args[6], *apply_op = args[7], *root = args[8], *heap = args[9];
+static int apply_one_of(PyObject *apply, PyObject *apply_op, PyObject *root, PyObject *heap,
+                        PyObject *raised, PyObject *end_failed, PyObject *op, long long pos,
+                        Py_ssize_t i, Py_ssize_t k) {
     PyObject *res;
     int call = apply == Py_None ? 1 : is_call(op);
     if (call < 0) return -1;
@@ -1506,7 +1683,7 @@ static int apply_one(PyObject *const *args, PyObject *op, long long pos, Py_ssiz
     }
     if (res)
         Py_DECREF(res);
-    else if (hand_over(args[15], pos, i, k) < 0)
+    else if (hand_over(raised, pos, i, k) < 0)
         return -1;
     int due = end_op_due(heap);
     if (due < 0) return -1;
@@ -1514,10 +1691,21 @@ static int apply_one(PyObject *const *args, PyObject *op, long long pos, Py_ssiz
         res = PyObject_CallMethodNoArgs(heap, s_end_op);
         if (res)
             Py_DECREF(res);
-        else if (hand_over(args[16], pos, i, k) < 0)
+        else if (hand_over(end_failed, pos, i, k) < 0)
             return -1;
     }
     return 0;
+}
+
+/* one operation with the context's members, held for the call (the operation runs Python
+ * code, which may set them) */
+static int apply_one(ApplyContext *c, PyObject *op, long long pos, Py_ssize_t i,
+                     Py_ssize_t k) {
+    PyObject *o[6] = {c->apply, c->apply_op, c->root, c->heap, c->raised, c->end_failed};
+    for (int j = 0; j < 6; j++) Py_INCREF(o[j]);
+    int r = apply_one_of(o[0], o[1], o[2], o[3], o[4], o[5], op, pos, i, k);
+    for (int j = 0; j < 6; j++) Py_DECREF(o[j]);
+    return r;
 }
 
 /* 1 when t is the tag of an operation payload this loop decodes itself (B, T, pickle) */
@@ -1592,36 +1780,41 @@ static int entry_ops(PyObject *pl, PyObject *loads, PyObject **one, PyObject ***
 }
 
 static PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 17) {
-        PyErr_SetString(PyExc_TypeError, "apply_run takes 17 arguments");
+    if (nargs != 5 || Py_TYPE(args[0]) != &ApplyContextType) {
+        PyErr_SetString(PyExc_TypeError,
+                        "apply_run(ctx: ApplyContext, pos, head, limit, in_batch)");
         return NULL;
     }
-    long long data = PyLong_AsLongLong(args[1]), cap = PyLong_AsLongLong(args[2]);
-    long long pos = PyLong_AsLongLong(args[3]), head = PyLong_AsLongLong(args[4]);
-    long long limit = PyLong_AsLongLong(args[5]), in_batch = PyLong_AsLongLong(args[11]);
-    long long max_batch = PyLong_AsLongLong(args[12]), threshold = PyLong_AsLongLong(args[13]);
+    ApplyContext *c = (ApplyContext *)args[0];
+    long long pos = PyLong_AsLongLong(args[1]), head = PyLong_AsLongLong(args[2]);
+    long long limit = PyLong_AsLongLong(args[3]), in_batch = PyLong_AsLongLong(args[4]);
+    long long data = c->data, cap = c->cap, max_batch = c->max_batch;
+    long long threshold = c->threshold;
     if (PyErr_Occurred()) return NULL;
     if (need_xxh32() < 0) return NULL;
-    PyObject *dev = args[0], *loads = args[10], *undo = args[14];
+    /* (held for the run: an operation runs Python code, which may set ctx's members) */
+    PyObject *dev = Py_NewRef(c->dev), *loads = Py_NewRef(c->loads), *undo = Py_NewRef(c->undo);
+    PyObject *result = NULL;
+    Py_INCREF(c);
     long long n = 0;
     int why = WHY_STOPPED;
     while (n < limit && pos < head) {
         PyObject *buf = PyObject_GetAttr(dev, s_buf), *pl = NULL;
-        if (!buf) return NULL;
+        if (!buf) goto done;
         Py_buffer view;
         int r = PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE);
         Py_DECREF(buf);
-        if (r < 0) return NULL;
+        if (r < 0) goto done;
         long long next = 0;
         r = entry_at((const uint8_t *)view.buf, view.len, data, cap, pos, &pl, &next);
         PyBuffer_Release(&view);
-        if (r < 0) return NULL;
+        if (r < 0) goto done;
         Py_ssize_t k = 0;
         PyObject *one = NULL, **ops = &one;
         if (r > 0) {
             r = entry_ops(pl, loads, &one, &ops, &k);
             Py_DECREF(pl);
-            if (r < 0) return NULL;
+            if (r < 0) goto done;
         }
         if (r == 0) {
             why = WHY_PYTHON;
@@ -1629,26 +1822,32 @@ static PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
         }
         int err = 0;
         for (Py_ssize_t i = 0; i < k; i++) {
-            if (!err && apply_one(args, ops[i], pos, i, k) < 0) err = 1;
+            if (!err && apply_one(c, ops[i], pos, i, k) < 0) err = 1;
             Py_DECREF(ops[i]);
         }
         if (ops != &one) PyMem_Free(ops);
-        if (err) return NULL;
+        if (err) goto done;
         n += k;
         in_batch += k;
         pos = next;
         long long count = 0;
         PyObject *co = PyObject_GetAttr(undo, s_count);
-        if (!co) return NULL;
+        if (!co) goto done;
         count = PyLong_AsLongLong(co);
         Py_DECREF(co);
-        if (count == -1 && PyErr_Occurred()) return NULL;
+        if (count == -1 && PyErr_Occurred()) goto done;
         if (in_batch >= max_batch || count >= threshold) {
             why = WHY_COMMIT;
             break;
         }
     }
-    return Py_BuildValue("(LLLi)", n, pos, in_batch, why);
+    result = Py_BuildValue("(LLLi)", n, pos, in_batch, why);
+done:
+    Py_DECREF(dev);
+    Py_DECREF(loads);
+    Py_DECREF(undo);
+    Py_DECREF(c);
+    return result;
 }
 
 /* dict_set(heap, d, key, value) -> bool: PDict.__setitem__ of a bytes value under a bytes
@@ -2134,12 +2333,14 @@ static PyMethodDef methods[] = {
     {"ht_seek", (PyCFunction)(void (*)(void))ht_seek, METH_FASTCALL,
      "ht_seek(heap, d, es, key) -> (entry or -1, hash, slot) or None: Heap._ht_seek of a "
      "bytes or str key, probed in the pool"},
+    {"undo_log_block", (PyCFunction)(void (*)(void))undo_log_block, METH_FASTCALL,
+     "undo_log_block(undo, a) -> bool: UndoLog.log_block (False: the segment is full, the "
+     "Python method spills)"},
     {"direct_hashes", direct_hashes, METH_NOARGS,
      "direct_hashes() -> bool: the xxHash library's functions are called directly"},
     {"apply_run", (PyCFunction)(void (*)(void))apply_run, METH_FASTCALL,
-     "apply_run(dev, data, cap, pos, head, limit, apply, apply_op, root, heap, loads, "
-     "in_batch, max_batch, threshold, undo, raised, end_failed) -> (n, pos, in_batch, why): "
-     "the shadow's apply loop"},
+     "apply_run(ctx, pos, head, limit, in_batch) -> (n, pos, in_batch, why): the shadow's "
+     "apply loop (ctx: an ApplyContext)"},
     {"log_put_group", (PyCFunction)(void (*)(void))log_put_group, METH_FASTCALL,
      "log_put_group(buf, a, pos, payloads, ln) -> bool: a group entry written in place"},
     {"log_read", (PyCFunction)(void (*)(void))log_read, METH_FASTCALL,
@@ -2167,11 +2368,13 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
 
 /* API: what native.py checks before it uses this module (native.API); raise it with any
  * change of these functions' arguments or behaviour. */
-#define API 12
+#define API 15
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (intern_all() < 0) return NULL;
-    if (PyType_Ready(&PMethType) < 0 || PyType_Ready(&GrouperType) < 0) return NULL;
+    if (PyType_Ready(&PMethType) < 0 || PyType_Ready(&GrouperType) < 0 ||
+        PyType_Ready(&ApplyContextType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     /* the layout constants compiled in, which native.py checks against its own */
     if (m && (PyModule_AddIntConstant(m, "API", API) < 0 ||
@@ -2189,7 +2392,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
               PyModule_AddIntConstant(m, "PM_LEN", PM_LEN) < 0 ||
               PyModule_AddIntConstant(m, "PM_GETATTR", PM_GETATTR) < 0 ||
               PyModule_AddObject(m, "CONTRACT", contract()) < 0 ||
-              PyModule_AddObjectRef(m, "Grouper", (PyObject *)&GrouperType) < 0)) {
+              PyModule_AddObjectRef(m, "Grouper", (PyObject *)&GrouperType) < 0 ||
+              PyModule_AddObjectRef(m, "ApplyContext", (PyObject *)&ApplyContextType) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -45,12 +45,12 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             "flush_path": dev.flush_path,
             "survives": dev.survives,
             "file_size": dev.size,
-            "commit_seq": heap._seq - 1,
+            "commit_seq": heap.commit_seq,
             "commit_position": heap.position,
             "heap_bytes": heap.heap_top - pool.arena_off,
             "undo_log_bytes": pool.undo_size,
         }
-        pending = heap.undo.valid_entries(heap._seq)
+        pending = heap.undo.valid_entries(heap.commit_seq + 1)
         info["undo_state"] = (
             "clean" if not pending else f"uncommitted batch of {len(pending)} entries"
         )

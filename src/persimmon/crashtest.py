@@ -219,13 +219,13 @@ def check_verify_mode(factory: Callable[[], Any], ops: list[Any], workdir: str
                 psm.invoke_rw(op)
             except Exception:
                 pass
-            ends.append(psm._log._committed)
+            ends.append(psm.log_position)
         try:
             psm.verify()
         except DivergenceError as e:
             msg = str(e)
             idx = None
-            pos = psm._counters.diverged_pos
+            pos = psm.diverged_position
             if pos:
                 # the shadow reports the position before the diverging entry
                 import bisect

@@ -14,7 +14,7 @@ from typing import Any
 
 from xxhash import xxh3_64
 
-from .proxies import PDeque, PDict, PList, PObject, Proxy, PSet
+from .proxies import PDeque, PDict, PList, PObject, Proxy, PSet, attributes_of, offset_of
 
 
 def digest(value: Any) -> int:
@@ -47,7 +47,7 @@ def _feed(value: Any, h: Any, seen: dict[int, int]) -> None:
     if t in _LEAF_TYPES:
         h.update(_leaf(value))
         return
-    key = id(value) if not isinstance(value, Proxy) else ("p", value._o)  # type: ignore[assignment]
+    key = id(value) if not isinstance(value, Proxy) else ("p", offset_of(value))  # type: ignore[assignment]
     if key in seen:
         h.update(b"@%d;" % seen[key])
         return
@@ -79,7 +79,7 @@ def _feed(value: Any, h: Any, seen: dict[int, int]) -> None:
     elif isinstance(value, PObject) or hasattr(value, "__dict__"):
         cls = value.__class__
         h.update(f"o{cls.__module__}:{cls.__qualname__};".encode())
-        attrs = value._attrs() if isinstance(value, PObject) else vars(value)
+        attrs = attributes_of(value) if isinstance(value, PObject) else vars(value)
         # Fed as a dict, numbered as one, but keyed by its object: a temporary dict keyed
         # by id() would be freed after this, and the next object's temporary could get
         # the same id and be fed as a back-reference to it (allocator-dependent, so the

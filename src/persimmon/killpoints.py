@@ -54,8 +54,9 @@ def _site_functions(site: str) -> list[Any]:
     table: dict[str, list[Any]] = {
         "write": [UndoLog.log_block, UndoLog.log_blocks, UndoLog._spill, Heap._prepare,
                   Heap._prepare_spans, Heap._log_round, Heap._log_blocks, Heap._log1,
-                  Heap._wq, Heap._wQ, Heap._wI, Heap._wbyte, Heap._wbytes, Heap._store_slot,
-                  Heap._store_blob, Heap._alloc, Heap._bump, Heap._new_owned_blob,
+                  Heap.store_i64, Heap.store_u64, Heap._wI, Heap._wbyte, Heap.store_bytes,
+                  Heap.store_slot,
+                  Heap.store_blob, Heap._alloc, Heap._bump, Heap._new_owned_blob,
                   Heap._new_blob, Heap._ht_write_entry, Heap._prepare_insert, Heap.commit,
                   Heap.end_op, Pool.write_commit],
         "open": [Heap.open, Pool.open, Pool._read_header, Pool.read_commit,

@@ -101,6 +101,13 @@ OPQ_BLOB = 16  # opaque value: ref of the pickle (T_BYTES)
 OPQ_SIZE = 24
 HT_ENTRY_DICT = 24  # a dict entry: hash, key slot, value slot
 HT_ENTRY_SET = 16  # a set entry: hash, key slot
+
+
+def entry_size(t: int) -> int:
+    """Bytes of an entry of a hash table of type ``t`` (T_DICT or T_SET)."""
+    return HT_ENTRY_DICT if t == T_DICT else HT_ENTRY_SET
+
+
 IX_EMPTY = 0  # an index-table slot: no entry
 IX_DUMMY = 0xFFFFFFFF  # an index-table slot: a deleted entry
 PERTURB_SHIFT = 5  # of the probe sequence (CPython's dict scheme)

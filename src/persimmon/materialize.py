@@ -33,11 +33,11 @@ _CHUNK = 512
 def materialize(heap: Heap, x: int | None = None) -> Any:
     """Native deep copy of the object at slot ``x`` (default: the root)."""
     if x is None:
-        x = L.S_q.unpack_from(heap.buf, heap._meta + L.META_ROOT)[0]
+        x = heap.root_slot
     # Objects are sliced straight out of a read-only mapping of the pool (offsets are refs);
     # the arena's pages are mapped in one call rather than faulted in one by one.
     reader = heap.dev.reader()
-    reader.populate(heap._arena, heap.heap_top - heap._arena)
+    reader.populate(heap.arena_start, heap.heap_top - heap.arena_start)
     try:
         return _materialize(heap, reader.data, x)
     finally:
@@ -214,7 +214,7 @@ def _materialize(heap: Heap, buf: Any, x: int) -> Any:
                 dq.extend([mat(s) for s in slots])
             return dq
         if t == L.T_OBJECT:
-            cls = heap._class_of(x)
+            cls = heap.class_of(x)
             obj = object.__new__(cls)
             memo[x] = obj
             attrs = mat(q(buf, o + _OBJ_DICT)[0])

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import layout as L
 
-API = 12  # the _speedups.API this tree was written against
+API = 15  # the _speedups.API this tree was written against
 # With the compiled module, a table of more entries than this whose keys are all bytes or
 # str has no DRAM index: the module probes it in the pool (docs/heap.md, "DRAM index")
 PROBE_OVER = 4096
@@ -39,11 +39,11 @@ def pure_python_requested() -> bool:
 HEAP_ATTRS: dict[str, type | None] = {
     "_fresh_big": list, "_writable": bool, "_ctop": int, "_top": int, "_nolog": set,
     "_logged": list, "_freelists": list, "_fresh": list, "_rc": dict, "_deferred": list,
-    "undo": None, "buf": None, "dev": None, "_ix": dict, "_ix_adds": int,
-    "_ix_budget": int, "index_limit": int, "_proxies": dict, "_parents": dict,
+    "undo": None, "buf": None, "dev": None, "table_indexes": dict, "_ix_adds": int,
+    "_ix_budget": int, "index_limit": int, "live_proxies": dict, "proxy_parents": dict,
     "fast": None, "_conv": list, "_opaque": dict, "_zero": list, "_memo": dict,
 }
-HEAP_METHODS = ("_decref", "_ix_add", "_ix_probed", "_load", "end_op")
+HEAP_METHODS = ("decref", "_ix_add", "_ix_probed", "load", "end_op")
 UNDO_ATTRS: dict[str, type | None] = {
     "_persists": bool, "dev": None, "_pos": int, "_end": int, "batch": int, "count": int,
     "_bmix": int,
@@ -51,13 +51,18 @@ UNDO_ATTRS: dict[str, type | None] = {
 DEVICE_ATTRS = ("size", "buf", "flush", "drain")
 PROXY_CLASS_ATTRS = ("_own", "_dc")  # of the proxy classes (proxies.PObject and subclasses)
 PROXY_SLOTS = ("_h", "_o", "_ad")  # __slots__ members of proxies.Proxy / PObject
+# The fields of ``_speedups.ApplyContext``, the context of the shadow's compiled apply loop
+# (``apply_run(ctx, pos, head, limit, in_batch)``): its keyword arguments and members
+APPLY_CONTEXT = ("dev", "data", "cap", "apply", "apply_op", "root", "heap", "loads",
+                 "max_batch", "threshold", "undo", "raised", "end_failed")
 
 
 def contract() -> dict[str, tuple[str, ...]]:
     """The declaration above in the form ``_speedups.CONTRACT`` exports it."""
     return {"heap": tuple(HEAP_ATTRS), "heap_methods": HEAP_METHODS,
             "undo": tuple(UNDO_ATTRS), "device": DEVICE_ATTRS,
-            "proxy_class": PROXY_CLASS_ATTRS, "proxy_slots": PROXY_SLOTS}
+            "proxy_class": PROXY_CLASS_ATTRS, "proxy_slots": PROXY_SLOTS,
+            "apply_context": APPLY_CONTEXT}
 
 
 class ContractError(RuntimeError):

@@ -135,6 +135,28 @@ class OpLog:
         return _load64(self.dev.buf, self._tail_at)
 
     @property
+    def committed_head(self) -> int:
+        """The head as this process (the one producer) last committed it: the position
+        after the last entry this process made durable (no read of the pool)."""
+        return self._committed
+
+    @property
+    def head_seen(self) -> int:
+        """The head as a reader of this log last loaded it (it only grows): entries below
+        it are committed."""
+        return self._head_seen
+
+    @property
+    def data_start(self) -> int:
+        """Offset in the device of the first byte of the log's entry area."""
+        return self._data
+
+    @property
+    def writes_through(self) -> bool:
+        """True on a disk pool: entries go to the file at the commit (docs/device.md)."""
+        return self._through
+
+    @property
     def pending(self) -> int:
         """Bytes appended but not yet committed."""
         return self._res - self._committed  # (the head as this producer wrote it last)

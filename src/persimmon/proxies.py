@@ -26,13 +26,18 @@ from collections.abc import (
     MutableSet,
     ValuesView,
 )
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import layout as L
 from . import native
 from .errors import UnpersistableError
 from .hashing import INDEX_KEY_TYPES as _IXT
 from .native import FAST as _FAST
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .proxyheap import ProxyHeap
 
 _q_unpack = L.S_q.unpack_from
 _Q_unpack = L.S_Q.unpack_from
@@ -62,8 +67,10 @@ class Proxy:
     """Base class of all proxies."""
 
     __slots__ = ("_h", "_o", "__weakref__")
+    _h: ProxyHeap  # (the only members of the heap a proxy uses: persimmon.proxyheap)
+    _o: int
 
-    def __init__(self, heap: Any, off: int) -> None:
+    def __init__(self, heap: ProxyHeap, off: int) -> None:
         object.__setattr__(self, "_h", heap)
         object.__setattr__(self, "_o", off)
 
@@ -126,37 +133,37 @@ class PDict(Proxy, MutableMapping):
 
     def __getitem__(self, key: Any) -> Any:
         h = self._h
-        ix = h._ix.get(self._o)
+        ix = h.table_indexes.get(self._o)
         if ix is not None and type(key) in _IXT:
             e = ix.get(key, -1)
         else:
-            e = h._ht_lookup(self._o, 24, key)
+            e = h.table_lookup(self._o, 24, key)
         if e < 0:
             raise KeyError(key)
         x = _q_unpack(h.buf, e + _ENT_VALUE)[0]
-        v = h._load(x)
-        if x in h._proxies:
-            h._note_parent(x, self._o, key)
+        v = h.load(x)
+        if x in h.live_proxies:
+            h.note_parent(x, self._o, key)
         return v
 
     def get(self, key: Any, default: Any = None) -> Any:
         h = self._h
-        ix = h._ix.get(self._o)
+        ix = h.table_indexes.get(self._o)
         if ix is not None and type(key) in _IXT:
             e = ix.get(key, -1)
         else:
-            e = h._ht_lookup(self._o, 24, key)
+            e = h.table_lookup(self._o, 24, key)
         if e < 0:
             return default
         x = _q_unpack(h.buf, e + _ENT_VALUE)[0]
-        v = h._load(x)
-        if x in h._proxies:
-            h._note_parent(x, self._o, key)
+        v = h.load(x)
+        if x in h.live_proxies:
+            h.note_parent(x, self._o, key)
         return v
 
     def __contains__(self, key: Any) -> bool:
         try:
-            return self._h._ht_lookup(self._o, 24, key) >= 0
+            return self._h.table_lookup(self._o, 24, key) >= 0
         except UnpersistableError:
             hash(key)  # unhashable -> TypeError like dict
             return False
@@ -172,32 +179,32 @@ class PDict(Proxy, MutableMapping):
         """``__setitem__`` in Python (after the compiled store declined, or without it)."""
         h = self._h
         d = self._o
-        ix = h._ix.get(d)
+        ix = h.table_indexes.get(d)
         if ix is not None and type(key) in _IXT:
             e = ix.get(key, -1)
             if e < 0:
-                hv = h._ht_hash(key)
-                p = h._ht_free_slot(d, hv)
+                hv = h.key_hash(key)
+                p = h.table_free_slot(d, hv)
         else:
-            e, hv, p = h._ht_seek(d, 24, key)
+            e, hv, p = h.table_seek(d, 24, key)
         if e >= 0:
             if type(value) is bytes:
-                h._store_blob(e + _ENT_VALUE, _T_BYTES, value)
+                h.store_blob(e + _ENT_VALUE, _T_BYTES, value)
             else:
-                h._store_slot(e + _ENT_VALUE, h._convert(value, d, key))
+                h.store_slot(e + _ENT_VALUE, h.convert(value, d, key))
             return
         if type(value) is bytes:
             kt = type(key)
             if kt is bytes:
-                h._ht_insert_blobs(d, hv, p, _T_BYTES, key, value, key)
+                h.table_insert_blobs(d, hv, p, _T_BYTES, key, value, key)
                 return
             if kt is str:
-                h._ht_insert_blobs(d, hv, p, _T_STR, key.encode("utf-8", "surrogatepass"),
+                h.table_insert_blobs(d, hv, p, _T_STR, key.encode("utf-8", "surrogatepass"),
                                    value, key)
                 return
-        kslot = h._convert(key, d, key)
-        vslot = h._convert(value, d, key)
-        h._ht_insert_new(d, 24, hv, p, kslot, vslot, key)
+        kslot = h.convert(key, d, key)
+        vslot = h.convert(value, d, key)
+        h.table_insert(d, 24, hv, p, kslot, vslot, key)
 
     # With the compiled module, __setitem__ and __len__ are compiled methods (bottom of this
     # module); without it, the Python store is called directly.
@@ -205,10 +212,10 @@ class PDict(Proxy, MutableMapping):
 
     def __delitem__(self, key: Any) -> None:
         h = self._h
-        e = h._ht_lookup(self._o, 24, key)
+        e = h.table_lookup(self._o, 24, key)
         if e < 0:
             raise KeyError(key)
-        h._ht_delete(self._o, 24, e, key)
+        h.table_delete(self._o, 24, e, key)
 
     def _iter(self, what: int) -> Iterator[Any]:
         h = self._h
@@ -228,11 +235,11 @@ class PDict(Proxy, MutableMapping):
             if k == _DUMMY:
                 continue
             if what == 1:
-                yield h._load(k)
+                yield h.load(k)
             elif what == 2:
-                yield h._load(_q_unpack(buf, e + _ENT_VALUE)[0])
+                yield h.load(_q_unpack(buf, e + _ENT_VALUE)[0])
             else:
-                yield (h._load(k), h._load(_q_unpack(buf, e + _ENT_VALUE)[0]))
+                yield (h.load(k), h.load(_q_unpack(buf, e + _ENT_VALUE)[0]))
 
     def __iter__(self) -> Iterator[Any]:
         return self._iter(1)
@@ -251,29 +258,29 @@ class PDict(Proxy, MutableMapping):
 
     def pop(self, key: Any, default: Any = _NOTHING) -> Any:
         h = self._h
-        e = h._ht_lookup(self._o, 24, key)
+        e = h.table_lookup(self._o, 24, key)
         if e < 0:
             if default is _NOTHING:
                 raise KeyError(key)
             return default
-        value = h._load(_q_unpack(h.buf, e + _ENT_VALUE)[0])
-        h._ht_delete(self._o, 24, e, key)
+        value = h.load(_q_unpack(h.buf, e + _ENT_VALUE)[0])
+        h.table_delete(self._o, 24, e, key)
         return value
 
     def popitem(self) -> tuple[Any, Any]:
         h = self._h
-        flat = h._ht_entries(self._o)
+        flat = h.table_entries(self._o)
         for i in range(len(flat) - 3, -1, -3):
             if flat[i + 1] != _DUMMY:
-                key = h._load(flat[i + 1])
+                key = h.load(flat[i + 1])
                 return key, self.pop(key)
         raise KeyError("popitem(): dictionary is empty")
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         h = self._h
-        e = h._ht_lookup(self._o, 24, key)
+        e = h.table_lookup(self._o, 24, key)
         if e >= 0:
-            return h._load(_q_unpack(h.buf, e + _ENT_VALUE)[0])
+            return h.load(_q_unpack(h.buf, e + _ENT_VALUE)[0])
         self._set(key, default)
         return self[key]
 
@@ -288,7 +295,7 @@ class PDict(Proxy, MutableMapping):
             self._set(k, v)
 
     def clear(self) -> None:
-        self._h._ht_clear(self._o)
+        self._h.table_clear(self._o)
 
     def copy(self) -> dict:
         return dict(self._iter(3))
@@ -346,7 +353,7 @@ class _SeqBase(Proxy):
             i += 1
 
     def _loaded(self) -> list[Any]:
-        load = self._h._load
+        load = self._h.load
         return [load(s) for s in self._slots()]
 
     def _native(self) -> Any:
@@ -400,7 +407,7 @@ class PList(_SeqBase):
 
     def _get(self, i: int) -> Any:
         h = self._h
-        return h._load(_q_unpack(h.buf, self._items() + 8 * i)[0])
+        return h.load(_q_unpack(h.buf, self._items() + 8 * i)[0])
 
     def _reserve(self, n: int) -> None:
         h = self._h
@@ -409,16 +416,16 @@ class PList(_SeqBase):
         if n <= cap:
             return
         newcap = max(4, n, cap + (cap >> 1) + 4)
-        arr = h._new_array(newcap)
+        arr = h.new_array(newcap)
         buf = h.buf
         length = _Q_unpack(buf, o + _AUX)[0]
         old = _q_unpack(buf, o + _LIST_ITEMS)[0]
         if length:
             buf[arr + _HDR : arr + _HDR + 8 * length] = buf[old + _HDR : old + _HDR + 8 * length]
-        h._wq(o + _LIST_ITEMS, arr)
-        h._wq(o + _LIST_CAP, h._array_cap(arr))
+        h.store_i64(o + _LIST_ITEMS, arr)
+        h.store_i64(o + _LIST_CAP, h.array_capacity(arr))
         if old:
-            h._free(old)
+            h.free_after_commit(old)
 
     def _append_slot(self, s: int) -> None:
         h = self._h
@@ -426,9 +433,9 @@ class PList(_SeqBase):
         n = _Q_unpack(h.buf, o + _AUX)[0]
         if n >= _q_unpack(h.buf, o + _LIST_CAP)[0]:
             self._reserve(n + 1)
-        h._incref(s)
-        h._wq(self._items() + 8 * n, s)
-        h._wQ(o + _AUX, n + 1)
+        h.incref(s)
+        h.store_i64(self._items() + 8 * n, s)
+        h.store_u64(o + _AUX, n + 1)
 
     def _write_slots(self, start: int, slots: list[int], newlen: int) -> None:
         """Overwrite slots [start, start+len(slots)) and set the length (no refcounting)."""
@@ -436,9 +443,9 @@ class PList(_SeqBase):
         self._reserve(max(newlen, start + len(slots)))
         if slots:
             a = self._items() + 8 * start
-            h._wbytes(a, L.struct_pack_q(slots))
+            h.store_bytes(a, L.struct_pack_q(slots))
         if newlen != len(self):
-            h._wQ(self._o + _AUX, newlen)
+            h.store_u64(self._o + _AUX, newlen)
 
     def _replace(self, lo: int, hi: int, new: list[int]) -> None:
         """Replace slots [lo, hi) by ``new`` slots (reference counts adjusted)."""
@@ -446,11 +453,11 @@ class PList(_SeqBase):
         old = self._slots()
         removed = old[lo:hi]
         for s in new:
-            h._incref(s)
+            h.incref(s)
         tail = old[hi:]
         self._write_slots(lo, new + tail, lo + len(new) + len(tail))
         for s in removed:
-            h._decref(s)
+            h.decref(s)
 
     # sequence protocol
     def __getitem__(self, i: Any) -> Any:
@@ -463,7 +470,7 @@ class PList(_SeqBase):
         if not 0 <= i < n:
             raise IndexError("list index out of range")
         items = _q_unpack(h.buf, self._o + _LIST_ITEMS)[0] + _HDR
-        return h._load(_q_unpack(h.buf, items + 8 * i)[0])
+        return h.load(_q_unpack(h.buf, items + 8 * i)[0])
 
     def __setitem__(self, i: Any, value: Any) -> None:
         h = self._h
@@ -473,7 +480,7 @@ class PList(_SeqBase):
             start, stop, step = i.indices(n)
             if step == 1:
                 stop = max(stop, start)
-                new = [h._convert(v, self._o, start + j) for j, v in enumerate(values)]
+                new = [h.convert(v, self._o, start + j) for j, v in enumerate(values)]
                 self._replace(start, stop, new)
                 return
             idx = list(range(start, stop, step))
@@ -486,7 +493,7 @@ class PList(_SeqBase):
                 self[j] = v
             return
         i = self._norm(i)
-        h._store_slot(self._items() + 8 * i, h._convert(value, self._o, i))
+        h.store_slot(self._items() + 8 * i, h.convert(value, self._o, i))
 
     def __delitem__(self, i: Any) -> None:
         if isinstance(i, slice):
@@ -501,20 +508,20 @@ class PList(_SeqBase):
             keep = [s for j, s in enumerate(old) if j not in drop]
             self._write_slots(0, keep, len(keep))
             for j in sorted(drop):
-                self._h._decref(old[j])
+                self._h.decref(old[j])
             return
         i = self._norm(i)
         self._replace(i, i + 1, [])
 
     def append(self, value: Any) -> None:
         h = self._h
-        self._append_slot(h._convert(value, self._o, len(self)))
+        self._append_slot(h.convert(value, self._o, len(self)))
 
     def extend(self, values: Iterable) -> None:
         h = self._h
         vals = list(values) if values is not self else self._loaded()
         base = len(self)
-        slots = [h._convert(v, self._o, base + j) for j, v in enumerate(vals)]
+        slots = [h.convert(v, self._o, base + j) for j, v in enumerate(vals)]
         for s in slots:
             self._append_slot(s)
 
@@ -523,7 +530,7 @@ class PList(_SeqBase):
         if i < 0:
             i = max(0, i + n)
         i = min(i, n)
-        s = self._h._convert(value, self._o, i)
+        s = self._h.convert(value, self._o, i)
         self._replace(i, i, [s])
 
     def pop(self, i: int = -1) -> Any:
@@ -560,7 +567,7 @@ class PList(_SeqBase):
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
         slots = self._slots()
-        load = self._h._load
+        load = self._h.load
         pairs = [(load(s), s) for s in slots]
         kf = (lambda p: key(p[0])) if key is not None else (lambda p: p[0])
         pairs.sort(key=kf, reverse=reverse)
@@ -660,7 +667,7 @@ class PDeque(_SeqBase):
 
     def _get(self, i: int) -> Any:
         n, cap, items, head = self._geom()
-        return self._h._load(_q_unpack(self._h.buf, items + 8 * ((head + i) % cap))[0])
+        return self._h.load(_q_unpack(self._h.buf, items + 8 * ((head + i) % cap))[0])
 
     def _rebuild(self, slots: list[int]) -> None:
         """Rewrite the whole deque from ``slots`` (no refcounting), head at 0."""
@@ -668,35 +675,35 @@ class PDeque(_SeqBase):
         o = self._o
         n, cap, items, head = self._geom()
         if len(slots) > cap:
-            arr = h._new_array(max(8, len(slots) * 2))
+            arr = h.new_array(max(8, len(slots) * 2))
             old = _q_unpack(h.buf, o + _DQ_ITEMS)[0]
-            h._wq(o + _DQ_ITEMS, arr)
-            h._wq(o + _DQ_CAP, h._array_cap(arr))
-            h._free(old)
+            h.store_i64(o + _DQ_ITEMS, arr)
+            h.store_i64(o + _DQ_CAP, h.array_capacity(arr))
+            h.free_after_commit(old)
             items = arr + _HDR
         if slots:
-            h._wbytes(items, L.struct_pack_q(slots))
-        h._wq(o + _DQ_HEAD, 0)
-        h._wQ(o + _AUX, len(slots))
+            h.store_bytes(items, L.struct_pack_q(slots))
+        h.store_i64(o + _DQ_HEAD, 0)
+        h.store_u64(o + _AUX, len(slots))
 
     def _grow(self) -> None:
         slots = self._slots()
         h = self._h
         o = self._o
         cap = _q_unpack(h.buf, o + _DQ_CAP)[0]
-        arr = h._new_array(max(8, cap * 2))
+        arr = h.new_array(max(8, cap * 2))
         old = _q_unpack(h.buf, o + _DQ_ITEMS)[0]
-        h._wq(o + _DQ_ITEMS, arr)
-        h._wq(o + _DQ_CAP, h._array_cap(arr))
-        h._free(old)
+        h.store_i64(o + _DQ_ITEMS, arr)
+        h.store_i64(o + _DQ_CAP, h.array_capacity(arr))
+        h.free_after_commit(old)
         self._rebuild(slots)
 
     def _append_slot(self, s: int, left: bool = False) -> None:
         h = self._h
         m = self.maxlen
         if m == 0:
-            h._incref(s)
-            h._decref(s)
+            h.incref(s)
+            h.decref(s)
             return
         if m is not None and len(self) >= m:
             if left:
@@ -707,14 +714,14 @@ class PDeque(_SeqBase):
         if n >= cap:
             self._grow()
             n, cap, items, head = self._geom()
-        h._incref(s)
+        h.incref(s)
         if left:
             head = (head - 1) % cap
-            h._wq(items + 8 * head, s)
-            h._wq(self._o + _DQ_HEAD, head)
+            h.store_i64(items + 8 * head, s)
+            h.store_i64(self._o + _DQ_HEAD, head)
         else:
-            h._wq(items + 8 * ((head + n) % cap), s)
-        h._wQ(self._o + _AUX, n + 1)
+            h.store_i64(items + 8 * ((head + n) % cap), s)
+        h.store_u64(self._o + _AUX, n + 1)
 
     def _pop_slot(self, right: bool) -> int:
         n, cap, items, head = self._geom()
@@ -725,18 +732,18 @@ class PDeque(_SeqBase):
             a = items + 8 * ((head + n - 1) % cap)
         else:
             a = items + 8 * head
-            h._wq(self._o + _DQ_HEAD, (head + 1) % cap)
+            h.store_i64(self._o + _DQ_HEAD, (head + 1) % cap)
         s = _q_unpack(h.buf, a)[0]
-        h._wq(a, 0)
-        h._wQ(self._o + _AUX, n - 1)
-        h._decref(s)
+        h.store_i64(a, 0)
+        h.store_u64(self._o + _AUX, n - 1)
+        h.decref(s)
         return s
 
     def append(self, value: Any) -> None:
-        self._append_slot(self._h._convert(value, self._o, len(self)))
+        self._append_slot(self._h.convert(value, self._o, len(self)))
 
     def appendleft(self, value: Any) -> None:
-        self._append_slot(self._h._convert(value, self._o, 0), left=True)
+        self._append_slot(self._h.convert(value, self._o, 0), left=True)
 
     def pop(self) -> Any:
         n = len(self)
@@ -765,7 +772,7 @@ class PDeque(_SeqBase):
         slots = self._slots()
         self._rebuild([])
         for s in slots:
-            self._h._decref(s)
+            self._h.decref(s)
 
     def rotate(self, n: int = 1) -> None:
         slots = self._slots()
@@ -786,7 +793,7 @@ class PDeque(_SeqBase):
                 slots = self._slots()
                 s = slots.pop(j)
                 self._rebuild(slots)
-                self._h._decref(s)
+                self._h.decref(s)
                 return
         raise ValueError(f"{value!r} is not in deque")
 
@@ -797,10 +804,10 @@ class PDeque(_SeqBase):
         m = self.maxlen
         if m is not None and len(self) >= m:
             raise IndexError("deque already at its maximum size")
-        s = self._h._convert(value, self._o, i)
+        s = self._h.convert(value, self._o, i)
         slots = self._slots()
         slots.insert(i, s)
-        self._h._incref(s)
+        self._h.incref(s)
         self._rebuild(slots)
 
     def __getitem__(self, i: int) -> Any:
@@ -812,14 +819,14 @@ class PDeque(_SeqBase):
         i = self._norm(i)
         n, cap, items, head = self._geom()
         h = self._h
-        h._store_slot(items + 8 * ((head + i) % cap), h._convert(value, self._o, i))
+        h.store_slot(items + 8 * ((head + i) % cap), h.convert(value, self._o, i))
 
     def __delitem__(self, i: int) -> None:
         i = self._norm(i)
         slots = self._slots()
         s = slots.pop(i)
         self._rebuild(slots)
-        self._h._decref(s)
+        self._h.decref(s)
 
     def copy(self) -> deque:
         return deque(self._loaded(), self.maxlen)
@@ -869,7 +876,7 @@ class PSet(Proxy, MutableSet):
 
     def __contains__(self, key: Any) -> bool:
         try:
-            return self._h._ht_lookup(self._o, 16, key) >= 0
+            return self._h.table_lookup(self._o, 16, key) >= 0
         except UnpersistableError:
             hash(key)  # unhashable -> TypeError like set
             return False
@@ -890,30 +897,30 @@ class PSet(Proxy, MutableSet):
             i += 1
             k = _q_unpack(buf, e + _ENT_KEY)[0]
             if k != _DUMMY:
-                yield h._load(k)
+                yield h.load(k)
 
     def _add(self, key: Any) -> None:
         h = self._h
         d = self._o
-        e, hv, p = h._ht_seek(d, 16, key)
+        e, hv, p = h.table_seek(d, 16, key)
         if e < 0:
-            h._ht_insert_new(d, 16, hv, p, h._convert(key, d), 0, key)
+            h.table_insert(d, 16, hv, p, h.convert(key, d), 0, key)
 
     def add(self, key: Any) -> None:
         self._add(key)
 
     def discard(self, key: Any) -> None:
         h = self._h
-        e = h._ht_lookup(self._o, 16, key)
+        e = h.table_lookup(self._o, 16, key)
         if e >= 0:
-            h._ht_delete(self._o, 16, e, key)
+            h.table_delete(self._o, 16, e, key)
 
     def remove(self, key: Any) -> None:
         h = self._h
-        e = h._ht_lookup(self._o, 16, key)
+        e = h.table_lookup(self._o, 16, key)
         if e < 0:
             raise KeyError(key)
-        h._ht_delete(self._o, 16, e, key)
+        h.table_delete(self._o, 16, e, key)
 
     def pop(self) -> Any:
         for k in self:
@@ -922,7 +929,7 @@ class PSet(Proxy, MutableSet):
         raise KeyError("pop from an empty set")
 
     def clear(self) -> None:
-        self._h._ht_clear(self._o)
+        self._h.table_clear(self._o)
 
     def update(self, *others: Iterable) -> None:
         for o in others:
@@ -1018,7 +1025,7 @@ class PObject(Proxy):
     _own: frozenset[str] = frozenset()  # set below: names the default lookup resolves
     _dc: dict[str, tuple[Any, bool]] = {}  # set below: _class_lookup's cache for _cls
 
-    def __init__(self, heap: Any, off: int) -> None:
+    def __init__(self, heap: ProxyHeap, off: int) -> None:
         Proxy.__init__(self, heap, off)
         object.__setattr__(self, "_ad", 0)
 
@@ -1028,7 +1035,7 @@ class PObject(Proxy):
 
     def _attrs(self) -> PDict:
         h = _get_h(self)
-        return h._load(_q_unpack(h.buf, _get_o(self) + _OBJ_DICT)[0])
+        return h.load(_q_unpack(h.buf, _get_o(self) + _OBJ_DICT)[0])
 
     def __getattribute__(self, name: str) -> Any:
         # Python calls __getattr__ only after the default lookup has failed, and that
@@ -1045,17 +1052,17 @@ class PObject(Proxy):
             return desc.__get__(self, cls)
         h = _get_h(self)
         d = _get_ad(self) or _attr_dict(self, h)
-        ix = h._ix.get(d)
-        e = ix.get(name, -1) if ix is not None else h._ht_lookup(d, 24, name)
+        ix = h.table_indexes.get(d)
+        e = ix.get(name, -1) if ix is not None else h.table_lookup(d, 24, name)
         if e >= 0:
             x = _q_unpack(h.buf, e + _ENT_VALUE)[0]
-            v = h._proxies.get(x)
+            v = h.live_proxies.get(x)
             if v is None:
-                v = h._load(x)
-                if x not in h._proxies:
+                v = h.load(x)
+                if x not in h.live_proxies:
                     return v
-            if x not in h._parents:
-                h._parents[x] = (_get_o(self), name, True)
+            if x not in h.proxy_parents:
+                h.proxy_parents[x] = (_get_o(self), name, True)
             return v
         if desc is not _NOTHING:
             get = getattr(type(desc), "__get__", None)
@@ -1070,13 +1077,13 @@ class PObject(Proxy):
         h = _get_h(self)
         o = _get_o(self)
         d = _attr_dict(self, h)
-        e, hv, p = h._ht_seek(d, 24, name)
+        e, hv, p = h.table_seek(d, 24, name)
         if e >= 0:
-            h._store_slot(e + _ENT_VALUE, h._convert(value, o, name, attr=True))
+            h.store_slot(e + _ENT_VALUE, h.convert(value, o, name, attr=True))
             return
-        kslot = h._convert(name, o)
-        vslot = h._convert(value, o, name, attr=True)
-        h._ht_insert_new(d, 24, hv, p, kslot, vslot, name)
+        kslot = h.convert(name, o)
+        vslot = h.convert(value, o, name, attr=True)
+        h.table_insert(d, 24, hv, p, kslot, vslot, name)
 
     def __delattr__(self, name: str) -> None:
         desc, _ = _class_lookup(type(self)._cls, name)
@@ -1116,7 +1123,7 @@ def _own_names(pcls: type) -> frozenset[str]:
 PObject._own = _own_names(PObject)
 
 
-def _attr_dict(self: PObject, h: Any) -> int:
+def _attr_dict(self: PObject, h: ProxyHeap) -> int:
     """Offset of the object's attribute dict in PM (read once per proxy)."""
     d = _get_ad(self)
     if not d:
@@ -1189,6 +1196,44 @@ def _forwarder(name: str) -> Any:
 
     fwd.__name__ = name
     return fwd
+
+
+# ---------------------------------------------------------------------------- for the heap
+# What the heap uses of the proxies (nothing else of their internals): its conversion of a
+# native container builds the PM container empty, makes its proxy (``PDict(heap, off)``
+# and so on) and fills it through these; a value being stored is recognised as a proxy
+# (``isinstance(v, Proxy)``) of this heap or of another through heap_of and offset_of.
+heap_of: Callable[[Proxy], Any] = _get_h
+"""The heap of proxy ``p``."""
+offset_of: Callable[[Proxy], int] = _get_o
+"""The offset of proxy ``p``'s object in its heap."""
+
+
+def slot_appender(p: PList | PDeque) -> Callable[[int], None]:
+    """The function that appends a slot (reference counts adjusted) to list or deque
+    ``p``."""
+    return p._append_slot
+
+
+def item_setter(p: PDict) -> Callable[[Any, Any], None]:
+    """The function that stores ``value`` under ``key`` in dict ``p`` (``p[key] = value``
+    without the compiled method's dispatch)."""
+    return p._set
+
+
+def member_adder(p: PSet) -> Callable[[Any], None]:
+    """The function that adds ``key`` to set ``p``."""
+    return p._add
+
+
+def native_copy(p: Proxy) -> Any:
+    """A native container with ``p``'s items (the items themselves are not copied)."""
+    return p._native()
+
+
+def attributes_of(p: PObject) -> PDict:
+    """The attribute dict of the user object behind ``p``."""
+    return p._attrs()
 
 
 def to_native(value: Any) -> Any:

@@ -235,6 +235,19 @@ class PSM:
                           pool_bytes=int(dev.size), log_bytes=self._pool.oplog_size)
 
     @property
+    def log_position(self) -> int:
+        """The operation log's position after the last entry this process committed to it
+        (the end of the last durable operation, or group of operations)."""
+        return self._log.committed_head
+
+    @property
+    def diverged_position(self) -> int | None:
+        """In verify mode, once the shadow found a diverging operation: the log position
+        just before that operation's entry; None until then."""
+        c = self._counters
+        return c.diverged_pos if c.diverged else None
+
+    @property
     def shadow_pid(self) -> int | None:
         """Process id of the current shadow process."""
         return self._supervisor.pid
@@ -269,7 +282,7 @@ class PSM:
                 exc = None
             except Exception as e:
                 result, exc = e, e
-            payload = encode_verified(op, S._result_digest(result), digest(self.state))
+            payload = encode_verified(op, S.result_digest(result), digest(self.state))
             self._log.append(payload, wait=self._wait_for_space)
             self._ops_logged += 1
             if commit:
@@ -346,7 +359,7 @@ class PSM:
         """True on a disk pool, where a commit is a synced write a server can overlap with
         more requests (:meth:`commit_begin`); elsewhere a commit costs a fence: call
         :meth:`commit`."""
-        return self._log._through
+        return self._log.writes_through
 
     def commit_begin(self) -> Any:
         """Start a group commit of every operation logged so far (disk pools): returns a

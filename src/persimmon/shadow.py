@@ -38,6 +38,7 @@ from .oplog import OpLog
 
 _loads = pickle.loads
 _fast_run = getattr(FAST, "apply_run", None)  # the compiled loop of Applier.run, or None
+_FastContext = getattr(FAST, "ApplyContext", None)  # its context (native.APPLY_CONTEXT)
 _PYTHON, _COMMIT = 2, 1  # what it stopped for (besides 0: the limit, or the head it saw)
 
 
@@ -158,7 +159,6 @@ class Applier:
         # it leaves, and any entry in verify mode, is applied here (OpLog.read loads the
         # head again, and reads and reports what the compiled reader declines).
         fast_run = _fast_run if not self.verify else None
-        dev, data, cap = log.dev, log._data, log.capacity
         heap = self.heap
         end_op = heap.end_op
         undo = heap.undo
@@ -170,16 +170,19 @@ class Applier:
         in_batch = self.in_batch
         apply = self._apply
         raised, end_failed = self._raised, self._end_failed
+        ctx = None if fast_run is None else _FastContext(
+            dev=log.dev, data=log.data_start, cap=log.capacity, apply=apply,
+            apply_op=apply_op, root=self.root, heap=heap, loads=_loads, max_batch=max_batch,
+            threshold=threshold, undo=undo, raised=raised, end_failed=end_failed)
         n = 0
         clock = time.perf_counter_ns
         t0 = clock()
         while n < limit:
             why = _PYTHON
-            if fast_run is not None and pos < log._head_seen:
-                k, pos, in_batch, why = fast_run(
-                    dev, data, cap, pos, log._head_seen, limit - n, apply, apply_op,
-                    self.root, heap, _loads, in_batch, max_batch, threshold, undo, raised,
-                    end_failed)
+            if fast_run is not None and pos < log.head_seen:
+                ctx.apply = apply  # (both change at a commit)
+                ctx.root = self.root
+                k, pos, in_batch, why = fast_run(ctx, pos, log.head_seen, limit - n, in_batch)
                 n += k
             if why == _PYTHON:  # one entry, applied here
                 if (ent := read(pos)) is None:
@@ -437,7 +440,7 @@ def _loop(heap: Heap, parent_pid: int, c: Counters, message: Any, verify: bool, 
 
 def _check(heap: Heap, root: Any, op: Any, pos: int, result: Any, rdig: int | None,
            sdig: int | None, c: Counters, message: Any) -> None:
-    mine = _result_digest(result)
+    mine = result_digest(result)
     if rdig is not None and mine != rdig:
         _diverged(c, pos, message,
                   f"divergence: the operation at log position {pos} ({_short(op)}) returned a "
@@ -458,7 +461,7 @@ def _diverged(c: Counters, pos: int, message: Any, msg: str) -> None:
     c.diverged = 1
 
 
-def _result_digest(result: Any) -> int:
+def result_digest(result: Any) -> int:
     if isinstance(result, BaseException):
         return digest(("exception", type(result).__qualname__, repr(result.args)))
     return digest(result)

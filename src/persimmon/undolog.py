@@ -16,10 +16,12 @@ itself tagged with the batch number and a checksum.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from xxhash import xxh3_64_intdigest
 
 from . import layout as L
+from . import native
 from .device import Device
 
 _MASK = (1 << 64) - 1
@@ -48,6 +50,9 @@ class UndoLog:
         self._end = off + size
         self._link_at = off
         self._persists = not dev.persists_nothing
+        # The compiled module (its undo_log_block is log_block's one implementation beside
+        # the heap's compiled stores), or None: the pure-Python twin below
+        self.fast: Any = native.FAST
 
     def begin(self, batch: int) -> None:
         """Start logging for ``batch`` (the number its commit record will carry)."""
@@ -88,7 +93,19 @@ class UndoLog:
         dev.drain()
 
     def log_block(self, a: int) -> None:
-        """:meth:`log_blocks` for one block (the common case of a single slot store)."""
+        """:meth:`log_blocks` for one block (the common case of a single slot store).
+
+        With the compiled module, its ``undo_log_block`` writes the entry: the same code
+        that undo-logs the compiled stores' blocks, so the one entry writer is in C, and
+        :meth:`_log_block_python` is its pure-Python twin (``PERSIMMON_PURE_PYTHON=1``,
+        ``self.fast = None``, and a full segment, which spills), held to it byte for byte
+        by ``tests/test_native_contract.py``."""
+        fast = self.fast
+        if fast is not None and fast.undo_log_block(self, a):
+            return
+        self._log_block_python(a)
+
+    def _log_block_python(self, a: int) -> None:
         pos = self._pos
         if pos + 64 > self._end:
             self.log_blocks([a])
