@@ -14,6 +14,14 @@ median is reported), against
   AOF on the root file system).
 
     python bench/bench_redis.py [--n 100000] [--rounds 3] [--servers a,b] [--quick]
+
+With ``--baseline-tree DIR`` (a checkout of another commit, its extension built in place),
+the two persimmon-redis servers of that tree run beside this tree's in the same rounds
+(named ``...@baseline``), and the summary compares each tree's persimmon/none and the
+two trees' throughput and CPU per request, round by round:
+
+    git worktree add /tmp/base <commit> && (cd /tmp/base && python setup.py build_ext -i)
+    python bench/bench_redis.py --tests mix --rounds 7 --baseline-tree /tmp/base
 """
 
 from __future__ import annotations
@@ -54,8 +62,16 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"server on {port} did not come up")
 
 
-def start(kind: str, port: int, workdir: str,
-          shadow_priority: str | None = None) -> subprocess.Popen:
+BASELINE = "@baseline"
+
+
+def start(kind: str, port: int, workdir: str, shadow_priority: str | None = None,
+          baseline_tree: str | None = None) -> subprocess.Popen:
+    env = None
+    if kind.endswith(BASELINE):
+        # the same server from another source tree
+        env = dict(os.environ, PYTHONPATH=os.path.join(baseline_tree or "", "src"))
+        kind = kind[:-len(BASELINE)]
     if kind.startswith("persimmon"):
         mode = kind.split("-")[1]
         cmd = [sys.executable, "-m", "persimmon_redis", "--port", str(port), "--persistence",
@@ -69,7 +85,7 @@ def start(kind: str, port: int, workdir: str,
     else:
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "yes",
                "--appendfsync", "always", "--bind", "127.0.0.1", "--dir", workdir]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     p.pool_dir = cmd[-1] if kind.startswith("persimmon") else None  # type: ignore[attr-defined]
     wait_port(port)
     return p
@@ -166,6 +182,8 @@ def main() -> None:
                     "redis-aof-always", help="comma-separated subset of the servers")
     ap.add_argument("--shadow-priority", choices=["idle", "normal"], default=None,
                     help="--shadow-nice passed to persimmon-redis (default: its own)")
+    ap.add_argument("--baseline-tree", default=None,
+                    help="another checkout whose persimmon-redis servers run beside these")
     args = ap.parse_args()
     n = 5000 if args.quick else args.n
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
@@ -182,6 +200,10 @@ def main() -> None:
     unknown = [k for k in kinds if k not in known]
     if unknown:
         ap.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    if args.baseline_tree:
+        if not os.path.isdir(os.path.join(args.baseline_tree, "src", "persimmon_redis")):
+            ap.error(f"--baseline-tree: no src/persimmon_redis under {args.baseline_tree}")
+        kinds += [k + BASELINE for k in kinds if k.startswith("persimmon")]
     print(calibration_line(), flush=True)
     results: dict = {}
     workroot = tempfile.mkdtemp(prefix="bench-redis-", dir=os.path.expanduser("~"))
@@ -194,7 +216,8 @@ def main() -> None:
             port = free_port()
             wd = os.path.join(workroot, kind)
             os.makedirs(wd, exist_ok=True)
-            procs[kind] = (start(kind, port, wd, args.shadow_priority), port)
+            procs[kind] = (start(kind, port, wd, args.shadow_priority, args.baseline_tree),
+                           port)
         for pl in pipelines:
             nn = n * (4 if pl > 1 else 1)
             for test in tests:
@@ -204,7 +227,7 @@ def main() -> None:
                     # none of them is always measured first after the machine's drift
                     for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
                         runs[kind].append(run_test(procs[kind][1], test, nn, pl,
-                                                   kind == "persimmon-persimmon",
+                                                   kind.startswith("persimmon-persimmon"),
                                                    procs[kind][0].pid))
                 for kind in kinds:
                     vals = sorted(runs[kind])
@@ -232,44 +255,71 @@ def main() -> None:
     def cell(v: dict, t: str, fmt: str, width: int) -> str:
         return f"{v[t]:>{width}{fmt}}" if t in v else f"{'-':>{width}}"
 
-    print(f"{'server':24}{'P':>3}{'SET':>11}{'GET':>11}{'10% mix':>11}{'(overlap)':>10}")
+    print(f"{'server':30}{'P':>3}{'SET':>11}{'GET':>11}{'10% mix':>11}{'(overlap)':>10}")
     for (kind, pl), v in results.items():
-        print(f"{kind:24}{pl:>3}{cell(v, 'set', ',.0f', 11)}{cell(v, 'get', ',.0f', 11)}"
+        print(f"{kind:30}{pl:>3}{cell(v, 'set', ',.0f', 11)}{cell(v, 'get', ',.0f', 11)}"
               f"{cell(v, 'mix', ',.0f', 11)}{cell(v, 'mix_overlap', '.0%', 10)}")
     print("\nCPU per request, us (median of the rounds; server process + its shadow, the "
           "shadow counted until it has caught up)")
-    print(f"{'server':24}{'P':>3}{'SET':>15}{'GET':>15}{'10% mix':>15}")
+    print(f"{'server':30}{'P':>3}{'SET':>15}{'GET':>15}{'10% mix':>15}")
     for (kind, pl), v in results.items():
         cells = "".join(f"{v['cpu'][t][0] * 1e6:>9.2f}+{v['cpu'][t][1] * 1e6:<5.2f}"
                         if t in v["cpu"] else f"{'-':>15}" for t in ("set", "get", "mix"))
-        print(f"{kind:24}{pl:>3}{cells}")
+        print(f"{kind:30}{pl:>3}{cells}")
     for pl in pipelines:
-        pm = results.get(("persimmon-persimmon", pl))
-        none = results.get(("persimmon-none", pl))
         red = results.get(("redis-noaof", pl))
-        if pm and none:
-            print(f"P={pl}: persimmon/none, ratio of the medians: " + "; ".join(
-                f"{t} {pm[t] / none[t]:.3f}" for t in tests))
-            # Each round measures the two servers one right after the other: the median of
-            # those paired ratios is less exposed to the machine's drift than the ratio of
-            # the two medians.  Its 95 % interval says how far the noise leaves it open.
-            for t in tests:
-                ratios = [a / b for a, b in zip(pm["all"][t], none["all"][t], strict=True)
-                          if b]
-                ci = median_interval(ratios)
-                span = f", 95 % interval {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
-                shown = ", ".join(f"{r:.3f}" for r in ratios) if t == "mix" else ""
-                print(f"P={pl}: persimmon/none {t}, median of the rounds' paired ratios "
-                      f"{paired_median(pm['all'][t], none['all'][t]):.3f}{span}"
-                      + (f" (rounds: {shown})" if shown else ""))
-            srv = {t: none["cpu"][t][0] / pm["cpu"][t][0] for t in tests}
-            tot = {t: none["cpu"][t][0] / sum(pm["cpu"][t]) for t in tests}
-            print(f"P={pl}: server CPU per request, none/persimmon: " + ", ".join(
-                f"{t} {srv[t]:.3f}" for t in tests) + "; counting the shadow too: " + ", ".join(
-                f"{t} {tot[t]:.3f}" for t in tests))
+        compare_modes(results, pl, tests, "")
+        if args.baseline_tree:
+            compare_modes(results, pl, tests, BASELINE)
+            compare_trees(results, pl, tests)
+        none = results.get(("persimmon-none", pl))
         if none and red:
             print(f"P={pl}: none/redis-server: " + ", ".join(
                 f"{t} {none[t] / red[t]:.3f}" for t in tests))
+
+
+def compare_modes(results: dict, pl: int, tests: list[str], tree: str) -> None:
+    """persimmon/none of one tree (``tree`` is "" for this one, BASELINE for the other)."""
+    pm = results.get(("persimmon-persimmon" + tree, pl))
+    none = results.get(("persimmon-none" + tree, pl))
+    label = f"P={pl}{tree}"
+    if pm and none:
+        print(f"{label}: persimmon/none, ratio of the medians: " + "; ".join(
+            f"{t} {pm[t] / none[t]:.3f}" for t in tests))
+        # Each round measures the two servers one right after the other: the median of
+        # those paired ratios is less exposed to the machine's drift than the ratio of
+        # the two medians.  Its 95 % interval says how far the noise leaves it open.
+        for t in tests:
+            ratios = [a / b for a, b in zip(pm["all"][t], none["all"][t], strict=True)
+                      if b]
+            ci = median_interval(ratios)
+            span = f", 95 % interval {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+            shown = ", ".join(f"{r:.3f}" for r in ratios) if t == "mix" else ""
+            print(f"{label}: persimmon/none {t}, median of the rounds' paired ratios "
+                  f"{paired_median(pm['all'][t], none['all'][t]):.3f}{span}"
+                  + (f" (rounds: {shown})" if shown else ""))
+        srv = {t: none["cpu"][t][0] / pm["cpu"][t][0] for t in tests}
+        tot = {t: none["cpu"][t][0] / sum(pm["cpu"][t]) for t in tests}
+        print(f"{label}: server CPU per request, none/persimmon: " + ", ".join(
+            f"{t} {srv[t]:.3f}" for t in tests) + "; counting the shadow too: " + ", ".join(
+            f"{t} {tot[t]:.3f}" for t in tests))
+
+
+def compare_trees(results: dict, pl: int, tests: list[str]) -> None:
+    """This tree against the baseline tree, mode by mode, paired round by round."""
+    for mode in ("persimmon-persimmon", "persimmon-none"):
+        new, old = results.get((mode, pl)), results.get((mode + BASELINE, pl))
+        if not (new and old):
+            continue
+        for t in tests:
+            cpu = new["cpu"][t][0] / old["cpu"][t][0]
+            shadow = (f", shadow {new['cpu'][t][1] * 1e6:.2f} vs {old['cpu'][t][1] * 1e6:.2f} us"
+                      if mode == "persimmon-persimmon" else "")
+            print(f"P={pl}: {mode} this tree / baseline {t}: throughput, median of the paired "
+                  f"rounds {paired_median(new['all'][t], old['all'][t]):.3f}; server CPU per "
+                  f"request {cpu:.3f} ({new['cpu'][t][0] * 1e6:.2f} vs "
+                  f"{old['cpu'][t][0] * 1e6:.2f} us){shadow}")
+
 
 if __name__ == "__main__":
     main()
