@@ -53,7 +53,7 @@ _BIG_HINT = b"$000000000"
 _TAIL = 24
 _RESP_START = (0x2A, 0x24)  # '*' starts a command, '$' continues a split one
 INLINE_MAX = 64 * 1024
-IOBUF_LEN = 16 * 1024  # Redis's PROTO_IOBUF_LEN: a client's read buffer
+IOBUF_LEN = 16 * 1024  # Redis's PROTO_IOBUF_LEN: a client's query buffer (CLIENT LIST)
 RESIZE_THRESHOLD = 32 * 1024  # Redis's PROTO_RESIZE_THRESHOLD (and PROTO_MBULK_BIG_ARG)
 _BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
 _time_ns = time.time_ns
@@ -998,8 +998,9 @@ class Server:
                 log.exception("active expiry cycle failed")
 
     def clients_cron(self) -> None:
-        """Resize the clients' read buffers (Redis's clientsCron looks at every client
-        about once a second; here every client every 1/hz s)."""
+        """Resize the clients' query buffers as CLIENT LIST reports them, and bring their
+        last I/O times up to date (Redis's clientsCron looks at every client about once a
+        second; here every client every 1/hz s)."""
         now = time.monotonic()
         for c in self.clients.values():
             c.resize_query_buffer(now)
