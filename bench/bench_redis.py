@@ -11,7 +11,9 @@ each without and with -P 16 pipelining, in rounds that visit every server in tur
 median is reported), against
   persimmon-redis --persistence persimmon, persimmon-redis --persistence none,
   redis-server (appendonly no), and redis-server (appendonly yes, appendfsync always,
-  AOF on the root file system).
+  AOF on the root file system); ``persimmon-disk`` and ``persimmon-disk-overlap`` (not run
+  unless named in --servers) are persimmon-redis with its pool on that same disk, the
+  second with ``--commit-overlap yes``.
 
     python bench/bench_redis.py [--n 100000] [--rounds 3] [--servers a,b] [--quick]
 
@@ -63,6 +65,7 @@ def wait_port(port: int, timeout: float = 60) -> None:
 
 
 BASELINE = "@baseline"
+PERSISTENT = ("persimmon-persimmon", "persimmon-disk")  # (they have a shadow to settle)
 
 
 def start(kind: str, port: int, workdir: str, shadow_priority: str | None = None,
@@ -74,11 +77,16 @@ def start(kind: str, port: int, workdir: str, shadow_priority: str | None = None
         kind = kind[:-len(BASELINE)]
     if kind.startswith("persimmon"):
         mode = kind.split("-")[1]
+        # persimmon-disk: the pool in the work directory, on the root file system's disk
+        # (where redis-server's AOF goes), instead of /dev/shm
+        where = workdir if mode == "disk" else "/dev/shm"
         cmd = [sys.executable, "-m", "persimmon_redis", "--port", str(port), "--persistence",
-               mode]
+               "persimmon" if mode == "disk" else mode]
         if shadow_priority is not None:
             cmd += ["--shadow-priority", shadow_priority]
-        cmd += ["--dir", os.path.join("/dev/shm", f"bench-{uuid.uuid4().hex}")]
+        if kind == "persimmon-disk-overlap":
+            cmd += ["--commit-overlap", "yes"]
+        cmd += ["--dir", os.path.join(where, f"bench-{uuid.uuid4().hex}")]
     elif kind == "redis-noaof":
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
                "--bind", "127.0.0.1", "--dir", workdir]
@@ -196,7 +204,8 @@ def main() -> None:
         pipelines = [int(x) for x in args.pipelines.split(",")]
     except ValueError:
         ap.error("--pipelines: comma-separated integers")
-    known = ("persimmon-persimmon", "persimmon-none", "redis-noaof", "redis-aof-always")
+    known = ("persimmon-persimmon", "persimmon-none", "persimmon-disk",
+             "persimmon-disk-overlap", "redis-noaof", "redis-aof-always")
     unknown = [k for k in kinds if k not in known]
     if unknown:
         ap.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -227,7 +236,7 @@ def main() -> None:
                     # none of them is always measured first after the machine's drift
                     for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
                         runs[kind].append(run_test(procs[kind][1], test, nn, pl,
-                                                   kind.startswith("persimmon-persimmon"),
+                                                   kind.startswith(PERSISTENT),
                                                    procs[kind][0].pid))
                 for kind in kinds:
                     vals = sorted(runs[kind])
@@ -276,6 +285,11 @@ def main() -> None:
         if none and red:
             print(f"P={pl}: none/redis-server: " + ", ".join(
                 f"{t} {none[t] / red[t]:.3f}" for t in tests))
+        disk, aof = results.get(("persimmon-disk", pl)), results.get(("redis-aof-always", pl))
+        if disk and aof:
+            print(f"P={pl}: persimmon-disk/redis-aof-always, median of the paired rounds: "
+                  + ", ".join(f"{t} {paired_median(disk['all'][t], aof['all'][t]):.3f}"
+                              for t in tests))
 
 
 def compare_modes(results: dict, pl: int, tests: list[str], tree: str) -> None:

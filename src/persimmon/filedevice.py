@@ -44,10 +44,12 @@ import mmap
 import os
 import struct
 import time
+from typing import Any
 
 from xxhash import xxh3_64_intdigest
 
 from .device import PAGE, Device, DeviceError, PoolReader, _page_span
+from .native import commit_writer_type
 
 JOURNAL_SUFFIX = "-wb"
 _JMAGIC = b"PSMWBJ01"
@@ -80,6 +82,13 @@ class OsFile:
 
     def pwrite(self, data: bytes | bytearray | memoryview, off: int) -> None:
         _pwrite_all(self.fd, data, off)
+
+    def sync_fd(self) -> int:
+        """The descriptor opened with ``O_DSYNC`` (opened now if need be), or -1 when this
+        file has no path to open it by."""
+        if self._dsync < 0 and self.path is not None:
+            self._dsync = os.open(self.path, os.O_RDWR | os.O_DSYNC)
+        return self._dsync
 
     def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
         """Write and make durable this range only (``O_DSYNC``: the kernel writes back
@@ -268,6 +277,15 @@ class FileDevice(Device):
     def write_sync(self, off: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``off`` and make that range durable before returning."""
         self.io.pwrite_sync(data, off)
+
+    def background_writer(self) -> Any:
+        """A writer of :meth:`write_sync` ranges followed by one :meth:`write`, run by a
+        thread that never takes the GIL (``native.commit_writer_type``; the op log's
+        overlapped commits), or None: not built, pure Python asked for, or a file without
+        a path.  The caller closes it."""
+        writer = commit_writer_type()
+        fd = self.io.sync_fd() if writer is not None and isinstance(self.io, OsFile) else -1
+        return writer(fd, self.io.fd) if fd >= 0 else None
 
     def write_ordered(self, off: int, data: bytes) -> None:
         """Write ``data`` once everything stored or flushed before is durable."""

@@ -162,3 +162,17 @@ def _load() -> Any:
 
 
 FAST: Any = _load()
+
+
+def commit_writer_type() -> Any:
+    """``persimmon._commitio.Writer`` (``_commitio.c``: a disk pool's group commits written
+    by a thread that never takes the GIL), or None when it was not built or
+    ``PERSIMMON_PURE_PYTHON`` is set (a server then overlaps its commits with a Python
+    thread: docs/device.md)."""
+    if pure_python_requested():
+        return None
+    try:
+        from ._commitio import Writer
+    except ImportError:
+        return None
+    return Writer

@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from xxhash import xxh3_64_intdigest, xxh32_intdigest
 
@@ -62,12 +63,14 @@ _DATA = 192
 class CommitTicket:
     """One commit of a disk pool's log being written (see :meth:`OpLog.commit_begin`)."""
 
-    __slots__ = ("runs", "res", "written", "error")
+    __slots__ = ("runs", "res", "written", "error", "writer")
 
-    def __init__(self, runs: list[tuple[int, bytes]], res: int) -> None:
+    def __init__(self, runs: list[tuple[int, bytes]], res: int, writer: Any = None) -> None:
         self.runs = runs
         self.res = res  # the head once it is written
-        self.written = threading.Event()
+        # written by commit_write (any thread), or by the background writer it was handed
+        self.writer = writer
+        self.written = threading.Event() if writer is None else None
         self.error: BaseException | None = None
 
 
@@ -99,6 +102,7 @@ class OpLog:
         self._through = dev.writes_through
         self._runs: list[list] = []  # (disk pools) entries staged until the commit
         self._inflight: CommitTicket | None = None  # (disk pools) a commit being written
+        self._writer: Any = None  # (disk pools) see background_commits()
         head = self.head
         if self.tail > head and not self._through:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
@@ -328,14 +332,46 @@ class OpLog:
         res = self._res
         if res == self._committed:
             return None
-        ticket = CommitTicket(self._staged(), res)
+        writer = self._writer
+        ticket = CommitTicket(self._staged(), res, writer)
         self._runs = []
         self._inflight = ticket
+        if writer is not None:  # the same writes as _write_through, in its thread
+            writer.submit(ticket.runs, self._head_at, res.to_bytes(8, "little"))
         return ticket
+
+    def background_commits(self) -> int | None:
+        """Have a thread that never takes the GIL write the commits :meth:`commit_begin`
+        starts from now on (``persimmon._commitio``: on a disk pool, when it was built):
+        returns a descriptor that becomes readable when the commit in flight is written
+        (:meth:`commit_written`; then :meth:`commit_end` it), or None when there is no
+        such thread (call :meth:`commit_write` from a thread of your own)."""
+        if self._writer is None and self._through:
+            make = getattr(self.dev, "background_writer", None)
+            self._writer = make() if make is not None else None
+        return self._writer.fileno() if self._writer is not None else None
+
+    def commit_written(self, ticket: CommitTicket) -> bool:
+        """True once ``ticket``'s writes are over (:meth:`commit_end` will not wait)."""
+        if ticket.writer is not None:
+            return ticket is not self._inflight or ticket.writer.done()
+        return ticket.written.is_set()  # type: ignore[union-attr]
+
+    def close_writer(self) -> None:
+        """Finish the commit in flight and stop the background writer (before the pool's
+        descriptors close)."""
+        if self._inflight is not None:
+            self.commit_end(self._inflight)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def commit_write(self, ticket: CommitTicket) -> None:
         """The I/O of a commit (thread-safe against the producer appending meanwhile): the
-        synced writes of the staged ranges, then the head (see ``_write_through``)."""
+        synced writes of the staged ranges, then the head (see ``_write_through``).  A
+        ticket the background writer is writing needs no call (this returns at once)."""
+        if ticket.writer is not None:
+            return
         try:
             self._write_through(ticket.runs, ticket.res)
         except BaseException as e:
@@ -365,7 +401,13 @@ class OpLog:
             if ticket.error is not None:
                 raise ticket.error
             return
-        ticket.written.wait()
+        if ticket.writer is not None:
+            try:
+                ticket.writer.finish()
+            except OSError as e:
+                ticket.error = e
+        else:
+            ticket.written.wait()  # type: ignore[union-attr]
         self._inflight = None
         if ticket.error is not None:
             raise ticket.error

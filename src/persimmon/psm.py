@@ -375,8 +375,21 @@ class PSM:
         return self._log.commit_begin()
 
     def commit_write(self, ticket: Any) -> None:
-        """The I/O of a commit started by :meth:`commit_begin` (any thread)."""
+        """The I/O of a commit started by :meth:`commit_begin` (any thread; nothing to do
+        for a commit the background writer writes: :meth:`background_commits`)."""
         self._log.commit_write(ticket)
+
+    def background_commits(self) -> int | None:
+        """Have the commits :meth:`commit_begin` starts written by a thread that never
+        takes the GIL (disk pools, ``persimmon._commitio`` built).  Returns a descriptor an
+        event loop can watch: readable when the commit in flight is written
+        (:meth:`commit_written`), then call :meth:`commit_end`.  None: no such thread
+        (call :meth:`commit_write` from a thread of your own)."""
+        return self._log.background_commits()
+
+    def commit_written(self, ticket: Any) -> bool:
+        """True once the writes of a commit from :meth:`commit_begin` are over."""
+        return self._log.commit_written(ticket)
 
     def commit_end(self, ticket: Any) -> None:
         """Finish a commit started by :meth:`commit_begin` (waits for its write; raises
@@ -550,6 +563,7 @@ class PSM:
             self._closed = sup.closed = True
             self._grouper.on = False  # (the compiled grouper: every call to the Python rules)
         sup.shutdown()
+        self._log.close_writer()
         self._pool.close()
         _live.discard(self)
 

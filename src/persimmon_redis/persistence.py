@@ -34,6 +34,7 @@ class NoPersistence:
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
 
     overlapped = False  # (see PersimmonPersistence)
+    commit_fd = None
 
     def sync(self) -> None:
         pass
@@ -77,6 +78,10 @@ class PersimmonPersistence:
         self.commit_begin = self.psm.commit_begin
         self.commit_write = self.psm.commit_write
         self.commit_end = self.psm.commit_end
+        self.commit_written = self.psm.commit_written
+        # the writes done by a thread that never takes the GIL, which says it is done
+        # through this descriptor (None: not built; the server uses a Python thread)
+        self.commit_fd = self.psm.background_commits() if self.overlapped else None
 
     def checkpoint(self, wait: bool) -> None:
         if wait:
@@ -85,7 +90,12 @@ class PersimmonPersistence:
             self.psm.commit()
 
     def stats(self) -> dict:
-        return {**self.psm.stats(), "commit_overlap": "yes" if self.overlapped else "no"}
+        # commit_writer: who writes an overlapped commit (the compiled thread without the
+        # GIL, or a Python thread when it is not built)
+        writer = ("none" if not self.overlapped else
+                  "compiled" if self.commit_fd is not None else "python-thread")
+        return {**self.psm.stats(), "commit_overlap": "yes" if self.overlapped else "no",
+                "commit_writer": writer}
 
     def close(self) -> str | None:
         """Close the pool; returns why the PM copy could not catch up (the shadow kept

@@ -621,10 +621,19 @@ class Server:
             return
         self.committing = ticket
         self.held = batches
+        if self.p.commit_fd is not None:
+            return  # (being written: _commit_ready is called when it is)
         if self._committer is None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="log-commit")
         fut = self.loop.run_in_executor(self._committer, self.p.commit_write, ticket)
         fut.add_done_callback(lambda _f, t=ticket: self._commit_done(t))
+
+    def _commit_ready(self) -> None:
+        """The background writer's descriptor is readable: the commit in flight is
+        written (unless settle_commits finished it meanwhile)."""
+        ticket = self.committing
+        if ticket is not None and self.p.commit_written(ticket):
+            self._commit_done(ticket)
 
     def _commit_done(self, ticket: Any) -> None:
         if self.committing is not ticket or self.closed:
@@ -1060,6 +1069,8 @@ class Server:
 
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if self.p.overlapped and self.p.commit_fd is not None:
+            self.loop.add_reader(self.p.commit_fd, self._commit_ready)
         self.shutdown_event = asyncio.Event()
         for host in self.cfg.bind:
             srv = await self.loop.create_server(lambda: Client(self), host, self.cfg.port,
@@ -1087,6 +1098,8 @@ class Server:
         log.info("Shutting down: making the PM copy catch up and closing the pool")
         self.flush()
         self.closed = True
+        if self.p.overlapped and self.p.commit_fd is not None:
+            self.loop.remove_reader(self.p.commit_fd)
         if self.p.close() is not None:  # (it kept the log: the next start replays it)
             self.exit_status = 1
         if self.signalled_at is not None:

@@ -39,8 +39,9 @@ class ServerProc:
     """A persimmon-redis subprocess."""
 
     def __init__(self, mode: str = "persimmon", pool_dir: str | None = None,
-                 extra: tuple = ()) -> None:
+                 extra: tuple = (), env: dict | None = None) -> None:
         self.port = free_port()
+        self.env = {**os.environ, **env} if env else None  # (added to the environment)
         self.dir = pool_dir or f"/dev/shm/persimmon-redis-test-{uuid.uuid4().hex}"
         self.mode = mode
         self.extra = extra
@@ -52,7 +53,7 @@ class ServerProc:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "persimmon_redis", "--port", str(self.port),
              "--persistence", self.mode, "--dir", self.dir, *self.extra],
-            stdout=self.logf, stderr=subprocess.STDOUT,
+            stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
         )
         wait_port(self.port, self.proc)
         return self
