@@ -43,7 +43,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from machine import calibration_line  # noqa: E402
+from machine import busy_jiffies, calibration_line, cpu_seconds  # noqa: E402
 
 SHARES = (0, 10, 25, 50, 75, 100)
 SERVERS = ("persimmon", "persimmon-disk", "none", "redis", "redis-aof-always",
@@ -217,6 +217,22 @@ def rss_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def measured(s: Server, keys: int, share: int, pipeline: int, seconds: int) -> dict:
+    """:func:`bench`, with the CPU the server and its shadow spent per request (the shadow
+    counted until it has caught up: SAVE) and how busy the machine's cores were."""
+    pid, kids = s.proc.pid, s.kids()  # type: ignore[union-attr]
+    c0, k0, b0 = cpu_seconds(pid), sum(cpu_seconds(x) for x in kids), busy_jiffies()
+    r = bench(s.port, keys, share, pipeline, seconds)
+    c1, b1 = cpu_seconds(pid), busy_jiffies()
+    if s.kind.startswith("persimmon"):
+        command(s.port, "SAVE")  # (the shadow catches up: its work for these requests)
+    k1 = sum(cpu_seconds(x) for x in kids)
+    n = r["rps"] * seconds
+    return r | {"server_us": (c1 - c0) / n * 1e6 if n else 0.0,
+                "shadow_us": (k1 - k0) / n * 1e6 if n else 0.0,
+                "busy": (b1[0] - b0[0]) / max(1, b1[1] - b0[1])}
+
+
 # ---------------------------------------------------------------------- 1 + 6: the sweep
 def sweep(args, workdir: str, diskdir: str, results: dict) -> None:
     kinds = [k for k in SERVERS if k in args.servers]
@@ -237,10 +253,8 @@ def sweep(args, workdir: str, diskdir: str, results: dict) -> None:
                     step += 1
                     order = kinds if (step % 2) else kinds[::-1]
                     for k in order:
-                        r = bench(servers[k].port, args.keys, share, pl, args.seconds)
+                        r = measured(servers[k], args.keys, share, pl, args.seconds)
                         rows.setdefault(f"{k}|{pl}|{share}", []).append(r)
-                        if k.startswith("persimmon"):
-                            command(servers[k].port, "SAVE")
                     say(f"sweep {step}/{total}: P{pl} {share:3d} % writes: " + ", ".join(
                         f"{k} {rows[f'{k}|{pl}|{share}'][-1]['rps']:,.0f}" for k in kinds))
         for key, rs in rows.items():
@@ -500,6 +514,30 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
                 cells.append(f"{pairs[len(pairs) // 2]:.2f}{span}" if pairs else "-")
             out.append(f"| {a} / {b} | " + " | ".join(cells) + " |")
         out += ["", f"![throughput, P{pl}](figures/throughput_vs_writes_P{pl}.png)", ""]
+        if any("server_us" in r for r in sw.values()):
+            out += [f"CPU per request, P{pl}: the server process + its shadow, us, in the "
+                    "median round (the shadow counted until it had caught up); last row: how "
+                    "busy the machine's cores were during the measurements (all servers, "
+                    "median). Where the cores are all busy, throughput follows the CPU the "
+                    "client, the server and the shadow spend per request.", "",
+                    "| server | " + " | ".join(f"{s} %" for s in SHARES) + " |",
+                    "| --- |" + " --- |" * len(SHARES)]
+            for kind in SERVERS:
+                cells = []
+                for s in SHARES:
+                    r = sw.get(f"{kind}|{pl}|{s}")
+                    cells.append(f"{r['server_us']:.1f}"
+                                 + (f" + {r['shadow_us']:.1f}" if kind.startswith("persimmon")
+                                    else "")
+                                 if r and "server_us" in r else "-")
+                if any(c != "-" for c in cells):
+                    out.append(f"| {LABEL[kind]} | " + " | ".join(cells) + " |")
+            busy = []
+            for s in SHARES:
+                bs = sorted(r["busy"] for k, r in sw.items()
+                            if k.endswith(f"|{pl}|{s}") and "busy" in r)
+                busy.append(f"{bs[len(bs) // 2]:.0%}" if bs else "-")
+            out += ["| cores busy | " + " | ".join(busy) + " |", ""]
     if sw:
         out += ["The disk-backed pool (section 2 of issue 24) is the `persimmon-disk` row "
                 "against redis-server's AOF rows: the same disk, at the same moments.", ""]
