@@ -24,6 +24,7 @@
 #include <Python.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -73,6 +74,10 @@ static int write_all(int fd, const char *p, Py_ssize_t n, long long off)
 static void *writer_main(void *arg)
 {
     Writer *w = (Writer *)arg;
+    /* signals are the main thread's business (Python runs its handlers there) */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     pthread_mutex_lock(&w->mutex);
     for (;;) {
         while (w->state != SUBMITTED && !w->stop)
