@@ -163,6 +163,7 @@ def test_a_psm_s_background_commits_are_durable_and_published(disk_file):
             psm.commit_end(ticket)
             # published: the head in the pool is the commit's (the shadow reads it there)
             assert psm._log.head == ticket.res == psm._log.committed_head
+        assert psm.stats()["background_commits"] == ("no" if fd is None else "compiled-thread")
         assert psm.commit_begin() is None  # (nothing logged since)
     finally:
         psm.close(drain=False)  # (the log keeps them: the reopen replays it)

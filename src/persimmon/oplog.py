@@ -351,6 +351,11 @@ class OpLog:
             self._writer = make() if make is not None else None
         return self._writer.fileno() if self._writer is not None else None
 
+    @property
+    def background(self) -> bool:
+        """True once :meth:`background_commits` has a thread writing the commits."""
+        return self._writer is not None
+
     def commit_written(self, ticket: CommitTicket) -> bool:
         """True once ``ticket``'s writes are over (:meth:`commit_end` will not wait)."""
         if ticket.writer is not None:

@@ -449,6 +449,9 @@ class PSM:
         logged_total = self._backlog + logged
         return {
             "survives": self._pool.dev.survives,
+            # who writes the commits commit_begin starts: a compiled thread without the GIL
+            # (background_commits), or the caller (commit_write, in a thread of its own)
+            "background_commits": "compiled-thread" if lg.background else "no",
             "ops_logged": logged,
             "ops_committed": committed,
             "ops_applied_by_shadow": c.applied_ops,

@@ -34,7 +34,6 @@ class NoPersistence:
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
 
     overlapped = False  # (see PersimmonPersistence)
-    commit_fd = None
 
     def sync(self) -> None:
         pass
@@ -90,12 +89,7 @@ class PersimmonPersistence:
             self.psm.commit()
 
     def stats(self) -> dict:
-        # commit_writer: who writes an overlapped commit (the compiled thread without the
-        # GIL, or a Python thread when it is not built)
-        writer = ("none" if not self.overlapped else
-                  "compiled" if self.commit_fd is not None else "python-thread")
-        return {**self.psm.stats(), "commit_overlap": "yes" if self.overlapped else "no",
-                "commit_writer": writer}
+        return {**self.psm.stats(), "commit_overlap": "yes" if self.overlapped else "no"}
 
     def close(self) -> str | None:
         """Close the pool; returns why the PM copy could not catch up (the shadow kept
