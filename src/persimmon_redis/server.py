@@ -303,11 +303,16 @@ class Client(asyncio.Protocol):
         # once was measured slower (a wake-up of the client per reply instead of per round).
         self.server.schedule(self)
 
-    def send_out(self) -> None:
-        """Write the queued replies (bounded by the client output buffer limit)."""
+    def send_out(self, count: int | None = None) -> None:
+        """Write the queued replies, or the first ``count`` of them (bounded by the client
+        output buffer limit)."""
         out = self.out
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
+        if count is not None and count < len(out):
+            data = b"".join(out[:count])
+            del out[:count]
+        else:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
         t = self.transport
         t.write(data)
         if t.get_write_buffer_size() > self.server.cfg.client_output_limit:
@@ -508,7 +513,9 @@ class Server:
         self.to_close: set = set()
         self.flush_scheduled = False
         self.committing: Any = None  # (disk pools) the commit being written, if any
-        self.held: list = []  # the batches of replies waiting for it
+        # the replies waiting for it: client id -> (client, how many of its queued replies
+        # the commit covers: those queued when it began; later ones wait for the next)
+        self.held: dict[int, tuple[Client, int]] = {}
         self.held_next: list = []  # the batches made since (waiting for the next commit)
         self._committer: ThreadPoolExecutor | None = None
         self.loop: Any = None
@@ -591,7 +598,7 @@ class Server:
         if self.exit_status:
             return  # (said once: the commands read meanwhile are never acknowledged)
         log.critical("%s: stopping; the replies that depended on it are not sent", why)
-        self.pending, self.held, self.held_next, self.committing = {}, [], [], None
+        self.pending, self.held, self.held_next, self.committing = {}, {}, [], None
         self.exit_status = 1
         self.closed = True
         if self.shutdown_event is not None:
@@ -603,10 +610,15 @@ class Server:
                 c.send_out()
 
     def _close_finished(self) -> None:
-        for c in list(self.to_close):
+        # (a client whose last replies still wait for a commit is closed after they left)
+        waiting = set()
+        for c in self.to_close:
             if c.transport is not None:
-                c.transport.close()
-        self.to_close.clear()
+                if c.out and not c.transport.is_closing():
+                    waiting.add(c)
+                else:
+                    c.transport.close()
+        self.to_close = waiting
 
     # A disk pool's group commit is a synced write (about 0.1 ms on an SSD): it runs in a
     # thread while the loop goes on reading and executing requests; every reply made
@@ -620,7 +632,10 @@ class Server:
             self._close_finished()
             return
         self.committing = ticket
-        self.held = batches
+        # A client's replies queued now are what this commit covers (their writes were
+        # logged before it began); replies it gets while the commit is written may depend
+        # on writes only the next commit makes durable: they stay queued until then.
+        self.held = {c.id: (c, len(c.out)) for b in batches for c in b.values()}
         if self.p.commit_fd is not None:
             return  # (being written: _commit_ready is called when it is)
         if self._committer is None:
@@ -644,9 +659,10 @@ class Server:
             self.fail(f"the operation log could not be made durable: {e!r}")
             return
         self.committing = None
-        held, self.held = self.held, []
-        for b in held:
-            self._send(b)
+        held, self.held = self.held, {}
+        for c, n in held.values():
+            if n and c.transport is not None:
+                c.send_out(n)
         later, self.held_next = self.held_next, []
         if later:
             self._commit_overlapped(later)
@@ -660,10 +676,10 @@ class Server:
             return
         self.p.sync()  # (finishes the one in flight, and commits what was logged since)
         self.committing = None
-        held = self.held + self.held_next
-        self.held, self.held_next = [], []
+        held = [{i: c for i, (c, _n) in self.held.items()}, *self.held_next]
+        self.held, self.held_next = {}, []
         for b in held:
-            self._send(b)
+            self._send(b)  # (every reply: the sync made every logged write durable)
         self._close_finished()
 
     # -------------------------------------------------------------- dispatch
