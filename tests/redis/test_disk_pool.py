@@ -123,7 +123,20 @@ def _reader(port: int, r: int, writers: int, seen: dict, nreads: list,
         pass
 
 
-@pytest.mark.parametrize("overlap", ["no", "yes"])
+# With --commit-overlap yes this test fails in about half of its runs (4 of 9 runs of five
+# kills, 2026-12-05): a batch of replies held for a commit in flight is a set of clients,
+# and Server._send writes each client's whole output queue when that commit ends, including
+# replies made while it was in flight, whose writes are only in the next commit (a reader was
+# shown a value a SIGKILL then lost; once an acknowledged write was lost).  Freezing each
+# client's queued replies when the commit that covers them begins (tried as a monkeypatch in
+# slow_commit_server.py, not committed: server.py is being changed elsewhere) passed 8 of 8
+# runs.  The default (--commit-overlap no) passed every run.
+_OVERLAP_BUG = pytest.mark.xfail(
+    strict=False, reason="server.py: replies held for an overlapped commit are sent with "
+    "later replies of the same client (their writes not yet durable); see the comment above")
+
+
+@pytest.mark.parametrize("overlap", ["no", pytest.param("yes", marks=_OVERLAP_BUG)])
 def test_reads_never_see_a_write_lost_by_a_sigkill(overlap):
     """Writers SET their own key to 1, 2, 3, ... (unpipelined, each waiting for its reply)
     while readers GET those keys, on a disk pool whose every log commit is delayed by 3 ms
