@@ -22,7 +22,7 @@ import pytest
 
 from heap_workload import canon
 from persimmon.cli import inspect_pool
-from persimmon.device import on_tmpfs, open_device
+from persimmon.device import PAGE, on_tmpfs, open_device
 from persimmon.filedevice import JOURNAL_SUFFIX, DeferredFileDevice, FileDevice, read_journal
 from persimmon.heap import Heap
 from persimmon.opcodec import encode, encode_group
@@ -55,17 +55,24 @@ def disk_path():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.parametrize("max_group,interval,overlapped",
-                         [(1, 0.0, False), (7, 0.0, False), (7, 1e9, False), (7, 0.0, True),
-                          (3, 1e9, True)],
+@pytest.mark.parametrize("max_group,interval,overlapped,release",
+                         [(1, 0.0, False, None), (7, 0.0, False, None), (7, 1e9, False, None),
+                          (7, 0.0, True, None), (3, 1e9, True, None), (7, 0.0, False, 0),
+                          (7, 0.0, False, 3 * PAGE), (3, 0.0, True, 5 * PAGE)],
                          ids=["entry-per-op", "group-entries", "write-back-paced",
-                              "overlapped-commits", "overlapped-paced"])
-def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapped):
+                              "overlapped-commits", "overlapped-paced",
+                              "release-at-every-write-back", "release-deferred",
+                              "overlapped-release-deferred"])
+def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapped, release):
     """``interval`` 0: the shadow writes back at every commit; 1e9: only when it settles
     (goes idle), so batches pile up between write-backs and the tail waits for them.
     ``overlapped``: the server's way on a disk pool (OpLog.commit_begin/commit_write/
     commit_end): the next batch is appended while a commit is in flight, and a batch is
-    acknowledged only when the commit that staged it has ended."""
+    acknowledged only when the commit that staged it has ended.  ``release``: the bytes of
+    pages written back the shadow gathers before it gives their private copies back
+    (None: the default, 64 MiB, so only when it settles; 0: after every write-back).  The
+    simulated release really replaces the private page by the file's, so one that dropped
+    a page holding stores not yet written back would lose them and fail the checks."""
     n_ops = 220
     expected = {0: canon(expected_state(0))}
     kv = KV()
@@ -79,11 +86,11 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
     pool = heap0.pool
     OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
     log_off, log_size = pool.oplog_off, pool.oplog_size
-    sh_dev = SimDeferredDevice(pool_file, journal, interval=interval)
+    sh_dev = SimDeferredDevice(pool_file, journal, interval=interval, release_bytes=release)
     heap = Heap.open(sh_dev)
     fg = OpLog(fg_dev, log_off, log_size)
     ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=17)
-    rng = random.Random(5)
+    rng, rel_rng = random.Random(5), random.Random(6)
     prog = {"acked": 0, "submitted": 0, "syncs": 0, "checks": 0, "replayed_journals": 0}
 
     def check(f: SimFile, when: str) -> None:
@@ -106,6 +113,10 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
         if not ap.step():
             ap.commit()
             sh_dev.settle()
+        elif release is not None and rel_rng.random() < 0.3:
+            # a release in the middle of a batch too (stores not yet flushed or written
+            # back are in the private pages then: they must keep their copies)
+            sh_dev.release()
 
     staged: dict = {}  # ticket -> the operations it makes durable
 
@@ -150,6 +161,14 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
     # every persist point checked: the log's syncs and both syncs of each write-back
     assert prog["syncs"] >= n_ops // max_group + 2 * sh_dev.writebacks
     assert prog["replayed_journals"] > 0  # some images needed the journal copied in place
+    assert sh_dev.releases >= 1 and sh_dev.dropped_pages >= 1
+    if release is not None:  # (released between write-backs, not only when idle)
+        assert sh_dev.releases >= 3
+    # the shadow's view of the PM copy is what its program order made (nothing a release
+    # dropped is missing from it)
+    assert canon(_state_dict(Heap.open(SimFileDevice(SimFile(bytes(sh_dev.buf)),
+                                                     SimFile(0))).materialize())) == \
+        expected[n_ops]
     dev = SimFileDevice(SimFile(pool_file.dur), SimFile(journal.dur))
     dev.recover_journal()
     state, _ = recover_state(dev)
@@ -183,6 +202,38 @@ def test_a_torn_journal_is_ignored_and_a_whole_one_copied_in_place():
     assert dev.recover_journal() == 2
     assert pf.cache[100:105] == b"hello" and pf.dur[40000:40003] == b"abc"
     assert dev.recover_journal() == 0  # invalidated once copied
+
+
+def test_written_back_pages_are_released_later_and_only_if_unchanged():
+    """The shadow gives back the private copies of pages it wrote back only once
+    ``release_bytes`` of them have gathered, or when it settles (idle): not at each
+    write-back.  A page stored into again and not yet written back keeps its copy."""
+    f, j = SimFile(64 * PAGE), SimFile(0)
+    sh = SimDeferredDevice(f, j, interval=0.0, release_bytes=4 * PAGE)
+    for p in (1, 2, 3):  # three pages, one write-back each: below the threshold
+        sh.buf[p * PAGE : p * PAGE + 4] = b"p%03d" % p
+        sh.flush(p * PAGE, 4)
+        sh.commit_point()
+    assert sh.writebacks == 3 and sh.releases == 0 and sh.dropped_pages == 0
+    assert f.cache[2 * PAGE : 2 * PAGE + 4] == b"p002"
+    sh.buf[2 * PAGE + 8 : 2 * PAGE + 12] = b"late"  # stored, not written back yet
+    sh.buf[9 * PAGE : 9 * PAGE + 4] = b"p009"
+    sh.flush(9 * PAGE, 4)
+    sh.commit_point()  # the fourth page: 4 pages gathered, released now
+    assert sh.writebacks == 4 and sh.releases == 1
+    assert sh.dropped_pages == 3  # page 2 holds a store the file has not: kept
+    assert bytes(sh.buf[2 * PAGE + 8 : 2 * PAGE + 12]) == b"late"
+    assert all(bytes(sh.buf[p * PAGE : p * PAGE + 4]) == b"p%03d" % p for p in (1, 2, 3, 9))
+    sh.commit_point()  # nothing flushed: no write-back, nothing to release
+    assert sh.writebacks == 4 and sh.releases == 1
+    sh.flush(2 * PAGE + 8, 4)
+    sh.commit_point()
+    assert sh.releases == 1  # one page gathered
+    sh.settle()  # idle: written back (nothing waits) and released
+    assert sh.releases == 2 and sh.dropped_pages == 4
+    assert f.cache[2 * PAGE + 8 : 2 * PAGE + 12] == b"late"
+    sh.settle()
+    assert sh.releases == 2  # nothing gathered since
 
 
 def test_disk_pool_device_choice_and_creation(disk_path):
@@ -220,7 +271,9 @@ def test_disk_pool_device_choice_and_creation(disk_path):
         with open(disk_path, "rb") as f:
             f.seek(8192)
             assert f.read(3) == b"xyz"
-        assert sh.dropped_pages >= 1 and bytes(sh.buf[8192:8195]) == b"xyz"
+        assert sh.dropped_pages == 0  # (the release waits: see the test below)
+        sh.settle()
+        assert sh.releases == 1 and sh.dropped_pages >= 1 and bytes(sh.buf[8192:8195]) == b"xyz"
         assert os.path.exists(disk_path + JOURNAL_SUFFIX)
     finally:
         sh.close()

@@ -429,27 +429,32 @@ def test_foreground_death_stops_shadow(shm_path):
         assert p.state.data == {"a": 1}
 
 
-def test_sync_and_a_full_log_do_not_wait_out_the_shadows_gather(shm_path):
+def test_sync_and_a_full_log_do_not_wait_out_the_shadows_gather(shm_path, monkeypatch):
     # Caught up, the shadow lets operations gather for _GATHER_SECONDS (20 ms) before it
     # looks again, and commits do not wake it then.  A sync() and a foreground out of log
     # space ring the doorbell, which ends that wait at once: neither may take a gather.
+    # The gather is made 5 s here (the shadow is forked: it inherits the module's value),
+    # so a wait that took one is told apart from the scheduler's delays by a wide margin.
+    # (With the real 20 ms this test compared medians with 5 ms and failed 10 times in 30
+    # with two CPU hogs on two cores: a SCHED_IDLE shadow gets no CPU until sync() boosts
+    # it after 10 ms, and a boosted one still waits its turn among the hogs.)
     from persimmon import shadow as S
 
-    assert S._GATHER_SECONDS >= 0.02
+    monkeypatch.setattr(S, "_GATHER_SECONDS", 5.0)
+    limit = S._GATHER_SECONDS / 2
     with PSM(KV, shm_path, log_size=1 << 20) as psm:
         assert wait_for(lambda: psm.stats()["shadow_ready"], 10.0)
         took = []
-        for i in range(40):
+        for i in range(12):
             psm.invoke_rw(("set", f"k{i}", i))
             t = time.perf_counter()
             psm.sync()  # (the shadow is gathering: it applied the previous write just now)
             took.append(time.perf_counter() - t)
-        took.sort()
-        assert took[len(took) // 2] < S._GATHER_SECONDS / 4, took
+        assert max(took) < limit, took
     with PSM(KV, shm_path, log_size=64 << 10) as psm:
         assert wait_for(lambda: psm.stats()["shadow_ready"], 10.0)
         big = b"x" * 6000
-        waits = []  # the length of each wait for space (a busy machine makes a few long)
+        waits = []  # the length of each wait for space
         for i in range(5000):  # ten entries fill the log
             before = psm._log.full_waits, psm._log.full_wait_seconds
             psm.invoke_rw(("set", f"k{i % 50}", big + b"%d" % i))
@@ -457,8 +462,7 @@ def test_sync_and_a_full_log_do_not_wait_out_the_shadows_gather(shm_path):
                 waits.append(psm._log.full_wait_seconds - before[1])
             if len(waits) >= 9:
                 break
-        waits.sort()
-        assert len(waits) >= 9 and waits[len(waits) // 2] < S._GATHER_SECONDS / 4, waits
+        assert len(waits) >= 9 and max(waits) < limit, waits
 
 
 def test_log_full_back_pressure(shm_path):

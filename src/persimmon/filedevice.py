@@ -28,8 +28,13 @@ devices share such a pool file:
   one whenever the shadow goes idle (:meth:`settle`).  A write that must follow the PM copy's
   durability (the log tail, which lets the foreground reuse log space) goes through
   :meth:`write_ordered` and waits for the write-back.  Pages written back whose private copy
-  equals the file are dropped from the mapping (``MADV_DONTNEED``), so the shadow does not
-  keep a second copy of everything it touched.
+  equals the file are given back (``MADV_DONTNEED``), so the shadow does not keep a second
+  copy of everything it touched, but not at each write-back: the pages written back gather
+  until they come to ``RELEASE_BYTES`` (64 MiB), or the shadow goes idle (:meth:`settle`),
+  and are released then (:meth:`release`; at exit the unmapping gives them all back).  A
+  hot page (the undo log, the commit records, a busy bucket) is thus not copied again by a
+  write fault after every write-back.  Releasing never writes: what a write-back made
+  durable does not depend on when, or whether, pages are released.
 
 A journal left valid by a crash is copied in place by the next opener that holds the pool's
 lock (:meth:`FileDevice.recover_journal`, from :meth:`persimmon.pool.Pool.open`) or by a
@@ -58,6 +63,7 @@ _JRANGE = struct.Struct("<QQ")
 _LINE = 64
 _ZERO_CHUNK = 1 << 20
 WRITEBACK_BYTES = 32 << 20
+RELEASE_BYTES = 64 << 20  # pages written back and kept private until a release
 
 
 def writeback_seconds() -> float:
@@ -365,13 +371,17 @@ class DeferredFileDevice(FileDevice):
     deferred = True
 
     def __init__(self, path: str, fd: int, io: OsFile | None = None,
-                 journal: OsFile | None = None, interval: float | None = None) -> None:
+                 journal: OsFile | None = None, interval: float | None = None,
+                 release_bytes: int = RELEASE_BYTES) -> None:
         self._lines = _Lines()
         self._after: list[tuple[int, bytes]] = []
         self._last = 0.0
         self._seq = 0
+        self._written: set[int] = set()  # pages written back since the last release
         self.interval = writeback_seconds() if interval is None else interval
+        self.release_bytes = release_bytes
         self.writebacks = 0
+        self.releases = 0  # release passes run (each over the pages gathered)
         self.dropped_pages = 0
         super().__init__(path, fd, io, journal)
 
@@ -406,9 +416,11 @@ class DeferredFileDevice(FileDevice):
             self.writeback()
 
     def settle(self) -> None:
-        """Write back whatever waits (the shadow is about to sleep, or to exit)."""
+        """Write back whatever waits, then release the pages written back (the shadow is
+        about to sleep)."""
         if self._lines.nbytes or self._after:
             self.writeback()
+        self.release()
 
     @property
     def pending_bytes(self) -> int:
@@ -431,28 +443,56 @@ class DeferredFileDevice(FileDevice):
                 self.io.pwrite(data, off)
             self.io.sync()
             self.writebacks += 1
-            self._drop(ranges)
+            written = self._written
+            for off, n in ranges:
+                written.update(range(off // PAGE, (off + n - 1) // PAGE + 1))
         after, self._after = self._after, []
         for off, data in after:
             self.io.pwrite(data, off)
+        if len(self._written) * PAGE >= self.release_bytes:
+            self.release()
 
-    def _drop(self, ranges: list[tuple[int, int]]) -> None:
-        # Give back the private copies of the pages just written whose contents are now
-        # the file's (a page holding a store never flushed keeps its copy).
-        pages = sorted({p for off, n in ranges
-                        for p in range(off // PAGE, (off + n - 1) // PAGE + 1)})
-        mm = self._mm
-        for p in pages:
-            a = p * PAGE
-            start, length = _page_span(a, PAGE, self.size)
-            if length <= 0:
-                continue
-            if mm[start : start + length] == self.io.pread(length, start):
-                try:
-                    mm.madvise(mmap.MADV_DONTNEED, start, length)
-                    self.dropped_pages += 1
-                except (OSError, ValueError):
-                    return
+    def release(self) -> int:
+        """Give back the private copies of the pages written back since the last release
+        whose contents are the file's (a page holding a store not written back keeps its
+        copy).  Only memory changes: the file is not written.  Returns the pages given
+        back."""
+        if not self._written:
+            return 0
+        pages = sorted(self._written)
+        self._written = set()
+        self.releases += 1
+        buf = self.buf
+        dropped = 0
+        i = 0
+        while i < len(pages):  # runs of adjacent pages, read from the file in one call
+            j = i + 1
+            while j < len(pages) and pages[j] == pages[j - 1] + 1 and j - i < 256:
+                j += 1
+            start, length = _page_span(pages[i] * PAGE, (j - i) * PAGE, self.size)
+            if length > 0:
+                disk = self.io.pread(length, start)
+                for k in range(i, j):
+                    a = pages[k] * PAGE
+                    if a >= start + length:
+                        break
+                    b = min(a + PAGE, start + length)
+                    if buf[a:b].tobytes() == disk[a - start : b - start]:
+                        if not self._discard(a, b - a):
+                            self.dropped_pages += dropped
+                            return dropped
+                        dropped += 1
+            i = j
+        self.dropped_pages += dropped
+        return dropped
+
+    def _discard(self, off: int, n: int) -> bool:
+        """Drop the private copy of this range; the mapping shows the file's pages again."""
+        try:
+            self._mm.madvise(mmap.MADV_DONTNEED, off, n)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def grow(self, new_size: int) -> None:
         if new_size <= self.size:
@@ -470,7 +510,9 @@ class DeferredFileDevice(FileDevice):
         if self._closed:
             return
         try:
-            self.settle()
+            if self._lines.nbytes or self._after:
+                self.writeback()
+            self._written = set()  # (the unmapping gives every page back)
         finally:
             self._dirty = False
             super().close()

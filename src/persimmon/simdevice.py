@@ -219,8 +219,11 @@ def _disk_classes() -> tuple[type, type]:
 
         kind = "sim-file-deferred"
 
-        def __init__(self, file: SimFile, journal: SimFile, interval: float = 0.0) -> None:
-            super().__init__("<sim>", -1, file, journal, interval)  # type: ignore[arg-type]
+        def __init__(self, file: SimFile, journal: SimFile, interval: float = 0.0,
+                     release_bytes: int | None = None) -> None:
+            super().__init__("<sim>", -1, file, journal, interval,  # type: ignore[arg-type]
+                             **({} if release_bytes is None
+                                else {"release_bytes": release_bytes}))
 
         def _map(self) -> None:
             self._priv = bytearray(self.io.cache)  # type: ignore[attr-defined]
@@ -236,8 +239,11 @@ def _disk_classes() -> tuple[type, type]:
         def _unmap(self) -> None:
             self.buf.release()
 
-        def _drop(self, ranges: list[tuple[int, int]]) -> None:
-            return None
+        def _discard(self, off: int, n: int) -> bool:
+            # MADV_DONTNEED on a private page: it shows the file's page cache again (a
+            # release that dropped a page holding stores not written back loses them here)
+            self._priv[off : off + n] = self.io.cache[off : off + n]  # type: ignore
+            return True
 
         def refresh(self, off: int, n: int) -> None:
             self.buf[off : off + n] = self.io.cache[off : off + n]  # type: ignore
