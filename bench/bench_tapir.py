@@ -26,7 +26,6 @@ persistent mode, each replica's shadow process; other sessions may be running to
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import random
@@ -48,6 +47,7 @@ from persimmon_tapir import Client  # noqa: E402
 from persimmon_tapir.cli import make_config  # noqa: E402
 from persimmon_tapir.coordinator import gather  # noqa: E402
 from persimmon_tapir.tasks import spawn  # noqa: E402
+from tapir_workloads import VALUE, WORKLOADS, Zipf  # noqa: E402
 
 PYC = f"/dev/shm/tapir-bench-pyc-{uuid.uuid4().hex[:8]}"
 
@@ -114,64 +114,6 @@ class Cluster:
             p.wait()
         time.sleep(0.1)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Zipf:
-    def __init__(self, n: int, theta: float) -> None:
-        weights = [1.0 / (i + 1) ** theta for i in range(n)]
-        total = sum(weights)
-        acc, self.cdf = 0.0, []
-        for w in weights:
-            acc += w / total
-            self.cdf.append(acc)
-        self.n = n
-
-    def key(self, rng: random.Random) -> bytes:
-        return b"key-%08d" % min(bisect.bisect_left(self.cdf, rng.random()), self.n - 1)
-
-
-VALUE = b"v" * 64
-
-
-async def retwis(core, rng, zipf) -> bool:
-    t = core.begin()
-    kind = rng.randrange(100)
-    if kind < 5:  # add user
-        await t.get(zipf.key(rng))
-        for _ in range(3):
-            t.put(zipf.key(rng), VALUE)
-    elif kind < 20:  # follow
-        for _ in range(2):
-            k = zipf.key(rng)
-            await t.get(k)
-            t.put(k, VALUE)
-    elif kind < 50:  # post tweet
-        for _ in range(3):
-            k = zipf.key(rng)
-            await t.get(k)
-            t.put(k, VALUE)
-        for _ in range(2):
-            t.put(zipf.key(rng), VALUE)
-    else:  # get timeline
-        for _ in range(rng.randint(1, 10)):
-            await t.get(zipf.key(rng))
-    return await t.commit()
-
-
-async def rwmix(core, rng, zipf) -> bool:
-    t = core.begin()
-    if rng.random() < 0.5:
-        for _ in range(2):
-            k = zipf.key(rng)
-            await t.get(k)
-            t.put(k, VALUE)
-    else:
-        for _ in range(4):
-            await t.get(zipf.key(rng))
-    return await t.commit()
-
-
-WORKLOADS = {"retwis": retwis, "rw-mix": rwmix}
 
 
 def drive(path: str, workload, zipf, seconds: float, concurrency: int, seed: int) -> dict:
