@@ -84,12 +84,12 @@ def record(keys: int, txns: int, seed: int = 1, concurrency: int = 8) -> tuple:
         rng = random.Random(seed)
         left = [txns]
 
-        async def work(c, wl=workload):
+        async def work(c, wl=workload, left=left, rng=rng):
             while left[0] > 0:
                 left[0] -= 1
                 await wl(c, rng, zipf)
         tasks = [spawn(work(c)) for c in clients]
-        cluster.net.run_until(lambda: all(t.done for t in tasks))
+        cluster.net.run_until(lambda tasks=tasks: all(t.done for t in tasks))
         cluster.net.run_for(1.0)
         out[name] = rec.ops[:]
     return cluster.config.ident(0, 0), out
