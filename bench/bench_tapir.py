@@ -235,17 +235,32 @@ def throughput(args) -> None:
             cl.close()
 
 
-def _settle(cl, quiet: float = 0.5, timeout: float = 300.0) -> None:
-    """Wait until the cluster's shadows have caught up: no shadow CPU used for ``quiet``
-    seconds (a shadow with nothing to apply sleeps on its doorbell)."""
+def _settle(cl, timeout: float = 300.0) -> None:
+    """Wait until the cluster's shadows have applied their whole log: every shadow process
+    asleep (a shadow that is behind runs, or waits runnable for a core under SCHED_IDLE;
+    one that has caught up sleeps on its doorbell) at ten looks 50 ms apart, using no CPU
+    meanwhile."""
     end = time.monotonic() + timeout
-    last = cl.cpu()[1]
     while time.monotonic() < end:
-        time.sleep(quiet)
-        now = cl.cpu()[1]
-        if now - last < 0.01:
+        kids = [k for p in cl.procs.values() for k in _children(p.pid)]
+        cpu0 = cl.cpu()[1]
+        quiet = True
+        for _ in range(10):
+            time.sleep(0.05)
+            if any(_proc_state(k) not in ("S", "?") for k in kids):
+                quiet = False
+                break
+        if quiet and cl.cpu()[1] - cpu0 < 0.005:
             return
-        last = now
+    print("warning: the shadows did not settle", flush=True)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
 
 
 def recovery(args) -> None:
