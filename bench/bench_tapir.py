@@ -20,13 +20,12 @@ persistent mode, each replica's shadow process; other sessions may be running to
 
     python bench/bench_tapir.py [--seconds 6] [--rounds 5] [--shards 1] [--concurrency 16]
                                 [--keys 10000] [--sizes 1000,10000,40000,100000]
-                                [--repeat 3] [--quick]
+                                [--repeat 3] [--quick] [--sequential]
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import random
@@ -48,6 +47,7 @@ from persimmon_tapir import Client  # noqa: E402
 from persimmon_tapir.cli import make_config  # noqa: E402
 from persimmon_tapir.coordinator import gather  # noqa: E402
 from persimmon_tapir.tasks import spawn  # noqa: E402
+from tapir_workloads import VALUE, WORKLOADS, Zipf  # noqa: E402
 
 PYC = f"/dev/shm/tapir-bench-pyc-{uuid.uuid4().hex[:8]}"
 
@@ -116,64 +116,6 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Zipf:
-    def __init__(self, n: int, theta: float) -> None:
-        weights = [1.0 / (i + 1) ** theta for i in range(n)]
-        total = sum(weights)
-        acc, self.cdf = 0.0, []
-        for w in weights:
-            acc += w / total
-            self.cdf.append(acc)
-        self.n = n
-
-    def key(self, rng: random.Random) -> bytes:
-        return b"key-%08d" % min(bisect.bisect_left(self.cdf, rng.random()), self.n - 1)
-
-
-VALUE = b"v" * 64
-
-
-async def retwis(core, rng, zipf) -> bool:
-    t = core.begin()
-    kind = rng.randrange(100)
-    if kind < 5:  # add user
-        await t.get(zipf.key(rng))
-        for _ in range(3):
-            t.put(zipf.key(rng), VALUE)
-    elif kind < 20:  # follow
-        for _ in range(2):
-            k = zipf.key(rng)
-            await t.get(k)
-            t.put(k, VALUE)
-    elif kind < 50:  # post tweet
-        for _ in range(3):
-            k = zipf.key(rng)
-            await t.get(k)
-            t.put(k, VALUE)
-        for _ in range(2):
-            t.put(zipf.key(rng), VALUE)
-    else:  # get timeline
-        for _ in range(rng.randint(1, 10)):
-            await t.get(zipf.key(rng))
-    return await t.commit()
-
-
-async def rwmix(core, rng, zipf) -> bool:
-    t = core.begin()
-    if rng.random() < 0.5:
-        for _ in range(2):
-            k = zipf.key(rng)
-            await t.get(k)
-            t.put(k, VALUE)
-    else:
-        for _ in range(4):
-            await t.get(zipf.key(rng))
-    return await t.commit()
-
-
-WORKLOADS = {"retwis": retwis, "rw-mix": rwmix}
-
-
 def drive(path: str, workload, zipf, seconds: float, concurrency: int, seed: int) -> dict:
     c = Client(path, timeout=0.5)
     lat: list = []
@@ -221,18 +163,34 @@ def throughput(args) -> None:
     print("Both clusters run at the same time, each with its own client process, so both see "
           "the same machine\n(one core each would be fair; here all share two). Per round: "
           "committed txn/s of each and their ratio.")
+    if args.sequential:
+        print("--sequential: per round the persistent cluster runs first, alone, then the "
+              "in-memory one;\nthe persistent cluster's round ends when its shadows have "
+              "applied its whole log, so their CPU is\ncharged to the transactions of that "
+              "round only.")
     clusters = {m: Cluster(args.shards, m) for m in ("persimmon", "none")}
     try:
         for cl in clusters.values():
             cl.start_all()
         for cl in clusters.values():
             load(cl.path, args.keys)
+        if args.sequential:
+            _settle(clusters["persimmon"])
         for name in WORKLOADS:
             ratios, results = [], {m: [] for m in clusters}
             for rnd in range(args.rounds):
                 cpu0 = {m: cl.cpu() for m, cl in clusters.items()}
-                procs = {m: _driver(cl.path, name, args, rnd) for m, cl in clusters.items()}
-                out = {m: json.loads(p.communicate()[0]) for m, p in procs.items()}
+                if args.sequential:  # one cluster at a time
+                    out = {}
+                    for m, cl in clusters.items():
+                        p = _driver(cl.path, name, args, rnd)
+                        out[m] = json.loads(p.communicate()[0])
+                        if m == "persimmon":
+                            _settle(cl)
+                else:
+                    procs = {m: _driver(cl.path, name, args, rnd)
+                             for m, cl in clusters.items()}
+                    out = {m: json.loads(p.communicate()[0]) for m, p in procs.items()}
                 for m, cl in clusters.items():
                     out[m]["cpu"] = [a - b for a, b in zip(cl.cpu(), cpu0[m], strict=True)]
                     txns = max(1, out[m]["commits"])
@@ -275,6 +233,34 @@ def throughput(args) -> None:
     finally:
         for cl in clusters.values():
             cl.close()
+
+
+def _settle(cl, timeout: float = 300.0) -> None:
+    """Wait until the cluster's shadows have applied their whole log: every shadow process
+    asleep (a shadow that is behind runs, or waits runnable for a core under SCHED_IDLE;
+    one that has caught up sleeps on its doorbell) at ten looks 50 ms apart, using no CPU
+    meanwhile."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        kids = [k for p in cl.procs.values() for k in _children(p.pid)]
+        cpu0 = cl.cpu()[1]
+        quiet = True
+        for _ in range(10):
+            time.sleep(0.05)
+            if any(_proc_state(k) not in ("S", "?") for k in kids):
+                quiet = False
+                break
+        if quiet and cl.cpu()[1] - cpu0 < 0.005:
+            return
+    print("warning: the shadows did not settle", flush=True)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
 
 
 def recovery(args) -> None:
@@ -379,6 +365,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,40000,100000")
     ap.add_argument("--repeat", type=int, default=3, help="kills per size and mode")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sequential", action="store_true",
+                    help="run the persistent and the in-memory cluster one after the other "
+                    "(and wait for the shadows), not at the same time")
     ap.add_argument("--only", choices=("throughput", "recovery"), default=None)
     ap.add_argument("--drive", help=argparse.SUPPRESS)  # (one client process of a round)
     ap.add_argument("--workload", default="retwis", help=argparse.SUPPRESS)

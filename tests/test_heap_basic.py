@@ -317,6 +317,47 @@ def test_dict_stores_write_one_undo_entry_each_and_reuse_freed_chunks():
     assert all(got[k] == b"n" * 100 for k in ins) and len(got) == 450
 
 
+def test_a_big_chunk_fresh_in_the_batch_needs_no_undo_and_keeps_the_compiled_store(
+        monkeypatch):
+    # A batch that reuses a big chunk (>= 4 KiB, tracked as a range in Heap._fresh_big, not
+    # as blocks) undo-logs none of its blocks, and the dict stores of that batch still log
+    # only their slot's block each; with the compiled module they stay compiled (until
+    # 2026-12-05 any batch with a fresh big chunk sent every store to Python).
+    h = make({"d": {}, "big": None}, size=8 << 20)
+    d = h.root["d"]
+    keys = [b"key:%012d" % i for i in range(200)]
+    for k in keys:
+        d[k] = b"v" * 100
+        h.end_op()
+    h.root["big"] = list(range(1000))  # (a slot array of 8,000 bytes: a big chunk)
+    h.end_op()
+    h.commit(1)
+    h.root["big"] = None
+    h.end_op()
+    h.commit(2)  # (its chunk is free from here on)
+    before = h.stats["undo_entries"]
+    h.root["big"] = list(range(1000, 2000))  # reuses the freed chunk: fresh in this batch
+    h.end_op()
+    assert h._fresh_big, "the big chunk was not reused from its free list"
+    python_stores = []
+    real = Heap.store_blob
+    monkeypatch.setattr(Heap, "store_blob",
+                        lambda self, *a: (python_stores.append(a), real(self, *a))[1])
+    for j in range(0, 200, 7):  # slots 7 entries apart: never two in one block
+        d[keys[j]] = b"w" * 100
+        h.end_op()
+    if h.fast is not None:
+        assert python_stores == []  # every store took the compiled path
+    else:
+        assert len(python_stores) == len(range(0, 200, 7))
+    h.commit(3)
+    # the root's slot and one block per store; none of the 8,000 bytes of the fresh chunk
+    assert h.stats["undo_entries"] - before == 1 + len(range(0, 200, 7))
+    got = h.materialize()
+    assert got["big"] == list(range(1000, 2000))
+    assert all(got["d"][k] == (b"w" if i % 7 == 0 else b"v") * 100 for i, k in enumerate(keys))
+
+
 def test_cycles_reclaimed_by_collect():
     h = make({"d": {}})
     for i in range(50):

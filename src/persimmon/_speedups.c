@@ -30,7 +30,7 @@
  * constants compiled in are exported for native.py to check against its own.
  *
  * The rarer paths (an undo segment that is full, a big object, a heap that must grow, a
- * table that must grow, a read-only heap or one with fresh ranges) stay in Python, which
+ * table that must grow, a read-only heap) stay in Python, which
  * stays the reference implementation: tests hold these functions to it byte for byte.  On
  * a device that persists, an undo entry is flushed and fenced through the device's own
  * methods before the store it covers, as UndoLog.log_block does.
@@ -373,7 +373,7 @@ static PyObject *inst_dict(PyObject *o) {
 /* What the stores read of the heap, fetched once per call (owned references). */
 typedef struct {
     PyObject *heap, *hd, *ud, *udev, *nolog, *logged, *freelists, *fresh, *rc, *deferred,
-        *buf;
+        *buf, *fresh_big;
     Py_buffer view;
     int have_view, persists;
     uint8_t *base;
@@ -394,6 +394,7 @@ static void h_release(H *h) {
     Py_CLEAR(h->rc);
     Py_CLEAR(h->deferred);
     Py_CLEAR(h->buf);
+    Py_CLEAR(h->fresh_big);
 }
 
 /* an attribute (a new reference into *dst): 1, 0 when missing, -1 on error */
@@ -415,7 +416,9 @@ static int h_load(H *h, PyObject *heap, PyObject *hd) {
     int r;
     if (!configured) return 0;
     if (!hd && !(hd = h->hd = inst_dict(heap))) return PyErr_Occurred() ? -1 : 0;
-    if ((r = d_truth(hd, s_fresh_big)) != 0) return r < 0 ? -1 : 0;
+    /* (the big chunks fresh in this batch: their blocks need no undo entry, h_marked) */
+    if ((r = d_ref(hd, s_fresh_big, &h->fresh_big)) != 1) return r;
+    if (!PyList_CheckExact(h->fresh_big)) return 0;
     if ((r = d_truth(hd, s_writable)) != 1) return r < 0 ? -1 : 0;
     if ((r = d_i64(hd, s_ctop, &h->ctop)) != 1 || (r = d_i64(hd, s_top, &h->top)) != 1)
         return r;
@@ -452,12 +455,41 @@ static int h_load(H *h, PyObject *heap, PyObject *hd) {
     return 1;
 }
 
-/* 1 if block number b is marked as logged, 0 if not, -1 on error */
+/* 1 if the block at a lies inside one of the big chunks fresh in this batch (the heap's
+ * _fresh_big: sorted, disjoint (start, end) ranges; WriteSet._in_fresh_big), 0 if not, -1
+ * on error */
+static int h_in_fresh_big(H *h, long long a) {
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(h->fresh_big);
+    long long start = 0, end = 0;
+    while (lo < hi) { /* the last range that starts at or below a */
+        Py_ssize_t mid = (lo + hi) / 2;
+        PyObject *t = PyList_GET_ITEM(h->fresh_big, mid);
+        if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 2) {
+            PyErr_SetString(PyExc_RuntimeError, "heap._fresh_big holds a non-range");
+            return -1;
+        }
+        long long s0 = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 0));
+        if (s0 == -1 && PyErr_Occurred()) return -1;
+        if (s0 <= a) {
+            start = s0;
+            end = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 1));
+            if (end == -1 && PyErr_Occurred()) return -1;
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo > 0 && start <= a && a < end;
+}
+
+/* 1 if block number b is marked as logged (or lies in a big chunk fresh in this batch), 0
+ * if not, -1 on error */
 static int h_marked(H *h, long long b) {
     PyObject *k = PyLong_FromLongLong(b);
     if (!k) return -1;
     int c = PySet_Contains(h->nolog, k);
     Py_DECREF(k);
+    if (c == 0 && PyList_GET_SIZE(h->fresh_big)) c = h_in_fresh_big(h, b << 5);
     return c;
 }
 

@@ -56,7 +56,7 @@ class BackupCoordinator:
         if s.status == NORMAL:
             shard = s.ident[1]
             rank = (rep.idx - rep.leader(s.view)) % rep.n
-            for txn_id, p in list(s.prepared.items()):
+            for txn_id, p in store.prepared_items(s):
                 key = (txn_id, store.prepared_ts(p))
                 live.add(key)
                 first = self.seen.setdefault(key, now)
@@ -74,7 +74,7 @@ class BackupCoordinator:
     def _recover(self, key) -> None:
         txn_id, ts = key
         found = None
-        for (cid, _rid), e in self.rep.state.record.items():
+        for cid, _rid, e in self.rep.state.entries():
             if e[0] != "C":
                 continue
             op = record_op(e)

@@ -24,8 +24,12 @@ def _int(x) -> bool:
     return type(x) is int
 
 
-def _ts(x) -> bool:
-    return type(x) is tuple and len(x) == 2 and _int(x[0]) and _int(x[1])
+def _i64(x) -> bool:
+    return type(x) is int and -(1 << 63) <= x < (1 << 63)
+
+
+def _ts(x) -> bool:  # (signed 64-bit: the store packs timestamps and transaction ids so)
+    return type(x) is tuple and len(x) == 2 and _i64(x[0]) and _i64(x[1])
 
 
 def _result(x) -> bool:
@@ -49,7 +53,7 @@ def check_op(op) -> None:
         if type(coord) is not tuple or not all(
                 type(c) is tuple and len(c) == 2 and _int(c[0]) and _int(c[1]) for c in coord):
             raise MessageError("malformed participant list")
-    if not _int(txn_id) or not _ts(ts) or type(reads) is not tuple or type(writes) is not tuple:
+    if not _i64(txn_id) or not _ts(ts) or type(reads) is not tuple or type(writes) is not tuple:
         raise MessageError("malformed transaction")
     for r in reads:
         if type(r) is not tuple or len(r) != 2 or type(r[0]) is not bytes or not _ts(r[1]):

@@ -78,7 +78,7 @@ def run_replica(config_path: str, shard: int, replica: int, directory: str,
            **{f"recovery_{k}": round(v, 6) for k, v in sm.recovery_times.items()
               if k in ("materialize", "replay", "replayed_ops")})
     rep.start()
-    if sm.recovered and st.status == NORMAL and any(e[1] == "T" for e in st.record.values()):
+    if sm.recovered and st.status == NORMAL and any(e[1] == "T" for _c, _r, e in st.entries()):
         # operations it had not seen finalized when it stopped: sync with its peers
         rep.request_view_change()
 

@@ -4,16 +4,20 @@ Everything a replica must not forget is here and changes only through :meth:`app
 persistence layer (``persistence.py``) can log each operation before the replica replies and
 replay it after a crash.  Operations (tuples):
 
-* ``(b"pi", cid, rid, name, txn_id, ts, reads, writes)``: an inconsistent operation
+* ``(b"pi4", cid, rid, name, txn_id, ts, reads, writes)``: an inconsistent operation
   (``name`` ``b"commit"`` or ``b"abort"``) proposed: record it TENTATIVE.
-* ``(b"fi", cid, rid, name, txn_id, ts, reads, writes)``: finalize it: FINALIZED, and
+* ``(b"fi4", cid, rid, name, txn_id, ts, reads, writes)``: finalize it: FINALIZED, and
   execute it (commit/abort).
-* ``(b"pc", cid, rid, txn_id, ts, reads, writes, coord)``: a Prepare (consensus operation)
+* ``(b"pc4", cid, rid, txn_id, ts, reads, writes, coord)``: a Prepare (consensus operation)
   proposed: execute it, record the result TENTATIVE; returns ``(result, finalized)`` (the
   recorded one for a duplicate).
-* ``(b"fc", cid, rid, txn_id, ts, reads, writes, coord, result)``: finalize it with the
+* ``(b"fc4", cid, rid, txn_id, ts, reads, writes, coord, result)``: finalize it with the
   decided result; returns the result recorded (a record installed by a view change wins
   over a late finalize).
+
+(The tags name the state layout: layout 3 logged the same operations as ``b"pi"`` ...
+``b"fc"``, on a state of another shape; such an operation in the log of an older pool
+reaches the layout check in :meth:`ReplicaState.apply` instead of being misapplied.)
 * ``("vc", view, status, latest_normal_view)``: the durable view number and status.
 * ``("install", view, entries)``: START-VIEW: the master record replaces ours (IR Sync).
 * ``("merge", view, records)``: the new view's leader merges f+1 records (IR-MERGE-RECORDS
@@ -27,11 +31,13 @@ every one was pickled by the Python path, 2-3 us each, the largest part
 of what a persistent replica spent beyond an in-memory one.
 
 Record entries: opid ``(cid, rid)`` -> ``[kind, state, view, op, result]`` (kind "I"/"C",
-state "T"/"F"); on the wire ``(cid, rid, kind, state, view, op, result)``.  In the record the
-operation is kept packed (msgpack bytes, :func:`record_op` unpacks it): the record is read
-only by view changes and a backup coordinator, and one bytes object per entry, instead of
-a tree of a few hundred tuples for a transaction's writes, is what makes a persistent
-replica's recovery (materializing its state from the pool) fast.
+state "T"/"F"); on the wire ``(cid, rid, kind, state, view, op, result)``.  In the record
+(layout 4) both are packed: the key is msgpack of ``(cid, rid)`` (:func:`opid_key`), the
+entry msgpack of the list with the operation itself msgpack bytes inside
+(:meth:`ReplicaState.entries` and :func:`record_op` unpack them).  The record is read only
+by view changes and a backup coordinator, and one bytes object per entry under a bytes key
+is one object for the shadow to store on the PM copy (the heap's compiled store) and for
+recovery to materialize, instead of a tuple key and a list.
 """
 
 from __future__ import annotations
@@ -43,11 +49,25 @@ import msgpack
 from . import store
 
 __all__ = ["ReplicaState", "FORMAT", "LayoutMismatch", "NORMAL", "VIEW_CHANGE", "RECOVERING",
-           "merge_records", "record_op", "logged_op"]
+           "merge_records", "record_op", "logged_op", "opid_key"]
 
 
 def _pack(op) -> bytes:
     return msgpack.packb(op, use_bin_type=True)
+
+
+def opid_key(cid: int, rid: int) -> bytes:
+    """The record's key of operation ``(cid, rid)``."""
+    return msgpack.packb((cid, rid))
+
+
+def _entry(kind: str, st: str, view: int, op: bytes, result) -> bytes:
+    return msgpack.packb((kind, st, view, op, result), use_bin_type=True)
+
+
+def _unentry(b: bytes) -> tuple:
+    """``(kind, state, view, packed op, result)`` of a packed record entry."""
+    return msgpack.unpackb(b, raw=False, use_list=False)
 
 
 def record_op(entry):
@@ -61,9 +81,10 @@ def record_op(entry):
 NORMAL, VIEW_CHANGE, RECOVERING = "normal", "view-change", "recovering"
 # The layout of this state and of the operations logged for it (2: packed record
 # operations, flat store versions; 3: the compact transaction operations, which a replica
-# of layout 2 would not understand in its log, and the prepared set's index by key); a pool
-# written with another layout is refused, not misread.
-FORMAT = 3
+# of layout 2 would not understand in its log, and the prepared set's index by key; 4:
+# every map bytes -> packed bytes (store.py), the operations tagged b"pi4" ... b"fc4"); a
+# pool written with another layout is refused, not misread.
+FORMAT = 4
 
 
 
@@ -88,11 +109,11 @@ def logged_op(msg: tuple) -> tuple:
     compact shape listed above."""
     name = msg[0]
     if name == "PC":  # ("PC", cid, rid, view, ("prepare", txn_id, ts, reads, writes, coord))
-        return (b"pc", msg[1], msg[2]) + msg[4][1:]
+        return (b"pc4", msg[1], msg[2]) + msg[4][1:]
     if name == "FC":  # ("FC", cid, rid, ("prepare", ...), result)
-        return (b"fc", msg[1], msg[2]) + msg[3][1:] + (msg[4],)
+        return (b"fc4", msg[1], msg[2]) + msg[3][1:] + (msg[4],)
     op = msg[4] if name == "PI" else msg[3]  # ("PI", cid, rid, view, op), ("FI", cid, rid, op)
-    return (b"pi" if name == "PI" else b"fi", msg[1], msg[2], _NAME_BYTES[op[0]]) + op[1:]
+    return (b"pi4" if name == "PI" else b"fi4", msg[1], msg[2], _NAME_BYTES[op[0]]) + op[1:]
 
 
 class ReplicaState:
@@ -126,17 +147,19 @@ class ReplicaState:
     # -- the state machine -------------------------------------------------------------
     def apply(self, op):
         kind = op[0]
-        if kind == b"pc":
-            return self._propose_consensus((op[1], op[2]), ("prepare",) + op[3:8])
-        if kind == b"fc":
-            return self._finalize_consensus((op[1], op[2]), ("prepare",) + op[3:8],
+        if kind == b"pc4":
+            return self._propose_consensus(opid_key(op[1], op[2]), ("prepare",) + op[3:8])
+        if kind == b"fc4":
+            return self._finalize_consensus(opid_key(op[1], op[2]), ("prepare",) + op[3:8],
                                             tuple(op[8]))
-        if kind == b"fi":
-            return self._finalize_inconsistent((op[1], op[2]), (_NAMES[op[3]],) + op[4:8])
-        if kind == b"pi":
-            if (op[1], op[2]) not in self.record:
-                self.record[(op[1], op[2])] = ["I", "T", self.view,
-                                               _pack((_NAMES[op[3]],) + op[4:8]), None]
+        if kind == b"fi4":
+            return self._finalize_inconsistent(opid_key(op[1], op[2]),
+                                               (_NAMES[op[3]],) + op[4:8])
+        if kind == b"pi4":
+            key = opid_key(op[1], op[2])
+            if key not in self.record:
+                self.record[key] = _entry("I", "T", self.view,
+                                          _pack((_NAMES[op[3]],) + op[4:8]), None)
             return None
         if getattr(self, "format", 1) != FORMAT:  # (checked off the hot path: see below)
             raise LayoutMismatch(getattr(self, "format", 1))
@@ -153,21 +176,23 @@ class ReplicaState:
     def _propose_consensus(self, opid, op):
         e = self.record.get(opid)
         if e is not None:
+            e = _unentry(e)
             return (tuple(e[4]), e[1] == "F")
         if op[0] != "prepare":
             raise ValueError(f"unknown consensus operation {op[0]!r}")
         result = self._prepare(op)
-        self.record[opid] = ["C", "T", self.view, _pack(op), result]
+        self.record[opid] = _entry("C", "T", self.view, _pack(op), result)
         return (result, False)
 
     def _finalize_inconsistent(self, opid, op):
         e = self.record.get(opid)
         if e is None:
-            self.record[opid] = ["I", "F", self.view, _pack(op), None]
-        elif e[1] == "F":
-            return None
+            self.record[opid] = _entry("I", "F", self.view, _pack(op), None)
         else:
-            e[1] = "F"
+            e = _unentry(e)
+            if e[1] == "F":
+                return None
+            self.record[opid] = _entry(e[0], "F", e[2], e[3], e[4])
         self._execute(op)
         return None
 
@@ -182,20 +207,22 @@ class ReplicaState:
 
     def _finalize_consensus(self, opid, op, result):
         e = self.record.get(opid)
-        if e is not None and e[1] == "F":
-            return tuple(e[4])
         if e is None:
-            self.record[opid] = ["C", "F", self.view, _pack(op), result]
+            self.record[opid] = _entry("C", "F", self.view, _pack(op), result)
         else:
-            e[1], e[4] = "F", result
+            e = _unentry(e)
+            if e[1] == "F":
+                return tuple(e[4])
+            self.record[opid] = _entry(e[0], "F", e[2], e[3], result)
         self._set_prepared(op, result)
         return result
 
     def _set_prepared(self, op, result):
         txn_id, ts = op[1], tuple(op[2])
-        if txn_id in self.decided:
+        tk = store.txn_key(txn_id)
+        if tk in self.decided:
             return
-        p = self.prepared.get(txn_id)
+        p = self.prepared.get(tk)
         if result[0] == store.OK:
             # (an entry of this timestamp is the one the Prepare wrote: the same attempt of
             # the transaction, so the same value; not writing it again spares the shadow
@@ -207,17 +234,23 @@ class ReplicaState:
             store.drop_prepared(self, txn_id)
 
     # -- view changes -------------------------------------------------------------------
+    def entries(self):
+        """``(cid, rid, [kind, state, view, packed op, result])`` of every record entry."""
+        for k, e in self.record.items():
+            cid, rid = msgpack.unpackb(k)
+            yield cid, rid, _unentry(e)
+
     def record_entries(self) -> tuple:
-        return tuple((k[0], k[1], e[0], e[1], e[2], record_op(e), e[4])
-                     for k, e in self.record.items())
+        return tuple((cid, rid, e[0], e[1], e[2], record_op(e), e[4])
+                     for cid, rid, e in self.entries())
 
     def _sync(self, entries):
         """TAPIR's Sync: make the store and prepared set follow the (finalized) ``entries``."""
         old = self.record
         for cid, rid, kind, _st, _v, op, _res in entries:
             if kind == "I":
-                e = old.get((cid, rid))
-                if e is None or e[1] != "F":
+                e = old.get(opid_key(cid, rid))
+                if e is None or _unentry(e)[1] != "F":
                     self._execute(op)
         store.clear_prepared(self)
         for _cid, _rid, kind, _st, _v, op, res in entries:
@@ -228,7 +261,7 @@ class ReplicaState:
         self._sync(entries)
         rec = {}
         for cid, rid, kind, _st, v, op, res in entries:
-            rec[(cid, rid)] = [kind, "F", v, _pack(op), res]
+            rec[opid_key(cid, rid)] = _entry(kind, "F", v, _pack(op), res)
         self.record = rec
         self.view, self.status, self.latest_normal_view = view, NORMAL, view
 
@@ -255,7 +288,7 @@ class ReplicaState:
         return master
 
     def _install_after_sync(self, view, entries):
-        self.record = {(cid, rid): [kind, "F", v, _pack(op), res]
+        self.record = {opid_key(cid, rid): _entry(kind, "F", v, _pack(op), res)
                        for cid, rid, kind, _st, v, op, res in entries}
         self.view, self.status, self.latest_normal_view = view, NORMAL, view
 

@@ -62,15 +62,13 @@ def _recorded_ops(seed=3):
     cluster.net.run_until(lambda: all(t.done for t in tasks))
     cluster.net.run_for(2.0)
     kinds = {op[0] for op in rec.ops}
-    assert {b"pc", b"fc", b"pi", b"fi", "merge", "install", "vc"} <= kinds, kinds
+    assert {b"pc4", b"fc4", b"pi4", b"fi4", "merge", "install", "vc"} <= kinds, kinds
     return cluster.config.ident(0, 0), rec.ops, rec.state
 
 
 def _digest(s: ReplicaState):
     return (s.view, s.status, s.latest_normal_view,
-            {k: [tuple(x) if isinstance(x, list) else x for x in v] for k, v in s.record.items()},
-            {k: list(vs) for k, vs in s.store.items()},
-            {k: dict(v) for k, v in s.reads.items()},
+            dict(s.record), dict(s.store), dict(s.reads),
             dict(s.prepared), dict(s.decided), dict(s.prepared_reads), dict(s.prepared_writes))
 
 
@@ -93,12 +91,13 @@ def test_replica_state_survives_close_and_reopen(pooldir):
     ident = (7, 0, 1, 3, 1)
     p = Persistent(ident, pooldir, log_size=4 << 20)
     assert not p.recovered
-    p.rw((b"pc", 1, 1, 5, (10, 1), (), ((b"k", b"v"),), ((0, 1),)))
-    p.rw((b"fi", 1, 2, b"commit", 5, (10, 1), (), ((b"k", b"v"),)))
+    p.rw((b"pc4", 1, 1, 5, (10, 1), (), ((b"k", b"v"),), ((0, 1),)))
+    p.rw((b"fi4", 1, 2, b"commit", 5, (10, 1), (), ((b"k", b"v"),)))
     p.commit()
     p.close()
     p = Persistent(ident, pooldir, log_size=4 << 20)
-    assert p.recovered and store.get(p.state, b"k")[0] == b"v" and 5 in p.state.decided
+    assert p.recovered and store.get(p.state, b"k")[0] == b"v"
+    assert store.decision(p.state, 5) == (10, 1)
     p.close()
 
 
@@ -138,7 +137,7 @@ def test_damaged_pool_is_refused_and_kept(pooldir):
 
 def test_pool_of_another_cluster_or_replica_is_refused(pooldir):
     p = Persistent((7, 0, 0, 3, 1), pooldir, log_size=4 << 20)
-    p.rw((b"fi", 1, 1, b"commit", 5, (10, 1), (), ((b"k", b"v"),)))
+    p.rw((b"fi4", 1, 1, b"commit", 5, (10, 1), (), ((b"k", b"v"),)))
     p.commit()
     p.close()
     for other in ((8, 0, 0, 3, 1), (7, 0, 0, 3, 2), (7, 0, 0, 5, 1)):
@@ -158,7 +157,7 @@ def test_pool_with_an_older_state_layout_is_refused_and_left_alone(pooldir):
     path = os.path.join(pooldir, "tapir-s0-r0.pool")
     PSM(old_replica, path, log_size=4 << 20).close()
     with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
-                       r"\(state layout 1, this one reads 3\)"):
+                       r"\(state layout 1, this one reads 4\)"):
         Persistent((7, 0, 0, 3, 1), pooldir)
     psm = PSM(lambda: None, path)
     assert not hasattr(psm.state, "format") and psm.state.store[b"k"] == [[(10, 1), b"v"]]
@@ -179,13 +178,42 @@ def test_pool_of_layout_2_with_operations_in_its_log_is_refused_before_anything_
     psm.close(drain=False)
     monkeypatch.undo()
     with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
-                       r"\(state layout 2, this one reads 3\)"):
+                       r"\(state layout 2, this one reads 4\)"):
         Persistent(ident, pooldir)
     monkeypatch.setattr(state_module, "FORMAT", 2)  # the older version opens it again
     psm = PSM(lambda: None, path)
     assert psm.recovery_times["replayed_ops"] == 1  # still in the log: nobody applied it
     assert psm.state.format == 2 and psm.state.view == 4
     psm.close()
+
+
+def test_pool_of_layout_3_with_a_transaction_in_its_log_is_refused_before_anything_runs(
+        pooldir, monkeypatch):
+    # A replica of layout 3 killed with a Prepare and a commit in its log: layout 3 logged
+    # them as b"pc"/b"fi" on a state of lists and tuples; this version must not apply them
+    # (its layout-4 code would misread that state), and the pool is left as it was.
+    ident = (7, 0, 0, 3, 1)
+    path = os.path.join(pooldir, "tapir-s0-r0.pool")
+
+    def layout3():
+        s = ReplicaState(ident)
+        s.format = 3
+        s.store[b"k"] = [10, 1, b"v"]  # (layout 3's flat versions)
+        return s
+    psm = PSM(layout3, path, log_size=4 << 20)
+    psm._stop_shadow()  # the log keeps what follows
+    monkeypatch.setattr(ReplicaState, "apply", lambda self, op: None)  # (layout 3 ran it)
+    psm.invoke_rw((b"pc", 1, 1, 5, (10, 1), (), ((b"k", b"w"),), ((0, 1),)))
+    psm.invoke_rw((b"fi", 1, 2, b"commit", 5, (10, 1), (), ((b"k", b"w"),)))
+    psm.close(drain=False)
+    monkeypatch.undo()
+    with open(path, "rb") as fh:
+        before = fh.read()
+    with pytest.raises(PoolMismatchError, match=r"another version of persimmon-tapir "
+                       r"\(state layout 3, this one reads 4\)"):
+        Persistent(ident, pooldir)
+    with open(path, "rb") as fh:
+        assert fh.read() == before  # untouched: nothing applied, rolled back or committed
 
 
 def test_transaction_operations_are_logged_in_the_compiled_packed_form():

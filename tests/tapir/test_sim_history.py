@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from persimmon_tapir import store
 from persimmon_tapir.config import shard_of
 from persimmon_tapir.simnet import SimCluster
 from persimmon_tapir.tasks import Future, spawn
@@ -177,7 +178,7 @@ def _stuck_commit(seed: int, crash_after: str):
         cluster.net.crash(("c", c.cid))
     cluster.net.run_for(5.0)
     assert not commit.done
-    decided = {k: r.state.decided.get(t.id, "?") for k, r in cluster.replicas.items()}
+    decided = {k: store.decision(r.state, t.id, "?") for k, r in cluster.replicas.items()}
     assert all(r.state.prepared == {} for r in cluster.replicas.values())
     other = cluster.client()
 
