@@ -7,23 +7,23 @@ overlapped commits a Python thread (docs/device.md).
 
 from setuptools import Extension, setup
 
+
+def optional_extension(name: str) -> Extension:
+    """``persimmon.<name>`` from ``src/persimmon/<name>.c``, skipped if it cannot be built."""
+    return Extension(
+        f"persimmon.{name}",
+        [f"src/persimmon/{name}.c"],
+        optional=True,
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                            "-Wno-missing-field-initializers"],
+    )
+
+
 setup(
     ext_modules=[
-        Extension(
-            "persimmon._speedups",
-            ["src/persimmon/_speedups.c"],
-            optional=True,
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                                "-Wno-missing-field-initializers"],
-        ),
+        optional_extension("_speedups"),
         # a disk pool's group commit, written by a thread that never takes the GIL
         # (without it, the server's overlapped commits use a Python thread)
-        Extension(
-            "persimmon._commitio",
-            ["src/persimmon/_commitio.c"],
-            optional=True,
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                                "-Wno-missing-field-initializers"],
-        ),
+        optional_extension("_commitio"),
     ]
 )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,18 +28,6 @@ sys.path.insert(0, HERE)
 
 import evaluate as E  # noqa: E402
 from machine import calibration_line  # noqa: E402
-
-_TICK = os.sysconf("SC_CLK_TCK")
-_RUN = re.compile(r"qps: (\d+), conn: \d+, cnt: (\d+)")
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime, all threads
 
 
 class TreeServer(E.Server):
@@ -55,16 +42,6 @@ class TreeServer(E.Server):
         self.proc = subprocess.Popen(self.cmd(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=env)
         return E.wait_ready(self.port)
-
-
-def run(port: int, keys: int, share: int, pipeline: int, seconds: int) -> tuple[float, int]:
-    p = subprocess.run(
-        ["resp-benchmark", "-p", str(port), "-c", "50", "-P", str(pipeline), "-s",
-         str(seconds), "--lua", E.lua_mix(keys, share)],
-        capture_output=True, text=True, timeout=seconds + 120)
-    text = (p.stdout + p.stderr).replace("\x1b[F\x1b[2K", "\n")
-    m = _RUN.findall(text)
-    return (float(m[-1][0]), int(m[-1][1])) if m else (0.0, 0)
 
 
 def main() -> None:
@@ -101,20 +78,12 @@ def main() -> None:
                 order = list(servers) if step % 2 else list(servers)[::-1]
                 line = []
                 for k in order:
-                    s = servers[k]
-                    assert s.proc is not None
-                    kids = s.kids()
-                    c0 = cpu_seconds(s.proc.pid)
-                    k0 = sum(cpu_seconds(p) for p in kids)
-                    rps, cnt = run(s.port, args.keys, share, args.pipeline, args.seconds)
-                    c1 = cpu_seconds(s.proc.pid)
-                    k1 = sum(cpu_seconds(p) for p in kids)
-                    if k.startswith("persimmon"):
-                        E.command(s.port, "SAVE")  # (the shadow catches up between runs)
-                    us = 1e6 / max(cnt, 1)
-                    rows.setdefault((k, share), []).append((rps, (c1 - c0) * us, (k1 - k0) * us))
-                    line.append(f"{k} {rps:,.0f}/s srv {(c1 - c0) * us:.1f} "
-                                f"shadow {(k1 - k0) * us:.1f} us/req")
+                    # (the shadow counted until it has caught up: SAVE)
+                    r = E.measured(servers[k], args.keys, share, args.pipeline, args.seconds)
+                    rows.setdefault((k, share), []).append(
+                        (r["rps"], r["server_us"], r["shadow_us"]))
+                    line.append(f"{k} {r['rps']:,.0f}/s srv {r['server_us']:.1f} "
+                                f"shadow {r['shadow_us']:.1f} us/req")
                 print(f"{share:3d} % writes, round {step}: " + "; ".join(line), flush=True)
     finally:
         for s in servers.values():

@@ -182,7 +182,7 @@ def load(port: int, keys: int) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=3600)
 
 
-_LINE = re.compile(r"qps: (\d+), conn: \d+, cnt: \d+, avg: ([\d.]+)(us|ms|s), "
+_LINE = re.compile(r"qps: (\d+), conn: \d+, cnt: (\d+), avg: ([\d.]+)(us|ms|s), "
                    r"p99: ([\d.]+)(us|ms|s)")
 
 
@@ -191,7 +191,7 @@ def _ms(v: str, unit: str) -> float:
 
 
 def bench(port: int, keys: int, share: int, pipeline: int, seconds: int) -> dict:
-    """One resp-benchmark run: requests/s, mean and p99 latency (ms)."""
+    """One resp-benchmark run: requests/s, mean and p99 latency (ms), requests made."""
     p = subprocess.run(
         ["resp-benchmark", "-p", str(port), "-c", "50", "-P", str(pipeline), "-s",
          str(seconds), "--lua", lua_mix(keys, share)],
@@ -199,9 +199,9 @@ def bench(port: int, keys: int, share: int, pipeline: int, seconds: int) -> dict
     text = p.stdout.replace("\x1b[F\x1b[2K", "\n") + p.stderr.replace("\x1b[F\x1b[2K", "\n")
     m = _LINE.findall(text)
     if not m:
-        return {"rps": 0.0, "avg_ms": 0.0, "p99_ms": 0.0}
-    q, a, au, p99, pu = m[-1]
-    return {"rps": float(q), "avg_ms": _ms(a, au), "p99_ms": _ms(p99, pu)}
+        return {"rps": 0.0, "avg_ms": 0.0, "p99_ms": 0.0, "count": 0}
+    q, cnt, a, au, p99, pu = m[-1]
+    return {"rps": float(q), "avg_ms": _ms(a, au), "p99_ms": _ms(p99, pu), "count": int(cnt)}
 
 
 def rss_kb(pid: int) -> dict[str, int]:
@@ -227,7 +227,7 @@ def measured(s: Server, keys: int, share: int, pipeline: int, seconds: int) -> d
     if s.kind.startswith("persimmon"):
         command(s.port, "SAVE")  # (the shadow catches up: its work for these requests)
     k1 = sum(cpu_seconds(x) for x in kids)
-    n = r["rps"] * seconds
+    n = r["count"]
     return r | {"server_us": (c1 - c0) / n * 1e6 if n else 0.0,
                 "shadow_us": (k1 - k0) / n * 1e6 if n else 0.0,
                 "busy": (b1[0] - b0[0]) / max(1, b1[1] - b0[1])}
@@ -457,6 +457,21 @@ def plots(results: dict, figdir: str) -> list[str]:
     return made
 
 
+def server_rows(sw: dict, pl: int, cell) -> list[str]:
+    """One table row per server measured at pipeline ``pl``: ``cell(kind, result)`` of each
+    write share ("-" where there is no result, or the cell is None)."""
+    rows = []
+    for kind in SERVERS:
+        cells = []
+        for s in SHARES:
+            r = sw.get(f"{kind}|{pl}|{s}")
+            c = cell(kind, r) if r else None
+            cells.append("-" if c is None else c)
+        if any(c != "-" for c in cells):
+            rows.append(f"| {LABEL[kind]} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def report(results: dict, figs: list[str], args, path: str) -> None:
     m = results["machine"]
     out = ["# Evaluation", "",
@@ -485,14 +500,8 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
                 "requests/s (mean / p99 latency, ms)", "",
                 "| server | " + " | ".join(f"{s} %" for s in SHARES) + " |",
                 "| --- |" + " --- |" * len(SHARES)]
-        for kind in SERVERS:
-            cells = []
-            for s in SHARES:
-                r = sw.get(f"{kind}|{pl}|{s}")
-                cells.append(f"{r['rps']:,.0f} ({r['avg_ms']:.2f} / {r['p99_ms']:.1f})"
-                             if r else "-")
-            if any(c != "-" for c in cells):
-                out.append(f"| {LABEL[kind]} | " + " | ".join(cells) + " |")
+        out += server_rows(sw, pl, lambda kind, r: (
+            f"{r['rps']:,.0f} ({r['avg_ms']:.2f} / {r['p99_ms']:.1f})"))
         out.append("")
         out.append("Ratios: the median over the rounds of the two servers' requests/s "
                    "in the same round (the range of the rounds in brackets).")
@@ -522,16 +531,10 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
                     "client, the server and the shadow spend per request.", "",
                     "| server | " + " | ".join(f"{s} %" for s in SHARES) + " |",
                     "| --- |" + " --- |" * len(SHARES)]
-            for kind in SERVERS:
-                cells = []
-                for s in SHARES:
-                    r = sw.get(f"{kind}|{pl}|{s}")
-                    cells.append(f"{r['server_us']:.1f}"
-                                 + (f" + {r['shadow_us']:.1f}" if kind.startswith("persimmon")
-                                    else "")
-                                 if r and "server_us" in r else "-")
-                if any(c != "-" for c in cells):
-                    out.append(f"| {LABEL[kind]} | " + " | ".join(cells) + " |")
+            out += server_rows(sw, pl, lambda kind, r: (
+                f"{r['server_us']:.1f}" + (f" + {r['shadow_us']:.1f}"
+                                           if kind.startswith("persimmon") else "")
+                if "server_us" in r else None))
             busy = []
             for s in SHARES:
                 bs = sorted(r["busy"] for k, r in sw.items()

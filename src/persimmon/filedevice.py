@@ -99,13 +99,12 @@ class OsFile:
     def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
         """Write and make durable this range only (``O_DSYNC``: the kernel writes back
         the range and flushes the device's cache, not every dirty page of the file)."""
-        if self._dsync < 0:
-            if self.path is None:
-                _pwrite_all(self.fd, data, off)
-                os.fdatasync(self.fd)
-                return
-            self._dsync = os.open(self.path, os.O_RDWR | os.O_DSYNC)
-        _pwrite_all(self._dsync, data, off)
+        fd = self._dsync if self._dsync >= 0 else self.sync_fd()
+        if fd < 0:  # (no path to open it by)
+            _pwrite_all(self.fd, data, off)
+            os.fdatasync(self.fd)
+            return
+        _pwrite_all(fd, data, off)
 
     def close_sync(self) -> None:
         if self._dsync >= 0:
