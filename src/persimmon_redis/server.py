@@ -610,6 +610,8 @@ class Server:
                 c.send_out()
 
     def _close_finished(self) -> None:
+        if not self.to_close:  # (called after every batch of replies)
+            return
         # (a client whose last replies still wait for a commit is closed after they left)
         waiting = set()
         for c in self.to_close:
