@@ -159,6 +159,7 @@ def test_a_psm_s_background_commits_are_durable_and_published(disk_file):
                 psm.commit_write(ticket)
             else:
                 assert _readable(fd, 10)
+                psm.clear_commit_signal()
             assert psm.commit_written(ticket)
             psm.commit_end(ticket)
             # published: the head in the pool is the commit's (the shadow reads it there)
@@ -167,6 +168,99 @@ def test_a_psm_s_background_commits_are_durable_and_published(disk_file):
         assert psm.commit_begin() is None  # (nothing logged since)
     finally:
         psm.close(drain=False)  # (the log keeps them: the reopen replays it)
+    psm = PSM(KV, path)
+    try:
+        assert psm.recovered and {"data": psm.state.data, "n": psm.state.n} == expected_state(n)
+    finally:
+        psm.close()
+
+
+def test_writers_sharing_an_eventfd_neither_read_nor_close_it(writer_type, disk_file):
+    sync_fd, fd = _open(disk_file)
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    ws = [writer_type(sync_fd, fd, efd) for _ in range(3)]
+    try:
+        for i, w in enumerate(ws):
+            assert w.fileno() == efd
+            w.submit([(4096 * i, b"%d" % i * 100)], -1, b"")  # (no head)
+        for w in ws:
+            w.finish()
+        assert _readable(efd, 1)
+        assert os.eventfd_read(efd) == 3  # one signal per commit, none read by finish
+        with open(disk_file, "rb") as f:
+            data = f.read()
+        assert all(data[4096 * i : 4096 * i + 100] == b"%d" % i * 100 for i in range(3))
+        assert data[-8:] == bytes(8)
+    finally:
+        for w in ws:
+            w.close()
+        os.eventfd_write(efd, 1)  # (still open: its owner closes it)
+        os.close(efd)
+        os.close(sync_fd)
+        os.close(fd)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_commits_in_flight_end_in_order_whatever_order_they_are_written_in(disk_file,
+                                                                           compiled,
+                                                                           monkeypatch):
+    """Several commits in flight (``background_commits(n)``): a later one may be written
+    first; ending it waits for every earlier one, and the head published never covers a
+    commit whose writes are not over."""
+    import threading
+
+    if compiled and _writer_type() is None:
+        pytest.skip("PERSIMMON_PURE_PYTHON: the compiled writer is not loaded")
+    path = os.path.join(os.path.dirname(disk_file), f"{uuid.uuid4().hex}.pool")
+    psm = PSM(KV, path, log_size=256 << 10)
+    lg = psm._log
+    n = 0
+    try:
+        if not compiled:  # (the caller writes them: commit_write)
+            monkeypatch.setattr(lg.dev, "background_writer", lambda efd=-1: None)
+        fd = psm.background_commits(3)
+        assert (fd is not None) == compiled and psm.stats()["commits_in_flight"] == 3
+        for round_ in range(12):
+            tickets = []
+            for _ in range(3):
+                for _ in range(round_ % 4 + 1):
+                    psm.invoke_rw_grouped(workload_op(n))
+                    n += 1
+                tickets.append(psm.commit_begin())
+            assert len(lg._inflight) == 3
+            head = lg.head
+            if not compiled:  # written last first: the first commit's write comes last
+                psm.commit_write(tickets[2])
+                psm.commit_write(tickets[1])
+                ender = threading.Thread(target=psm.commit_end, args=(tickets[2],))
+                ender.start()
+                ender.join(0.2)
+                assert ender.is_alive() and lg.head == head  # (waits for the first)
+                psm.commit_write(tickets[0])
+                ender.join(10)
+                assert not ender.is_alive()
+            else:
+                while not all(psm.commit_written(t) for t in tickets):
+                    assert _readable(fd, 10)
+                    psm.clear_commit_signal()
+                psm.commit_end(tickets[1])
+                assert lg.head == tickets[1].res and len(lg._inflight) == 1
+                psm.commit_end(tickets[2])
+            assert lg.head == tickets[2].res == lg.committed_head and not lg._inflight
+            psm.commit_end(tickets[0])  # (idempotent)
+        # a fourth commit begun with three in flight ends the oldest first
+        ts = []
+        for _ in range(4):
+            psm.invoke_rw_grouped(workload_op(n))
+            n += 1
+            ts.append(psm.commit_begin())
+            if not compiled:
+                psm.commit_write(ts[-1])
+        assert list(lg._inflight) == ts[1:] and lg.head == ts[0].res
+        psm.commit()  # (ends them all)
+        assert not lg._inflight and lg.head == ts[-1].res
+    finally:
+        psm.close(drain=False)
     psm = PSM(KV, path)
     try:
         assert psm.recovered and {"data": psm.state.data, "n": psm.state.n} == expected_state(n)

@@ -56,19 +56,25 @@ def disk_path():
 
 
 @pytest.mark.parametrize("max_group,interval,overlapped,release",
-                         [(1, 0.0, False, None), (7, 0.0, False, None), (7, 1e9, False, None),
-                          (7, 0.0, True, None), (3, 1e9, True, None), (7, 0.0, False, 0),
-                          (7, 0.0, False, 3 * PAGE), (3, 0.0, True, 5 * PAGE)],
+                         [(1, 0.0, 0, None), (7, 0.0, 0, None), (7, 1e9, 0, None),
+                          (7, 0.0, 1, None), (3, 1e9, 1, None), (7, 0.0, 0, 0),
+                          (7, 0.0, 0, 3 * PAGE), (3, 0.0, 1, 5 * PAGE), (3, 0.0, 3, None),
+                          (2, 1e9, 4, 5 * PAGE)],
                          ids=["entry-per-op", "group-entries", "write-back-paced",
                               "overlapped-commits", "overlapped-paced",
                               "release-at-every-write-back", "release-deferred",
-                              "overlapped-release-deferred"])
+                              "overlapped-release-deferred", "three-commits-in-flight",
+                              "four-in-flight-paced-release"])
 def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapped, release):
     """``interval`` 0: the shadow writes back at every commit; 1e9: only when it settles
     (goes idle), so batches pile up between write-backs and the tail waits for them.
-    ``overlapped``: the server's way on a disk pool (OpLog.commit_begin/commit_write/
-    commit_end): the next batch is appended while a commit is in flight, and a batch is
-    acknowledged only when the commit that staged it has ended.  ``release``: the bytes of
+    ``overlapped``: how many commits may be in flight (0: none, ``commit`` each batch), the
+    server's way on a disk pool (OpLog.commit_begin/commit_write/commit_end): the next
+    batch is appended while commits are in flight, and a batch is acknowledged only when
+    the commit that staged it has ended (and so every earlier one).  With several in
+    flight their writes are done in a random order (a later commit's range may be on the
+    disk before an earlier one's), and a power loss also comes in the middle of a synced
+    write (any of its sectors old or new).  ``release``: the bytes of
     pages written back the shadow gathers before it gives their private copies back
     (None: the default, 64 MiB, so only when it settles; 0: after every write-back).  The
     simulated release really replaces the private page by the file's, so one that dropped
@@ -91,11 +97,12 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
     fg = OpLog(fg_dev, log_off, log_size)
     ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=17)
     rng, rel_rng = random.Random(5), random.Random(6)
-    prog = {"acked": 0, "submitted": 0, "syncs": 0, "checks": 0, "replayed_journals": 0}
+    prog = {"acked": 0, "submitted": 0, "syncs": 0, "checks": 0, "replayed_journals": 0,
+            "out_of_order": 0}
 
     def check(f: SimFile, when: str) -> None:
         prog["syncs"] += 1
-        for s in range(2 if when == "before" else 1):
+        for s in range(2 if when != "after" else 1):
             seed = prog["syncs"] * 10 + s
             pf, jf = SimFile(pool_file.crash_image(seed)), SimFile(journal.crash_image(seed + 5))
             dev = SimFileDevice(pf, jf)
@@ -107,8 +114,8 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
             prog["checks"] += 1
 
     def drive_shadow() -> None:
-        if fg._inflight is not None:  # (a full log: PSM's wait commits what is in flight)
-            finish(fg._inflight)
+        if fg._inflight:  # (a full log: PSM's wait commits what is in flight)
+            finish(fg._inflight[-1])
         sh_dev.refresh(log_off, log_size)  # (the log as its untouched private pages see it)
         if not ap.step():
             ap.commit()
@@ -120,13 +127,25 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
 
     staged: dict = {}  # ticket -> the operations it makes durable
 
+    def write_some(tickets: list, everything: bool) -> None:
+        # the writes of commits in flight, in a random order (the disk's)
+        waiting = [t for t in tickets if not fg.commit_written(t)]
+        rng.shuffle(waiting)
+        for t in waiting if everything else waiting[: rng.randrange(len(waiting) + 1)]:
+            inflight = list(fg._inflight)
+            prog["out_of_order"] += any(not fg.commit_written(e)
+                                        for e in inflight[: inflight.index(t)])
+            fg.commit_write(t)
+
     def finish(ticket) -> None:
-        if not ticket.written.is_set():
-            fg.commit_write(ticket)
-        fg.commit_end(ticket)
+        earlier = list(fg._inflight)
+        write_some(earlier[: earlier.index(ticket) + 1] if ticket in earlier else [], True)
+        fg.commit_end(ticket)  # (and every commit begun before it)
         prog["acked"] = max(prog["acked"], staged[ticket])
 
     pool_file.on_sync = journal.on_sync = check
+    if overlapped:
+        assert fg.background_commits(overlapped) is None  # (a SimFile: commit_write here)
     i = 0
     ticket = None
     while i < n_ops:
@@ -139,14 +158,17 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
             fg.commit()
             prog["acked"] = i
         else:
-            if ticket is not None:  # (written while this batch was appended)
-                finish(ticket)
+            if len(fg._inflight) >= overlapped:  # (commit_begin would end the oldest)
+                finish(fg._inflight[0])
             ticket = fg.commit_begin()
             staged[ticket] = i
+            write_some(list(fg._inflight), False)
+            while fg._inflight and fg.commit_written(fg._inflight[0]) and rng.random() < 0.5:
+                finish(fg._inflight[0])  # (the server ends those written, oldest first)
         for _ in range(rng.randrange(3)):
             drive_shadow()
-    if ticket is not None:
-        finish(ticket)
+    if fg._inflight:
+        finish(fg._inflight[-1])
     assert prog["acked"] == n_ops
     sh_dev.refresh(log_off, log_size)
     while ap.step():
@@ -161,6 +183,8 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
     # every persist point checked: the log's syncs and both syncs of each write-back
     assert prog["syncs"] >= n_ops // max_group + 2 * sh_dev.writebacks
     assert prog["replayed_journals"] > 0  # some images needed the journal copied in place
+    if overlapped > 1:  # a commit written while an earlier one was not, many times
+        assert prog["out_of_order"] >= 3, prog
     assert sh_dev.releases >= 1 and sh_dev.dropped_pages >= 1
     if release is not None:  # (released between write-backs, not only when idle)
         assert sh_dev.releases >= 3
@@ -318,3 +342,55 @@ def test_sigkill_on_a_disk_pool(disk_path, groups):
     assert not on_tmpfs(os.path.dirname(disk_path))
     res = run_sigkill_iterations(disk_path, ITERATIONS, seed=7, groups=groups)
     assert min(res["modes"].values()) >= 1 and res["acked"] > ITERATIONS
+
+
+def test_entries_a_torn_commit_left_behind_are_never_read_in_a_later_life():
+    """Two commits in flight on a disk pool, the later one written, the earlier one not,
+    and the power fails: recovery ends the log where the earlier one starts; the later
+    one's entries are whole and valid, past that end.  The next process logs new entries
+    of the same sizes, so they end exactly where the old ones begin, commits them (the
+    head is not synced) and the power fails again: the third life reads the new entries
+    and stops there, because the old ones carry the first life's epoch."""
+    pool_file, journal = SimFile(512 << 10), SimFile(0)
+    dev = SimFileDevice(pool_file, journal)
+    heap = Heap.create(dev, KV(), log_size=8 << 10, undo_size=64 << 10,
+                       initial_size=256 << 10)
+    off, size = heap.pool.oplog_off, heap.pool.oplog_size
+    OpLog.format(dev, off, size)
+    dev.sync()
+
+    def life(image: bytes, jimage: bytes) -> tuple:
+        d = SimFileDevice(SimFile(image), SimFile(jimage))
+        d.recover_journal()
+        lg = OpLog(d, off, size)
+        end = lg.recover_end(0)
+        return d, lg, [p for _e, p in lg.entries(0, end)]
+
+    first = OpLog(dev, off, size)
+    assert first.begin_epoch() == 1
+    first.background_commits(2)
+    for i in range(3):
+        first.append(b"kept-%d" % i + bytes(90))
+    first.commit()
+    for i in range(3):
+        first.append(b"A-%d" % i + bytes(93))
+    a = first.commit_begin()
+    for i in range(3):
+        first.append(b"B-%d" % i + bytes(93))
+    b = first.commit_begin()
+    first.commit_write(b)  # the later commit is on the disk, the earlier one is not
+    assert not first.commit_written(a) and first.commit_written(b)
+    d2, second, seen = life(bytes(pool_file.dur), bytes(journal.dur))
+    kept = [b"kept-%d" % i + bytes(90) for i in range(3)]
+    assert seen == kept
+    # the B entries are there, whole, right after where A's were to be
+    assert second.begin_epoch() == 2
+    for i in range(3):
+        second.append(b"C-%d" % i + bytes(93))  # (the sizes of A's entries)
+    assert second.commit() == b.res - (b.res - a.res)  # (C ends where B begins)
+    d3, third, seen = life(bytes(d2.io.dur), bytes(d2._journal.dur))
+    assert seen == kept + [b"C-%d" % i + bytes(93) for i in range(3)]
+    # and without the epoch the B entries would have been read: they are valid for
+    # their positions, only their epoch is not the log's
+    third._tag = 1 << 48
+    assert third._valid_at(a.res) is not None

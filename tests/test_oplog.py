@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from persimmon.device import open_device
 from persimmon.errors import CorruptPoolError, LogFullError
-from persimmon.oplog import OpLog
+from persimmon.oplog import _HDR, _POS_MASK, OpLog
 from persimmon.simdevice import SimDevice
 
 BASE = 128
@@ -167,7 +167,9 @@ def test_the_compiled_reader_reads_what_the_python_reader_reads(monkeypatch, req
     dev, lg = fresh()
     pos = 0
     seen = pads = 0
-    for _ in range(400):
+    for i in range(400):
+        if i % 100 == 50:  # entries of several epochs (tagged positions): begin_epoch
+            lg.begin_epoch()
         lg.append(bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 700))),
                   wait=lambda: lg.set_tail(lg.head))
         lg.commit()
@@ -213,7 +215,9 @@ def test_a_group_written_in_place_is_the_bytes_of_its_appended_encoding(request,
         request.getfixturevalue("python_hashes")
     rnd = random.Random(5)
     (dev_a, a), (dev_b, b) = fresh(), fresh()
-    for _ in range(300):
+    for i in range(300):
+        if i % 100 == 0:  # (the entries' positions carry the epoch: begin_epoch)
+            assert a.begin_epoch() == b.begin_epoch() == i // 100 + 1
         group = [bytes([rnd.randrange(256)]) * rnd.randrange(0, 90)
                  for _ in range(rnd.randrange(2, 12))]
         body = encode_group(group)
@@ -334,3 +338,46 @@ def test_two_processes_share_the_log(shm_path):
     p.join(10)
     assert got == sent and lg.tail == lg.head
     dev.close()
+
+
+def test_a_log_of_version_1_is_read_and_upgraded_by_its_first_epoch():
+    # a pool made before epochs: header version 1, its u32 after the version 0, and every
+    # entry's position word the bare position
+    import struct
+
+    from xxhash import xxh3_64_intdigest
+
+    dev, lg = fresh()
+    ends = [lg.append(b"old-%d" % i) for i in range(5)]
+    lg.commit()
+    _HDR.pack_into(dev.buf, BASE, b"PSMOPLOG", 1, 0, lg.capacity)
+    struct.pack_into("<Q", dev.buf, BASE + 24, xxh3_64_intdigest(dev.buf[BASE : BASE + 24]))
+    assert all(int.from_bytes(dev.buf[lg._data + p + 8 : lg._data + p + 16], "little") == p
+               for p in [0, *ends[:-1]])  # (untagged positions)
+    old = OpLog(dev, BASE, 4096 + 192)
+    assert old.epoch == 0 and [p for _e, p in old.entries(0)] == [b"old-%d" % i
+                                                                  for i in range(5)]
+    assert old.begin_epoch() == 1
+    old.append(b"new")
+    old.commit()
+    again = OpLog(SimDevice.from_image(dev.persisted_image()), BASE, 4096 + 192)
+    assert again.epoch == 1 and _HDR.unpack_from(dev.buf, BASE)[1] == 2  # (upgraded)
+    assert [p for _e, p in again.entries(0)] == [b"old-%d" % i for i in range(5)] + [b"new"]
+    dev.buf[BASE + 12] ^= 1  # the epoch is covered by the header's checksum
+    with pytest.raises(CorruptPoolError, match="header is damaged"):
+        OpLog(dev, BASE, 4096 + 192)
+
+
+def test_positions_used_up_is_a_clear_error_before_anything_is_published():
+    dev, lg = fresh()
+    start = _POS_MASK + 1 - 256  # (a pool that has logged almost 2**48 bytes)
+    for off in (64, 128):  # head, tail
+        dev.buf[BASE + off : BASE + off + 8] = start.to_bytes(8, "little")
+    lg = OpLog(dev, BASE, 4096 + 192)
+    lg.begin_epoch()
+    lg.append(b"a" * 100)
+    assert lg.commit() == start + 128
+    lg.append(b"b" * 200)  # (ends past 2**48)
+    with pytest.raises(LogFullError, match="positions are used up"):
+        lg.commit()
+    assert lg.head == start + 128 and [p for _e, p in lg.entries(start)] == [b"a" * 100]

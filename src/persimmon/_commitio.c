@@ -9,16 +9,20 @@
  * finish()), does the same two writes, and says it is done through an eventfd the event
  * loop watches.
  *
- *   w = Writer(sync_fd, fd)      # sync_fd: the file opened with O_DSYNC; fd: the file
+ *   w = Writer(sync_fd, fd[, efd])   # sync_fd: the file opened with O_DSYNC; fd: the file
  *   w.fileno()                   # the eventfd: readable once a submitted commit is done
  *   w.submit(ranges, head_off, head)   # ranges: tuple of (offset, bytes); head: 8 bytes
+ *                                # (head_off -1: no head; the caller publishes it)
  *   w.done()                     # True once the writes are over (finish() not called yet)
  *   w.finish()                   # waits for them (GIL released), raises their OSError
  *   w.close()                    # stops the thread (after the commit in flight)
  *
- * One commit is in flight at a time.  The ranges are written in order, each completely
- * (short writes continued), and the head only after every range: the order the crash
- * simulator checks for the Python path (tests/test_disk_crash.py).
+ * One commit is in flight at a time per writer.  The ranges are written in order, each
+ * completely (short writes continued), and the head only after every range: the order the
+ * crash simulator checks for the Python path (tests/test_disk_crash.py).  Several writers
+ * may share one eventfd (efd, which they then do not own: they signal it and never read or
+ * close it; its owner reads it and asks each writer done()): the op log keeps several
+ * commits in flight that way, and publishes the head itself, in order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +41,7 @@ typedef struct {
     int sync_fd;
     int fd;
     int efd;
+    int own_efd;              /* 0: efd is shared, its owner reads and closes it */
     int started;
     int stop;
     int state;
@@ -88,7 +93,7 @@ static void *writer_main(void *arg)
         int err = 0;
         for (Py_ssize_t i = 0; i < w->nranges && !err; i++)
             err = write_all(w->sync_fd, w->data[i], w->lengths[i], w->offsets[i]);
-        if (!err)
+        if (!err && w->head_off >= 0)
             err = write_all(w->fd, w->head, 8, w->head_off);
         pthread_mutex_lock(&w->mutex);
         w->error = err;
@@ -119,13 +124,20 @@ static void release_job(Writer *w)
 
 static int Writer_init(Writer *w, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"sync_fd", "fd", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii", names, &w->sync_fd, &w->fd))
+    static char *names[] = {"sync_fd", "fd", "efd", NULL};
+    int efd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|i", names, &w->sync_fd, &w->fd, &efd))
         return -1;
     if (w->efd >= 0) {
         PyErr_SetString(PyExc_RuntimeError, "Writer initialised twice");
         return -1;
     }
+    if (efd >= 0) {
+        w->efd = efd;
+        w->own_efd = 0;
+        return 0;
+    }
+    w->own_efd = 1;
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -166,7 +178,8 @@ static PyObject *Writer_close(Writer *w, PyObject *unused)
     if (w->state != SUBMITTED)
         release_job(w);
     if (w->efd >= 0) {
-        close(w->efd);
+        if (w->own_efd)
+            close(w->efd);
         w->efd = -1;
     }
     Py_RETURN_NONE;
@@ -176,7 +189,7 @@ static void Writer_dealloc(Writer *w)
 {
     stop_thread(w);
     release_job(w);
-    if (w->efd >= 0)
+    if (w->efd >= 0 && w->own_efd)
         close(w->efd);
     pthread_mutex_destroy(&w->mutex);
     pthread_cond_destroy(&w->cond);
@@ -195,12 +208,13 @@ static PyObject *Writer_submit(Writer *w, PyObject *args)
     Py_buffer head;
     if (!PyArg_ParseTuple(args, "OLy*", &ranges, &head_off, &head))
         return NULL;
-    if (head.len != 8) {
+    if (head_off >= 0 && head.len != 8) {
         PyBuffer_Release(&head);
         PyErr_SetString(PyExc_ValueError, "the head is 8 bytes");
         return NULL;
     }
-    memcpy(w->head, head.buf, 8);
+    if (head_off >= 0)
+        memcpy(w->head, head.buf, 8);
     PyBuffer_Release(&head);
     if (w->efd < 0) {
         PyErr_SetString(PyExc_ValueError, "the writer is closed");
@@ -285,7 +299,7 @@ static PyObject *Writer_finish(Writer *w, PyObject *unused)
     pthread_mutex_unlock(&w->mutex);
     Py_END_ALLOW_THREADS
     uint64_t count;
-    while (read(w->efd, &count, sizeof count) < 0 && errno == EINTR)
+    while (w->own_efd && read(w->efd, &count, sizeof count) < 0 && errno == EINTR)
         ;
     release_job(w);
     if (err) {
@@ -298,7 +312,8 @@ static PyObject *Writer_finish(Writer *w, PyObject *unused)
 static PyMethodDef Writer_methods[] = {
     {"submit", (PyCFunction)Writer_submit, METH_VARARGS,
      "submit(ranges, head_off, head): write the (offset, bytes) ranges through the synced "
-     "descriptor, then the 8-byte head at head_off through the other, in the thread."},
+     "descriptor, then (head_off >= 0) the 8-byte head at head_off through the other, in "
+     "the thread."},
     {"done", (PyCFunction)Writer_done, METH_NOARGS,
      "True once the submitted writes are over (successful or not)."},
     {"finish", (PyCFunction)Writer_finish, METH_NOARGS,

@@ -1129,6 +1129,9 @@ static int need_xxh32(void) {
  * cap bytes, in the pool buffer b[0..blen): 1 (a new reference to its payload in *payload,
  * the position after it in *next), 0 when the Python reader must read it (a padding marker,
  * or an entry that fails a check), -1 on error. */
+/* (an entry's position word holds the writer's epoch above bit 48: oplog.py) */
+#define LOG_POS_MASK ((1ULL << 48) - 1)
+
 static int entry_at(const uint8_t *b, Py_ssize_t blen, long long data, long long cap,
                     long long pos, PyObject **payload, long long *next) {
     long long a = data + pos % cap;
@@ -1138,7 +1141,8 @@ static int entry_at(const uint8_t *b, Py_ssize_t blen, long long data, long long
     memcpy(&ln, b + a, 4);
     memcpy(&chk, b + a + 4, 4);
     long long n = (16 + (long long)ln + 63) & ~63LL;
-    if (ln == LOG_PAD || get64(b + a + 8) != pos || n > cap || a + 16 + (long long)ln > blen)
+    if (ln == LOG_PAD || (get64(b + a + 8) & LOG_POS_MASK) != (uint64_t)pos || n > cap ||
+        a + 16 + (long long)ln > blen)
         return 0;
     uint32_t seed = (uint32_t)(pos & 0xFFFFFFFF);
     if (c_xxh32 && c_xxh32(b + a + 16, ln, seed) != chk) /* (before the copy) */

@@ -283,14 +283,15 @@ class FileDevice(Device):
         """Write ``data`` at ``off`` and make that range durable before returning."""
         self.io.pwrite_sync(data, off)
 
-    def background_writer(self) -> Any:
+    def background_writer(self, efd: int = -1) -> Any:
         """A writer of :meth:`write_sync` ranges followed by one :meth:`write`, run by a
         thread that never takes the GIL (``native.commit_writer_type``; the op log's
         overlapped commits), or None: not built, pure Python asked for, or a file without
-        a path.  The caller closes it."""
+        a path.  ``efd``: an eventfd it signals when a commit is written (several writers
+        share one; by default it makes its own).  The caller closes it."""
         writer = commit_writer_type()
         fd = self.io.sync_fd() if writer is not None and isinstance(self.io, OsFile) else -1
-        return writer(fd, self.io.fd) if fd >= 0 else None
+        return writer(fd, self.io.fd, efd) if fd >= 0 else None
 
     def write_ordered(self, off: int, data: bytes) -> None:
         """Write ``data`` once everything stored or flushed before is durable."""

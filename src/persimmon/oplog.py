@@ -2,15 +2,19 @@
 
 Layout of the region (each line 64 bytes, so head and tail never share a cache line)::
 
-    line 0   magic "PSMOPLOG", u32 version, u32 0, u64 capacity, u64 checksum
+    line 0   magic "PSMOPLOG", u32 version, u32 epoch, u64 capacity, u64 checksum
     line 1   u64 head   (written by the producer: end of the last committed entry)
     line 2   u64 tail   (written by the consumer: end of what the PM copy has committed)
     data     capacity bytes of entries
 
 Positions are logical byte counts that only grow; an entry at position ``p`` lives at
-``p % capacity``.  An entry is 64-byte aligned: ``[u32 length][u32 checksum][u64 position]``
+``p % capacity``.  An entry is 64-byte aligned: ``[u32 length][u32 checksum][u64 tagged position]``
 then the payload.  The checksum is xxh32 of the payload seeded with the position, so a stale
-entry from an earlier lap never passes for a new one.  An entry that would not fit before the
+entry from an earlier lap never passes for a new one.  The tagged position is the position
+(below 2**48) with the writer's epoch (mod 2**15) in bits 48-62: every process that writes
+the log starts a new epoch (:meth:`OpLog.begin_epoch`), so after a crash on a disk pool an
+entry written before it, beyond the first torn one, is never read as one written after it
+(see :meth:`OpLog.recover_end`).  An entry that would not fit before the
 end of the buffer leaves a padding marker (length ``0xFFFFFFFF``) and goes to the start.
 
 The producer appends entries (flushing each) and commits a group with one fence and one
@@ -20,9 +24,11 @@ consumer reads entries below the head and advances the tail once it has committe
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,8 +40,14 @@ from .native import FAST
 from .opcodec import encode_group
 
 MAGIC = b"PSMOPLOG"
-VERSION = 1
-_HDR = struct.Struct("<8sIIQ")  # magic, version, 0, capacity; checksum at +24
+VERSION = 2  # (1: no epoch, every entry untagged; read as epoch 0, upgraded by begin_epoch)
+_HDR = struct.Struct("<8sIIQ")  # magic, version, epoch, capacity; checksum at +24
+_POS_BITS = 48
+_POS_MASK = (1 << _POS_BITS) - 1
+_EPOCH_TAGS = 1 << 15  # (bits 48-62 of an entry's position word: the epoch mod 2**15)
+_POSITIONS_USED_UP = (
+    "the operation log's positions are used up (2**48 bytes logged over the pool's life): "
+    "the pool takes no more writes; copy its data into a new pool")
 _ENT = struct.Struct("<IIQ")
 _Q = struct.Struct("<Q")
 
@@ -83,15 +95,17 @@ class OpLog:
         buf = dev.buf
         if size < _DATA + 64 or base + size > dev.size:
             raise CorruptPoolError(f"operation log region [{base}, +{size}) does not fit")
-        magic, version, _z, capacity = _HDR.unpack_from(buf, base)
+        magic, version, epoch, capacity = _HDR.unpack_from(buf, base)
         chk = _Q.unpack_from(buf, base + 24)[0]
         if magic != MAGIC:
             raise CorruptPoolError("the operation log has not been formatted (bad magic)")
-        if version != VERSION or chk != xxh3_64_intdigest(buf[base : base + 24]):
+        if version not in (1, VERSION) or chk != xxh3_64_intdigest(buf[base : base + 24]):
             raise CorruptPoolError("the operation log header is damaged or of another version")
         if capacity != (size - _DATA) // 64 * 64:
             raise CorruptPoolError("the operation log header does not match its region")
         self.capacity = capacity
+        self.epoch = epoch
+        self._tag = (epoch % _EPOCH_TAGS) << _POS_BITS
         self._head_at = base + _HEAD
         self._tail_at = base + _TAIL
         self._data = base + _DATA
@@ -101,13 +115,17 @@ class OpLog:
         # entries (recover_end finds them).  Nothing is stored into the mapping there.
         self._through = dev.writes_through
         self._runs: list[list] = []  # (disk pools) entries staged until the commit
-        self._inflight: CommitTicket | None = None  # (disk pools) a commit being written
-        self._writer: Any = None  # (disk pools) see background_commits()
+        # (disk pools) the commits being written, oldest first; see background_commits()
+        self._inflight: deque[CommitTicket] = deque()
+        self.in_flight = 1  # how many may be
+        self._free_writers: list[Any] = []  # compiled writers with nothing in flight
+        self._signal: int | None = None  # the eventfd they share
         head = self.head
         if self.tail > head and not self._through:
             raise CorruptPoolError(f"operation log tail {self.tail} is beyond its head {head}")
         self._res = head  # end of appended (possibly uncommitted) entries
         self._committed = head  # the head as this process last wrote it (one producer)
+        self._begun = head  # the end of what the last commit begun covers
         self._head_seen = head  # the head as a reader last loaded it (it only grows)
         # a tmpfs pool that persists by no flush at all (docs/device.md): skip the calls
         self._persists = not dev.persists_nothing
@@ -126,6 +144,34 @@ class OpLog:
         _HDR.pack_into(buf, base, MAGIC, VERSION, 0, capacity)
         _Q.pack_into(buf, base + 24, xxh3_64_intdigest(buf[base : base + 24]))
         dev.persist(base, _DATA)
+
+    def begin_epoch(self) -> int:
+        """Start this process's epoch (the producer calls it once, after any recovery and
+        before its first append): the header's epoch goes up by one and is made durable,
+        and every entry appended from now on carries it.  Returns the new epoch.
+
+        Why: on a disk pool the synced writes of a commit (several commits, when they
+        overlap) may reach the disk in any order, so a power loss can leave a torn entry
+        with whole, valid entries after it.  Recovery ends the log at the torn one; the
+        valid ones after it were never acknowledged, and must never be read later, when
+        new entries happen to end exactly where one of them starts.  They carry the old
+        epoch, and :meth:`recover_end` reads on only over entries of the header's."""
+        if self._inflight:
+            raise ValueError("begin_epoch with a commit in flight")
+        epoch = self.epoch + 1 if self.epoch < 0xFFFFFFFF else 1
+        hdr = bytearray(32)
+        _HDR.pack_into(hdr, 0, MAGIC, VERSION, epoch, self.capacity)
+        _Q.pack_into(hdr, 24, xxh3_64_intdigest(hdr[:24]))
+        dev = self.dev
+        if self._through:
+            dev.write(self.base, bytes(hdr))
+            dev.sync()
+        else:
+            dev.buf[self.base : self.base + 32] = hdr
+            dev.persist(self.base, 32)
+        self.epoch = epoch
+        self._tag = (epoch % _EPOCH_TAGS) << _POS_BITS
+        return epoch
 
     # ------------------------------------------------------------------ positions
     @property
@@ -205,7 +251,8 @@ class OpLog:
             dev = self.dev
             buf = dev.buf
             a = self._data + off
-            _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos)
+            _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF),
+                           pos | self._tag)
             buf[a + 16 : a + 16 + ln] = payload
             if self._persists:
                 dev.flush(a, 16 + ln)
@@ -223,7 +270,7 @@ class OpLog:
             pad = cap - off
             self._wait_free(pad, wait)
             a = self._data + off
-            _ENT.pack_into(dev.buf, a, _PAD, 0, pos)
+            _ENT.pack_into(dev.buf, a, _PAD, 0, pos | self._tag)
             dev.flush(a, 16)
             pos += pad
             self._res = pos
@@ -231,7 +278,7 @@ class OpLog:
         self._wait_free(n, wait)
         buf = dev.buf
         a = self._data + off
-        _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos)
+        _ENT.pack_into(buf, a, ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos | self._tag)
         buf[a + 16 : a + 16 + ln] = payload
         dev.flush(a, 16 + ln)
         self._res = pos + n
@@ -253,14 +300,15 @@ class OpLog:
         if off + n > cap:
             pad = cap - off
             self._wait_free(pad, wait)
-            self._stage(self._data + off, _ENT.pack(_PAD, 0, pos))
+            self._stage(self._data + off, _ENT.pack(_PAD, 0, pos | self._tag))
             pos += pad
             self._res = pos
             off = 0
         if pos + n - self._tail_seen > cap:
             self._wait_free(n, wait)
         self._stage(self._data + off,
-                    _ENT.pack(ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos) + payload
+                    _ENT.pack(ln, xxh32_intdigest(payload, pos & 0xFFFFFFFF), pos | self._tag)
+                    + payload
                     + bytes(n - 16 - ln))
         self._res = pos = pos + n
         return pos
@@ -285,7 +333,7 @@ class OpLog:
         if (_put_group is not None and off + n <= cap and pos + n - self._tail_seen <= cap
                 and not self._through):
             a = self._data + off
-            if _put_group(self.dev.buf, a, pos, payloads, ln):
+            if _put_group(self.dev.buf, a, pos | self._tag, payloads, ln):
                 if self._persists:
                     self.dev.flush(a, 16 + ln)
                 self._res = pos = pos + n
@@ -294,96 +342,138 @@ class OpLog:
 
     def commit(self) -> int:
         """Make every appended entry durable and publish it: one fence, one head persist."""
-        if self._inflight is not None:
-            self.commit_end(self._inflight)
+        if self._inflight:
+            self.commit_end(self._inflight[-1])
         res = self._res
         if res == self._committed:
             return res
+        if res > _POS_MASK:
+            raise LogFullError(_POSITIONS_USED_UP)
         dev = self.dev
         if self._through:  # (no ticket: its Event cost more than the rest of a commit)
             runs = self._staged()
             self._runs = []
             self._write_through(runs, res)
-            self._committed = res
+            self._committed = self._begun = res
             return res
         if self._persists:
             dev.drain()
         _store64(dev.buf, self._head_at, res)
         if self._persists:
             dev.persist(self._head_at, 8)
-        self._committed = res
+        self._committed = self._begun = res
         return res
 
     # ---------------------------------------------------- overlapped commits (disk)
-    # On a disk pool the commit is a synced write that takes the disk's time (about 0.1 ms
-    # on an SSD); a server can overlap it with more requests: ``commit_begin`` (the
-    # producer's thread) stages everything appended so far, ``commit_write`` (any thread:
-    # I/O only) makes it durable and publishes the head, ``commit_end`` (the producer's
-    # thread, after it: it waits) records it.  One is in flight at a time; ``commit``
-    # finishes one in flight before it writes anything.
+    # On a disk pool the commit is a synced write that takes the disk's time (0.1-0.5 ms
+    # here); a server can overlap it with more requests: ``commit_begin`` (the producer's
+    # thread) stages everything appended so far, ``commit_write`` (any thread: I/O only)
+    # makes it durable, ``commit_end`` (the producer's thread: it waits) publishes the head
+    # and records it.  Up to ``in_flight`` commits are written at once (the disk serves
+    # several synced writes together: docs/device.md); they end in the order they began,
+    # each ``commit_end`` ending every earlier one first, so the head only ever covers
+    # entries whose writes are over.  ``commit`` ends every one in flight first.
 
     def commit_begin(self) -> CommitTicket | None:
-        """Stage every appended entry for :meth:`commit_write` (disk pools only); None when
-        nothing was appended since the last commit."""
+        """Stage every entry appended since the last commit began for
+        :meth:`commit_write` (disk pools only); None when there is none.  With
+        :attr:`in_flight` commits already in flight, the oldest is ended first (waited
+        for)."""
         if not self._through:
             raise ValueError("overlapped commits are for disk pools (writes_through)")
-        if self._inflight is not None:
-            self.commit_end(self._inflight)
+        inflight = self._inflight
+        while len(inflight) >= self.in_flight:
+            self.commit_end(inflight[0])
         res = self._res
-        if res == self._committed:
+        if res == self._begun:
             return None
-        writer = self._writer
+        if res > _POS_MASK:
+            raise LogFullError(_POSITIONS_USED_UP)
+        writer = None
+        if self._signal is not None:
+            free = self._free_writers
+            writer = free.pop() if free else self.dev.background_writer(self._signal)
         ticket = CommitTicket(self._staged(), res, writer)
         self._runs = []
-        self._inflight = ticket
-        if writer is not None:  # the same writes as _write_through, in its thread
-            writer.submit(ticket.runs, self._head_at, res.to_bytes(8, "little"))
+        self._begun = res
+        inflight.append(ticket)
+        if writer is not None:  # the ranges of _write_through, in its thread (no head)
+            writer.submit(ticket.runs, -1, b"")
         return ticket
 
-    def background_commits(self) -> int | None:
-        """Have a thread that never takes the GIL write the commits :meth:`commit_begin`
-        starts from now on (``persimmon._commitio``: on a disk pool, when it was built):
-        returns a descriptor that becomes readable when the commit in flight is written
-        (:meth:`commit_written`; then :meth:`commit_end` it), or None when there is no
-        such thread (call :meth:`commit_write` from a thread of your own)."""
-        if self._writer is None and self._through:
+    def background_commits(self, in_flight: int = 1) -> int | None:
+        """Let up to ``in_flight`` commits started by :meth:`commit_begin` be written at
+        once, and have threads that never take the GIL write them
+        (``persimmon._commitio``: on a disk pool, when it was built).  Returns a
+        descriptor that becomes readable when one of them is written (then
+        :meth:`clear_signal`, and :meth:`commit_end` those :meth:`commit_written` says
+        are), or None when there are no such threads: call :meth:`commit_write` from
+        threads of your own (up to ``in_flight`` at once)."""
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        if self._inflight:
+            self.commit_end(self._inflight[-1])
+        self.in_flight = in_flight
+        if self._signal is None and self._through:
             make = getattr(self.dev, "background_writer", None)
-            self._writer = make() if make is not None else None
-        return self._writer.fileno() if self._writer is not None else None
+            if make is not None:
+                efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                writer = make(efd)
+                if writer is None:
+                    os.close(efd)
+                else:
+                    self._signal = efd
+                    self._free_writers.append(writer)
+        return self._signal
+
+    def clear_signal(self) -> None:
+        """Empty the descriptor :meth:`background_commits` returned (call it when it is
+        readable, before asking :meth:`commit_written`: a commit written after this call
+        makes it readable again)."""
+        try:
+            os.eventfd_read(self._signal)  # type: ignore[arg-type]
+        except BlockingIOError:
+            pass
 
     @property
     def background(self) -> bool:
-        """True once :meth:`background_commits` has a thread writing the commits."""
-        return self._writer is not None
+        """True once :meth:`background_commits` has threads writing the commits."""
+        return self._signal is not None
 
     def commit_written(self, ticket: CommitTicket) -> bool:
-        """True once ``ticket``'s writes are over (:meth:`commit_end` will not wait)."""
+        """True once ``ticket``'s writes are over (:meth:`commit_end` will not wait for
+        them; it may still wait for an earlier commit's)."""
         if ticket.writer is not None:
-            return ticket is not self._inflight or ticket.writer.done()
-        return ticket.written.is_set()  # type: ignore[union-attr]
+            return ticket.writer.done()
+        return ticket.written is None or ticket.written.is_set()
 
     def close_writer(self) -> None:
-        """Finish the commit in flight and stop the background writer (before the pool's
-        descriptors close)."""
-        if self._inflight is not None:
-            self.commit_end(self._inflight)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Finish the commits in flight and stop the background writers (before the
+        pool's descriptors close)."""
+        if self._inflight:
+            self.commit_end(self._inflight[-1])
+        for writer in self._free_writers:
+            writer.close()
+        self._free_writers = []
+        if self._signal is not None:
+            os.close(self._signal)
+            self._signal = None
 
     def commit_write(self, ticket: CommitTicket) -> None:
-        """The I/O of a commit (thread-safe against the producer appending meanwhile): the
-        synced writes of the staged ranges, then the head (see ``_write_through``).  A
-        ticket the background writer is writing needs no call (this returns at once)."""
+        """The I/O of a commit (thread-safe against the producer appending meanwhile, and
+        against other commits' writes): the synced writes of the staged ranges.  A ticket
+        a background writer is writing needs no call (this returns at once)."""
         if ticket.writer is not None:
             return
         try:
-            self._write_through(ticket.runs, ticket.res)
+            dev = self.dev
+            for a, data in ticket.runs:
+                dev.write_sync(a, data)
         except BaseException as e:
             ticket.error = e
             raise
         finally:
-            ticket.written.set()
+            ticket.written.set()  # type: ignore[union-attr]
 
     def _staged(self) -> list[tuple[int, bytes]]:
         # the staged entries as (file offset, bytes) ranges, one per contiguous run
@@ -399,23 +489,41 @@ class OpLog:
             dev.write_sync(a, data)
         dev.write(self._head_at, res.to_bytes(8, "little"))
 
+    def _wait_written(self, ticket: CommitTicket) -> None:
+        # wait for one ticket's writes; its writer goes back to the free ones
+        writer = ticket.writer
+        if writer is not None:
+            try:
+                writer.finish()
+            except OSError as e:
+                ticket.error = e
+            ticket.writer = None
+            self._free_writers.append(writer)
+        elif ticket.written is not None:
+            ticket.written.wait()
+        ticket.written = None  # (over: commit_written says True from now on)
+
     def commit_end(self, ticket: CommitTicket) -> None:
-        """Wait for ``ticket``'s write and record it (idempotent).  Raises the write's
-        error: the entries are then not known to be durable (nothing may be acknowledged)."""
-        if self._inflight is not ticket:
+        """Wait for the writes of ``ticket`` and of every commit begun before it, publish
+        the head (unsynced, as in :meth:`commit`) and record them (idempotent).  Raises a
+        write's error: the entries are then not known to be durable (nothing may be
+        acknowledged)."""
+        inflight = self._inflight
+        if ticket not in inflight:
             if ticket.error is not None:
                 raise ticket.error
             return
-        if ticket.writer is not None:
-            try:
-                ticket.writer.finish()
-            except OSError as e:
-                ticket.error = e
-        else:
-            ticket.written.wait()  # type: ignore[union-attr]
-        self._inflight = None
-        if ticket.error is not None:
-            raise ticket.error
+        while True:
+            first = inflight[0]
+            self._wait_written(first)
+            if first.error is not None:
+                for later in inflight:  # (nothing after a failed write is durable either)
+                    later.error = later.error or first.error
+                raise first.error
+            inflight.popleft()
+            if first is ticket:
+                break
+        self.dev.write(self._head_at, ticket.res.to_bytes(8, "little"))
         self._committed = ticket.res
 
     # ------------------------------------------------------------------ consumer
@@ -451,7 +559,7 @@ class OpLog:
             a = self._data
             ln, chk, epos = _ENT.unpack_from(buf, a)
         n = (16 + ln + 63) & ~63
-        if epos != pos or n > cap:
+        if epos & _POS_MASK != pos or n > cap:
             raise CorruptPoolError(f"operation log entry at position {pos} is damaged")
         payload = bytes(buf[a + 16 : a + 16 + ln])
         if xxh32_intdigest(payload, pos & 0xFFFFFFFF) != chk:
@@ -489,7 +597,7 @@ class OpLog:
         off = pos % cap
         a = self._data + off
         ln, chk, epos = _ENT.unpack_from(buf, a)
-        if epos != pos:
+        if epos != pos | self._tag:  # (an entry of another epoch: see begin_epoch)
             return None
         if ln == _PAD:
             return pos + cap - off if chk == 0 else None
@@ -514,7 +622,7 @@ class OpLog:
         if end != self.head:
             self.dev.write(self._head_at, end.to_bytes(8, "little"))
             self.dev.sync()
-        self._res = self._committed = self._head_seen = end
+        self._res = self._committed = self._begun = self._head_seen = end
         return end
 
     # ------------------------------------------------------------------ waiting helpers

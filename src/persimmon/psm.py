@@ -174,6 +174,9 @@ class PSM:
             self.state = state
             self.recovery_times["create"] = time.perf_counter() - t0
         self._log = OpLog(self._pool.dev, self._pool.oplog_off, self._pool.oplog_size)
+        # this process's entries carry an epoch of their own (a disk pool's recovery never
+        # reads an entry left behind by an earlier crash as one of ours: OpLog.begin_epoch)
+        self._log.begin_epoch()
         if self._pool.dev.in_ram:
             # Map the whole log now (milliseconds per 64 MB) rather than take a page fault
             # every few operations on the request path until the log has wrapped once.
@@ -364,9 +367,10 @@ class PSM:
     def commit_begin(self) -> Any:
         """Start a group commit of every operation logged so far (disk pools): returns a
         ticket for :meth:`commit_write` (run it in any thread: it does only the I/O) and
-        then :meth:`commit_end` (this thread), or None when nothing needs committing.  The
+        then :meth:`commit_end` (this thread), or None when nothing was logged since the last
+        commit began.  The
         operations are durable when ``commit_end`` returns; nothing that depends on them
-        may be acknowledged before.  :meth:`commit` and :meth:`sync` finish one in flight
+        may be acknowledged before.  :meth:`commit` and :meth:`sync` finish those in flight
         first."""
         if self._closed:
             raise PersimmonError("this PSM is closed")
@@ -379,21 +383,29 @@ class PSM:
         for a commit the background writer writes: :meth:`background_commits`)."""
         self._log.commit_write(ticket)
 
-    def background_commits(self) -> int | None:
-        """Have the commits :meth:`commit_begin` starts written by a thread that never
-        takes the GIL (disk pools, ``persimmon._commitio`` built).  Returns a descriptor an
-        event loop can watch: readable when the commit in flight is written
-        (:meth:`commit_written`), then call :meth:`commit_end`.  None: no such thread
-        (call :meth:`commit_write` from a thread of your own)."""
-        return self._log.background_commits()
+    def background_commits(self, in_flight: int = 1) -> int | None:
+        """Let up to ``in_flight`` commits from :meth:`commit_begin` be written at once
+        (a disk serves several synced writes together), and have them written by threads
+        that never take the GIL (disk pools, ``persimmon._commitio`` built).  Returns a
+        descriptor an event loop can watch: readable when a commit is written; then call
+        :meth:`clear_commit_signal` and :meth:`commit_end` the commits
+        :meth:`commit_written` says are written.  None: no such threads (call
+        :meth:`commit_write` from threads of your own, up to ``in_flight`` at once).
+        Commits end in the order they began."""
+        return self._log.background_commits(in_flight)
+
+    def clear_commit_signal(self) -> None:
+        """Empty the descriptor :meth:`background_commits` returned (when it was readable,
+        before asking :meth:`commit_written`)."""
+        self._log.clear_signal()
 
     def commit_written(self, ticket: Any) -> bool:
         """True once the writes of a commit from :meth:`commit_begin` are over."""
         return self._log.commit_written(ticket)
 
     def commit_end(self, ticket: Any) -> None:
-        """Finish a commit started by :meth:`commit_begin` (waits for its write; raises
-        its error) and wake a sleeping shadow."""
+        """Finish a commit started by :meth:`commit_begin`, and every one begun before it
+        (waits for their writes; raises their error), and wake a sleeping shadow."""
         self._log.commit_end(ticket)
         if self._counters.sleeping:
             self._bell.ring()
@@ -452,6 +464,7 @@ class PSM:
             # who writes the commits commit_begin starts: a compiled thread without the GIL
             # (background_commits), or the caller (commit_write, in a thread of its own)
             "background_commits": "compiled-thread" if lg.background else "no",
+            "commits_in_flight": lg.in_flight,  # (at most: background_commits)
             "ops_logged": logged,
             "ops_committed": committed,
             "ops_applied_by_shadow": c.applied_ops,

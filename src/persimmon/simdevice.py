@@ -127,7 +127,7 @@ class SimFile:
     (:meth:`crash_image`) keeps, for every 512-byte sector written since the last sync,
     the old or the new contents at random (sectors are the unit a disk writes whole), and
     the old or the new length.  ``on_sync(file, "before"|"after")`` is called around every
-    sync: the persist points of the disk path."""
+    sync (and ``"during"`` a synced write): the persist points of the disk path."""
 
     def __init__(self, size_or_image: int | bytes | bytearray = 0) -> None:
         self.cache = (bytearray(size_or_image) if isinstance(size_or_image, int)
@@ -154,10 +154,15 @@ class SimFile:
             self.on_sync(self, "after")
 
     def pwrite_sync(self, data: bytes | bytearray | memoryview, off: int) -> None:
-        """A synced write (``O_DSYNC``): this range, and only it, is durable after it."""
+        """A synced write (``O_DSYNC``): this range, and only it, is durable after it.
+        A power loss may also come while it is under way (``on_sync(file, "during")``):
+        the range is in the page cache then, and any of its sectors may be on the disk or
+        not (a disk writes a range in no particular order)."""
         if self.on_sync is not None:
             self.on_sync(self, "before")
         self.pwrite(data, off)
+        if self.on_sync is not None:
+            self.on_sync(self, "during")
         end = off + len(data)
         if end > len(self.dur):
             self.dur.extend(bytes(end - len(self.dur)))
