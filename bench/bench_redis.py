@@ -13,7 +13,8 @@ median is reported), against
   redis-server (appendonly no), and redis-server (appendonly yes, appendfsync always,
   AOF on the root file system); ``persimmon-disk`` and ``persimmon-disk-overlap`` (not run
   unless named in --servers) are persimmon-redis with its pool on that same disk, the
-  second with ``--commit-overlap yes``.
+  second with ``--commit-overlap yes`` (``persimmon-disk-overlapN``: ``--commit-overlap N``,
+  N commits in flight at once).
 
     python bench/bench_redis.py [--n 100000] [--rounds 3] [--servers a,b] [--quick]
 
@@ -84,8 +85,8 @@ def start(kind: str, port: int, workdir: str, shadow_priority: str | None = None
                "persimmon" if mode == "disk" else mode]
         if shadow_priority is not None:
             cmd += ["--shadow-priority", shadow_priority]
-        if kind == "persimmon-disk-overlap":
-            cmd += ["--commit-overlap", "yes"]
+        if kind.startswith("persimmon-disk-overlap"):  # (-overlapN: N commits in flight)
+            cmd += ["--commit-overlap", kind[len("persimmon-disk-overlap"):] or "yes"]
         cmd += ["--dir", os.path.join(where, f"bench-{uuid.uuid4().hex}")]
     elif kind == "redis-noaof":
         cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
@@ -206,7 +207,8 @@ def main() -> None:
         ap.error("--pipelines: comma-separated integers")
     known = ("persimmon-persimmon", "persimmon-none", "persimmon-disk",
              "persimmon-disk-overlap", "redis-noaof", "redis-aof-always")
-    unknown = [k for k in kinds if k not in known]
+    unknown = [k for k in kinds if k not in known
+               and not re.fullmatch(r"persimmon-disk-overlap[1-9][0-9]?", k)]
     if unknown:
         ap.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if args.baseline_tree:

@@ -36,10 +36,13 @@ def test_inspect_reports_log_undo_and_objects(shm_path):
     assert info["log_head"] > info["commit_position"] >= 0
     assert info["log_unapplied_bytes"] == info["log_head"] - info["commit_position"]
     assert info["undo_state"] == "clean"
+    assert info["log_epoch"] == 1  # (one process wrote the log)
     assert info["objects"]["object"] == 1 and info["objects"]["dict"] >= 1
     text = cli("inspect", shm_path)
     assert "log_head" in text.stdout and "undo_state" in text.stdout
     assert cli("check", shm_path).returncode == 0
+    PSM(KV, shm_path).close()  # (a second process: a second epoch)
+    assert json.loads(cli("inspect", "--json", shm_path).stdout)["log_epoch"] == 2
 
 
 def test_inspect_shows_uncommitted_batch(shm_path):

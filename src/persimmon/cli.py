@@ -58,6 +58,7 @@ def inspect_pool(path: str, device: str = "auto", count: bool = True) -> dict[st
             lg = OpLog(dev, pool.oplog_off, pool.oplog_size)
             info.update(
                 log_capacity=lg.capacity, log_head=lg.head, log_tail=lg.tail,
+                log_epoch=lg.epoch,  # (one per process that wrote it: OpLog.begin_epoch)
                 log_used_bytes=lg.head - lg.tail,
                 log_usage=round((lg.head - lg.tail) / lg.capacity, 6),
                 log_unapplied_bytes=lg.head - heap.position,

@@ -3,7 +3,7 @@
     persimmon-redis [--port 6379] [--bind 127.0.0.1] [--dir /dev/shm/persimmon-redis]
                     [--persistence persimmon|none] [--requirepass PW] [--maxclients N]
                     [--databases 16] [--log-size BYTES] [--shadow-priority idle]
-                    [--commit-overlap no|yes]
+                    [--commit-overlap no|yes|N]
     persimmon-redis path/to/redis.conf [--port ...]
 """
 
@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from .config import EFFECTIVE, PARAMS, Config, ConfigError
+from .config import COMMITS_IN_FLIGHT, EFFECTIVE, PARAMS, Config, ConfigError
 from .server import run_server
 
 
@@ -34,6 +34,16 @@ def _one_of(value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(value)
     return value
+
+
+def commit_overlap(value: str) -> int:
+    """``--commit-overlap``'s value as the number of commits that may be in flight: no ->
+    0 (each batch's commit on the event loop), yes -> COMMITS_IN_FLIGHT, or N (1-64)."""
+    if value in ("yes", "no"):
+        return COMMITS_IN_FLIGHT if value == "yes" else 0
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise ValueError(value)
+    return int(value)
 
 
 def read_conf(path: str, cfg: Config) -> None:
@@ -61,7 +71,7 @@ def read_conf(path: str, cfg: Config) -> None:
                 elif key == "persimmon-shadow-priority":
                     cfg.shadow_priority = _one_of(args[0], ("idle", "normal"))
                 elif key == "persimmon-commit-overlap":
-                    cfg.commit_overlap = _one_of(args[0], ("yes", "no")) == "yes"
+                    cfg.commit_overlap = commit_overlap(args[0])
                 elif key in PARAMS:
                     cfg.set_many([(key, " ".join(args))], running=False)
                     if PARAMS[key].name not in EFFECTIVE:
@@ -97,11 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shadow-priority", choices=["idle", "normal"],
                     help="idle (default): the shadow runs on CPU time nothing else wants "
                     "until it is half a log behind; normal: always at normal priority")
-    ap.add_argument("--commit-overlap", choices=["yes", "no"],
+    def overlap_arg(value: str) -> int:
+        try:
+            return commit_overlap(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError("no, yes or a number of commits (1-64)") from None
+
+    ap.add_argument("--commit-overlap", type=overlap_arg, metavar="no|yes|N",
                     help="disk pools only: no (default): each batch's synced log write "
-                    "runs on the event loop; yes: in a thread while the loop reads and "
-                    "executes the next requests (their replies wait for it). Faster only "
-                    "on a loaded machine: see docs/device.md")
+                    "runs on the event loop; yes, or N: in other threads while the loop "
+                    "reads and executes the next requests (their replies wait for it), "
+                    f"up to N commits at once (yes: {COMMITS_IN_FLIGHT}). See "
+                    "docs/device.md")
     ap.add_argument("--verify", action="store_true",
                     help="divergence detection (slow; for testing a port)")
     args = ap.parse_args(argv)
@@ -114,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
-    for name in ("protected_mode", "commit_overlap"):  # (yes/no options: booleans)
+    if args.commit_overlap is not None:
+        cfg.commit_overlap = args.commit_overlap
+    for name in ("protected_mode",):  # (yes/no options: booleans)
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v == "yes")

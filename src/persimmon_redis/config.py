@@ -232,6 +232,10 @@ EFFECTIVE = frozenset({
 })
 _FIXED_WHILE_RUNNING = {"port", "bind", "dir"}
 
+# --commit-overlap yes: how many commits of a disk pool's log may be in flight at once
+# (measured: docs/device.md, "Several commits in flight")
+COMMITS_IN_FLIGHT = 4
+
 
 class ConfigError(ValueError):
     """A value CONFIG SET or redis.conf cannot take (the message is Redis's)."""
@@ -352,7 +356,7 @@ class Config:
         self.client_output_limit = 256 * 1024 * 1024
         self.device = "auto"
         self.shadow_priority = "idle"
-        self.commit_overlap = False
+        self.commit_overlap = 0  # (disk pools) commits in flight at once; 0: none
         self.verify = False
         self.config_file: str | None = None
         self.bind = ["127.0.0.1"]

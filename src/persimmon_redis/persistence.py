@@ -55,7 +55,7 @@ class PersimmonPersistence:
 
     def __init__(self, databases: int, directory: str, log_size: int, device: str = "auto",
                  verify: bool = False, shadow_idle: bool = True,
-                 overlap_commits: bool = False) -> None:
+                 overlap_commits: int = 0) -> None:
         from persimmon import PSM
 
         os.makedirs(directory, exist_ok=True)
@@ -69,18 +69,20 @@ class PersimmonPersistence:
         # logged and applied now, durable at sync(): invoke_rw(op, commit=False)
         self.execute_rw = self.psm.invoke_rw_grouped
         self.sync = self.psm.commit  # (once per batch of requests: no wrapper call either)
-        # a disk pool with --commit-overlap yes: the batch's commit is a synced write the
+        # a disk pool with --commit-overlap yes|N: the batch's commit is a synced write the
         # server overlaps with the next requests (begin here, write in a thread, end here;
-        # replies wait for the end).  Off by default: measured slower on a quiet machine
-        # (docs/device.md, "Overlapped commits").
-        self.overlapped = overlap_commits and self.psm.overlaps_commits
+        # replies wait for the end), up to in_flight commits at once (docs/device.md,
+        # "Overlapped commits")
+        self.overlapped = bool(overlap_commits) and self.psm.overlaps_commits
+        self.in_flight = max(1, overlap_commits)
         self.commit_begin = self.psm.commit_begin
         self.commit_write = self.psm.commit_write
         self.commit_end = self.psm.commit_end
         self.commit_written = self.psm.commit_written
-        # the writes done by a thread that never takes the GIL, which says it is done
-        # through this descriptor (None: not built; the server uses a Python thread)
-        self.commit_fd = self.psm.background_commits() if self.overlapped else None
+        self.clear_commit_signal = self.psm.clear_commit_signal
+        # the writes done by threads that never take the GIL, which say one is done
+        # through this descriptor (None: not built; the server uses Python threads)
+        self.commit_fd = self.psm.background_commits(self.in_flight) if self.overlapped else None
 
     def checkpoint(self, wait: bool) -> None:
         if wait:

@@ -512,11 +512,11 @@ class Server:
         self.pending: dict[int, Client] = {}
         self.to_close: set = set()
         self.flush_scheduled = False
-        self.committing: Any = None  # (disk pools) the commit being written, if any
+        # (disk pools, --commit-overlap) the commits being written, oldest first, each with
         # the replies waiting for it: client id -> (client, how many of its queued replies
-        # the commit covers: those queued when it began; later ones wait for the next)
-        self.held: dict[int, tuple[Client, int]] = {}
-        self.held_next: list = []  # the batches made since (waiting for the next commit)
+        # the commit covers: those queued when it began; later ones wait for a later one)
+        self.commits: deque[tuple[Any, dict[int, tuple[Client, int]]]] = deque()
+        self.held_next: list = []  # batches made while no more commits could begin
         self._committer: ThreadPoolExecutor | None = None
         self.loop: Any = None
         self.channels: dict[bytes, set] = {}
@@ -575,13 +575,13 @@ class Server:
             return
         pending = self.pending
         self.pending = {}
-        if self.committing is not None:
-            # a synced write is in flight: these replies may have seen its writes (and
-            # made more, committed next): they wait for it
-            self.held_next.append(pending)
-            return
         if self.p.overlapped:
-            self._commit_overlapped([pending])
+            if len(self.commits) >= self.p.in_flight:
+                # these replies may have seen the writes in flight (and made more, that
+                # only a later commit makes durable): they wait for a commit to end
+                self.held_next.append(pending)
+            else:
+                self._commit_overlapped([pending])
             return
         try:
             self.p.sync()  # group commit: the writes behind these replies are durable now
@@ -598,7 +598,8 @@ class Server:
         if self.exit_status:
             return  # (said once: the commands read meanwhile are never acknowledged)
         log.critical("%s: stopping; the replies that depended on it are not sent", why)
-        self.pending, self.held, self.held_next, self.committing = {}, {}, [], None
+        self.pending, self.held_next = {}, []
+        self.commits.clear()
         self.exit_status = 1
         self.closed = True
         if self.shutdown_event is not None:
@@ -622,49 +623,66 @@ class Server:
                     c.transport.close()
         self.to_close = waiting
 
-    # A disk pool's group commit is a synced write (about 0.1 ms on an SSD): it runs in a
-    # thread while the loop goes on reading and executing requests; every reply made
-    # meanwhile waits, and the writes made meanwhile are the next commit.  Replies leave in
-    # the order they were made, each after the writes it may depend on are durable.
+    # A disk pool's group commit is a synced write (0.1-0.5 ms here): with --commit-overlap
+    # it is written by another thread while the loop goes on reading and executing
+    # requests, and up to p.in_flight of them at once (a disk serves several synced writes
+    # together).  Every reply waits for the commit begun after it was made; the writes made
+    # meanwhile are in a later commit.  Commits end in the order they began, so replies
+    # leave in the order they were made, each after the writes it may depend on are durable.
     def _commit_overlapped(self, batches: list) -> None:
+        commits = self.commits
         ticket = self.p.commit_begin()
-        if ticket is None:
+        if ticket is None:  # nothing logged since the last commit began
+            if not commits:  # (and it ended: what these replies saw is durable)
+                for b in batches:
+                    self._send(b)
+                self._close_finished()
+                return
+            # they may have seen writes of the last commit in flight: they wait for it
+            last = commits[-1][1]
             for b in batches:
-                self._send(b)
-            self._close_finished()
+                for c in b.values():
+                    last[c.id] = (c, len(c.out))
             return
-        self.committing = ticket
         # A client's replies queued now are what this commit covers (their writes were
         # logged before it began); replies it gets while the commit is written may depend
-        # on writes only the next commit makes durable: they stay queued until then.
-        self.held = {c.id: (c, len(c.out)) for b in batches for c in b.values()}
+        # on writes only a later commit makes durable: they stay queued until then.
+        commits.append((ticket, {c.id: (c, len(c.out)) for b in batches for c in b.values()}))
         if self.p.commit_fd is not None:
             return  # (being written: _commit_ready is called when it is)
         if self._committer is None:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="log-commit")
+            self._committer = ThreadPoolExecutor(self.p.in_flight,
+                                                 thread_name_prefix="log-commit")
         fut = self.loop.run_in_executor(self._committer, self.p.commit_write, ticket)
-        fut.add_done_callback(lambda _f, t=ticket: self._commit_done(t))
+        fut.add_done_callback(lambda _f: self._commit_ready())
 
     def _commit_ready(self) -> None:
-        """The background writer's descriptor is readable: the commit in flight is
-        written (unless settle_commits finished it meanwhile)."""
-        ticket = self.committing
-        if ticket is not None and self.p.commit_written(ticket):
-            self._commit_done(ticket)
-
-    def _commit_done(self, ticket: Any) -> None:
-        if self.committing is not ticket or self.closed:
-            return  # (finished synchronously meanwhile: settle_commits; or shut down)
-        try:
-            self.p.commit_end(ticket)
-        except Exception as e:
-            self.fail(f"the operation log could not be made durable: {e!r}")
+        """A commit's writes are over (the background writers' descriptor is readable, or
+        a Python thread's write returned): end, oldest first, those whose writes are over,
+        and send the replies that waited for them."""
+        if self.closed:
             return
-        self.committing = None
-        held, self.held = self.held, {}
-        for c, n in held.values():
-            if n and c.transport is not None:
-                c.send_out(n)
+        commits = self.commits
+        if self.p.commit_fd is not None:
+            self.p.clear_commit_signal()  # (a commit written after this signals again)
+        ended = 0
+        while commits and self.p.commit_written(commits[0][0]):
+            ticket, held = commits.popleft()
+            try:
+                self.p.commit_end(ticket)
+            except Exception as e:
+                self.fail(f"the operation log could not be made durable: {e!r}")
+                return
+            ended += 1
+            for c, n in held.values():
+                if n and c.transport is not None:
+                    c.send_out(n)
+                    # (a later commit's count for this client included these replies)
+                    for _t, later in commits:
+                        if (h := later.get(c.id)) is not None:
+                            later[c.id] = (c, max(0, h[1] - n))
+        if not ended:
+            return
         later, self.held_next = self.held_next, []
         if later:
             self._commit_overlapped(later)
@@ -672,14 +690,16 @@ class Server:
             self._close_finished()
 
     def settle_commits(self) -> None:
-        """Finish a commit in flight now and send the replies that waited for it (for code
-        that must send replies at once: the replies to clients while a script is busy)."""
-        if self.committing is None:
+        """End the commits in flight now and send the replies that waited for them (for
+        code that must send replies at once: the replies to clients while a script is
+        busy)."""
+        if not self.commits and not self.held_next:
             return
-        self.p.sync()  # (finishes the one in flight, and commits what was logged since)
-        self.committing = None
-        held = [{i: c for i, (c, _n) in self.held.items()}, *self.held_next]
-        self.held, self.held_next = {}, []
+        self.p.sync()  # (ends those in flight, and commits what was logged since)
+        held = [{i: c for i, (c, _n) in h.items()} for _t, h in self.commits]
+        held += self.held_next
+        self.commits.clear()
+        self.held_next = []
         for b in held:
             self._send(b)  # (every reply: the sync made every logged write durable)
         self._close_finished()
