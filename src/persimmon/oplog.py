@@ -2,8 +2,9 @@
 
 Layout of the region (each line 64 bytes, so head and tail never share a cache line)::
 
-    line 0   magic "PSMOPLOG", u32 version, u32 epoch, u64 capacity, u64 checksum
-    line 1   u64 head   (written by the producer: end of the last committed entry)
+    line 0   magic "PSMOPLOG", u32 version, u32 0, u64 capacity, u64 checksum
+    line 1   u64 head   (written by the producer: end of the last committed entry),
+             u64 epoch  (written by the producer when it starts: see OpLog.begin_epoch)
     line 2   u64 tail   (written by the consumer: end of what the PM copy has committed)
     data     capacity bytes of entries
 
@@ -40,8 +41,8 @@ from .native import FAST
 from .opcodec import encode_group
 
 MAGIC = b"PSMOPLOG"
-VERSION = 2  # (1: no epoch, every entry untagged; read as epoch 0, upgraded by begin_epoch)
-_HDR = struct.Struct("<8sIIQ")  # magic, version, epoch, capacity; checksum at +24
+VERSION = 2  # (1: made before epochs; its epoch word 0 until its first begin_epoch)
+_HDR = struct.Struct("<8sIIQ")  # magic, version, 0, capacity; checksum at +24
 _POS_BITS = 48
 _POS_MASK = (1 << _POS_BITS) - 1
 _EPOCH_TAGS = 1 << 15  # (bits 48-62 of an entry's position word: the epoch mod 2**15)
@@ -95,7 +96,7 @@ class OpLog:
         buf = dev.buf
         if size < _DATA + 64 or base + size > dev.size:
             raise CorruptPoolError(f"operation log region [{base}, +{size}) does not fit")
-        magic, version, epoch, capacity = _HDR.unpack_from(buf, base)
+        magic, version, _z, capacity = _HDR.unpack_from(buf, base)
         chk = _Q.unpack_from(buf, base + 24)[0]
         if magic != MAGIC:
             raise CorruptPoolError("the operation log has not been formatted (bad magic)")
@@ -104,9 +105,10 @@ class OpLog:
         if capacity != (size - _DATA) // 64 * 64:
             raise CorruptPoolError("the operation log header does not match its region")
         self.capacity = capacity
-        self.epoch = epoch
-        self._tag = (epoch % _EPOCH_TAGS) << _POS_BITS
         self._head_at = base + _HEAD
+        self._epoch_at = base + _HEAD + 8
+        self.epoch = _load64(buf, self._epoch_at)
+        self._tag = (self.epoch % _EPOCH_TAGS) << _POS_BITS
         self._tail_at = base + _TAIL
         self._data = base + _DATA
         # On a disk pool (dev.writes_through) the entries go to the file at the commit, with
@@ -147,28 +149,26 @@ class OpLog:
 
     def begin_epoch(self) -> int:
         """Start this process's epoch (the producer calls it once, after any recovery and
-        before its first append): the header's epoch goes up by one and is made durable,
-        and every entry appended from now on carries it.  Returns the new epoch.
+        before its first append): the log's epoch word goes up by one and is made durable
+        (one aligned 8-byte store: a crash leaves the old epoch or the new, never a torn
+        header), and every entry appended from now on carries it.  Returns the new epoch.
 
         Why: on a disk pool the synced writes of a commit (several commits, when they
         overlap) may reach the disk in any order, so a power loss can leave a torn entry
         with whole, valid entries after it.  Recovery ends the log at the torn one; the
         valid ones after it were never acknowledged, and must never be read later, when
         new entries happen to end exactly where one of them starts.  They carry the old
-        epoch, and :meth:`recover_end` reads on only over entries of the header's."""
+        epoch, and :meth:`recover_end` reads on only over entries of the log's."""
         if self._inflight:
             raise ValueError("begin_epoch with a commit in flight")
-        epoch = self.epoch + 1 if self.epoch < 0xFFFFFFFF else 1
-        hdr = bytearray(32)
-        _HDR.pack_into(hdr, 0, MAGIC, VERSION, epoch, self.capacity)
-        _Q.pack_into(hdr, 24, xxh3_64_intdigest(hdr[:24]))
+        epoch = self.epoch + 1
         dev = self.dev
         if self._through:
-            dev.write(self.base, bytes(hdr))
+            dev.write(self._epoch_at, epoch.to_bytes(8, "little"))
             dev.sync()
         else:
-            dev.buf[self.base : self.base + 32] = hdr
-            dev.persist(self.base, 32)
+            _store64(dev.buf, self._epoch_at, epoch)
+            dev.persist(self._epoch_at, 8)
         self.epoch = epoch
         self._tag = (epoch % _EPOCH_TAGS) << _POS_BITS
         return epoch
