@@ -466,9 +466,7 @@ class OpLog:
         if ticket.writer is not None:
             return
         try:
-            dev = self.dev
-            for a, data in ticket.runs:
-                dev.write_sync(a, data)
+            self._write_ranges(ticket.runs)
         except BaseException as e:
             ticket.error = e
             raise
@@ -481,13 +479,20 @@ class OpLog:
                 for a, _n, chunks in self._runs]
 
     def _write_through(self, runs: list[tuple[int, bytes]], res: int) -> None:
+        self._write_ranges(runs)
+        self._publish_head(res)
+
+    def _write_ranges(self, runs: list[tuple[int, bytes]]) -> None:
         # One synced write per range (O_DSYNC: only that range is written back, not what
-        # the shadow wrote into the file meanwhile), then the head, unsynced: made durable
-        # by the next commit's sync (after a power loss recovery finds entries past it).
+        # the shadow wrote into the file meanwhile)
         dev = self.dev
         for a, data in runs:
             dev.write_sync(a, data)
-        dev.write(self._head_at, res.to_bytes(8, "little"))
+
+    def _publish_head(self, res: int) -> None:
+        # (disk pools) the head, written unsynced: it reaches the disk when the whole file
+        # is next synced (after a power loss recovery reads on past it: recover_end)
+        self.dev.write(self._head_at, res.to_bytes(8, "little"))
 
     def _wait_written(self, ticket: CommitTicket) -> None:
         # wait for one ticket's writes; its writer goes back to the free ones
@@ -523,7 +528,7 @@ class OpLog:
             inflight.popleft()
             if first is ticket:
                 break
-        self.dev.write(self._head_at, ticket.res.to_bytes(8, "little"))
+        self._publish_head(ticket.res)
         self._committed = ticket.res
 
     # ------------------------------------------------------------------ consumer
@@ -620,7 +625,7 @@ class OpLog:
                 break
             end = nxt
         if end != self.head:
-            self.dev.write(self._head_at, end.to_bytes(8, "little"))
+            self._publish_head(end)
             self.dev.sync()
         self._res = self._committed = self._begun = self._head_seen = end
         return end
