@@ -8,11 +8,11 @@ overlapped commits a Python thread (docs/device.md).
 from setuptools import Extension, setup
 
 
-def optional_extension(name: str) -> Extension:
-    """``persimmon.<name>`` from ``src/persimmon/<name>.c``, skipped if it cannot be built."""
+def optional_extension(name: str, package: str = "persimmon") -> Extension:
+    """``<package>.<name>`` from ``src/<package>/<name>.c``, skipped if it cannot be built."""
     return Extension(
-        f"persimmon.{name}",
-        [f"src/persimmon/{name}.c"],
+        f"{package}.{name}",
+        [f"src/{package}/{name}.c"],
         optional=True,
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                             "-Wno-missing-field-initializers"],
@@ -25,5 +25,8 @@ setup(
         # a disk pool's group commit, written by a thread that never takes the GIL
         # (without it, the server's overlapped commits use a Python thread)
         optional_extension("_commitio"),
+        # persimmon-redis reads whole plain requests without hiredis's per-command calls
+        # (without it, every chunk is read the general way)
+        optional_extension("_resp", "persimmon_redis"),
     ]
 )

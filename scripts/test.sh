@@ -23,8 +23,10 @@ python3 -m pytest "$@"
 if [ $# -eq 0 ]; then
     # The pure-Python twin of the compiled paths is the reference the compiled code is held
     # to: the heap, runtime and crash tests again without the compiled module (issue 20's
-    # bug lived only in the pure-Python store path).
+    # bug lived only in the pure-Python store path), and the Redis protocol tests with every
+    # request read by hiredis (the compiled server reads whole commands itself).
     PERSIMMON_PURE_PYTHON=1 python3 -m pytest -q tests/test_heap_*.py tests/test_runtime*.py \
         tests/test_group_commit.py tests/test_oplog.py tests/test_shadow_loop.py \
-        tests/test_opcodec.py tests/test_native_contract.py tests/test_proxy_interface.py
+        tests/test_opcodec.py tests/test_native_contract.py tests/test_proxy_interface.py \
+        tests/redis/test_resp_fastpath.py tests/redis/test_protocol.py
 fi

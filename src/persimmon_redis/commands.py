@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import chance, cmds  # noqa: F401  (they fill the command table)
-from .keyspace import DIRTY, Ctx, _views
+from .keyspace import DIRTY, Ctx, _views, reused_ctx
 from .registry import COMMANDS, Cmd
 from .replies import E_DB, OK, RError
 
@@ -48,12 +48,7 @@ def execute_op(state: Any, op: Any) -> Any:
                 n = DIRTY[1]
                 DIRTY[0] += 1 if n < 0 else n
         return out
-    ctx = _views[2].get(dbi) if state is _views[0] else None
-    if ctx is None:
-        ctx = Ctx(state, dbi, now)
-        _views[2][dbi] = ctx  # (Ctx() made the views this state's)
-    else:
-        ctx.now = now
+    ctx = reused_ctx(state, dbi, now)
     cmd = COMMANDS[name]
     if not _views[3]:  # (the shadow's copy: its count of changes is never read)
         try:

@@ -95,6 +95,19 @@ class Ctx:
         self.db, self.data, self.expires, self.raw = v
 
 
+def reused_ctx(state: Any, dbi: int, now: int) -> Ctx:
+    """A Ctx on ``state``'s database ``dbi`` at ``now``, the same object from one call to
+    the next (``_views``' third item): for a handler that runs to its end before the next
+    one begins and never selects another database (a logged write, or a plain read)."""
+    ctx = _views[2].get(dbi) if state is _views[0] else None
+    if ctx is None:
+        ctx = Ctx(state, dbi, now)
+        _views[2][dbi] = ctx  # (Ctx() made the views this state's)
+    else:
+        ctx.now = now
+    return ctx
+
+
 # ---------------------------------------------------------------------------- parsing
 def to_int(b: bytes, err: str = E_INT) -> int:
     if not INT_RE.match(b):

@@ -30,7 +30,7 @@ from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
 from .config import Config
 from .info import VERSION
-from .keyspace import DIRTY, lookup
+from .keyspace import DIRTY, lookup, reused_ctx
 from .patterns import glob_match
 from .persistence import PersistenceError, ShadowError
 from .replies import (
@@ -43,6 +43,7 @@ from .replies import (
     arity_error,
     encode,
 )
+from .resp import FAST as _RESP_FAST
 
 log = logging.getLogger("persimmon_redis")
 _BIGNUM = re.compile(rb"[*$](\d{9,})\r\n")
@@ -56,6 +57,8 @@ INLINE_MAX = 64 * 1024
 IOBUF_LEN = 16 * 1024  # Redis's PROTO_IOBUF_LEN: a client's query buffer (CLIENT LIST)
 RESIZE_THRESHOLD = 32 * 1024  # Redis's PROTO_RESIZE_THRESHOLD (and PROTO_MBULK_BIG_ARG)
 _BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
+_PARSE = _RESP_FAST.parse_commands if _RESP_FAST is not None else None
+_wire_size = _RESP_FAST.wire_size if _RESP_FAST is not None else None
 _time_ns = time.time_ns
 
 
@@ -131,6 +134,9 @@ class Client(asyncio.Protocol):
         self.nocr = 0  # bytes at the end of what was read that follow its last '\r'
         self.crhead = b""  # the bytes before that '\r'
         self.inline = b""
+        # bytes given to the hiredis reader that it has not returned as commands: the fast
+        # path (whole commands read at once, resp.py) is taken only when it holds none
+        self.held = 0
         self.last_cmd = b""
         self.paused = False
         self.in_exec = False
@@ -221,6 +227,17 @@ class Client(asyncio.Protocol):
             self.qb_peak = size
             if self.qbuf_size < IOBUF_LEN:  # (the first read since it was given back)
                 self.qbuf_size = IOBUF_LEN
+        if not self.held and not self.tail and not self.inline and _PARSE is not None:
+            # The fast path: a chunk of whole plain commands while the reader holds
+            # nothing (every client sends those).  Anything else is declined (None) and
+            # read the general way below, which says what is wrong with it.
+            commands = _PARSE(data, self.server.cfg.proto_max_bulk_len)
+            if commands is not None:
+                if self._run(commands):
+                    self.nocr = 1  # (what the general path's bookkeeping below leaves)
+                    self.crhead = data[-23:-2]
+                    self.server.schedule(self)
+                return
         reader = self.reader
         # A new command starting with anything but '*' is an inline command (telnet).  The
         # reader holds part of a command when it has unread bytes, or when a chunk ended
@@ -237,7 +254,8 @@ class Client(asyncio.Protocol):
         elif self._too_big(data):
             return
         reader.feed(data)
-        dispatch = self.dispatch_fn
+        commands = []
+        error = None
         while True:
             try:
                 argv = reader.gets()
@@ -246,35 +264,38 @@ class Client(asyncio.Protocol):
                     # Redis ignores a negative multibulk count ("*-10"): start afresh after
                     # it (hiredis only accepts -1)
                     self.reader = hiredis.Reader()
+                    self.held = 0
                     rest = data[data.find(b"\n") + 1 :]
                     if rest:
                         self.data_received(rest)
                     return
-                self.protocol_error(_protocol_message(str(e)))
-                return
+                error = _protocol_message(str(e))
+                break
             if argv is False:
                 break
             # every element must be a bulk string: join() raises on anything else (C speed)
             if type(argv) is not list or not argv:
                 if argv is None or argv == []:
+                    if _PARSE is not None:
+                        self.held -= _wire_size(argv)
                     continue  # "*-1", "*0": Redis ignores an empty multibulk
-                self.protocol_error("expected '$', got something else")
-                return
+                error = "expected '$', got something else"
+                break
             try:
                 b"".join(argv)
             except TypeError:
-                self.protocol_error("expected '$', got something else")
-                return
-            if self.blocked is not None or self.backlog:
-                self.backlog.append(argv)
-            else:
-                dispatch(self, argv)
-            if self.closing:
-                if not self.switching:
-                    return
-                # CLIENT REPLY changed how this client's commands are dispatched
-                self.closing = self.switching = False
-                dispatch = self.dispatch_fn
+                error = "expected '$', got something else"
+                break
+            if _PARSE is not None:
+                self.held -= _wire_size(argv)
+            commands.append(argv)
+        if _PARSE is not None:
+            self.held += len(data)
+        if commands and not self._run(commands):
+            return
+        if error is not None:
+            self.protocol_error(error)
+            return
         # Redis refuses a '*' or '$' header line still without its '\r' after 64 KiB
         # (PROTO_INLINE_MAX_SIZE); hiredis would buffer it for ever.  More than 64 KiB are
         # waiting (hiredis's buffer keeps under 1 KiB of what it parsed) and none of it is a
@@ -302,6 +323,23 @@ class Client(asyncio.Protocol):
         # Replies go out once per event-loop round, after the group commit: writing each at
         # once was measured slower (a wake-up of the client per reply instead of per round).
         self.server.schedule(self)
+
+    def _run(self, commands: list) -> bool:
+        """Dispatch ``commands`` in order (or keep them while the client is blocked);
+        False when the client is closing (the rest are not run)."""
+        dispatch = self.dispatch_fn
+        for argv in commands:
+            if self.blocked is not None or self.backlog:
+                self.backlog.append(argv)
+            else:
+                dispatch(self, argv)
+            if self.closing:
+                if not self.switching:
+                    return False
+                # CLIENT REPLY changed how this client's commands are dispatched
+                self.closing = self.switching = False
+                dispatch = self.dispatch_fn
+        return True
 
     def send_out(self, count: int | None = None) -> None:
         """Write the queued replies, or the first ``count`` of them (bounded by the client
@@ -734,7 +772,7 @@ class Server:
                         res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
                     else:
                         try:
-                            res = cmd.fn(Ctx(self.state, c.db, _now_ms()), argv)
+                            res = cmd.fn(reused_ctx(self.state, c.db, _now_ms()), argv)
                         except RError as e:
                             res = e
                     if type(res) is bytes:

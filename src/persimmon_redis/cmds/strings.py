@@ -48,6 +48,9 @@ def _deadline(ctx: Ctx, opt: bytes, arg: bytes, name: str) -> int:
 
 @command("get", arity=2, flags=("readonly", "fast"))
 def cmd_get(ctx: Ctx, a: list) -> Any:
+    v = ctx.data.get(a[1])
+    if v is None or (type(v) is bytes and not ctx.expires):
+        return v  # (the common case, without get_str's calls: no key, or a string and no TTLs)
     return get_str(ctx, a[1])
 
 

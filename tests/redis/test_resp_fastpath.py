@@ -1,0 +1,239 @@
+"""The fast path of reading requests (``persimmon_redis.resp``, ``_resp.c``): a chunk of
+whole plain commands is read at once, anything else the general way (hiredis).
+
+The compiled parser is held to its pure-Python twin, and both to hiredis: where they
+answer, they answer what hiredis would; and the server takes the fast path only while its
+hiredis reader holds nothing, so a command cut anywhere reads the same either way."""
+
+from __future__ import annotations
+
+import hiredis
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from persimmon_redis import resp
+from persimmon_redis.config import Config
+from persimmon_redis.persistence import NoPersistence
+from persimmon_redis.server import Client, Server
+
+COMPILED = resp.FAST
+needs_compiled = pytest.mark.skipif(
+    COMPILED is None, reason="the compiled twin is not built (PERSIMMON_PURE_PYTHON or no "
+    "compiler): the server reads every chunk the general way")
+PARSERS = [pytest.param(resp.parse_commands, id="python"),
+           pytest.param(COMPILED.parse_commands if COMPILED else None, id="compiled",
+                        marks=needs_compiled)]
+MAX_BULK = 512 * 1024 * 1024
+
+
+def encode(commands: list[list[bytes]]) -> bytes:
+    out = []
+    for argv in commands:
+        out.append(b"*%d\r\n" % len(argv))
+        for a in argv:
+            out.append(b"$%d\r\n%b\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def hiredis_reads(data: bytes) -> tuple[list, bool]:
+    """(what hiredis returns for ``data``, whether it then holds nothing of it)."""
+    reader = hiredis.Reader()
+    reader.feed(data)
+    out = []
+    try:
+        while (item := reader.gets()) is not False:
+            out.append(item)
+    except hiredis.ProtocolError:
+        return out, False
+    consumed = sum(resp.wire_size(x) for x in out
+                   if x is None or (type(x) is list and all(type(a) is bytes for a in x)))
+    return out, consumed == len(data) and not reader.has_data()
+
+
+args = st.lists(st.binary(max_size=40) | st.sampled_from([b"", b"\r\n", b"*1\r\n", b"$3"]),
+                min_size=1, max_size=6)
+commands = st.lists(args, min_size=1, max_size=5)
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+def test_whole_commands_are_read_as_hiredis_reads_them(parse):
+    data = encode([[b"SET", b"k", b"v\r\nx"], [b"GET", b""], [b"PING"]])
+    assert parse(data, MAX_BULK) == [[b"SET", b"k", b"v\r\nx"], [b"GET", b""], [b"PING"]]
+    assert parse(data, MAX_BULK) == hiredis_reads(data)[0]
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+@pytest.mark.parametrize("data", [
+    b"*2\r\n$3\r\nGET\r\n",  # cut between two elements
+    b"*2\r\n$3\r\nGET\r\n$5\r\nke",  # cut inside a payload
+    b"*1\r\n$4\r\nPING\r\n*1\r\n$4",  # a whole command, then a cut one
+    b"PING\r\n",  # inline
+    b"*0\r\n", b"*-1\r\n", b"*-10\r\n",  # empty and negative arrays
+    b"*1\r\n:5\r\n",  # not a bulk string
+    b"*1\r\n$04\r\nPING\r\n",  # a leading zero (hiredis reads it; the fast path declines)
+    b"*1\r\n$123456789\r\n",  # 9 digits: the general path's checks
+    b"*1\r\n$4\r\nPINGxx",  # no CRLF after the payload
+    b"*1\n$4\r\nPING\r\n",  # a bare LF
+    b"*2\r\n$3\r\nGET\r\n*1\r\n$4\r\nPING\r\n",  # an array inside an array
+    b"", b"*", b"*1\r\n",
+])
+def test_anything_but_whole_plain_commands_is_declined(parse, data):
+    assert parse(data, MAX_BULK) is None
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+def test_a_length_over_the_bulk_limit_is_declined(parse):
+    data = encode([[b"SET", b"k", b"x" * 100]])
+    assert parse(data, 100) == [[b"SET", b"k", b"x" * 100]]
+    assert parse(data, 99) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands, st.data())
+def test_the_twins_agree_with_each_other_and_with_hiredis(cmds, draw):
+    data = encode(cmds)
+    assert resp.parse_commands(data, MAX_BULK) == cmds == hiredis_reads(data)[0]
+    if COMPILED is not None:
+        assert COMPILED.parse_commands(data, MAX_BULK) == cmds
+    # any prefix, and any byte changed: both twins answer alike, and where they read
+    # something it is what hiredis reads, hiredis then holding nothing
+    cut = draw.draw(st.integers(0, len(data)))
+    at = draw.draw(st.integers(0, len(data) - 1))
+    mutated = data[:at] + bytes([draw.draw(st.integers(0, 255))]) + data[at + 1 :]
+    for chunk in (data[:cut], mutated):
+        mine = resp.parse_commands(chunk, MAX_BULK)
+        if COMPILED is not None:
+            assert COMPILED.parse_commands(chunk, MAX_BULK) == mine
+        if mine is not None:
+            assert (mine, True) == hiredis_reads(chunk)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=3000), max_size=12) | st.none())
+def test_wire_size_is_the_shortest_encoding(argv):
+    expected = 5 if argv is None else len(encode([argv]))
+    assert resp.wire_size(argv) == expected
+    if COMPILED is not None:
+        assert COMPILED.wire_size(argv) == expected
+
+
+def test_wire_size_refuses_what_is_not_a_command():
+    with pytest.raises(TypeError):
+        resp.wire_size([b"a", 5])
+    if COMPILED is not None:
+        with pytest.raises(TypeError):
+            COMPILED.wire_size([b"a", 5])
+        with pytest.raises(TypeError):
+            COMPILED.wire_size(b"abc")
+        with pytest.raises(TypeError):
+            COMPILED.parse_commands(bytearray(b"*1\r\n$4\r\nPING\r\n"), MAX_BULK)
+
+
+# ------------------------------------------------------------------ the server's reading
+class _Transport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> tuple:
+        return ("127.0.0.1", 5000)
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.callbacks: list = []
+
+    def call_soon(self, fn, *a) -> None:
+        self.callbacks.append(fn)
+
+
+def _client() -> tuple[Server, Client, _Transport]:
+    server = Server(Config(), NoPersistence(16))
+    server.loop = _Loop()
+    c = Client(server)
+    t = _Transport()
+    c.connection_made(t)
+    return server, c, t
+
+
+def _feed(server: Server, c: Client, t: _Transport, chunks: list[bytes]) -> bytes:
+    for chunk in chunks:
+        c.data_received(chunk)
+        while server.loop.callbacks:
+            server.loop.callbacks.pop(0)()
+    out = b"".join(t.sent)
+    t.sent.clear()
+    return out
+
+
+def test_the_fast_path_is_taken_again_once_a_cut_command_is_read():
+    server, c, t = _client()
+    cmd = encode([[b"SET", b"cut", b"value"]])
+    assert _feed(server, c, t, [cmd[:13]]) == b""
+    # (the count is kept only when there is a fast path to take)
+    assert c.held == (13 if COMPILED else 0)  # the reader holds an array cut between elements
+    assert _feed(server, c, t, [cmd[13:]]) == b"+OK\r\n"
+    assert c.held == 0
+    calls = []
+    if COMPILED is not None:
+        import persimmon_redis.server as srv
+
+        real = srv._PARSE
+        srv._PARSE = lambda data, limit: calls.append(data) or real(data, limit)
+        try:
+            assert _feed(server, c, t, [encode([[b"GET", b"cut"]])]) == b"$5\r\nvalue\r\n"
+        finally:
+            srv._PARSE = real
+        assert calls == [encode([[b"GET", b"cut"]])]
+
+
+def test_an_array_cut_between_elements_is_never_read_as_a_new_command():
+    # hiredis holds "*2 GET" with nothing unread: the next chunk is its second element,
+    # here an array, which Redis refuses (a fast path reading it afresh would run PING)
+    server, c, t = _client()
+    out = _feed(server, c, t, [b"*2\r\n$3\r\nGET\r\n", b"*1\r\n$4\r\nPING\r\n"])
+    assert out == b"-ERR Protocol error: expected '$', got something else\r\n"
+    assert t.closed
+
+
+def test_a_length_with_a_leading_zero_is_refused_as_redis_refuses_it():
+    # the fast path declines it, and hiredis refuses it as Redis's string2ll does
+    server, c, t = _client()
+    out = _feed(server, c, t, [b"*1\r\n$04\r\nPING\r\n"])
+    assert out.startswith(b"-ERR Protocol error: invalid bulk length")
+    assert t.closed
+
+
+def test_what_hiredis_reads_the_reader_is_counted_exactly():
+    # hiredis consumes the two bytes after a payload whatever they are: the count of what
+    # it holds still comes back to 0, and the next whole chunk takes the fast path
+    server, c, t = _client()
+    assert _feed(server, c, t, [b"*1\r\n$4\r\nPINGxy", encode([[b"PING"]])[:5]]) \
+        == b"+PONG\r\n"
+    assert c.held == (5 if COMPILED else 0)
+    assert _feed(server, c, t, [encode([[b"PING"]])[5:], encode([[b"PING"]])]) \
+        == b"+PONG\r\n+PONG\r\n"
+    assert c.held == 0
+
+
+def test_pipelines_and_commands_after_a_blocking_one_keep_their_order():
+    server, c, t = _client()
+    data = encode([[b"RPUSH", b"l", b"a"], [b"LPOP", b"l"], [b"LPOP", b"l"], [b"PING"]])
+    assert _feed(server, c, t, [data]) == b":1\r\n$1\r\na\r\n$-1\r\n+PONG\r\n"
+    # a client blocked keeps what it sent next until it is served
+    data = encode([[b"BLPOP", b"q", b"0"], [b"GET", b"after"]])
+    assert _feed(server, c, t, [data]) == b""
+    assert [list(x) for x in c.backlog] == [[b"GET", b"after"]]
