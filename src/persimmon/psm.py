@@ -450,6 +450,12 @@ class PSM:
         time.sleep(0.0002)
 
     # ------------------------------------------------------------------ inspection
+    def logged_ops(self) -> int:
+        """How many operations this PSM has logged since it opened, made durable or not
+        yet (a request loop compares two readings with the writes it logged itself, to
+        learn whether other code logged any in between)."""
+        return self._ops_logged + len(self._group)
+
     def stats(self) -> dict[str, Any]:
         """Counters of the runtime (see README for the meaning of each)."""
         c = self._counters
@@ -457,7 +463,7 @@ class PSM:
         head, tail = lg.head, lg.tail
         batches = c.batches
         committed = c.committed_ops
-        logged = self._ops_logged + len(self._group)
+        logged = self.logged_ops()
         logged_total = self._backlog + logged
         return {
             "survives": self._pool.dev.survives,

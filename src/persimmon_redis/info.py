@@ -195,6 +195,9 @@ def _persimmon(s: Any) -> dict | None:
             out[k] = f"{v:.6f}"
         else:
             out[k] = int(v) if isinstance(v, bool) else v
+    # (--commit-overlap) replies of reads of durable data sent before the commits in
+    # flight ended (docs/device.md, "Reads that wait for no commit")
+    out["replies_before_commit"] = s.durable_replies
     return out
 
 

@@ -83,6 +83,7 @@ class PersimmonPersistence:
         # the writes done by threads that never take the GIL, which say one is done
         # through this descriptor (None: not built; the server uses Python threads)
         self.commit_fd = self.psm.background_commits(self.in_flight) if self.overlapped else None
+        self.logged_ops = self.psm.logged_ops
 
     def checkpoint(self, wait: bool) -> None:
         if wait:

@@ -146,6 +146,12 @@ class Client(asyncio.Protocol):
         self.reply_mode = b"ON"
         self.switching = False
         self.pushed: list[int] = []
+        # (disk pools with --commit-overlap) how many of the replies queued in ``out`` are
+        # reads of durable data, counted only while all of them are (docs/device.md,
+        # "Reads that wait for no commit"); anything that removes replies from ``out``
+        # sets it to 0.  The window of commits (Server.window) those reads were made in.
+        self.durable_reads = 0
+        self.durable_window = 0
 
     def set_reply_mode(self, mode: bytes) -> None:
         self.reply_mode = mode
@@ -351,6 +357,7 @@ class Client(asyncio.Protocol):
         else:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
+        self.durable_reads = 0
         t = self.transport
         t.write(data)
         if t.get_write_buffer_size() > self.server.cfg.client_output_limit:
@@ -473,6 +480,7 @@ def _muted_dispatch(c: Client, argv: list) -> None:
     keep = [c.out[i] for i in c.pushed if i >= mark]  # pub/sub messages still go out
     del c.out[mark:]
     c.out += keep
+    c.durable_reads = 0
     if mode == b"SKIP" and c.reply_mode == b"SKIP":  # the one skipped reply is done
         c.set_reply_mode(b"ON")
 
@@ -555,6 +563,23 @@ class Server:
         # the commit covers: those queued when it began; later ones wait for a later one)
         self.commits: deque[tuple[Any, dict[int, tuple[Client, int]]]] = deque()
         self.held_next: list = []  # batches made while no more commits could begin
+        # Reads that wait for no commit (docs/device.md).  A window is the writes logged
+        # between two commit_begin, numbered from 0: ``window`` is the one being made,
+        # every one below ``durable_below`` is durable.  ``written`` maps each (db, key)
+        # the fast path wrote to the window of its last write (pruned of durable ones now
+        # and then); ``window_writes`` counts those writes in this window, and the PSM's
+        # count of logged operations, ``window_logged`` when it began, says whether any
+        # other write was logged meanwhile (then any read may have seen it: none of this
+        # window leaves early, nor while its commit is in flight: ``untracked_in_flight``).
+        self.tracking = bool(persistence.overlapped)
+        self.written: dict[tuple[int, bytes], int] = {}
+        self.prune_at = 4096
+        self.window = 0
+        self.durable_below = 0
+        self.window_writes = 0
+        self.window_logged = persistence.logged_ops() if self.tracking else 0
+        self.untracked_in_flight = 0
+        self.durable_replies = 0  # (INFO: replies sent without waiting for a commit)
         self._committer: ThreadPoolExecutor | None = None
         self.loop: Any = None
         self.channels: dict[bytes, set] = {}
@@ -613,7 +638,8 @@ class Server:
             return
         pending = self.pending
         self.pending = {}
-        if self.p.overlapped:
+        if self.p.overlapped and (self._send_durable_reads(pending) or self.commits
+                                  or self.held_next):
             if len(self.commits) >= self.p.in_flight:
                 # these replies may have seen the writes in flight (and made more, that
                 # only a later commit makes durable): they wait for a commit to end
@@ -621,11 +647,16 @@ class Server:
             else:
                 self._commit_overlapped([pending])
             return
+        # (with --commit-overlap too, when no commit is in flight and no reply could
+        # leave before this one ends: nothing would go on while it is written, and a
+        # commit written here, with the loop waiting, costs less CPU than one overlapped)
         try:
             self.p.sync()  # group commit: the writes behind these replies are durable now
         except PersistenceError as e:
             self.fail(f"the operation log could not be made durable: {e}")
             return
+        if self.tracking:
+            self._all_durable()
         self._send(pending)
         self._close_finished()
 
@@ -685,7 +716,8 @@ class Server:
         # A client's replies queued now are what this commit covers (their writes were
         # logged before it began); replies it gets while the commit is written may depend
         # on writes only a later commit makes durable: they stay queued until then.
-        commits.append((ticket, {c.id: (c, len(c.out)) for b in batches for c in b.values()}))
+        commits.append((ticket, {c.id: (c, len(c.out)) for b in batches for c in b.values()},
+                        self._close_window()))
         if self.p.commit_fd is not None:
             return  # (being written: _commit_ready is called when it is)
         if self._committer is None:
@@ -693,6 +725,60 @@ class Server:
                                                  thread_name_prefix="log-commit")
         fut = self.loop.run_in_executor(self._committer, self.p.commit_write, ticket)
         fut.add_done_callback(lambda _f: self._commit_ready())
+
+    def _close_window(self) -> tuple[int, bool]:
+        """A commit began: the writes logged since the last one are its window.  Returns
+        (its number, whether some of its writes went untracked) for :meth:`_durable`."""
+        if not self.tracking:
+            return (0, False)
+        logged = self.p.logged_ops()
+        untracked = logged - self.window_logged != self.window_writes
+        if untracked:
+            self.untracked_in_flight += 1
+        window = self.window
+        self.window = window + 1
+        self.window_writes = 0
+        self.window_logged = logged
+        return (window, untracked)
+
+    def _all_durable(self) -> None:
+        """Every write logged so far is durable (a sync returned)."""
+        if self.written:
+            self.written.clear()
+        self.window += 1
+        self.durable_below = self.window
+        self.window_writes = 0
+        self.window_logged = self.p.logged_ops()
+        self.untracked_in_flight = 0
+
+    def _durable(self, window: tuple[int, bool]) -> None:
+        """A commit ended: its window's writes are durable (and every earlier one's)."""
+        number, untracked = window
+        self.durable_below = number + 1
+        if untracked:
+            self.untracked_in_flight -= 1
+        written = self.written
+        if len(written) > self.prune_at:  # (amortized: at most once per as many writes)
+            self.written = written = {k: w for k, w in written.items() if w > number}
+            self.prune_at = max(4096, 2 * len(written))
+
+    def _send_durable_reads(self, pending: dict) -> int:
+        """Send now the replies of clients whose queued replies are all reads of durable
+        data made in this window, unless a write of this window went untracked; returns
+        how many were sent."""
+        if self.p.logged_ops() - self.window_logged != self.window_writes:
+            return 0  # (a write other than the fast path's: they may have seen it)
+        window = self.window
+        sent = 0
+        for c in pending.values():
+            out = c.out
+            n = c.durable_reads
+            if n and n == len(out) and c.durable_window == window \
+                    and c.transport is not None:
+                sent += n
+                c.send_out()
+        self.durable_replies += sent
+        return sent
 
     def _commit_ready(self) -> None:
         """A commit's writes are over (the background writers' descriptor is readable, or
@@ -705,18 +791,19 @@ class Server:
             self.p.clear_commit_signal()  # (a commit written after this signals again)
         ended = 0
         while commits and self.p.commit_written(commits[0][0]):
-            ticket, held = commits.popleft()
+            ticket, held, window = commits.popleft()
             try:
                 self.p.commit_end(ticket)
             except Exception as e:
                 self.fail(f"the operation log could not be made durable: {e!r}")
                 return
             ended += 1
+            self._durable(window)
             for c, n in held.values():
                 if n and c.transport is not None:
                     c.send_out(n)
                     # (a later commit's count for this client included these replies)
-                    for _t, later in commits:
+                    for _t, later, _w in commits:
                         if (h := later.get(c.id)) is not None:
                             later[c.id] = (c, max(0, h[1] - n))
         if not ended:
@@ -734,7 +821,9 @@ class Server:
         if not self.commits and not self.held_next:
             return
         self.p.sync()  # (ends those in flight, and commits what was logged since)
-        held = [{i: c for i, (c, _n) in h.items()} for _t, h in self.commits]
+        if self.tracking:
+            self._all_durable()
+        held = [{i: c for i, (c, _n) in h.items()} for _t, h, _w in self.commits]
         held += self.held_next
         self.commits.clear()
         self.held_next = []
@@ -765,22 +854,37 @@ class Server:
                 arity = cmd.arity
                 if n == arity or (arity < 0 and n >= -arity):
                     cmd.calls += 1  # (INFO commandstats; the total is their sum)
+                    durable = False
                     if cmd.write:
                         if self.watchers or self.blocked:
                             self.write_and_touch(c, cmd, argv)
                             return
                         res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
+                        if self.tracking and cmd in _ONE_KEY:
+                            self.written[(c.db, argv[1])] = self.window
+                            self.window_writes += 1
                     else:
                         try:
                             res = cmd.fn(reused_ctx(self.state, c.db, _now_ms()), argv)
                         except RError as e:
                             res = e
+                        if self.tracking and cmd in _ONE_KEY:
+                            # a read of a key no write in flight touched, by a client whose
+                            # queued replies are all such reads of this window, may leave
+                            # before the commits in flight end
+                            n = c.durable_reads
+                            durable = n == len(c.out) and not self.untracked_in_flight \
+                                and (not n or c.durable_window == self.window) \
+                                and self.written.get((c.db, argv[1]), -1) < self.durable_below
                     if type(res) is bytes:
                         c.out.append(b"$%d\r\n%b\r\n" % (len(res), res))
                     elif res is OK:
                         c.out.append(b"+OK\r\n")
                     else:
                         c.reply(res)  # (an error reply counts as a failed call there)
+                    if durable:
+                        c.durable_reads += 1
+                        c.durable_window = self.window
                     return
             self.dispatch(c, argv, name)
         except ShutdownInterrupt:
@@ -1189,6 +1293,12 @@ _DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
                            if not c.server and "internal" not in c.flags
                            and c.precheck is None}
 _DATA_ALL = dict(_DATA)
+# The data commands whose only key is their first argument, that read or write nothing
+# else (the reads that may leave before the commits in flight end, and the writes whose
+# key is tracked for them; any other write makes every read of its window wait).
+_ONE_KEY = {c for c in _DATA.values()
+            if c.first == 1 and c.last == 1 and c.getkeys is None and c.touches is None
+            and not c.has("touches-arbitrary-keys") and c.name not in ("sort", "sort_ro")}
 _SAFE_DISPATCH_CODE = Server.safe_dispatch.__code__
 _EXECUTE_OP_CODE = execute_op.__code__
 _PUBSUB_OK = {b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping",
