@@ -8,8 +8,8 @@
  * the bytes, CRLF), every count and length written with at most 8 digits and no leading
  * zero, every length at most ``max_bulk``.  Anything else (a command cut at the end of
  * the chunk, an inline command, an empty chunk or array, a negative array, a long length,
- * a malformed byte) gives None, and the caller reads the chunk the general way (hiredis and the
- * checks around it), which says what is wrong with it.  So where it answers, it answers
+ * a malformed byte) gives None, and the caller reads the chunk the general way (hiredis
+ * and the checks around it), which says what is wrong with it.  So where it answers, it answers
  * as hiredis does; ``persimmon_redis.resp.parse_commands`` is its pure-Python twin and
  * the reference it is tested against.
  */

@@ -561,7 +561,8 @@ class Server:
         # (disk pools, --commit-overlap) the commits being written, oldest first, each with
         # the replies waiting for it: client id -> (client, how many of its queued replies
         # the commit covers: those queued when it began; later ones wait for a later one)
-        self.commits: deque[tuple[Any, dict[int, tuple[Client, int]]]] = deque()
+        self.commits: deque[tuple[Any, dict[int, tuple[Client, int]], tuple[int, bool]]] = \
+            deque()
         self.held_next: list = []  # batches made while no more commits could begin
         # Reads that wait for no commit (docs/device.md).  A window is the writes logged
         # between two commit_begin, numbered from 0: ``window`` is the one being made,
@@ -732,7 +733,7 @@ class Server:
         if not self.tracking:
             return (0, False)
         logged = self.p.logged_ops()
-        untracked = logged - self.window_logged != self.window_writes
+        untracked = self._untracked(logged)
         if untracked:
             self.untracked_in_flight += 1
         window = self.window
@@ -740,6 +741,11 @@ class Server:
         self.window_writes = 0
         self.window_logged = logged
         return (window, untracked)
+
+    def _untracked(self, logged: int) -> bool:
+        """Whether a write other than the fast path's was logged in this window (the PSM
+        counted ``logged`` operations in all)."""
+        return logged - self.window_logged != self.window_writes
 
     def _all_durable(self) -> None:
         """Every write logged so far is durable (a sync returned)."""
@@ -766,7 +772,7 @@ class Server:
         """Send now the replies of clients whose queued replies are all reads of durable
         data made in this window, unless a write of this window went untracked; returns
         how many were sent."""
-        if self.p.logged_ops() - self.window_logged != self.window_writes:
+        if self._untracked(self.p.logged_ops()):
             return 0  # (a write other than the fast path's: they may have seen it)
         window = self.window
         sent = 0
@@ -872,9 +878,9 @@ class Server:
                             # a read of a key no write in flight touched, by a client whose
                             # queued replies are all such reads of this window, may leave
                             # before the commits in flight end
-                            n = c.durable_reads
-                            durable = n == len(c.out) and not self.untracked_in_flight \
-                                and (not n or c.durable_window == self.window) \
+                            reads = c.durable_reads
+                            durable = reads == len(c.out) and not self.untracked_in_flight \
+                                and (not reads or c.durable_window == self.window) \
                                 and self.written.get((c.db, argv[1]), -1) < self.durable_below
                     if type(res) is bytes:
                         c.out.append(b"$%d\r\n%b\r\n" % (len(res), res))
