@@ -33,9 +33,14 @@ from machine import calibration_line  # noqa: E402
 class TreeServer(E.Server):
     """evaluate.Server, run from ``tree``'s sources."""
 
-    def __init__(self, kind: str, workdir: str, diskdir: str, tree: str) -> None:
+    def __init__(self, kind: str, workdir: str, diskdir: str, tree: str,
+                 extra: tuple[str, ...] = ()) -> None:
         super().__init__(kind, workdir, diskdir)
         self.tree = tree
+        self.extra = list(extra)
+
+    def cmd(self, rdb: bool = False) -> list[str]:
+        return super().cmd(rdb) + self.extra
 
     def start(self) -> float:
         env = dict(os.environ, PYTHONPATH=os.path.join(self.tree, "src"))
@@ -53,16 +58,24 @@ def main() -> None:
     ap.add_argument("--pipeline", type=int, default=1)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--overlap", action="store_true",
+                    help="also run this tree's server with --commit-overlap yes")
+    ap.add_argument("--no-everysec", action="store_true",
+                    help="leave out redis-server appendfsync everysec (shorter runs)")
     args = ap.parse_args()
     print(calibration_line(), "; load average", open("/proc/loadavg").read().split()[:3],
           flush=True)
     diskdir = tempfile.mkdtemp(prefix="bench-disk-", dir=args.diskdir)
     servers: dict[str, E.Server] = {"persimmon-disk": TreeServer("persimmon-disk", diskdir,
                                                                  diskdir, E.ROOT)}
+    if args.overlap:
+        servers["persimmon-disk+overlap"] = TreeServer("persimmon-disk", diskdir, diskdir,
+                                                       E.ROOT, ("--commit-overlap", "yes"))
     if args.baseline_tree:
         servers["persimmon-disk@baseline"] = TreeServer("persimmon-disk", diskdir, diskdir,
                                                         args.baseline_tree)
-    for k in ("redis-aof-always", "redis-aof-everysec"):
+    for k in ("redis-aof-always",) if args.no_everysec else ("redis-aof-always",
+                                                              "redis-aof-everysec"):
         servers[k] = E.Server(k, diskdir, diskdir)
     rows: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     try:

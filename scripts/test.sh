@@ -28,5 +28,6 @@ if [ $# -eq 0 ]; then
     PERSIMMON_PURE_PYTHON=1 python3 -m pytest -q tests/test_heap_*.py tests/test_runtime*.py \
         tests/test_group_commit.py tests/test_oplog.py tests/test_shadow_loop.py \
         tests/test_opcodec.py tests/test_native_contract.py tests/test_proxy_interface.py \
+        tests/test_disk_crash.py \
         tests/redis/test_resp_fastpath.py tests/redis/test_protocol.py
 fi

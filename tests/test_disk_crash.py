@@ -23,7 +23,14 @@ import pytest
 from heap_workload import canon
 from persimmon.cli import inspect_pool
 from persimmon.device import PAGE, on_tmpfs, open_device
-from persimmon.filedevice import JOURNAL_SUFFIX, DeferredFileDevice, FileDevice, read_journal
+from persimmon.filedevice import (
+    JOURNAL_SUFFIX,
+    MERGE_GAP,
+    DeferredFileDevice,
+    FileDevice,
+    merge_ranges,
+    read_journal,
+)
 from persimmon.heap import Heap
 from persimmon.opcodec import encode, encode_group
 from persimmon.oplog import OpLog
@@ -199,6 +206,50 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
     assert canon(_state_dict(state)) == expected[n_ops]
 
 
+def test_a_write_back_in_the_middle_of_a_batch_takes_the_batch_undo_entries():
+    """On the shadow's device the undo log does not flush its entries one by one
+    (``atomic_writeback``): a write-back in the middle of a batch (the shadow settling on
+    its way out after its foreground died, a heap that grows) writes the ranges an earlier
+    batch flushed as they are then, with this batch's stores in them, so it must write the
+    batch's undo entries with them (``UndoLog.batch_ranges``) or recovery could not roll
+    the batch back before replaying it."""
+    n_ops = 80
+    expected = {}
+    kv = KV()
+    for i in range(n_ops):
+        kv.apply(workload_op(i))
+        expected[i + 1] = canon(_state_dict(kv))
+    pool_file, journal = SimFile(512 << 10), SimFile(0)
+    fg_dev = SimFileDevice(pool_file, journal)
+    pool = Heap.create(fg_dev, KV(), log_size=64 << 10, undo_size=64 << 10,
+                       initial_size=256 << 10).pool
+    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
+    log_off, log_size = pool.oplog_off, pool.oplog_size
+    sh_dev = SimDeferredDevice(pool_file, journal, interval=1e9)  # (paced: no write-back)
+    heap = Heap.open(sh_dev)
+    assert not heap.undo._entry_fence
+    fg = OpLog(fg_dev, log_off, log_size)
+    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=10_000)
+
+    def apply(first: int, last: int) -> None:
+        for i in range(first, last):
+            fg.append(encode(workload_op(i)))
+            fg.commit()
+        sh_dev.refresh(log_off, log_size)
+        while ap.step():
+            pass
+
+    apply(0, n_ops // 2)
+    ap.commit()  # the first batch: committed, its ranges waiting for a write-back
+    apply(n_ops // 2, n_ops)  # the second: the same keys again, not committed
+    assert sh_dev.writebacks == 0 and ap.in_batch == n_ops // 2
+    sh_dev.settle()
+    assert sh_dev.writebacks == 1
+    dev = SimFileDevice(SimFile(pool_file.dur), SimFile(journal.dur))
+    state, _ = recover_state(dev)  # (the second batch rolled back, then replayed)
+    assert canon(_state_dict(state)) == expected[n_ops]
+
+
 def test_a_torn_journal_is_ignored_and_a_whole_one_copied_in_place():
     """The journal is all or nothing: a torn or stale image changes nothing."""
     f, j = SimFile(64 << 10), SimFile(0)
@@ -226,6 +277,35 @@ def test_a_torn_journal_is_ignored_and_a_whole_one_copied_in_place():
     assert dev.recover_journal() == 2
     assert pf.cache[100:105] == b"hello" and pf.dur[40000:40003] == b"abc"
     assert dev.recover_journal() == 0  # invalidated once copied
+
+
+def test_flushed_ranges_are_written_back_as_whole_lines_and_near_ones_as_one():
+    """A write-back writes whole 64-byte lines, overlapping ranges once, and ranges less
+    than ``MERGE_GAP`` bytes apart as one write (the bytes between from the private copy,
+    the same moment's state); the journal holds exactly what is written in place."""
+    assert merge_ranges([]) == []
+    assert merge_ranges([(70, 1)]) == [(64, 64)]
+    assert merge_ranges([(0, 0)]) == [(0, 64)]
+    assert merge_ranges([(130, 10), (0, 200), (64, 8)]) == [(0, 256)]
+    gap = MERGE_GAP
+    assert merge_ranges([(0, 64), (64 + gap - 64, 64)]) == [(0, gap + 64)]
+    assert merge_ranges([(0, 64), (64 + gap, 64)]) == [(0, 64), (64 + gap, 64)]
+    assert MERGE_GAP < PAGE  # (a gap never spans a page no flushed range is in)
+    f, j = SimFile(16 * PAGE), SimFile(0)
+    sh = SimDeferredDevice(f, j, interval=1e9)
+    sh.buf[1000:1004] = b"abcd"
+    sh.buf[1100:1102] = b"xy"  # between two flushed ranges: written with them
+    sh.buf[1200:1204] = b"efgh"
+    sh.buf[5 * PAGE : 5 * PAGE + 4] = b"far!"
+    sh.flush_ranges([(1000, 4), (1200, 4)])
+    sh.flush(5 * PAGE, 4)
+    assert sh.pending_bytes == 12
+    sh.settle()
+    assert [(off, len(d)) for off, d in read_journal(bytes(j.cache), len(f.cache))] == \
+        [(960, 1216 - 960), (5 * PAGE, 64)]
+    assert bytes(f.cache[1000:1004]) == b"abcd" and bytes(f.cache[1100:1102]) == b"xy"
+    assert bytes(f.cache[1200:1204]) == b"efgh" and bytes(f.cache[5 * PAGE:][:4]) == b"far!"
+    assert sh.pending_bytes == 0
 
 
 def test_written_back_pages_are_released_later_and_only_if_unchanged():

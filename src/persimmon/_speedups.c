@@ -76,7 +76,7 @@ static xxh3_fn c_xxh3 = NULL;
 static xxh32_fn c_xxh32 = NULL;
 
 static PyObject *s_fresh_big, *s_writable, *s_ctop, *s_nolog, *s_undo, *s_pos, *s_end,
-    *s_batch, *s_bmix, *s_count, *s_persists, *s_buf, *s_logged, *s_freelists, *s_fresh,
+    *s_batch, *s_bmix, *s_count, *s_persists, *s_fence, *s_buf, *s_logged, *s_freelists, *s_fresh,
     *s_top, *s_dev, *s_size, *s_rc, *s_deferred, *s_decref, *s_flush, *s_drain, *s_ix,
     *s_ix_add, *s_fast,
     *s_index_limit, *s_ix_adds, *s_ix_budget, *s_own, *s_dc, *s_proxies, *s_parents, *s_load,
@@ -87,6 +87,7 @@ static int intern_all(void) {
     I(s_fresh_big, "_fresh_big") I(s_writable, "_writable") I(s_ctop, "_ctop")
     I(s_nolog, "_nolog") I(s_undo, "undo") I(s_pos, "_pos") I(s_end, "_end")
     I(s_batch, "batch") I(s_bmix, "_bmix") I(s_count, "count") I(s_persists, "_persists")
+    I(s_fence, "_entry_fence")
     I(s_buf, "buf") I(s_logged, "_logged") I(s_freelists, "_freelists") I(s_fresh, "_fresh")
     I(s_top, "_top") I(s_dev, "dev") I(s_size, "size") I(s_rc, "_rc")
     I(s_deferred, "_deferred") I(s_decref, "decref") I(s_flush, "flush")
@@ -114,7 +115,7 @@ static const char *const C_HEAP[] = {"_fresh_big", "_writable", "_ctop", "_top",
     "_opaque", "_zero", "_memo", NULL};
 static const char *const C_HEAP_METHODS[] = {"decref", "_ix_add", "_ix_probed", "load",
     "end_op", NULL};
-static const char *const C_UNDO[] = {"_persists", "dev", "_pos", "_end", "batch", "count",
+static const char *const C_UNDO[] = {"_persists", "_entry_fence", "dev", "_pos", "_end", "batch", "count",
     "_bmix", NULL};
 static const char *const C_DEVICE[] = {"size", "buf", "flush", "drain", NULL};
 static const char *const C_PROXY_CLASS[] = {"_own", "_dc", NULL};
@@ -375,7 +376,7 @@ typedef struct {
     PyObject *heap, *hd, *ud, *udev, *nolog, *logged, *freelists, *fresh, *rc, *deferred,
         *buf, *fresh_big;
     Py_buffer view;
-    int have_view, persists;
+    int have_view, persists, fence;
     uint8_t *base;
     Py_ssize_t blen;
     long long ctop, top, size, pos, end, batch, bmix, count;
@@ -440,6 +441,10 @@ static int h_load(H *h, PyObject *heap, PyObject *hd) {
     if ((h->persists = d_truth(ud, s_persists)) != 0 && h->persists != 1)
         return h->persists < 0 ? -1 : 0;
     if (h->persists && (r = d_ref(ud, s_dev, &h->udev)) != 1) return r;
+    /* each entry flushed and fenced before its store, or (a device whose write-backs are
+     * atomic) flushed with the batch's blocks at commit: UndoLog.batch_ranges */
+    if ((h->fence = h->persists ? d_truth(ud, s_fence) : 0) != 0 && h->fence != 1)
+        return h->fence < 0 ? -1 : 0;
     if ((r = d_i64(ud, s_pos, &h->pos)) != 1 || (r = d_i64(ud, s_end, &h->end)) != 1 ||
         (r = d_i64(ud, s_batch, &h->batch)) != 1 || (r = d_i64(ud, s_count, &h->count)) != 1)
         return r;
@@ -517,8 +522,8 @@ static int h_list_for_flush(H *h, long long b) {
  * and the undo logging of the compiled stores (h_log_block).  The entry for the block at a
  * (its old 32 bytes, checksummed) at *pos in base, then the log's position and count
  * advanced, in *pos and *count and in ud (the undo log's instance dict), and on a device
- * that persists (udev not NULL), flushed and fenced before the caller's store.  The caller
- * checked that the segment has room.  0, or -1 on error. */
+ * whose entries are fenced one by one (udev not NULL), flushed and fenced before the
+ * caller's store.  The caller checked that the segment has room.  0, or -1 on error. */
 static int undo_append(uint8_t *base, PyObject *ud, PyObject *udev, long long *pos,
                        long long *count, long long batch, long long bmix, long long a) {
     uint8_t *e = base + *pos;
@@ -550,7 +555,7 @@ static int undo_append(uint8_t *base, PyObject *ud, PyObject *udev, long long *p
  * and listed for the flush at commit.  0, or -1 on error. */
 static int h_log_block(H *h, long long off) {
     long long b = off >> 5;
-    if (undo_append(h->base, h->ud, h->persists ? h->udev : NULL, &h->pos, &h->count,
+    if (undo_append(h->base, h->ud, h->fence ? h->udev : NULL, &h->pos, &h->count,
                     h->batch, h->bmix, b << 5) < 0)
         return -1;
     PyObject *bk = PyLong_FromLongLong(b);
@@ -577,10 +582,13 @@ static PyObject *undo_log_block(PyObject *self, PyObject *const *args, Py_ssize_
         Py_RETURN_FALSE;
     }
     long long pos, end, batch, count, bmix = 0;
-    int ok = -1, r;
+    int ok = -1, r, fence;
     int persists = d_truth(ud, s_persists);
     if (persists < 0) goto out;
     if (persists > 1) goto decline;
+    fence = persists ? d_truth(ud, s_fence) : 0;
+    if (fence < 0) goto out;
+    if (fence > 1) goto decline;
     if ((r = d_i64(ud, s_pos, &pos)) != 1 || (r = d_i64(ud, s_end, &end)) != 1 ||
         (r = d_i64(ud, s_batch, &batch)) != 1 || (r = d_i64(ud, s_count, &count)) != 1) {
         if (r < 0) goto out;
@@ -605,7 +613,7 @@ static PyObject *undo_log_block(PyObject *self, PyObject *const *args, Py_ssize_
         PyBuffer_Release(&view);
         goto decline;
     }
-    r = undo_append((uint8_t *)view.buf, ud, persists ? dev : NULL, &pos, &count, batch,
+    r = undo_append((uint8_t *)view.buf, ud, fence ? dev : NULL, &pos, &count, batch,
                     bmix, a);
     PyBuffer_Release(&view);
     ok = r < 0 ? -1 : 1;

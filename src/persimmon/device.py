@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+from collections.abc import Callable
 from typing import Any
 
 from . import libpmem
@@ -49,6 +50,13 @@ class Device:
     # The operation log writes through write()/sync() instead of storing into buf and
     # flushing (a pool on an ordinary file system: persimmon.filedevice)
     writes_through = False
+    # Everything flushed since the last write-back reaches the medium at once or not at all
+    # (the shadow's view of a disk pool: persimmon.filedevice.DeferredFileDevice).  drain()
+    # orders nothing there, so the undo log does not flush and fence each entry before its
+    # store: it sets flushed_late, which every write-back calls for the ranges to write
+    # besides those flushed (the entries of the batch in progress: UndoLog.batch_ranges).
+    atomic_writeback = False
+    flushed_late: Callable[[], list[tuple[int, int]]] | None = None
     path: str | None = None
     size = 0
     buf: memoryview
@@ -56,6 +64,12 @@ class Device:
     def flush(self, off: int, n: int) -> None:
         """Start writing back ``[off, off+n)``; ordered only by the next :meth:`drain`."""
         raise NotImplementedError
+
+    def flush_ranges(self, ranges: list[tuple[int, int]]) -> None:
+        """:meth:`flush` of each ``(offset, length)`` (one call for a commit's many)."""
+        flush = self.flush
+        for off, n in ranges:
+            flush(off, n)
 
     def drain(self) -> None:
         """Fence: everything flushed before is durable when this returns."""

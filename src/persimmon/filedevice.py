@@ -15,26 +15,30 @@ devices share such a pool file:
   into a hole allocates a block, and allocation is metadata each sync would have to commit),
   then synced, and its directory too.
 * :class:`DeferredFileDevice` (the shadow process): a *private* (copy-on-write) mapping, so
-  nothing the shadow stores reaches the file until the device writes it.  ``flush`` only
+  nothing the shadow stores reaches the file until the device writes it. ``flush`` only
   records the range; ``drain`` does nothing; a commit point of the PM copy
   (:meth:`DeferredFileDevice.commit_point`, called by the pool after it persisted a commit
-  record) writes every range flushed since the last write-back *atomically*: first into a
-  side journal (``<pool>-wb``: the ranges, their bytes and a checksum), ``fdatasync``, then
-  in place, ``fdatasync``.  The file therefore only ever holds the state of some moment of
-  the shadow's program order at which everything it flushed was written: stronger than what
-  persistent memory promises (where any unflushed store may or may not have reached the
-  medium), so the undo log and commit records work unchanged.  Write-backs are paced: at most
-  one per ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (default 0.5 s) unless 32 MiB are waiting, and
-  one whenever the shadow goes idle (:meth:`settle`).  A write that must follow the PM copy's
-  durability (the log tail, which lets the foreground reuse log space) goes through
-  :meth:`write_ordered` and waits for the write-back.  Pages written back whose private copy
-  equals the file are given back (``MADV_DONTNEED``), so the shadow does not keep a second
-  copy of everything it touched, but not at each write-back: the pages written back gather
-  until they come to ``RELEASE_BYTES`` (64 MiB), or the shadow goes idle (:meth:`settle`),
-  and are released then (:meth:`release`; at exit the unmapping gives them all back).  A
-  hot page (the undo log, the commit records, a busy bucket) is thus not copied again by a
-  write fault after every write-back.  Releasing never writes: what a write-back made
-  durable does not depend on when, or whether, pages are released.
+  record) writes every range flushed since the last write-back *atomically*: first into a side
+  journal (``<pool>-wb``: the ranges, their bytes and a checksum), ``fdatasync``, then in
+  place, ``fdatasync``; ranges are taken as whole 64-byte lines, and those less than
+  :data:`MERGE_GAP` apart as one (:func:`merge_ranges`). The file therefore only ever holds
+  the state of some moment of the shadow's program order at which everything it flushed was
+  written: stronger than what persistent memory promises (where any unflushed store may or may
+  not have reached the medium). So the commit records work unchanged, and the undo log need
+  not flush and fence each entry before its store (``atomic_writeback``): every write-back
+  adds the entries of the batch in progress (``flushed_late``, which the undo log sets), so
+  whatever stores of that batch it carries, their old contents go with them. Write-backs are
+  paced: at most one per ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (default 0.5 s) unless 32 MiB
+  are waiting, and one whenever the shadow goes idle (:meth:`settle`). A write that must
+  follow the PM copy's durability (the log tail, which lets the foreground reuse log space)
+  goes through :meth:`write_ordered` and waits for the write-back. Pages written back whose
+  private copy equals the file are given back (``MADV_DONTNEED``), so the shadow does not keep
+  a second copy of everything it touched, but not at each write-back: the pages written back
+  gather until they come to ``RELEASE_BYTES`` (64 MiB), or the shadow goes idle
+  (:meth:`settle`), and are released then (:meth:`release`; at exit the unmapping gives them
+  all back). A hot page (the undo log, the commit records, a busy bucket) is thus not copied
+  again by a write fault after every write-back. Releasing never writes: what a write-back
+  made durable does not depend on when, or whether, pages are released.
 
 A journal left valid by a crash is copied in place by the next opener that holds the pool's
 lock (:meth:`FileDevice.recover_journal`, from :meth:`persimmon.pool.Pool.open`) or by a
@@ -62,6 +66,11 @@ _JHDR = struct.Struct("<8sQQQQ")  # magic, sequence, ranges, data bytes, checksu
 _JRANGE = struct.Struct("<QQ")
 _LINE = 64
 _ZERO_CHUNK = 1 << 20
+# Flushed ranges closer than this are written back as one (the bytes between are the
+# private copy's, the state at the same moment, so the write-back stays a state of one
+# moment of the shadow's program order).  A pwrite into the page cache costs about 1.4 us
+# whatever its size up to 1 KiB here, 512 more bytes about 0.1 us: docs/device.md.
+MERGE_GAP = 512
 WRITEBACK_BYTES = 32 << 20
 RELEASE_BYTES = 64 << 20  # pages written back and kept private until a release
 
@@ -150,42 +159,25 @@ def zero_fill(fd: int, size: int) -> None:
     os.fsync(fd)
 
 
-class _Lines:
-    """Ranges to write back, kept as 64-byte line numbers (merged when taken)."""
-
-    __slots__ = ("lines", "nbytes")
-
-    def __init__(self) -> None:
-        self.lines: set[int] = set()
-        self.nbytes = 0
-
-    def add(self, off: int, n: int) -> None:
-        first = off // _LINE
-        last = (off + max(n, 1) - 1) // _LINE
-        if first == last:
-            if first not in self.lines:
-                self.lines.add(first)
-                self.nbytes += _LINE
-        else:
-            before = len(self.lines)
-            self.lines.update(range(first, last + 1))
-            self.nbytes += (len(self.lines) - before) * _LINE
-
-    def take(self) -> list[tuple[int, int]]:
-        if not self.lines:
-            return []
-        lines = sorted(self.lines)
-        self.lines = set()
-        self.nbytes = 0
-        out = []
-        start = prev = lines[0]
-        for x in lines[1:]:
-            if x != prev + 1:
-                out.append((start * _LINE, (prev - start + 1) * _LINE))
-                start = x
-            prev = x
-        out.append((start * _LINE, (prev - start + 1) * _LINE))
-        return out
+def merge_ranges(ranges: list[tuple[int, int]], gap: int = MERGE_GAP) -> list[tuple[int, int]]:
+    """``(offset, length)`` ranges as whole 64-byte lines, sorted, overlapping ones merged and
+    so are those less than ``gap`` bytes apart (one write of the bytes between costs less
+    than a second system call)."""
+    if not ranges:
+        return []
+    ranges.sort()
+    out = []
+    mask = _LINE - 1
+    start, end = ranges[0][0] & ~mask, 0
+    for off, n in ranges:
+        if off - end >= gap and end:
+            out.append((start, end - start))
+            start = off & ~mask
+        e = (off + max(n, 1) + mask) & ~mask
+        if e > end:
+            end = e
+    out.append((start, end - start))
+    return out
 
 
 def read_journal(data: bytes, size_limit: int) -> list[tuple[int, bytes]] | None:
@@ -211,10 +203,10 @@ def read_journal(data: bytes, size_limit: int) -> list[tuple[int, bytes]] | None
     return out
 
 
-def build_journal(seq: int, ranges: list[tuple[int, bytes]]) -> bytes:
-    table = b"".join(_JRANGE.pack(off, len(d)) for off, d in ranges)
-    body = table + b"".join(d for _, d in ranges)
-    nbytes = sum(len(d) for _, d in ranges)
+def build_journal(seq: int, ranges: list[tuple[int, bytes | memoryview]]) -> bytes:
+    table = b"".join([_JRANGE.pack(off, len(d)) for off, d in ranges])
+    body = b"".join([table, *[d for _, d in ranges]])
+    nbytes = len(body) - len(table)
     return _JHDR.pack(_JMAGIC, seq, len(ranges), nbytes, xxh3_64_intdigest(body, seq)) + body
 
 
@@ -373,7 +365,8 @@ class DeferredFileDevice(FileDevice):
     def __init__(self, path: str, fd: int, io: OsFile | None = None,
                  journal: OsFile | None = None, interval: float | None = None,
                  release_bytes: int = RELEASE_BYTES) -> None:
-        self._lines = _Lines()
+        self._pending: list[tuple[int, int]] = []  # flushed since the last write-back
+        self._pending_bytes = 0  # (their lengths added: overlaps counted twice)
         self._after: list[tuple[int, bytes]] = []
         self._last = 0.0
         self._seq = 0
@@ -390,50 +383,63 @@ class DeferredFileDevice(FileDevice):
                              mmap.PROT_READ | mmap.PROT_WRITE)
         self.buf = memoryview(self._mm)
 
+    atomic_writeback = True
+
     def flush(self, off: int, n: int) -> None:
-        self._lines.add(off, n)
+        self._pending.append((off, n))
+        self._pending_bytes += n
+
+    def flush_ranges(self, ranges: list[tuple[int, int]]) -> None:
+        if ranges:
+            self._pending += ranges
+            self._pending_bytes += sum([n for _, n in ranges])
 
     def drain(self) -> None:
         return None
 
     def persist(self, off: int, n: int) -> None:
-        self._lines.add(off, n)
+        self.flush(off, n)
 
     def sync(self) -> None:
         self.writeback()
         self.io.sync()
 
     def write_ordered(self, off: int, data: bytes) -> None:
-        if self._lines.nbytes or self._after:
+        if self._pending or self._after:
             self._after.append((off, bytes(data)))
         else:
             self.io.pwrite(data, off)
 
     def commit_point(self) -> None:
         """A commit record was persisted: write back now if the pacing allows."""
-        if (self._lines.nbytes >= WRITEBACK_BYTES
+        if (self._pending_bytes >= WRITEBACK_BYTES
                 or time.monotonic() - self._last >= self.interval):
             self.writeback()
 
     def settle(self) -> None:
         """Write back whatever waits, then release the pages written back (the shadow is
         about to sleep)."""
-        if self._lines.nbytes or self._after:
+        if self._pending or self._after:
             self.writeback()
         self.release()
 
     @property
     def pending_bytes(self) -> int:
-        return self._lines.nbytes
+        return self._pending_bytes
 
     def writeback(self) -> None:
         """Write every flushed range atomically: journal, sync, in place, sync; then the
         ordered writes that waited for it."""
-        ranges = self._lines.take()
+        late = self.flushed_late
+        if late is not None:
+            self._pending += late()
+        ranges = merge_ranges(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
         self._last = time.monotonic()
         if ranges:
-            buf = self.buf
-            items = [(off, bytes(buf[off : off + n])) for off, n in ranges]
+            buf = self.buf  # (read only here: no store can come between journal and place)
+            items = [(off, buf[off : off + n]) for off, n in ranges]
             j = self._journal_file(create=True)
             assert j is not None
             self._seq += 1
@@ -510,7 +516,7 @@ class DeferredFileDevice(FileDevice):
         if self._closed:
             return
         try:
-            if self._lines.nbytes or self._after:
+            if self._pending or self._after:
                 self.writeback()
             self._written = set()  # (the unmapping gives every page back)
         finally:

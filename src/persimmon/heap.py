@@ -273,22 +273,23 @@ class Heap(Allocator, WriteSet, RefCounts, GraphWalk, Loading, Conversion, HashT
         """Make everything done since the last commit durable, recording ``position``."""
         self.end_op()
         dev = self.dev
-        flush = dev.flush
         logged = self._logged
         if not dev.persists_nothing:
+            runs = []
             if logged:
                 logged.sort()
                 start = prev = logged[0]
                 for b in logged:
                     if b > prev + 1:
-                        flush(start << 5, (prev - start + 1) << 5)
+                        runs.append((start << 5, (prev - start + 1) << 5))
                         start = b
                     prev = b
-                flush(start << 5, (prev - start + 1) << 5)
-            for off, n in self._fresh:
-                flush(off, n)
+                runs.append((start << 5, (prev - start + 1) << 5))
             if self._top > self._ctop:
-                flush(self._ctop, self._top - self._ctop)
+                runs.append((self._ctop, self._top - self._ctop))
+            flush_ranges = dev.flush_ranges
+            flush_ranges(runs)
+            flush_ranges(self._fresh)
             dev.drain()
         self.pool.write_commit(self._seq, position, self._top)
         st = self.stats

@@ -45,8 +45,8 @@ HEAP_ATTRS: dict[str, type | None] = {
 }
 HEAP_METHODS = ("decref", "_ix_add", "_ix_probed", "load", "end_op")
 UNDO_ATTRS: dict[str, type | None] = {
-    "_persists": bool, "dev": None, "_pos": int, "_end": int, "batch": int, "count": int,
-    "_bmix": int,
+    "_persists": bool, "_entry_fence": bool, "dev": None, "_pos": int, "_end": int,
+    "batch": int, "count": int, "_bmix": int,
 }
 DEVICE_ATTRS = ("size", "buf", "flush", "drain")
 PROXY_CLASS_ATTRS = ("_own", "_dc")  # of the proxy classes (proxies.PObject and subclasses)

@@ -49,7 +49,16 @@ class UndoLog:
         self._pos = off + _SEG_DATA
         self._end = off + size
         self._link_at = off
+        self._seg_data = self._pos  # where the current segment's entries start
+        self._filled: list[tuple[int, int]] = []  # the batch's segments left full
         self._persists = not dev.persists_nothing
+        # Each entry flushed and fenced before the store it covers; not on a device whose
+        # write-backs are atomic (Device.atomic_writeback): every write-back there, at
+        # whatever moment, takes the batch's entries as they are then (batch_ranges), and
+        # with them the blocks they cover, and nothing else needs them
+        self._entry_fence = self._persists and not dev.atomic_writeback
+        if self._persists and dev.atomic_writeback:
+            dev.flushed_late = self.batch_ranges
         # The compiled module (its undo_log_block is log_block's one implementation beside
         # the heap's compiled stores), or None: the pure-Python twin below
         self.fast: Any = native.FAST
@@ -60,9 +69,19 @@ class UndoLog:
         self._bmix = (batch * _GOLD) & _MASK
         self.count = 0
         self.spilled = []
-        self._pos = self.off + _SEG_DATA
+        self._pos = self._seg_data = self.off + _SEG_DATA
         self._end = self.off + (self.size // 64) * 64
         self._link_at = self.off
+        self._filled = []
+
+    def batch_ranges(self) -> list[tuple[int, int]]:
+        """``(offset, length)`` of every entry of the batch in progress (whole segments
+        for those it filled): what a write-back on a device of atomic write-backs adds to
+        the ranges flushed (``_entry_fence`` false)."""
+        out = list(self._filled)
+        if self._pos > self._seg_data:
+            out.append((self._seg_data, self._pos - self._seg_data))
+        return out
 
     def log_blocks(self, addrs: list[int]) -> None:
         """Persist the current contents of each 32-byte block at ``addrs`` as undo entries.
@@ -117,7 +136,7 @@ class UndoLog:
         buf[pos + 32 : pos + 64] = blk
         self._pos = pos + 64
         self.count += 1
-        if self._persists:
+        if self._entry_fence:
             dev.flush(pos, 64)
             dev.drain()
 
@@ -133,7 +152,9 @@ class UndoLog:
         # invalidate a stale link inside the new segment before it can be followed
         buf[seg + _LINK_AT : seg + _LINK_AT + 32] = bytes(32)
         self.dev.flush(seg + _LINK_AT, 32)
+        self._filled.append((self._seg_data, self._end - self._seg_data))
         self._end = seg + size
+        self._seg_data = seg + _SEG_DATA
         return seg + _SEG_DATA
 
     # ------------------------------------------------------------------ recovery
