@@ -25,6 +25,8 @@ setup(
         # a disk pool's group commit, written by a thread that never takes the GIL
         # (without it, the server's overlapped commits use a Python thread)
         optional_extension("_commitio"),
+        # the per-range loops of a disk pool's write-back (without it, their Python twins)
+        optional_extension("_writeback"),
         # persimmon-redis reads whole plain requests without hiredis's per-command calls
         # (without it, every chunk is read the general way)
         optional_extension("_resp", "persimmon_redis"),

@@ -58,7 +58,7 @@ from typing import Any
 from xxhash import xxh3_64_intdigest
 
 from .device import PAGE, Device, DeviceError, PoolReader, _page_span
-from .native import commit_writer_type
+from .native import commit_writer_type, writeback_module
 
 JOURNAL_SUFFIX = "-wb"
 _JMAGIC = b"PSMWBJ01"
@@ -97,6 +97,11 @@ class OsFile:
 
     def pwrite(self, data: bytes | bytearray | memoryview, off: int) -> None:
         _pwrite_all(self.fd, data, off)
+
+    def pwrite_ranges(self, buf: bytes | bytearray | memoryview,
+                      ranges: list[tuple[int, int]]) -> None:
+        """Each ``(offset, length)`` range of ``buf`` written at the same offset."""
+        pwrite_ranges(self.fd, buf, ranges)
 
     def sync_fd(self) -> int:
         """The descriptor opened with ``O_DSYNC`` (opened now if need be), or -1 when this
@@ -159,10 +164,11 @@ def zero_fill(fd: int, size: int) -> None:
     os.fsync(fd)
 
 
-def merge_ranges(ranges: list[tuple[int, int]], gap: int = MERGE_GAP) -> list[tuple[int, int]]:
+def merge_ranges_python(ranges: list[tuple[int, int]],
+                        gap: int = MERGE_GAP) -> list[tuple[int, int]]:
     """``(offset, length)`` ranges as whole 64-byte lines, sorted, overlapping ones merged and
     so are those less than ``gap`` bytes apart (one write of the bytes between costs less
-    than a second system call)."""
+    than a second system call).  (Sorts ``ranges`` in place.)"""
     if not ranges:
         return []
     ranges.sort()
@@ -178,6 +184,52 @@ def merge_ranges(ranges: list[tuple[int, int]], gap: int = MERGE_GAP) -> list[tu
             end = e
     out.append((start, end - start))
     return out
+
+
+def journal_image_python(buf: bytes | bytearray | memoryview, ranges: list[tuple[int, int]],
+                         head: int) -> bytearray:
+    """``head`` zero bytes, the table of ``ranges`` (u64 offset, u64 length each), then each
+    range's bytes of ``buf``: a write-back journal before its header is packed."""
+    mv = memoryview(buf)
+    _check_ranges(ranges, len(mv))
+    img = bytearray(head)
+    img += b"".join([_JRANGE.pack(off, n) for off, n in ranges])
+    img += b"".join([mv[off : off + n] for off, n in ranges])
+    return img
+
+
+def pwrite_ranges_python(fd: int, buf: bytes | bytearray | memoryview,
+                         ranges: list[tuple[int, int]]) -> None:
+    """Each range's bytes of ``buf`` written at the same offset of ``fd``, in order."""
+    mv = memoryview(buf)
+    _check_ranges(ranges, len(mv))
+    for off, n in ranges:
+        _pwrite_all(fd, mv[off : off + n], off)
+
+
+def _check_ranges(ranges: list[tuple[int, int]], limit: int) -> None:
+    for off, n in ranges:
+        if off < 0 or n < 0 or off + n > limit:
+            raise ValueError(f"range ({off}, {n}) outside the buffer")
+
+
+# The compiled twins (_writeback.c), or these: tests/test_writeback_twins.py holds them to
+# the same results
+_compiled = writeback_module()
+if _compiled is not None:
+    _merge = _compiled.merge
+
+    def merge_ranges(ranges: list[tuple[int, int]],
+                     gap: int = MERGE_GAP) -> list[tuple[int, int]]:
+        """:func:`merge_ranges_python`, compiled."""
+        return _merge(ranges, gap, _LINE)
+
+    journal_image = _compiled.journal_image
+    pwrite_ranges = _compiled.pwrite_ranges
+else:
+    merge_ranges = merge_ranges_python
+    journal_image = journal_image_python
+    pwrite_ranges = pwrite_ranges_python
 
 
 def read_journal(data: bytes, size_limit: int) -> list[tuple[int, bytes]] | None:
@@ -203,11 +255,17 @@ def read_journal(data: bytes, size_limit: int) -> list[tuple[int, bytes]] | None
     return out
 
 
-def build_journal(seq: int, ranges: list[tuple[int, bytes | memoryview]]) -> bytes:
-    table = b"".join([_JRANGE.pack(off, len(d)) for off, d in ranges])
-    body = b"".join([table, *[d for _, d in ranges]])
-    nbytes = len(body) - len(table)
-    return _JHDR.pack(_JMAGIC, seq, len(ranges), nbytes, xxh3_64_intdigest(body, seq)) + body
+def build_journal(seq: int, buf: bytes | bytearray | memoryview,
+                  ranges: list[tuple[int, int]]) -> bytearray:
+    """The journal of a write-back of ``ranges`` of ``buf`` (read by :func:`read_journal`)."""
+    img = journal_image(buf, ranges, _JHDR.size)
+    with memoryview(img) as mv:
+        body = mv[_JHDR.size :]
+        chk = xxh3_64_intdigest(body, seq)
+        body.release()
+    _JHDR.pack_into(img, 0, _JMAGIC, seq, len(ranges),
+                    len(img) - _JHDR.size - len(ranges) * _JRANGE.size, chk)
+    return img
 
 
 class FileDevice(Device):
@@ -414,7 +472,7 @@ class DeferredFileDevice(FileDevice):
         """A commit record was persisted: write back now if the pacing allows."""
         if (self._pending_bytes >= WRITEBACK_BYTES
                 or time.monotonic() - self._last >= self.interval):
-            self.writeback()
+            self.writeback(committed=True)
 
     def settle(self) -> None:
         """Write back whatever waits, then release the pages written back (the shadow is
@@ -427,11 +485,14 @@ class DeferredFileDevice(FileDevice):
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
-    def writeback(self) -> None:
+    def writeback(self, committed: bool = False) -> None:
         """Write every flushed range atomically: journal, sync, in place, sync; then the
-        ordered writes that waited for it."""
+        ordered writes that waited for it.  ``committed``: called at a commit point, whose
+        commit record goes with this write-back: the undo entries of the batch it
+        committed (``flushed_late``) are then needed by no state the write-back can leave,
+        and are not written."""
         late = self.flushed_late
-        if late is not None:
+        if late is not None and not committed:
             self._pending += late()
         ranges = merge_ranges(self._pending)
         self._pending = []
@@ -439,14 +500,12 @@ class DeferredFileDevice(FileDevice):
         self._last = time.monotonic()
         if ranges:
             buf = self.buf  # (read only here: no store can come between journal and place)
-            items = [(off, buf[off : off + n]) for off, n in ranges]
             j = self._journal_file(create=True)
             assert j is not None
             self._seq += 1
-            j.pwrite(build_journal(self._seq, items), 0)
+            j.pwrite(build_journal(self._seq, buf, ranges), 0)
             j.sync()
-            for off, data in items:
-                self.io.pwrite(data, off)
+            self.io.pwrite_ranges(buf, ranges)
             self.io.sync()
             self.writebacks += 1
             written = self._written

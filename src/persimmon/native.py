@@ -176,3 +176,16 @@ def commit_writer_type() -> Any:
     except ImportError:
         return None
     return Writer
+
+
+def writeback_module() -> Any:
+    """``persimmon._writeback`` (``_writeback.c``: the per-range loops of a disk pool's
+    write-back), or None when it was not built or ``PERSIMMON_PURE_PYTHON`` is set (then
+    their pure-Python twins in :mod:`persimmon.filedevice` run)."""
+    if pure_python_requested():
+        return None
+    try:
+        from . import _writeback
+    except ImportError:
+        return None
+    return _writeback

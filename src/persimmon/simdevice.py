@@ -142,6 +142,12 @@ class SimFile:
             self.cache.extend(bytes(end - len(self.cache)))
         self.cache[off:end] = data
 
+    def pwrite_ranges(self, buf: bytes | bytearray | memoryview,
+                      ranges: list[tuple[int, int]]) -> None:
+        mv = memoryview(buf)
+        for off, n in ranges:
+            self.pwrite(mv[off : off + n], off)
+
     def pread(self, n: int, off: int) -> bytes:
         return bytes(self.cache[off : off + n])
 

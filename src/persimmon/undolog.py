@@ -95,9 +95,10 @@ class UndoLog:
         bmix = self._bmix
         pos = self._pos
         start = pos
+        fence = self._entry_fence  # (else: written with the batch, batch_ranges)
         for a in addrs:
             if pos + 64 > self._end:
-                if pos > start:
+                if pos > start and fence:
                     dev.flush(start, pos - start)
                 pos = self._spill()
                 buf = dev.buf
@@ -107,9 +108,10 @@ class UndoLog:
             pos += 64
         self.count += len(addrs)
         self._pos = pos
-        if pos > start:
-            dev.flush(start, pos - start)
-        dev.drain()
+        if fence:
+            if pos > start:
+                dev.flush(start, pos - start)
+            dev.drain()
 
     def log_block(self, a: int) -> None:
         """:meth:`log_blocks` for one block (the common case of a single slot store).
