@@ -86,7 +86,8 @@ class UndoLog:
     def log_blocks(self, addrs: list[int]) -> None:
         """Persist the current contents of each 32-byte block at ``addrs`` as undo entries.
 
-        Returns only when the entries are durable, so the caller may then overwrite the blocks.
+        Returns only when the entries are durable, so the caller may then overwrite the blocks
+        (on a device of atomic write-backs: when every later write-back will carry them).
         """
         dev = self.dev
         buf = dev.buf
