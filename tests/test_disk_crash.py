@@ -22,7 +22,7 @@ import pytest
 
 from heap_workload import canon
 from persimmon.cli import inspect_pool
-from persimmon.device import PAGE, on_tmpfs, open_device
+from persimmon.device import PAGE, DeviceError, on_tmpfs, open_device
 from persimmon.filedevice import (
     JOURNAL_SUFFIX,
     MERGE_GAP,
@@ -285,6 +285,28 @@ def test_a_write_back_at_a_commit_point_leaves_the_committed_batch_undo_entries_
     for i in range(40):
         expected.apply(workload_op(i))
     assert canon(_state_dict(state)) == canon(_state_dict(expected))
+
+
+def test_the_shadow_pacing_settings_are_read_from_the_environment(monkeypatch, tmp_path):
+    """``PERSIMMON_DISK_WRITEBACK_SECONDS`` and ``PERSIMMON_DISK_RELEASE_MIB`` set the
+    shadow's device; a bad value is a clear error when any disk device opens (the
+    foreground's included), not a shadow that fails."""
+    monkeypatch.setenv("PERSIMMON_DISK_WRITEBACK_SECONDS", "2.5")
+    monkeypatch.setenv("PERSIMMON_DISK_RELEASE_MIB", "256")
+    sh = SimDeferredDevice(SimFile(4 * PAGE), SimFile(0), interval=None)  # type: ignore
+    assert sh.interval == 2.5 and sh.release_bytes == 256 << 20
+    monkeypatch.setenv("PERSIMMON_DISK_RELEASE_MIB", "0.5")
+    assert SimDeferredDevice(SimFile(4 * PAGE), SimFile(0)).release_bytes == 512 << 10
+    for bad in ("lots", "-1", "nan", "inf"):
+        monkeypatch.setenv("PERSIMMON_DISK_RELEASE_MIB", bad)
+        with pytest.raises(DeviceError, match="PERSIMMON_DISK_RELEASE_MIB"):
+            SimFileDevice(SimFile(4 * PAGE), SimFile(0))
+    monkeypatch.delenv("PERSIMMON_DISK_RELEASE_MIB")
+    monkeypatch.setenv("PERSIMMON_DISK_WRITEBACK_SECONDS", "soon")
+    with pytest.raises(DeviceError, match="PERSIMMON_DISK_WRITEBACK_SECONDS"):
+        SimFileDevice(SimFile(4 * PAGE), SimFile(0))
+    monkeypatch.delenv("PERSIMMON_DISK_WRITEBACK_SECONDS")
+    assert SimDeferredDevice(SimFile(4 * PAGE), SimFile(0)).release_bytes == 64 << 20
 
 
 def test_a_torn_journal_is_ignored_and_a_whole_one_copied_in_place():

@@ -34,7 +34,7 @@ devices share such a pool file:
   goes through :meth:`write_ordered` and waits for the write-back. Pages written back whose
   private copy equals the file are given back (``MADV_DONTNEED``), so the shadow does not keep
   a second copy of everything it touched, but not at each write-back: the pages written back
-  gather until they come to ``RELEASE_BYTES`` (64 MiB), or the shadow goes idle
+  gather until they come to ``PERSIMMON_DISK_RELEASE_MIB`` (64), or the shadow goes idle
   (:meth:`settle`), and are released then (:meth:`release`; at exit the unmapping gives them
   all back). A hot page (the undo log, the commit records, a busy bucket) is thus not copied
   again by a write fault after every write-back. Releasing never writes: what a write-back
@@ -82,6 +82,21 @@ def writeback_seconds() -> float:
         return max(0.0, float(v)) if v else 0.5
     except ValueError:
         raise DeviceError(f"PERSIMMON_DISK_WRITEBACK_SECONDS={v!r} is not a number") from None
+
+
+def release_bytes_setting() -> int:
+    """How many bytes of written-back pages the shadow keeps private before it gives them
+    back: ``PERSIMMON_DISK_RELEASE_MIB`` (64).  More costs memory (up to that much of the
+    pool copied in the shadow) and saves CPU (a page given back and stored into again
+    takes a copy-on-write fault): docs/device.md, "Released later"."""
+    v = os.environ.get("PERSIMMON_DISK_RELEASE_MIB", "")
+    try:
+        mib = float(v) if v else RELEASE_BYTES / (1 << 20)
+    except ValueError:
+        mib = -1.0
+    if not mib >= 0 or mib == float("inf"):
+        raise DeviceError(f"PERSIMMON_DISK_RELEASE_MIB={v!r} is not a number of MiB (>= 0)")
+    return int(mib * (1 << 20))
 
 
 class OsFile:
@@ -278,6 +293,10 @@ class FileDevice(Device):
 
     def __init__(self, path: str, fd: int, io: OsFile | None = None,
                  journal: OsFile | None = None) -> None:
+        # (the shadow's settings, read here too so that a bad one stops the foreground
+        # with a clear error before a shadow fails on it)
+        writeback_seconds()
+        release_bytes_setting()
         self.path = path
         self._fd = fd
         self.io = io if io is not None else OsFile(fd, path)
@@ -422,7 +441,7 @@ class DeferredFileDevice(FileDevice):
 
     def __init__(self, path: str, fd: int, io: OsFile | None = None,
                  journal: OsFile | None = None, interval: float | None = None,
-                 release_bytes: int = RELEASE_BYTES) -> None:
+                 release_bytes: int | None = None) -> None:
         self._pending: list[tuple[int, int]] = []  # flushed since the last write-back
         self._pending_bytes = 0  # (their lengths added: overlaps counted twice)
         self._after: list[tuple[int, bytes]] = []
@@ -430,7 +449,7 @@ class DeferredFileDevice(FileDevice):
         self._seq = 0
         self._written: set[int] = set()  # pages written back since the last release
         self.interval = writeback_seconds() if interval is None else interval
-        self.release_bytes = release_bytes
+        self.release_bytes = release_bytes_setting() if release_bytes is None else release_bytes
         self.writebacks = 0
         self.releases = 0  # release passes run (each over the pages gathered)
         self.dropped_pages = 0
