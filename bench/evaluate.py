@@ -324,10 +324,7 @@ def recovery(args, workdir: str, diskdir: str, results: dict) -> None:
                     inf = info(s.port)
                     pool = os.path.join(s.dir, "persimmon-redis.pool")
                     m = {"keys": size, "server": rss_kb(s.proc.pid),
-                         # (a child of redis-server is an AOF rewrite or an RDB save
-                         # under way, not a process it keeps: not counted)
-                         "shadow": ([rss_kb(k) for k in s.kids()]
-                                    if kind.startswith("persimmon") else []),
+                         "shadow": [rss_kb(k) for k in s.kids()],
                          "pool_bytes": os.path.getsize(pool) if os.path.exists(pool) else 0,
                          "used_memory": int(inf.get("used_memory", 0))}
                     mem[f"{kind}|{size}"] = m
@@ -594,6 +591,8 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
                         f"({d.get('RssAnon', 0) * 1024 / n:,.0f}"
                         f" + {d.get('RssShmem', 0) * 1024 / n:,.0f})")
 
+            # (a child of redis-server is an AOF rewrite or an RDB save under way, not a
+            # process it keeps: not counted)
             shadow = m["shadow"][0] if m["shadow"] and kind.startswith("persimmon") else {}
             out.append(f"| {kind} | {n:,} | {per(m['server'])} | {per(shadow)} | "
                        f"{m['pool_bytes'] / n:,.0f} | {m['used_memory'] / n:,.0f} |")

@@ -47,6 +47,34 @@ def _state_dict(kv) -> dict:
     return {"data": kv.data, "n": kv.n}
 
 
+def _sim_disk_shadow(log_size: int, interval: float, max_batch: int,
+                     release_bytes: int | None = None):
+    """A KV pool on a simulated disk, its foreground's op log and its shadow's applier:
+    ``(pool_file, journal, pool, sh_dev, heap, fg, ap)``."""
+    pool_file, journal = SimFile(512 << 10), SimFile(0)
+    fg_dev = SimFileDevice(pool_file, journal)
+    pool = Heap.create(fg_dev, KV(), log_size=log_size, undo_size=64 << 10,
+                       initial_size=256 << 10).pool
+    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
+    log_off, log_size = pool.oplog_off, pool.oplog_size
+    sh_dev = SimDeferredDevice(pool_file, journal, interval=interval,
+                               release_bytes=release_bytes)
+    heap = Heap.open(sh_dev)
+    fg = OpLog(fg_dev, log_off, log_size)
+    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=max_batch)
+    return pool_file, journal, pool, sh_dev, heap, fg, ap
+
+
+def _log_and_apply(pool, fg: OpLog, sh_dev, ap: Applier, first: int, last: int) -> None:
+    """Log workload ops ``first..last-1`` (a commit each); the shadow applies them."""
+    for i in range(first, last):
+        fg.append(encode(workload_op(i)))
+        fg.commit()
+    sh_dev.refresh(pool.oplog_off, pool.oplog_size)  # (as its untouched private pages see it)
+    while ap.step():
+        pass
+
+
 def disk_dir() -> str:
     """A directory on a disk file system (not tmpfs) for pools of these tests."""
     for d in ("/var/tmp", os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__))):
@@ -92,17 +120,9 @@ def test_power_loss_at_every_sync_of_the_disk_path(max_group, interval, overlapp
     for i in range(n_ops):
         kv.apply(workload_op(i))
         expected[i + 1] = canon(_state_dict(kv))
-    pool_file, journal = SimFile(512 << 10), SimFile(0)
-    fg_dev = SimFileDevice(pool_file, journal)
-    heap0 = Heap.create(fg_dev, KV(), log_size=4 << 10, undo_size=64 << 10,
-                        initial_size=256 << 10)
-    pool = heap0.pool
-    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
+    pool_file, journal, pool, sh_dev, heap, fg, ap = _sim_disk_shadow(
+        4 << 10, interval, 17, release)
     log_off, log_size = pool.oplog_off, pool.oplog_size
-    sh_dev = SimDeferredDevice(pool_file, journal, interval=interval, release_bytes=release)
-    heap = Heap.open(sh_dev)
-    fg = OpLog(fg_dev, log_off, log_size)
-    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=17)
     rng, rel_rng = random.Random(5), random.Random(6)
     prog = {"acked": 0, "submitted": 0, "syncs": 0, "checks": 0, "replayed_journals": 0,
             "out_of_order": 0}
@@ -214,40 +234,18 @@ def test_a_write_back_in_the_middle_of_a_batch_takes_the_batch_undo_entries():
     batch's undo entries with them (``UndoLog.batch_ranges``) or recovery could not roll
     the batch back before replaying it."""
     n_ops = 80
-    expected = {}
-    kv = KV()
-    for i in range(n_ops):
-        kv.apply(workload_op(i))
-        expected[i + 1] = canon(_state_dict(kv))
-    pool_file, journal = SimFile(512 << 10), SimFile(0)
-    fg_dev = SimFileDevice(pool_file, journal)
-    pool = Heap.create(fg_dev, KV(), log_size=64 << 10, undo_size=64 << 10,
-                       initial_size=256 << 10).pool
-    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
-    log_off, log_size = pool.oplog_off, pool.oplog_size
-    sh_dev = SimDeferredDevice(pool_file, journal, interval=1e9)  # (paced: no write-back)
-    heap = Heap.open(sh_dev)
+    pool_file, journal, pool, sh_dev, heap, fg, ap = _sim_disk_shadow(
+        64 << 10, 1e9, 10_000)  # (paced: no write-back)
     assert not heap.undo._entry_fence
-    fg = OpLog(fg_dev, log_off, log_size)
-    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=10_000)
-
-    def apply(first: int, last: int) -> None:
-        for i in range(first, last):
-            fg.append(encode(workload_op(i)))
-            fg.commit()
-        sh_dev.refresh(log_off, log_size)
-        while ap.step():
-            pass
-
-    apply(0, n_ops // 2)
+    _log_and_apply(pool, fg, sh_dev, ap, 0, n_ops // 2)
     ap.commit()  # the first batch: committed, its ranges waiting for a write-back
-    apply(n_ops // 2, n_ops)  # the second: the same keys again, not committed
+    _log_and_apply(pool, fg, sh_dev, ap, n_ops // 2, n_ops)  # the same keys again, not committed
     assert sh_dev.writebacks == 0 and ap.in_batch == n_ops // 2
     sh_dev.settle()
     assert sh_dev.writebacks == 1
     dev = SimFileDevice(SimFile(pool_file.dur), SimFile(journal.dur))
     state, _ = recover_state(dev)  # (the second batch rolled back, then replayed)
-    assert canon(_state_dict(state)) == expected[n_ops]
+    assert canon(_state_dict(state)) == canon(expected_state(n_ops))
 
 
 def test_a_write_back_at_a_commit_point_leaves_the_committed_batch_undo_entries_out():
@@ -255,23 +253,10 @@ def test_a_write_back_at_a_commit_point_leaves_the_committed_batch_undo_entries_
     entries are needed by no state the write-back can leave: they are not written (on
     PM they are flushed one by one; here they would be a second copy of every block a
     batch changed, journalled and written in place)."""
-    pool_file, journal = SimFile(512 << 10), SimFile(0)
-    fg_dev = SimFileDevice(pool_file, journal)
-    pool = Heap.create(fg_dev, KV(), log_size=64 << 10, undo_size=64 << 10,
-                       initial_size=256 << 10).pool
-    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
-    log_off, log_size = pool.oplog_off, pool.oplog_size
+    pool_file, journal, pool, sh_dev, heap, fg, ap = _sim_disk_shadow(
+        64 << 10, 0.0, 10_000)  # (a write-back at every commit point)
     undo = (pool.undo_off, pool.undo_off + pool.undo_size)
-    sh_dev = SimDeferredDevice(pool_file, journal, interval=0.0)  # (at every commit point)
-    heap = Heap.open(sh_dev)
-    fg = OpLog(fg_dev, log_off, log_size)
-    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=10_000)
-    for i in range(40):
-        fg.append(encode(workload_op(i)))
-    fg.commit()
-    sh_dev.refresh(log_off, log_size)
-    while ap.step():
-        pass
+    _log_and_apply(pool, fg, sh_dev, ap, 0, 40)
     assert heap.undo.count > 0 and heap.undo.batch_ranges()
     before = sh_dev.writebacks
     ap.commit()
@@ -281,13 +266,10 @@ def test_a_write_back_at_a_commit_point_leaves_the_committed_batch_undo_entries_
     assert not [off for off, d in written if off < undo[1] and off + len(d) > undo[0]]
     dev = SimFileDevice(SimFile(pool_file.dur), SimFile(journal.dur))
     state, _ = recover_state(dev)
-    expected = KV()
-    for i in range(40):
-        expected.apply(workload_op(i))
-    assert canon(_state_dict(state)) == canon(_state_dict(expected))
+    assert canon(_state_dict(state)) == canon(expected_state(40))
 
 
-def test_the_shadow_pacing_settings_are_read_from_the_environment(monkeypatch, tmp_path):
+def test_the_shadow_pacing_settings_are_read_from_the_environment(monkeypatch):
     """``PERSIMMON_DISK_WRITEBACK_SECONDS`` and ``PERSIMMON_DISK_RELEASE_MIB`` set the
     shadow's device; a bad value is a clear error when any disk device opens (the
     foreground's included), not a shadow that fails."""
