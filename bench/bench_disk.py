@@ -9,9 +9,11 @@ redis-server with ``appendonly yes`` and ``appendfsync always`` and ``everysec``
 loaded with ``--keys`` keys, then every round visits the servers in turn (every other round in
 the reverse order): resp-benchmark, 50 clients, unpipelined (``-P``), Zipf keys, 100-byte
 values, the given write shares.  Besides requests/s it reads the CPU time
-(``/proc/PID/stat``) of the server process and of its children (persimmon-redis's shadow)
-over each run, and prints microseconds of CPU per request.  Client, servers and shadows share
-this machine's cores: compare rows of the same round, not runs of different days.
+(``/proc/PID/stat``) of the server process and of its children (persimmon-redis's shadow),
+and the load generator's (its rusage), over each run, and prints microseconds of CPU per
+request, and the ratio of requests/s that those predict when the cores are saturated.
+Client, servers and shadows share this machine's cores: compare rows of the same round, not
+runs of different days.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def main() -> None:
     for k in ("redis-aof-always",) if args.no_everysec else ("redis-aof-always",
                                                               "redis-aof-everysec"):
         servers[k] = E.Server(k, diskdir, diskdir)
-    rows: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    rows: dict[tuple[str, int], list[tuple[float, ...]]] = {}
     try:
         for k, s in servers.items():
             s.start()
@@ -94,26 +96,35 @@ def main() -> None:
                     # (the shadow counted until it has caught up: SAVE)
                     r = E.measured(servers[k], args.keys, share, args.pipeline, args.seconds)
                     rows.setdefault((k, share), []).append(
-                        (r["rps"], r["server_us"], r["shadow_us"]))
+                        (r["rps"], r["server_us"], r["shadow_us"], r["client_us"],
+                         r["busy"]))
                     line.append(f"{k} {r['rps']:,.0f}/s srv {r['server_us']:.1f} "
-                                f"shadow {r['shadow_us']:.1f} us/req")
+                                f"shadow {r['shadow_us']:.1f} client {r['client_us']:.1f} "
+                                f"us/req, busy {r['busy']:.0%}")
                 print(f"{share:3d} % writes, round {step}: " + "; ".join(line), flush=True)
     finally:
         for s in servers.values():
             s.remove()
         shutil.rmtree(diskdir, ignore_errors=True)
-    print("\nmedians (requests/s, server CPU us/req, shadow CPU us/req) and ratios by round")
+    print("\nmedians (requests/s; CPU us/req of the server, its shadow, the load generator and"
+          " their sum; the cores' busy share) and ratios by round")
     for share in [int(x) for x in args.shares.split(",")]:
         for k in servers:
             rs = rows.get((k, share), [])
-            med = [sorted(x[i] for x in rs)[len(rs) // 2] for i in range(3)] if rs else [0] * 3
-            print(f"  {share:3d} % {k:26s} {med[0]:9,.0f} {med[1]:6.1f} {med[2]:6.1f}")
+            med = [sorted(x[i] for x in rs)[len(rs) // 2] for i in range(5)] if rs else [0] * 5
+            print(f"  {share:3d} % {k:26s} {med[0]:9,.0f} {med[1]:6.1f} {med[2]:6.1f} "
+                  f"{med[3]:6.1f} {med[1] + med[2] + med[3]:6.1f} {med[4]:5.0%}")
         mine = rows.get(("persimmon-disk", share), [])
         for other in [k for k in servers if k != "persimmon-disk"]:
             theirs = rows.get((other, share), [])
             ratios = [a[0] / b[0] for a, b in zip(mine, theirs, strict=False) if b[0]]
+            # With the cores saturated, requests/s is the cores over the CPU per request of
+            # everything that runs (client, server, shadow): the ratio that CPU predicts
+            cpu = [sum(b[1:4]) / sum(a[1:4]) for a, b in zip(mine, theirs, strict=False)
+                   if sum(a[1:4])]
             print(f"  {share:3d} % persimmon-disk / {other}: "
-                  + ", ".join(f"{r:.2f}" for r in ratios))
+                  + ", ".join(f"{r:.2f}" for r in ratios)
+                  + "; predicted by CPU per request: " + ", ".join(f"{r:.2f}" for r in cpu))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import ast
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -191,17 +192,22 @@ def _ms(v: str, unit: str) -> float:
 
 
 def bench(port: int, keys: int, share: int, pipeline: int, seconds: int) -> dict:
-    """One resp-benchmark run: requests/s, mean and p99 latency (ms), requests made."""
+    """One resp-benchmark run: requests/s, mean and p99 latency (ms), requests made, and the
+    CPU seconds the load generator spent (it shares the machine's cores with the server)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(
         ["resp-benchmark", "-p", str(port), "-c", "50", "-P", str(pipeline), "-s",
          str(seconds), "--lua", lua_mix(keys, share)],
         capture_output=True, text=True, timeout=seconds + 120)
     text = p.stdout.replace("\x1b[F\x1b[2K", "\n") + p.stderr.replace("\x1b[F\x1b[2K", "\n")
     m = _LINE.findall(text)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     if not m:
-        return {"rps": 0.0, "avg_ms": 0.0, "p99_ms": 0.0, "count": 0}
+        return {"rps": 0.0, "avg_ms": 0.0, "p99_ms": 0.0, "count": 0, "client_s": client}
     q, cnt, a, au, p99, pu = m[-1]
-    return {"rps": float(q), "avg_ms": _ms(a, au), "p99_ms": _ms(p99, pu), "count": int(cnt)}
+    return {"rps": float(q), "avg_ms": _ms(a, au), "p99_ms": _ms(p99, pu), "count": int(cnt),
+            "client_s": client}
 
 
 def rss_kb(pid: int) -> dict[str, int]:
@@ -230,6 +236,7 @@ def measured(s: Server, keys: int, share: int, pipeline: int, seconds: int) -> d
     n = r["count"]
     return r | {"server_us": (c1 - c0) / n * 1e6 if n else 0.0,
                 "shadow_us": (k1 - k0) / n * 1e6 if n else 0.0,
+                "client_us": r["client_s"] / n * 1e6 if n else 0.0,
                 "busy": (b1[0] - b0[0]) / max(1, b1[1] - b0[1])}
 
 

@@ -237,12 +237,25 @@ class Client(asyncio.Protocol):
             # The fast path: a chunk of whole plain commands while the reader holds
             # nothing (every client sends those).  Anything else is declined (None) and
             # read the general way below, which says what is wrong with it.
-            commands = _PARSE(data, self.server.cfg.proto_max_bulk_len)
+            server = self.server
+            commands = _PARSE(data, server.cfg.proto_max_bulk_len)
             if commands is not None:
-                if self._run(commands):
-                    self.nocr = 1  # (what the general path's bookkeeping below leaves)
-                    self.crhead = data[-23:-2]
-                    self.server.schedule(self)
+                if len(commands) == 1 and self.blocked is None and not self.backlog:
+                    # (one command, the unpipelined client's case: _run's loop inlined)
+                    self.dispatch_fn(self, commands[0])
+                    if self.closing:
+                        if not self.switching:
+                            return
+                        self.closing = self.switching = False
+                elif not self._run(commands):
+                    return
+                self.nocr = 1  # (what the general path's bookkeeping below leaves)
+                self.crhead = data[-23:-2]
+                # (Server.schedule, inlined)
+                server.pending[self.id] = self
+                if not server.flush_scheduled:
+                    server.flush_scheduled = True
+                    server.loop.call_soon(server.flush)
                 return
         reader = self.reader
         # A new command starting with anything but '*' is an inline command (telnet).  The
@@ -361,9 +374,13 @@ class Client(asyncio.Protocol):
         t = self.transport
         t.write(data)
         if t.get_write_buffer_size() > self.server.cfg.client_output_limit:
-            log.warning("client %s exceeded the output buffer limit; closing", self.addr)
-            t.abort()
-            self.closing = True
+            self.over_limit()
+
+    def over_limit(self) -> None:
+        """The replies waiting to be sent exceed the client output buffer limit: close."""
+        log.warning("client %s exceeded the output buffer limit; closing", self.addr)
+        self.transport.abort()
+        self.closing = True
 
     def _too_big(self, data: bytes) -> bool:
         # Lengths of 9 digits or more are checked before hiredis sees them (it would
@@ -676,9 +693,16 @@ class Server:
             self.shutdown_event.set()
 
     def _send(self, pending: dict) -> None:
+        limit = self.cfg.client_output_limit
         for c in pending.values():
-            if c.out and c.transport is not None:
-                c.send_out()
+            out = c.out
+            if out and (t := c.transport) is not None:
+                # (Client.send_out, inlined: one call fewer per client and round)
+                t.write(out[0] if len(out) == 1 else b"".join(out))
+                out.clear()
+                c.durable_reads = 0
+                if t.get_write_buffer_size() > limit:
+                    c.over_limit()
 
     def _close_finished(self) -> None:
         if not self.to_close:  # (called after every batch of replies)
@@ -865,13 +889,14 @@ class Server:
                         if self.watchers or self.blocked:
                             self.write_and_touch(c, cmd, argv)
                             return
-                        res = self.p.execute_rw((c.db, _now_ms(), tuple(argv)))
+                        res = self.p.execute_rw((c.db, _time_ns() // 1_000_000, tuple(argv)))
                         if self.tracking and cmd in _ONE_KEY:
                             self.written[(c.db, argv[1])] = self.window
                             self.window_writes += 1
                     else:
                         try:
-                            res = cmd.fn(reused_ctx(self.state, c.db, _now_ms()), argv)
+                            res = cmd.fn(reused_ctx(self.state, c.db,
+                                                    _time_ns() // 1_000_000), argv)
                         except RError as e:
                             res = e
                         if self.tracking and cmd in _ONE_KEY:

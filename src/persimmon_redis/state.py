@@ -38,8 +38,9 @@ class RedisState:
         self.dbs = [Db() for _ in range(databases)]
         self.functions = {}
 
-    def apply(self, op: Any) -> Any:
-        return execute_op(self, op)
+    # ``apply(op)``: run one logged write (or a whole MULTI/EXEC).  The function itself,
+    # not a method that calls it: one Python call fewer per write, here and in the shadow.
+    apply = execute_op
 
 
 def dump(state: RedisState) -> list:
