@@ -2,6 +2,7 @@
  * "Reading requests").
  *
  * parse_commands(data, max_bulk) -> list[list[bytes]] | None
+ * get_reply(data, max_bulk, table, resp3) -> bytes | None  (one GET, answered at once)
  *
  * Returns the commands of ``data`` when it is made only of whole, plain RESP commands:
  * each an array ('*' count CRLF, count 1 to 1,048,576) of bulk strings ('$' length CRLF,
@@ -140,7 +141,77 @@ wire_size(PyObject *self, PyObject *command)
     return PyLong_FromSsize_t(total);
 }
 
+/* get_reply(data, max_bulk, table, resp3) -> bytes | None
+ *
+ * When ``data`` is exactly one plain command GET (any case) of one key, as parse_commands
+ * reads it, and ``table`` (a dict: the database's keys) holds no value for the key or a
+ * plain bytes value: the reply to send (the bulk string, or the nil of RESP2 or RESP3).
+ * None for anything else, and the caller dispatches the chunk the usual way.  The caller
+ * checks first that nothing else could change the answer (no key has a TTL in that
+ * database, the client is a plain one): see Client.data_received. */
+static PyObject *
+get_reply(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "get_reply(data, max_bulk, table, resp3) takes 4 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "get_reply: data must be bytes");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(args[2]))
+        Py_RETURN_NONE; /* (keys held some other way: the handler reads them) */
+    Py_ssize_t max_bulk = PyLong_AsSsize_t(args[1]);
+    if (max_bulk == -1 && PyErr_Occurred())
+        return NULL;
+    int resp3 = PyObject_IsTrue(args[3]);
+    if (resp3 < 0)
+        return NULL;
+    const char *buf = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    /* "*2\r\n$3\r\nGET\r\n$" then the key's length, CRLF, the key, CRLF, and nothing more */
+    if (len < 19 || memcmp(buf, "*2\r\n$3\r\n", 8) != 0 || (buf[8] | 0x20) != 'g'
+        || (buf[9] | 0x20) != 'e' || (buf[10] | 0x20) != 't'
+        || memcmp(buf + 11, "\r\n$", 3) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t pos = 14;
+    Py_ssize_t size = read_number(buf, len, &pos);
+    if (size < 0 || size > max_bulk || size != len - pos - 2 || buf[pos + size] != '\r'
+        || buf[pos + size + 1] != '\n')
+        Py_RETURN_NONE;
+    PyObject *key = PyBytes_FromStringAndSize(buf + pos, size);
+    if (key == NULL)
+        return NULL;
+    PyObject *value = PyDict_GetItemWithError(args[2], key); /* (borrowed) */
+    Py_DECREF(key);
+    if (value == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return resp3 ? PyBytes_FromStringAndSize("_\r\n", 3)
+                     : PyBytes_FromStringAndSize("$-1\r\n", 5);
+    }
+    if (!PyBytes_CheckExact(value))
+        Py_RETURN_NONE; /* (another type, or a string kept another way: the handler) */
+    Py_ssize_t vlen = PyBytes_GET_SIZE(value);
+    char head[32];
+    int hlen = snprintf(head, sizeof head, "$%zd\r\n", vlen);
+    PyObject *reply = PyBytes_FromStringAndSize(NULL, hlen + vlen + 2);
+    if (reply == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(reply);
+    memcpy(out, head, hlen);
+    memcpy(out + hlen, PyBytes_AS_STRING(value), vlen);
+    out[hlen + vlen] = '\r';
+    out[hlen + vlen + 1] = '\n';
+    return reply;
+}
+
 static PyMethodDef methods[] = {
+    {"get_reply", (PyCFunction)(void (*)(void))get_reply, METH_FASTCALL,
+     "get_reply(data, max_bulk, table, resp3) -> the reply when data is one plain GET whose "
+     "value in table is missing or plain bytes, else None."},
     {"wire_size", wire_size, METH_O,
      "wire_size(command) -> bytes of the command written the shortest way (None: '*-1')."},
     {"parse_commands", (PyCFunction)(void (*)(void))parse_commands, METH_FASTCALL,

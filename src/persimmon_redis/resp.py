@@ -66,6 +66,28 @@ def parse_commands(data: bytes, max_bulk: int) -> list[list[bytes]] | None:
     return commands
 
 
+def get_reply(data: bytes, max_bulk: int, table: dict, resp3: bool) -> bytes | None:
+    """The reply to ``data`` when it is exactly one plain GET (any case) of one key, read as
+    :func:`parse_commands` reads it, and ``table`` holds no value for the key (the nil of
+    RESP2 or RESP3) or a plain bytes value (the bulk string); None for anything else (the
+    server then dispatches the chunk the usual way).  The caller has checked that nothing
+    else could change the answer: no key of that database has a TTL, the client is plain."""
+    if type(table) is not dict:
+        return None
+    commands = parse_commands(data, max_bulk)
+    if commands is None or len(commands) != 1:
+        return None
+    argv = commands[0]
+    if len(argv) != 2 or argv[0].lower() != b"get" or not data.startswith(b"*2\r\n$3\r\n"):
+        return None
+    value = table.get(argv[1])
+    if value is None:
+        return b"_\r\n" if resp3 else b"$-1\r\n"
+    if type(value) is not bytes:
+        return None
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
 def wire_size(command: list[bytes] | None) -> int:
     """How many bytes hiredis consumed for a command it returned, written the shortest
     way (None is ``*-1``).  The server counts with it what the hiredis reader holds: the

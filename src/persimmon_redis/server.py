@@ -59,6 +59,7 @@ RESIZE_THRESHOLD = 32 * 1024  # Redis's PROTO_RESIZE_THRESHOLD (and PROTO_MBULK_
 _BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
 _PARSE = _RESP_FAST.parse_commands if _RESP_FAST is not None else None
 _wire_size = _RESP_FAST.wire_size if _RESP_FAST is not None else None
+_GET_REPLY = _RESP_FAST.get_reply if _RESP_FAST is not None else None
 _time_ns = time.time_ns
 
 
@@ -238,7 +239,27 @@ class Client(asyncio.Protocol):
             # nothing (every client sends those).  Anything else is declined (None) and
             # read the general way below, which says what is wrong with it.
             server = self.server
-            commands = _PARSE(data, server.cfg.proto_max_bulk_len)
+            max_bulk = server.cfg.proto_max_bulk_len
+            # GET answered at once (no argument list, no dispatch, no handler call), for a
+            # client that safe_dispatch's fast path would serve (authenticated, outside
+            # MULTI and pub/sub, not blocked, replies on), in a database where no key has
+            # a TTL and with no commit window to track; _GET_REPLY declines (None) anything
+            # but one plain GET of a missing key or a plain string.  (A command whose name
+            # does not start with 'g' or 'G', data[8] in "*2\r\n$3\r\nGET", goes on at once.)
+            if size > 18 and data[8] | 0x20 == 0x67 and self.authed and self.multi is None \
+                    and self.blocked is None \
+                    and not self.backlog and not self.channels and not self.patterns \
+                    and self.reply_mode == b"ON" and not server.tracking:
+                db = server.state.dbs[self.db]
+                if not db.expires:
+                    reply = _GET_REPLY(data, max_bulk, db.data, self.resp3)
+                    if reply is not None:
+                        _GET.calls += 1
+                        self.last_cmd = b"get"
+                        self.out.append(reply)
+                        self._scheduled(data)
+                        return
+            commands = _PARSE(data, max_bulk)
             if commands is not None:
                 if len(commands) == 1 and self.blocked is None and not self.backlog:
                     # (one command, the unpipelined client's case: _run's loop inlined)
@@ -249,13 +270,7 @@ class Client(asyncio.Protocol):
                         self.closing = self.switching = False
                 elif not self._run(commands):
                     return
-                self.nocr = 1  # (what the general path's bookkeeping below leaves)
-                self.crhead = data[-23:-2]
-                # (Server.schedule, inlined)
-                server.pending[self.id] = self
-                if not server.flush_scheduled:
-                    server.flush_scheduled = True
-                    server.loop.call_soon(server.flush)
+                self._scheduled(data)
                 return
         reader = self.reader
         # A new command starting with anything but '*' is an inline command (telnet).  The
@@ -342,6 +357,17 @@ class Client(asyncio.Protocol):
         # Replies go out once per event-loop round, after the group commit: writing each at
         # once was measured slower (a wake-up of the client per reply instead of per round).
         self.server.schedule(self)
+
+    def _scheduled(self, data: bytes) -> None:
+        """After the fast path ran the whole commands of ``data``: the bookkeeping the
+        general path leaves, and the replies scheduled (Server.schedule, inlined)."""
+        self.nocr = 1
+        self.crhead = data[-23:-2]
+        server = self.server
+        server.pending[self.id] = self
+        if not server.flush_scheduled:
+            server.flush_scheduled = True
+            server.loop.call_soon(server.flush)
 
     def _run(self, commands: list) -> bool:
         """Dispatch ``commands`` in order (or keep them while the client is blocked);
@@ -1324,6 +1350,7 @@ _DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
                            if not c.server and "internal" not in c.flags
                            and c.precheck is None}
 _DATA_ALL = dict(_DATA)
+_GET = COMMANDS[b"get"]  # (answered in Client.data_received: its calls counted there)
 # The data commands whose only key is their first argument, that read or write nothing
 # else (the reads that may leave before the commits in flight end, and the writes whose
 # key is tracked for them; any other write makes every read of its window wait).

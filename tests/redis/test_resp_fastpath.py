@@ -194,10 +194,10 @@ def test_the_fast_path_is_taken_again_once_a_cut_command_is_read():
         real = srv._PARSE
         srv._PARSE = lambda data, limit: calls.append(data) or real(data, limit)
         try:
-            assert _feed(server, c, t, [encode([[b"GET", b"cut"]])]) == b"$5\r\nvalue\r\n"
+            assert _feed(server, c, t, [encode([[b"STRLEN", b"cut"]])]) == b":5\r\n"
         finally:
             srv._PARSE = real
-        assert calls == [encode([[b"GET", b"cut"]])]
+        assert calls == [encode([[b"STRLEN", b"cut"]])]
 
 
 def test_an_array_cut_between_elements_is_never_read_as_a_new_command():
@@ -237,3 +237,136 @@ def test_pipelines_and_commands_after_a_blocking_one_keep_their_order():
     data = encode([[b"BLPOP", b"q", b"0"], [b"GET", b"after"]])
     assert _feed(server, c, t, [data]) == b""
     assert [list(x) for x in c.backlog] == [[b"GET", b"after"]]
+
+
+# ------------------------------------------------------------ GET answered at once
+GETTERS = [pytest.param(resp.get_reply, id="python"),
+           pytest.param(COMPILED.get_reply if COMPILED else None, id="compiled",
+                        marks=needs_compiled)]
+_VALUES = st.none() | st.binary(max_size=60) | st.sampled_from([5, {b"f": b"v"}, [b"x"]])
+
+
+@pytest.mark.parametrize("get", GETTERS)
+def test_one_plain_get_is_answered_and_anything_else_declined(get):
+    table = {b"k": b"value", b"": b"empty key", b"h": {b"f": b"v"}, b"n": 12}
+    assert get(encode([[b"GET", b"k"]]), MAX_BULK, table, False) == b"$5\r\nvalue\r\n"
+    assert get(encode([[b"gEt", b""]]), MAX_BULK, table, False) == b"$9\r\nempty key\r\n"
+    assert get(encode([[b"GET", b"nope"]]), MAX_BULK, table, False) == b"$-1\r\n"
+    assert get(encode([[b"GET", b"nope"]]), MAX_BULK, table, True) == b"_\r\n"
+    for declined in (
+        encode([[b"GET", b"h"]]), encode([[b"GET", b"n"]]),  # not a plain string
+        encode([[b"GET", b"k"], [b"GET", b"k"]]),  # more than one command
+        encode([[b"GET", b"k", b"x"]]), encode([[b"GET"]]),  # wrong arity
+        encode([[b"GETEX", b"k"]]), encode([[b"GEX", b"k"]]),
+        encode([[b"GET", b"k"]])[:-1],  # cut
+        b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n",  # a leading zero
+        b"GET k\r\n",  # inline
+    ):
+        assert get(declined, MAX_BULK, table, False) is None, declined
+    assert get(encode([[b"GET", b"k"]]), 0, table, False) is None  # key over the limit
+    assert get(encode([[b"GET", b"k"]]), MAX_BULK, _NotADict(table), False) is None
+
+
+class _NotADict(dict):
+    """A mapping of another type: the fast path leaves it to the handler."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=30), st.sampled_from([b"GET", b"get", b"Get", b"gET", b"SET"]),
+       _VALUES, st.booleans(), st.data())
+def test_the_get_twins_agree_and_answer_as_the_handler_does(key, name, value, resp3, draw):
+    from persimmon_redis.replies import encode as encode_reply
+
+    table = {} if value is None else {key: value}
+    data = encode([[name, key]])
+    mine = resp.get_reply(data, MAX_BULK, table, resp3)
+    if name.lower() == b"get" and (value is None or type(value) is bytes):
+        assert mine == encode_reply(table.get(key), resp3)  # what cmd_get's reply is
+    else:
+        assert mine is None
+    at = draw.draw(st.integers(0, len(data) - 1))
+    mutated = data[:at] + bytes([draw.draw(st.integers(0, 255))]) + data[at + 1:]
+    cut = data[:draw.draw(st.integers(0, len(data)))]
+    if COMPILED is not None:
+        for chunk in (data, mutated, cut):
+            assert COMPILED.get_reply(chunk, MAX_BULK, table, resp3) \
+                == resp.get_reply(chunk, MAX_BULK, table, resp3), chunk
+
+
+def _general_and_fast(chunks: list[bytes]) -> tuple[bytes, bytes]:
+    """What one client is sent for ``chunks`` with GET answered at once and without."""
+    import persimmon_redis.server as srv
+
+    outs = []
+    for fast in (True, False):
+        real = srv._GET_REPLY
+        if not fast:
+            srv._GET_REPLY = lambda *a: None
+        try:
+            server, c, t = _client()
+            outs.append(b"".join(_feed(server, c, t, [chunk]) for chunk in chunks))
+        finally:
+            srv._GET_REPLY = real
+    return outs[0], outs[1]
+
+
+@needs_compiled
+def test_get_answered_at_once_sends_what_dispatch_sends():
+    import persimmon_redis.server as srv
+
+    before = srv._GET.calls
+    chunks = [encode([c]) for c in (
+        [b"SET", b"s", b"v"], [b"GET", b"s"], [b"GET", b"missing"], [b"HSET", b"h", b"f", b"v"],
+        [b"GET", b"h"],  # WRONGTYPE: the handler answers
+        [b"SET", b"n", b"12"], [b"INCR", b"n"], [b"GET", b"n"],
+        [b"MULTI"], [b"GET", b"s"], [b"EXEC"],  # queued inside MULTI
+        [b"SELECT", b"3"], [b"GET", b"s"], [b"SET", b"s", b"three"], [b"GET", b"s"],
+        [b"SET", b"t", b"ttl", b"PX", b"100000"], [b"GET", b"t"], [b"GET", b"missing"],
+        [b"SET", b"gone", b"soon", b"PX", b"1"], [b"DEBUG", b"SLEEP", b"0.01"],
+        [b"GET", b"gone"],  # expired: nil, though its value is still held
+        [b"HELLO", b"3"], [b"SELECT", b"0"], [b"GET", b"missing"], [b"GET", b"s"],
+        [b"CLIENT", b"REPLY", b"OFF"], [b"GET", b"s"], [b"CLIENT", b"REPLY", b"ON"],
+        [b"HELLO", b"2"], [b"SUBSCRIBE", b"ch"], [b"GET", b"s"],  # refused when subscribed
+    )]
+    fast, general = _general_and_fast(chunks)
+    assert fast == general
+    assert b"$5\r\nthree\r\n" in fast and b"WRONGTYPE" in fast and b"_\r\n" in fast
+    assert b"$4\r\nsoon\r\n" not in fast
+    assert fast.endswith(b"only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+                         b"are allowed in this context\r\n")
+    # the fast path ran (its calls counted as the dispatcher counts them)
+    assert srv._GET.calls - before >= 2 * 6
+
+
+@needs_compiled
+def test_get_answered_at_once_is_counted_and_named_like_any_command():
+    server, c, t = _client()
+    _feed(server, c, t, [encode([[b"SET", b"k", b"v"]])])
+    calls = srv_get_calls()
+    assert _feed(server, c, t, [encode([[b"GET", b"k"]])]) == b"$1\r\nv\r\n"
+    assert srv_get_calls() == calls + 1
+    assert c.last_cmd == b"get"
+    info = _feed(server, c, t, [encode([[b"INFO", b"commandstats"]])])
+    assert b"cmdstat_get:calls=%d," % srv_get_calls() in info
+
+
+def srv_get_calls() -> int:
+    import persimmon_redis.server as srv
+
+    return srv._GET.calls
+
+
+@needs_compiled
+def test_get_before_auth_is_refused_on_the_fast_path_too():
+    cfg = Config()
+    cfg.requirepass = "secret"
+    server = Server(cfg, NoPersistence(16))
+    server.loop = _Loop()
+    server.state.dbs[0].data[b"k"] = b"hidden"
+    c = Client(server)
+    t = _Transport()
+    c.connection_made(t)
+    out = _feed(server, c, t, [encode([[b"GET", b"k"]])])
+    assert out.startswith(b"-NOAUTH")
+    assert _feed(server, c, t, [encode([[b"AUTH", b"secret"]]),
+                                encode([[b"GET", b"k"]])]) == b"+OK\r\n$6\r\nhidden\r\n"
