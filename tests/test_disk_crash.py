@@ -55,13 +55,13 @@ def _sim_disk_shadow(log_size: int, interval: float, max_batch: int,
     fg_dev = SimFileDevice(pool_file, journal)
     pool = Heap.create(fg_dev, KV(), log_size=log_size, undo_size=64 << 10,
                        initial_size=256 << 10).pool
-    OpLog.format(fg_dev, pool.oplog_off, pool.oplog_size)
-    log_off, log_size = pool.oplog_off, pool.oplog_size
+    log_at = (pool.oplog_off, pool.oplog_size)  # (the log's place in the pool)
+    OpLog.format(fg_dev, *log_at)
     sh_dev = SimDeferredDevice(pool_file, journal, interval=interval,
                                release_bytes=release_bytes)
     heap = Heap.open(sh_dev)
-    fg = OpLog(fg_dev, log_off, log_size)
-    ap = Applier(heap, OpLog(sh_dev, log_off, log_size), max_batch=max_batch)
+    fg = OpLog(fg_dev, *log_at)
+    ap = Applier(heap, OpLog(sh_dev, *log_at), max_batch=max_batch)
     return pool_file, journal, pool, sh_dev, heap, fg, ap
 
 

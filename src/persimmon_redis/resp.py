@@ -78,7 +78,7 @@ def get_reply(data: bytes, max_bulk: int, table: dict, resp3: bool) -> bytes | N
     if commands is None or len(commands) != 1:
         return None
     argv = commands[0]
-    if len(argv) != 2 or argv[0].lower() != b"get" or not data.startswith(b"*2\r\n$3\r\n"):
+    if len(argv) != 2 or argv[0].lower() != b"get":
         return None
     value = table.get(argv[1])
     if value is None:
