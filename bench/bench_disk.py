@@ -60,8 +60,9 @@ def main() -> None:
     ap.add_argument("--pipeline", type=int, default=1)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--overlap", action="store_true",
-                    help="also run this tree's server with --commit-overlap yes")
+    ap.add_argument("--overlap", nargs="?", const="yes", default="",
+                    help="also run this tree's server with --commit-overlap set to each of "
+                         "these values (comma-separated; no value: yes)")
     ap.add_argument("--no-everysec", action="store_true",
                     help="leave out redis-server appendfsync everysec (shorter runs)")
     args = ap.parse_args()
@@ -70,9 +71,10 @@ def main() -> None:
     diskdir = tempfile.mkdtemp(prefix="bench-disk-", dir=args.diskdir)
     servers: dict[str, E.Server] = {"persimmon-disk": TreeServer("persimmon-disk", diskdir,
                                                                  diskdir, E.ROOT)}
-    if args.overlap:
-        servers["persimmon-disk+overlap"] = TreeServer("persimmon-disk", diskdir, diskdir,
-                                                       E.ROOT, ("--commit-overlap", "yes"))
+    for value in filter(None, args.overlap.split(",")):
+        name = "persimmon-disk+overlap" + ("" if value == "yes" else f"-{value}")
+        servers[name] = TreeServer("persimmon-disk", diskdir, diskdir, E.ROOT,
+                                   ("--commit-overlap", value))
     if args.baseline_tree:
         servers["persimmon-disk@baseline"] = TreeServer("persimmon-disk", diskdir, diskdir,
                                                         args.baseline_tree)

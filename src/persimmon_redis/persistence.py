@@ -34,6 +34,7 @@ class NoPersistence:
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
 
     overlapped = False  # (see PersimmonPersistence)
+    commit_waits = False
 
     def sync(self) -> None:
         pass
@@ -74,6 +75,10 @@ class PersimmonPersistence:
         # replies wait for the end), up to in_flight commits at once (docs/device.md,
         # "Overlapped commits")
         self.overlapped = bool(overlap_commits) and self.psm.overlaps_commits
+        # a disk pool's commit is a synced write the loop waits for (0.05-0.5 ms): the
+        # replies of reads of durable data leave before it (docs/device.md, "Reads sent
+        # before the commit"); on PM or tmpfs a commit is a fence, not worth the tracking
+        self.commit_waits = self.psm.overlaps_commits
         self.in_flight = max(1, overlap_commits)
         self.commit_begin = self.psm.commit_begin
         self.commit_write = self.psm.commit_write

@@ -243,20 +243,31 @@ class Client(asyncio.Protocol):
             # GET answered at once (no argument list, no dispatch, no handler call), for a
             # client that safe_dispatch's fast path would serve (authenticated, outside
             # MULTI and pub/sub, not blocked, replies on), in a database where no key has
-            # a TTL and with no commit window to track; _GET_REPLY declines (None) anything
-            # but one plain GET of a missing key or a plain string.  (A command whose name
-            # does not start with 'g' or 'G', data[8] in "*2\r\n$3\r\nGET", goes on at once.)
+            # a TTL; _GET_REPLY declines (None) anything but one plain GET of a missing key
+            # or a plain string.  (A command whose name does not start with 'g' or 'G',
+            # data[8] in "*2\r\n$3\r\nGET", goes on at once.)
             if size > 18 and data[8] | 0x20 == 0x67 and self.authed and self.multi is None \
                     and self.blocked is None \
                     and not self.backlog and not self.channels and not self.patterns \
-                    and self.reply_mode == b"ON" and not server.tracking:
+                    and self.reply_mode == b"ON":
                 db = server.state.dbs[self.db]
                 if not db.expires:
                     reply = _GET_REPLY(data, max_bulk, db.data, self.resp3)
                     if reply is not None:
                         _GET.calls += 1
                         self.last_cmd = b"get"
-                        self.out.append(reply)
+                        out = self.out
+                        if server.tracking and not out and not server.untracked_in_flight:
+                            # (safe_dispatch's read of durable data, inlined for a client
+                            # with no other reply queued; the key is what follows
+                            # "*2\r\n$3\r\nGET\r\n$<length>\r\n")
+                            written = server.written
+                            if not written or written.get(
+                                    (self.db, data[data.index(b"\n", 14) + 1 : -2]), -1) \
+                                    < server.durable_below:
+                                self.durable_reads = 1
+                                self.durable_window = server.window
+                        out.append(reply)
                         self._scheduled(data)
                         return
             commands = _PARSE(data, max_bulk)
@@ -615,7 +626,10 @@ class Server:
         # count of logged operations, ``window_logged`` when it began, says whether any
         # other write was logged meanwhile (then any read may have seen it: none of this
         # window leaves early, nor while its commit is in flight: ``untracked_in_flight``).
-        self.tracking = bool(persistence.overlapped)
+        # Tracked on a disk pool, with or without --commit-overlap: its commit is a synced
+        # write, and the replies of such reads leave before it ("Reads sent before the
+        # commit"); elsewhere (PM, tmpfs, none) a commit costs no wait worth the tracking.
+        self.tracking = bool(persistence.overlapped or persistence.commit_waits)
         self.written: dict[tuple[int, bytes], int] = {}
         self.prune_at = 4096
         self.window = 0
@@ -694,6 +708,10 @@ class Server:
         # (with --commit-overlap too, when no commit is in flight and no reply could
         # leave before this one ends: nothing would go on while it is written, and a
         # commit written here, with the loop waiting, costs less CPU than one overlapped)
+        if self.tracking and not self.p.overlapped:
+            # a disk pool: the replies of reads of durable data leave before the synced
+            # write, and their clients' next requests are on their way while it is written
+            self._send_durable_reads(pending)
         try:
             self.p.sync()  # group commit: the writes behind these replies are durable now
         except PersistenceError as e:
@@ -825,14 +843,19 @@ class Server:
         if self._untracked(self.p.logged_ops()):
             return 0  # (a write other than the fast path's: they may have seen it)
         window = self.window
+        limit = self.cfg.client_output_limit
         sent = 0
         for c in pending.values():
-            out = c.out
             n = c.durable_reads
-            if n and n == len(out) and c.durable_window == window \
-                    and c.transport is not None:
+            if n and n == len(out := c.out) and c.durable_window == window \
+                    and (t := c.transport) is not None:
                 sent += n
-                c.send_out()
+                # (Client.send_out, inlined as in _send: once per client and round)
+                t.write(out[0] if n == 1 else b"".join(out))
+                out.clear()
+                c.durable_reads = 0
+                if t.get_write_buffer_size() > limit:
+                    c.over_limit()
         self.durable_replies += sent
         return sent
 
