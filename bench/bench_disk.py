@@ -1,9 +1,11 @@
 """Disk pools against redis-server's AOF on the same disk, with CPU per request.
 
     python bench/bench_disk.py [--baseline-tree DIR] [--shares 10,100] [--rounds 3]
+                               [--overlap no,yes]
 
 Servers, all in one directory of a disk file system (``--diskdir``, /var/tmp): persimmon-redis
-with its pool there (``--dir``), and the same server from another checkout
+with its pool there (``--dir``, its default ``--commit-overlap``), the same with each
+``--overlap`` value of ``--commit-overlap``, and the same server from another checkout
 (``--baseline-tree``, its extension built in place: ``python setup.py build_ext -i``),
 redis-server with ``appendonly yes`` and ``appendfsync always`` and ``everysec``.  Each is
 loaded with ``--keys`` keys, then every round visits the servers in turn (every other round in

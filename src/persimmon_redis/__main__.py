@@ -13,7 +13,14 @@ import argparse
 import os
 import sys
 
-from .config import COMMITS_IN_FLIGHT, EFFECTIVE, PARAMS, Config, ConfigError
+from .config import (
+    COMMITS_IN_FLIGHT,
+    DEFAULT_COMMITS_IN_FLIGHT,
+    EFFECTIVE,
+    PARAMS,
+    Config,
+    ConfigError,
+)
 from .server import run_server
 
 
@@ -114,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             raise argparse.ArgumentTypeError("no, yes or a number of commits (1-64)") from None
 
     ap.add_argument("--commit-overlap", type=overlap_arg, metavar="no|yes|N",
-                    help="disk pools only: no (default): each batch's synced log write "
-                    "runs on the event loop; yes, or N: in other threads while the loop "
-                    "reads and executes the next requests (their replies wait for it), "
-                    f"up to N commits at once (yes: {COMMITS_IN_FLIGHT}). See "
-                    "docs/device.md")
+                    help="disk pools only: no: each batch's synced log write runs on the "
+                    "event loop; yes, or N: in another thread while the loop reads and "
+                    "executes the next requests (their replies wait for it), up to N "
+                    f"commits at once (yes: {COMMITS_IN_FLIGHT}; default: "
+                    f"{DEFAULT_COMMITS_IN_FLIGHT}). See docs/device.md")
     ap.add_argument("--verify", action="store_true",
                     help="divergence detection (slow; for testing a port)")
     args = ap.parse_args(argv)

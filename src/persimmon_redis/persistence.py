@@ -70,7 +70,8 @@ class PersimmonPersistence:
         # logged and applied now, durable at sync(): invoke_rw(op, commit=False)
         self.execute_rw = self.psm.invoke_rw_grouped
         self.sync = self.psm.commit  # (once per batch of requests: no wrapper call either)
-        # a disk pool with --commit-overlap yes|N: the batch's commit is a synced write the
+        # a disk pool with --commit-overlap yes|N (1 by default; no: 0): the batch's
+        # commit is a synced write the
         # server overlaps with the next requests (begin here, write in a thread, end here;
         # replies wait for the end), up to in_flight commits at once (docs/device.md,
         # "Overlapped commits")

@@ -18,7 +18,7 @@ import redis
 
 from conftest import ServerProc, free_port, wait_port
 from persimmon.device import on_tmpfs
-from persimmon_redis.config import COMMITS_IN_FLIGHT
+from persimmon_redis.config import COMMITS_IN_FLIGHT, DEFAULT_COMMITS_IN_FLIGHT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,14 +40,17 @@ def _log(s: ServerProc) -> str:
     return text
 
 
-@pytest.mark.parametrize("overlap", ["no", "yes", "yes-in-redis.conf"])
+@pytest.mark.parametrize("overlap", ["no", "yes", "yes-in-redis.conf", "default"])
 def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes(overlap):
     """Both ways of committing a batch (--commit-overlap, or persimmon-commit-overlap in a
-    redis.conf): acknowledged writes, pipelined among reads from several clients at once,
-    survive a SIGKILL."""
+    redis.conf; by default one commit in flight): acknowledged writes, pipelined among
+    reads from several clients at once, survive a SIGKILL."""
     root = tempfile.mkdtemp(prefix="persimmon-redis-disk-", dir=_disk_dir())
     extra: tuple = ("--commit-overlap", overlap)
-    if overlap == "yes-in-redis.conf":
+    in_flight = COMMITS_IN_FLIGHT
+    if overlap == "default":
+        extra, overlap, in_flight = (), "yes", DEFAULT_COMMITS_IN_FLIGHT
+    elif overlap == "yes-in-redis.conf":
         conf = os.path.join(root, "redis.conf")
         with open(conf, "w") as f:
             f.write("persimmon-commit-overlap yes\n")
@@ -58,6 +61,8 @@ def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes(overlap):
         c = s.client()
         info = c.info("persimmon")
         assert info["survives"] == "power loss" and info["commit_overlap"] == overlap
+        if overlap == "yes":
+            assert info["commits_in_flight"] == in_flight
         clients = [s.client() for _ in range(4)]
         for i in range(50):
             for j, cj in enumerate(clients):
