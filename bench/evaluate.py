@@ -550,7 +550,10 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
             out += ["| cores busy | " + " | ".join(busy) + " |", ""]
     if sw:
         out += ["The disk-backed pool (section 2 of issue 24) is the `persimmon-disk` row "
-                "against redis-server's AOF rows: the same disk, at the same moments.", ""]
+                "against redis-server's AOF rows: the same disk, at the same moments. It "
+                "runs with its defaults: one commit of the log in flight in another thread "
+                "while the loop goes on, and the replies of reads of durable data sent "
+                "before the commits (docs/device.md).", ""]
     su = results.get("sustained")
     if su:
         out += ["## Sustained 100 % writes", "",
