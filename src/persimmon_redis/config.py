@@ -236,8 +236,9 @@ _FIXED_WHILE_RUNNING = {"port", "bind", "dir"}
 # (measured: docs/device.md, "Several commits in flight")
 COMMITS_IN_FLIGHT = 4
 # without --commit-overlap: one commit in flight on a disk pool (measured ahead of no
-# overlap and of 4 at 10 and 25 % writes, level at 50 and 100 %: docs/device.md, "On by
-# default"); a pool on PM or tmpfs never overlaps its commits (a commit there is a fence)
+# overlap and of 4 at 10 and 25 % writes, level at 50 and 100 %: docs/device.md, "Reads
+# sent before the commit, and one commit in flight by default"); a pool on PM or tmpfs
+# never overlaps its commits (a commit there is a fence)
 DEFAULT_COMMITS_IN_FLIGHT = 1
 
 

@@ -71,10 +71,9 @@ class PersimmonPersistence:
         self.execute_rw = self.psm.invoke_rw_grouped
         self.sync = self.psm.commit  # (once per batch of requests: no wrapper call either)
         # a disk pool with --commit-overlap yes|N (1 by default; no: 0): the batch's
-        # commit is a synced write the
-        # server overlaps with the next requests (begin here, write in a thread, end here;
-        # replies wait for the end), up to in_flight commits at once (docs/device.md,
-        # "Overlapped commits")
+        # commit is a synced write the server overlaps with the next requests (begin here,
+        # write in a thread, end here; replies wait for the end), up to in_flight commits
+        # at once (docs/device.md, "Overlapped commits")
         self.overlapped = bool(overlap_commits) and self.psm.overlaps_commits
         # a disk pool's commit is a synced write the loop waits for (0.05-0.5 ms): the
         # replies of reads of durable data leave before it (docs/device.md, "Reads sent
