@@ -29,5 +29,6 @@ if [ $# -eq 0 ]; then
         tests/test_group_commit.py tests/test_oplog.py tests/test_shadow_loop.py \
         tests/test_opcodec.py tests/test_native_contract.py tests/test_proxy_interface.py \
         tests/test_disk_crash.py \
-        tests/redis/test_resp_fastpath.py tests/redis/test_protocol.py
+        tests/redis/test_resp_fastpath.py tests/redis/test_protocol.py \
+        tests/redis/test_reads_before_commit.py
 fi
