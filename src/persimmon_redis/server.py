@@ -626,10 +626,11 @@ class Server:
         # count of logged operations, ``window_logged`` when it began, says whether any
         # other write was logged meanwhile (then any read may have seen it: none of this
         # window leaves early, nor while its commit is in flight: ``untracked_in_flight``).
-        # Tracked on a disk pool, with or without --commit-overlap: its commit is a synced
-        # write, and the replies of such reads leave before it ("Reads sent before the
-        # commit"); elsewhere (PM, tmpfs, none) a commit costs no wait worth the tracking.
-        self.tracking = bool(persistence.overlapped or persistence.commit_waits)
+        # Tracked on a disk pool, with or without --commit-overlap (only a disk pool
+        # overlaps): its commit is a synced write, and the replies of such reads leave
+        # before it ("Reads sent before the commit"); elsewhere (PM, tmpfs, none) a commit
+        # costs no wait worth the tracking.
+        self.tracking = bool(persistence.commit_waits)
         self.written: dict[tuple[int, bytes], int] = {}
         self.prune_at = 4096
         self.window = 0
@@ -843,19 +844,16 @@ class Server:
         if self._untracked(self.p.logged_ops()):
             return 0  # (a write other than the fast path's: they may have seen it)
         window = self.window
-        limit = self.cfg.client_output_limit
+        ready = {}
         sent = 0
         for c in pending.values():
             n = c.durable_reads
-            if n and n == len(out := c.out) and c.durable_window == window \
-                    and (t := c.transport) is not None:
+            if n and n == len(c.out) and c.durable_window == window \
+                    and c.transport is not None:
                 sent += n
-                # (Client.send_out, inlined as in _send: once per client and round)
-                t.write(out[0] if n == 1 else b"".join(out))
-                out.clear()
-                c.durable_reads = 0
-                if t.get_write_buffer_size() > limit:
-                    c.over_limit()
+                ready[c.id] = c
+        if ready:
+            self._send(ready)
         self.durable_replies += sent
         return sent
 

@@ -14,28 +14,11 @@ import tempfile
 
 import pytest
 from test_disk_pool import _disk_dir
-from test_resp_fastpath import encode
+from test_resp_fastpath import _Transport, encode
 
 from persimmon_redis.config import Config
 from persimmon_redis.persistence import PersimmonPersistence
 from persimmon_redis.server import Client, Server
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str) -> object:
-        return ("127.0.0.1", 5000) if name == "peername" else None
 
 
 class _Harness:
