@@ -236,3 +236,60 @@ def test_a_psm_s_grouped_call_is_the_compiled_grouper_until_it_closes(shm_path):
         FAST.Grouper([], 5, 100, 3, print)  # apply must be callable (or None)
     with PSM(KV, shm_path) as again:
         assert again.state.data == {b"a": b"1"}
+
+
+def _logged_run(path: str, ops: list) -> tuple[list, list[bytes], list[bool]]:
+    """:func:`_grouped_run` with each operation offered to log_rw_grouped first, and applied
+    by hand when it was logged (what its caller must do); invoke_rw_grouped when it was not.
+    Also returns which operations log_rw_grouped took."""
+    psm = PSM(KV, path, log_size=64 << 10)
+    psm._stop_shadow()
+    h0 = psm._log.head
+    out, taken = [], []
+    for i, op in enumerate(ops):
+        try:
+            before = psm._grouper.bytes
+            if psm.log_rw_grouped(op):
+                taken.append(True)
+                out.append(psm.state.apply(op))
+            else:
+                assert psm._grouper.bytes == before  # (nothing logged)
+                taken.append(False)
+                out.append(psm.invoke_rw_grouped(op))
+        except Exception as e:  # noqa: BLE001 (the type is what is compared)
+            out.append(type(e))
+        if i % 7 == 6:
+            psm.commit()
+    psm.commit()
+    ents = _entries(psm, h0)
+    psm.close(drain=False)
+    with pytest.raises(PersimmonError, match="closed"):
+        psm.invoke_rw_grouped((b"set", b"x", b"1"))
+    assert psm.log_rw_grouped((b"set", b"x", b"1")) is False  # closed: nothing logged
+    return out, ents, taken
+
+
+@pytest.mark.parametrize("compiled", [
+    pytest.param(True, marks=pytest.mark.skipif(
+        FAST is None, reason="the fast path is not built (PERSIMMON_PURE_PYTHON)")),
+    False])
+def test_log_rw_grouped_logs_what_invoke_rw_grouped_logs_without_applying(
+        shm_path, monkeypatch, compiled):
+    import persimmon.psm as psm_mod
+
+    ops = _grouper_ops()
+    expected = _grouped_run(shm_path + ".ref", ops)
+    os.unlink(shm_path + ".ref")
+    if not compiled:
+        monkeypatch.setattr(psm_mod, "FAST", None)  # the pure-Python twin
+    results, ents, taken = _logged_run(shm_path, ops)
+    assert (results, ents) == expected  # the same entries, byte for byte, and results
+    # the T form only, as the compiled grouper's common case: not a str operation (pickled),
+    # a bytes one, a 4-tuple, a big int, one that cannot be logged at all
+    assert taken[0] and taken[4] and taken[-1]
+    assert not any(taken[i] for i in (1, 2, 3, 5, 6, 7))
+    assert not all(taken[8:-1])  # a full group: False, and invoke_rw_grouped flushes it
+    with PSM(KV, shm_path) as again:  # what the shadow replays: the state applied by hand
+        assert again.state.data[b"k1"] == b"v1" and again.state.n == len(ops) - 2
+    with PSM(KV, shm_path, verify=True) as verifying:  # verify mode: no groups
+        assert verifying.log_rw_grouped((b"set", b"v", b"1")) is False

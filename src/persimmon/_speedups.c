@@ -1441,6 +1441,34 @@ static void grouper_dealloc(PyObject *self) {
     Py_TYPE(self)->tp_free(self);
 }
 
+/* grouper.log(op) -> bool: grouper(op) without the apply, for a caller that applies op to
+ * the state itself (PSM.log_rw_grouped).  True: op's payload is in the group.  False:
+ * nothing was done, because grouper(op) would have handed op to slow (every case above);
+ * the caller then calls grouper(op). */
+static PyObject *grouper_log(PyObject *self, PyObject *op) {
+    Grouper *g = (Grouper *)self;
+    if (!g->on || g->apply == Py_None || !PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) == 4)
+        Py_RETURN_FALSE;
+    Py_ssize_t n = opc_size(op, 0);
+    if (n == -2) return NULL;
+    Py_ssize_t size = g->bytes + n + 1 + 4;
+    if (n < 0 || size > g->max) Py_RETURN_FALSE;
+    PyObject *payload = opc_payload(op, n);
+    if (!payload) return NULL;
+    int err = PyList_Append(g->group, payload);
+    Py_DECREF(payload);
+    if (err < 0) return NULL;
+    g->bytes = size;
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef grouper_methods[] = {
+    {"log", grouper_log, METH_O,
+     "log(op) -> bool: op logged in the group without being applied (False: nothing done; "
+     "call the grouper)"},
+    {NULL},
+};
+
 static PyMemberDef grouper_members[] = {
     {"bytes", T_PYSSIZET, offsetof(Grouper, bytes), 0,
      "bytes of the group so far, its head included"},
@@ -1459,6 +1487,7 @@ static PyTypeObject GrouperType = {
     .tp_vectorcall_offset = offsetof(Grouper, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_members = grouper_members,
+    .tp_methods = grouper_methods,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Grouper(group, bytes, max, apply, slow): PSM.invoke_rw_grouped's common case "
               "(see _speedups.c)",

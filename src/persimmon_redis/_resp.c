@@ -3,6 +3,7 @@
  *
  * parse_commands(data, max_bulk) -> list[list[bytes]] | None
  * get_reply(data, max_bulk, table, resp3) -> bytes | None  (one GET, answered at once)
+ * set_args(data, max_bulk) -> tuple[bytes, bytes, bytes] | None  (one plain SET)
  *
  * Returns the commands of ``data`` when it is made only of whole, plain RESP commands:
  * each an array ('*' count CRLF, count 1 to 1,048,576) of bulk strings ('$' length CRLF,
@@ -208,7 +209,68 @@ get_reply(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return reply;
 }
 
+/* set_args(data, max_bulk) -> (name, key, value) | None
+ *
+ * When ``data`` is exactly one plain command SET (any case) of one key and one value, as
+ * parse_commands reads it: its three arguments, as a tuple (the name as it was sent).  None
+ * for anything else (SET with options, another command, more than one command, a command
+ * cut at the end), and the caller dispatches the chunk the usual way. */
+static PyObject *
+set_args(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_args(data, max_bulk) takes 2 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "set_args: data must be bytes");
+        return NULL;
+    }
+    Py_ssize_t max_bulk = PyLong_AsSsize_t(args[1]);
+    if (max_bulk == -1 && PyErr_Occurred())
+        return NULL;
+    const char *buf = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    /* "*3\r\n$3\r\nSET\r\n$" then the key's length, CRLF, the key, CRLF, '$', the value's
+     * length, CRLF, the value, CRLF, and nothing more */
+    if (len < 25 || memcmp(buf, "*3\r\n$3\r\n", 8) != 0 || (buf[8] | 0x20) != 's'
+        || (buf[9] | 0x20) != 'e' || (buf[10] | 0x20) != 't'
+        || memcmp(buf + 11, "\r\n$", 3) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t pos = 14;
+    Py_ssize_t ksize = read_number(buf, len, &pos);
+    if (ksize < 0 || ksize > max_bulk || ksize > len - pos - 2 || buf[pos + ksize] != '\r'
+        || buf[pos + ksize + 1] != '\n')
+        Py_RETURN_NONE;
+    Py_ssize_t kpos = pos;
+    pos += ksize + 2;
+    if (pos >= len || buf[pos] != '$')
+        Py_RETURN_NONE;
+    pos++;
+    Py_ssize_t vsize = read_number(buf, len, &pos);
+    if (vsize < 0 || vsize > max_bulk || vsize != len - pos - 2 || buf[pos + vsize] != '\r'
+        || buf[pos + vsize + 1] != '\n')
+        Py_RETURN_NONE;
+    PyObject *out = PyTuple_New(3);
+    if (out == NULL)
+        return NULL;
+    PyObject *name = PyBytes_FromStringAndSize(buf + 8, 3);
+    PyObject *key = name ? PyBytes_FromStringAndSize(buf + kpos, ksize) : NULL;
+    PyObject *value = key ? PyBytes_FromStringAndSize(buf + pos, vsize) : NULL;
+    PyTuple_SET_ITEM(out, 0, name); /* (a NULL item is fine for the tuple's dealloc) */
+    PyTuple_SET_ITEM(out, 1, key);
+    PyTuple_SET_ITEM(out, 2, value);
+    if (value == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"set_args", (PyCFunction)(void (*)(void))set_args, METH_FASTCALL,
+     "set_args(data, max_bulk) -> (name, key, value) when data is one plain SET of a key "
+     "and a value, else None."},
     {"get_reply", (PyCFunction)(void (*)(void))get_reply, METH_FASTCALL,
      "get_reply(data, max_bulk, table, resp3) -> the reply when data is one plain GET whose "
      "value in table is missing or plain bytes, else None."},

@@ -1,7 +1,8 @@
 """The port: every Persimmon-specific line of persimmon-redis is in this module.
 
 The server talks to a persistence object only: ``execute_rw(op)`` for every write (an
-operation of the state machine), ``sync()`` once before the replies of a batch are written
+operation of the state machine; ``log_write(op)`` logs a plain SET that the server then
+applies itself, docs/redis.md "Reading requests"), ``sync()`` once before the replies of a batch are written
 (group commit; on a disk pool ``commit_begin/commit_write/commit_end`` instead, so that the
 synced write overlaps the next requests), ``checkpoint()`` for SAVE/BGSAVE, ``stats()``
 for INFO, ``close()``.
@@ -32,6 +33,9 @@ class NoPersistence:
         self.device = "none"
         self.recovery_seconds = 0.0
         self.execute_rw = self.state.apply  # (a bound method: no wrapper call per write)
+
+    def log_write(self, op: tuple) -> bool:
+        return True  # (nothing to log: the server applies the write itself)
 
     overlapped = False  # (see PersimmonPersistence)
     commit_waits = False
@@ -69,6 +73,9 @@ class PersimmonPersistence:
         self.recovery_seconds = self.psm.recovery_times.get("total", 0.0)
         # logged and applied now, durable at sync(): invoke_rw(op, commit=False)
         self.execute_rw = self.psm.invoke_rw_grouped
+        # logged only (True), for the server to apply itself as execute_rw would (a plain
+        # SET; False: nothing done, execute_rw it)
+        self.log_write = self.psm.log_rw_grouped
         self.sync = self.psm.commit  # (once per batch of requests: no wrapper call either)
         # a disk pool with --commit-overlap yes|N (1 by default; no: 0): the batch's
         # commit is a synced write the server overlaps with the next requests (begin here,

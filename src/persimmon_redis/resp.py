@@ -88,6 +88,19 @@ def get_reply(data: bytes, max_bulk: int, table: dict, resp3: bool) -> bytes | N
     return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
+def set_args(data: bytes, max_bulk: int) -> tuple[bytes, bytes, bytes] | None:
+    """``(name, key, value)`` when ``data`` is exactly one plain SET (any case, no options)
+    of one key and one value, read as :func:`parse_commands` reads it; None for anything
+    else (the server then dispatches the chunk the usual way)."""
+    commands = parse_commands(data, max_bulk)
+    if commands is None or len(commands) != 1:
+        return None
+    argv = commands[0]
+    if len(argv) != 3 or argv[0].lower() != b"set":
+        return None
+    return argv[0], argv[1], argv[2]
+
+
 def wire_size(command: list[bytes] | None) -> int:
     """How many bytes hiredis consumed for a command it returned, written the shortest
     way (None is ``*-1``).  The server counts with it what the hiredis reader holds: the

@@ -60,6 +60,7 @@ _BULK_HEADER = re.compile(rb"\$[0-9]+\Z")
 _PARSE = _RESP_FAST.parse_commands if _RESP_FAST is not None else None
 _wire_size = _RESP_FAST.wire_size if _RESP_FAST is not None else None
 _GET_REPLY = _RESP_FAST.get_reply if _RESP_FAST is not None else None
+_SET_ARGS = _RESP_FAST.set_args if _RESP_FAST is not None else None
 _time_ns = time.time_ns
 
 
@@ -240,34 +241,64 @@ class Client(asyncio.Protocol):
             # read the general way below, which says what is wrong with it.
             server = self.server
             max_bulk = server.cfg.proto_max_bulk_len
-            # GET answered at once (no argument list, no dispatch, no handler call), for a
-            # client that safe_dispatch's fast path would serve (authenticated, outside
-            # MULTI and pub/sub, not blocked, replies on), in a database where no key has
-            # a TTL; _GET_REPLY declines (None) anything but one plain GET of a missing key
-            # or a plain string.  (A command whose name does not start with 'g' or 'G',
-            # data[8] in "*2\r\n$3\r\nGET", goes on at once.)
-            if size > 18 and data[8] | 0x20 == 0x67 and self.authed and self.multi is None \
+            # GET answered at once (no argument list, no dispatch, no handler call), and a
+            # plain SET (no options) logged and applied at once, for a client that
+            # safe_dispatch's fast path would serve (authenticated, outside MULTI and
+            # pub/sub, not blocked, replies on).  (A command whose name starts with neither
+            # 'g' nor 's', data[8] in "*2\r\n$3\r\nGET", goes on at once.)
+            first = data[8] | 0x20 if size > 18 else 0
+            if (first == 0x67 or first == 0x73) and self.authed and self.multi is None \
                     and self.blocked is None \
                     and not self.backlog and not self.channels and not self.patterns \
                     and self.reply_mode == b"ON":
-                db = server.state.dbs[self.db]
-                if not db.expires:
-                    reply = _GET_REPLY(data, max_bulk, db.data, self.resp3)
-                    if reply is not None:
-                        _GET.calls += 1
-                        self.last_cmd = b"get"
-                        out = self.out
-                        if server.tracking and not out and not server.untracked_in_flight:
-                            # (safe_dispatch's read of durable data, inlined for a client
-                            # with no other reply queued; the key is what follows
-                            # "*2\r\n$3\r\nGET\r\n$<length>\r\n")
-                            written = server.written
-                            if not written or written.get(
-                                    (self.db, data[data.index(b"\n", 14) + 1 : -2]), -1) \
-                                    < server.durable_below:
-                                self.durable_reads = 1
-                                self.durable_window = server.window
-                        out.append(reply)
+                if first == 0x67:
+                    # in a database where no key has a TTL; _GET_REPLY declines (None)
+                    # anything but one plain GET of a missing key or a plain string
+                    db = server.state.dbs[self.db]
+                    if not db.expires:
+                        reply = _GET_REPLY(data, max_bulk, db.data, self.resp3)
+                        if reply is not None:
+                            _GET.calls += 1
+                            self.last_cmd = b"get"
+                            out = self.out
+                            if server.tracking and not out and not server.untracked_in_flight:
+                                # (safe_dispatch's read of durable data, inlined for a
+                                # client with no other reply queued; the key is what
+                                # follows "*2\r\n$3\r\nGET\r\n$<length>\r\n")
+                                written = server.written
+                                if not written or written.get(
+                                        (self.db, data[data.index(b"\n", 14) + 1 : -2]), -1) \
+                                        < server.durable_below:
+                                    self.durable_reads = 1
+                                    self.durable_window = server.window
+                            out.append(reply)
+                            self._scheduled(data)
+                            return
+                elif not server.watchers and not server.blocked and not server.notify_on:
+                    # (while nobody watches a key or waits on one, and keyspace
+                    # notifications are off: safe_dispatch would not call write_and_touch)
+                    argv = _SET_ARGS(data, max_bulk)
+                    if argv is not None and server.p.log_write(
+                            (self.db, _time_ns() // 1_000_000, argv)):
+                        # Logged as execute_rw logs it; now what execute_op's plain SET
+                        # does to the DRAM copy (keyspace.set_value, and the change
+                        # counted), as the shadow's replay of the same operation does.
+                        key = argv[1]
+                        db = server.state.dbs[self.db]
+                        db.data[key] = argv[2]
+                        marks = db.raw
+                        if marks and key in marks:
+                            marks.discard(key)
+                        expires = db.expires
+                        if expires and key in expires:
+                            del expires[key]
+                        DIRTY[0] += 1
+                        _SET.calls += 1
+                        self.last_cmd = b"set"
+                        if server.tracking:  # (safe_dispatch's tracking of a written key)
+                            server.written[(self.db, key)] = server.window
+                            server.window_writes += 1
+                        self.out.append(b"+OK\r\n")
                         self._scheduled(data)
                         return
             commands = _PARSE(data, max_bulk)
@@ -1372,6 +1403,7 @@ _DATA: dict[bytes, Cmd] = {n: c for n, c in COMMANDS.items()
                            and c.precheck is None}
 _DATA_ALL = dict(_DATA)
 _GET = COMMANDS[b"get"]  # (answered in Client.data_received: its calls counted there)
+_SET = COMMANDS[b"set"]  # (a plain SET too)
 # The data commands whose only key is their first argument, that read or write nothing
 # else (the reads that may leave before the commits in flight end, and the writes whose
 # key is tracked for them; any other write makes every read of its window wait).

@@ -370,3 +370,199 @@ def test_get_before_auth_is_refused_on_the_fast_path_too():
     assert out.startswith(b"-NOAUTH")
     assert _feed(server, c, t, [encode([[b"AUTH", b"secret"]]),
                                 encode([[b"GET", b"k"]])]) == b"+OK\r\n$6\r\nhidden\r\n"
+
+
+# ------------------------------------------------------------ plain SET applied at once
+SETTERS = [pytest.param(resp.set_args, id="python"),
+           pytest.param(COMPILED.set_args if COMPILED else None, id="compiled",
+                        marks=needs_compiled)]
+
+
+@pytest.mark.parametrize("set_args", SETTERS)
+def test_one_plain_set_is_read_and_anything_else_declined(set_args):
+    assert set_args(encode([[b"SET", b"k", b"value"]]), MAX_BULK) == (b"SET", b"k", b"value")
+    assert set_args(encode([[b"sEt", b"", b""]]), MAX_BULK) == (b"sEt", b"", b"")
+    assert set_args(encode([[b"set", b"\r\n$3", b"*1\r\n"]]), MAX_BULK) \
+        == (b"set", b"\r\n$3", b"*1\r\n")
+    for declined in (
+        encode([[b"SET", b"k", b"v", b"NX"]]), encode([[b"SET", b"k", b"v", b"EX", b"10"]]),
+        encode([[b"SET", b"k"]]), encode([[b"SET"]]),  # options, or the wrong arity
+        encode([[b"SET", b"k", b"v"], [b"SET", b"k", b"v"]]),  # more than one command
+        encode([[b"SET", b"k", b"v"], [b"GET", b"k"]]),
+        encode([[b"SETEX", b"k", b"1", b"v"]]), encode([[b"SAT", b"k", b"v"]]),
+        encode([[b"GET", b"k"]]), encode([[b"SET", b"k", b"v"]])[:-1],  # cut
+        encode([[b"SET", b"k", b"v"]]) + b"*",
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$01\r\nv\r\n",  # a leading zero
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv\r\n",  # a length that is wrong
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n+v\r\n",  # not a bulk string
+        b"SET k v\r\n",  # inline
+    ):
+        assert set_args(declined, MAX_BULK) is None, declined
+    assert set_args(encode([[b"SET", b"k", b"v"]]), 0) is None  # over the limit
+    assert set_args(encode([[b"SET", b"", b"vv"]]), 1) is None
+    assert set_args(encode([[b"SET", b"kk", b""]]), 1) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=30), st.binary(max_size=30),
+       st.sampled_from([b"SET", b"set", b"sEt", b"GET", b"SETNX"]), st.data())
+def test_the_set_twins_agree_and_read_as_the_parser_reads(key, value, name, draw):
+    data = encode([[name, key, value]])
+    mine = resp.set_args(data, MAX_BULK)
+    assert mine == ((name, key, value) if name.lower() == b"set" else None)
+    at = draw.draw(st.integers(0, len(data) - 1))
+    mutated = data[:at] + bytes([draw.draw(st.integers(0, 255))]) + data[at + 1:]
+    cut = data[:draw.draw(st.integers(0, len(data)))]
+    for chunk in (data, mutated, cut):
+        got = resp.set_args(chunk, MAX_BULK)
+        if got is not None:  # only what the parser reads as one plain SET
+            assert resp.parse_commands(chunk, MAX_BULK) == [list(got)]
+        if COMPILED is not None:
+            assert COMPILED.set_args(chunk, MAX_BULK) == got, chunk
+
+
+# Commands around plain SETs that the fast path must leave as the dispatcher leaves them:
+# a TTL dropped, a raw string's encoding, another type replaced, the database selected, the
+# change counted, SET inside MULTI (queued) and under WATCH (EXEC fails), with keyspace
+# notifications on (the subscriber told), from a client that has not authenticated.
+_SET_SESSION = [
+    [b"SET", b"s", b"v"], [b"GET", b"s"],
+    [b"SET", b"t", b"ttl", b"EX", b"1000"], [b"TTL", b"t"], [b"SET", b"t", b"plain"],
+    [b"TTL", b"t"], [b"GET", b"t"],
+    [b"SETRANGE", b"r", b"0", b"abc"], [b"OBJECT", b"ENCODING", b"r"], [b"SET", b"r", b"x"],
+    [b"OBJECT", b"ENCODING", b"r"],
+    [b"HSET", b"h", b"f", b"v"], [b"SET", b"h", b"now a string"], [b"TYPE", b"h"],
+    [b"SELECT", b"3"], [b"SET", b"s", b"three"], [b"GET", b"s"], [b"SELECT", b"0"],
+    [b"MULTI"], [b"SET", b"m", b"1"], [b"EXEC"],
+    [b"WATCH", b"s"], [b"SET", b"s", b"changed"], [b"MULTI"], [b"GET", b"s"], [b"EXEC"],
+    [b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA"], [b"SET", b"n", b"1"],
+    [b"CONFIG", b"SET", b"notify-keyspace-events", b""],
+    [b"INFO", b"persistence"], [b"DBSIZE"], [b"GET", b"s"], [b"GET", b"m"],
+]
+
+
+def _set_session(fast: bool, p: object = None) -> tuple[bytes, bytes, list, object]:
+    """What a client and a keyspace subscriber are sent for _SET_SESSION (with the plain
+    SET fast path or without), the dataset after it, and the server."""
+    import persimmon_redis.server as srv
+    from persimmon_redis.state import dump
+
+    real = srv._SET_ARGS
+    if not fast:
+        srv._SET_ARGS = lambda *a: None
+    try:
+        server = Server(Config(), p if p is not None else NoPersistence(16))
+        server.loop = _Loop()
+        c, t, sub, st_ = Client(server), _Transport(), Client(server), _Transport()
+        c.connection_made(t)
+        sub.connection_made(st_)
+        _feed(server, sub, st_, [encode([[b"PSUBSCRIBE", b"__key*__:*"]])])
+        out = b"".join(_feed(server, c, t, [encode([argv])]) for argv in _SET_SESSION)
+        told = b"".join(st_.sent)
+        return out.replace(b"\r\n", b"\n"), told, dump(server.state), server
+    finally:
+        srv._SET_ARGS = real
+
+
+@needs_compiled
+def test_plain_set_applied_at_once_does_what_dispatch_does():
+    import persimmon_redis.server as srv
+
+    logged = []
+    p = NoPersistence(16)
+    p.log_write = lambda op: logged.append(op) or True  # (counts the fast path's writes)
+    before = srv._SET.calls
+    fast_out, fast_told, fast_state, _ = _set_session(True, p)
+    fast_calls = srv._SET.calls - before
+    general_out, general_told, general_state, _ = _set_session(False)
+    assert srv._SET.calls - before - fast_calls == fast_calls  # counted as the dispatcher does
+    # INFO's lines other than the changes counted are the clock's
+    changes = [ln for ln in fast_out.split(b"\n") if b"rdb_changes_since_last_save" in ln]
+    assert changes == [ln for ln in general_out.split(b"\n")
+                       if b"rdb_changes_since_last_save" in ln]
+    assert changes and changes[0] != b"rdb_changes_since_last_save:0"
+
+    def stable(out: bytes) -> list[bytes]:
+        return [ln for ln in out.split(b"\n") if b":" not in ln or ln.startswith(b":")]
+
+    assert stable(fast_out) == stable(general_out)
+    assert fast_told == general_told and b"__keyspace@0__:n" in fast_told
+    assert fast_state == general_state
+    assert b"$5\nplain\n" in fast_out and b":-1\n" in fast_out  # the TTL went
+    assert b"$3\nraw\n+OK\n$6\nembstr\n" in fast_out  # SET over a raw string: embstr
+    assert b"+string\n" in fast_out and b"$5\nthree\n" in fast_out
+    assert b"*-1\n" in fast_out  # the watched key was changed: EXEC failed
+    # the plain SETs outside MULTI, WATCH and notifications took the fast path, each
+    # logged as (database, clock, the arguments as sent)
+    assert [(db, argv) for db, _now, argv in logged] == [
+        (0, (b"SET", b"s", b"v")), (0, (b"SET", b"t", b"plain")), (0, (b"SET", b"r", b"x")),
+        (0, (b"SET", b"h", b"now a string")), (3, (b"SET", b"s", b"three"))]
+
+
+def test_plain_set_before_auth_is_refused_on_the_fast_path_too():
+    cfg = Config()
+    cfg.requirepass = "secret"
+    server = Server(cfg, NoPersistence(16))
+    server.loop = _Loop()
+    c = Client(server)
+    t = _Transport()
+    c.connection_made(t)
+    assert _feed(server, c, t, [encode([[b"SET", b"k", b"v"]])]).startswith(b"-NOAUTH")
+    assert b"k" not in server.state.dbs[0].data
+    assert _feed(server, c, t, [encode([[b"AUTH", b"secret"]]),
+                                encode([[b"SET", b"k", b"v"]])]) == b"+OK\r\n+OK\r\n"
+    assert server.state.dbs[0].data[b"k"] == b"v"
+
+
+@needs_compiled
+def test_plain_set_over_a_stream_a_client_waits_on_unblocks_it_and_names_the_command():
+    # (while a client is blocked, a write goes through the dispatcher, which tells it)
+    server, c, t = _client()
+    waiter, wt = Client(server), _Transport()
+    waiter.connection_made(wt)
+    _feed(server, c, t, [encode([[b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"]])])
+    _feed(server, waiter, wt, [encode([[b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", b"0",
+                                        b"STREAMS", b"s", b">"]])])
+    assert server.blocked and wt.sent == []
+    assert _feed(server, c, t, [encode([[b"SET", b"s", b"v"]])]) == b"+OK\r\n"
+    assert b"".join(wt.sent) == b"-UNBLOCKED the stream key no longer exists\r\n"
+    assert c.last_cmd == b"set"
+    _feed(server, c, t, [encode([[b"GET", b"s"]])])
+    assert c.last_cmd == b"get"
+    _feed(server, c, t, [encode([[b"SET", b"s", b"again"]])])  # (nobody waits: the fast path)
+    assert c.last_cmd == b"set" and server.state.dbs[0].data[b"s"] == b"again"
+
+
+@needs_compiled
+@pytest.mark.parametrize("where", ["shm", "disk"])
+def test_plain_sets_applied_at_once_are_what_the_pool_recovers(where):
+    # The fast path logs the operation and changes the DRAM copy itself; the shadow (the
+    # PM copy) and a recovery replay the same operation with execute_op: all three agree.
+    import shutil
+    import tempfile
+
+    from test_disk_pool import _disk_dir
+
+    from persimmon_redis.persistence import PersimmonPersistence
+    from persimmon_redis.state import dump
+
+    root = tempfile.mkdtemp(prefix="fast-set-", dir="/dev/shm" if where == "shm" else _disk_dir())
+    try:
+        p = PersimmonPersistence(16, root, 8 << 20, "auto", False, True, 0)
+        taken = []
+        real_log = p.log_write
+        p.log_write = lambda op: taken.append(real_log(op)) or taken[-1]
+        _out, _told, state, _server = _set_session(True, p)
+        assert taken == [True] * 5  # (logged by the fast path, not handed back)
+        # closing drains the log: the shadow applies every operation to the PM copy, and
+        # the reopened pool's state is that copy
+        p.close()
+        again = PersimmonPersistence(16, root, 8 << 20, "auto", False, True, 0)
+        try:
+            assert dump(again.state) == state
+            assert again.state.dbs[0].data[b"s"] == b"changed"
+            assert again.state.dbs[3].data[b"s"] == b"three"
+        finally:
+            again.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
