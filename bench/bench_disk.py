@@ -1,19 +1,21 @@
 """Disk pools against redis-server's AOF on the same disk, with CPU per request.
 
     python bench/bench_disk.py [--baseline-tree DIR] [--shares 10,100] [--rounds 3]
-                               [--overlap no,yes]
+                               [--overlap no,yes] [--writeback 0.5,5]
 
 Servers, all in one directory of a disk file system (``--diskdir``, /var/tmp): persimmon-redis
 with its pool there (``--dir``, its default ``--commit-overlap``), the same with each
-``--overlap`` value of ``--commit-overlap``, and the same server from another checkout
-(``--baseline-tree``, its extension built in place: ``python setup.py build_ext -i``),
-redis-server with ``appendonly yes`` and ``appendfsync always`` and ``everysec``.  Each is
-loaded with ``--keys`` keys, then every round visits the servers in turn (every other round in
-the reverse order): resp-benchmark, 50 clients, unpipelined (``-P``), Zipf keys, 100-byte
-values, the given write shares.  Besides requests/s it reads the CPU time
-(``/proc/PID/stat``) of the server process and of its children (persimmon-redis's shadow),
-and the load generator's (its rusage), over each run, and prints microseconds of CPU per
-request, and the ratio of requests/s that those predict when the cores are saturated.
+``--overlap`` value of ``--commit-overlap`` and with each ``--writeback`` pacing of its
+shadow's write-backs (``PERSIMMON_DISK_WRITEBACK_SECONDS``), the same server from another
+checkout (``--baseline-tree``, its extension built in place: ``python setup.py build_ext
+-i``), and redis-server with ``appendonly yes`` and ``appendfsync always`` and
+``everysec``.  Each is loaded with ``--keys`` keys, then every round visits the servers in
+turn (every other round in the reverse order): resp-benchmark, 50 clients, unpipelined
+(``-P``), Zipf keys, 100-byte values, the given write shares.  Besides requests/s it reads
+the CPU time (``/proc/PID/stat``) of the server process and of its children
+(persimmon-redis's shadow), and the load generator's (its rusage), over each run, and prints
+microseconds of CPU per request, and the ratio of requests/s that those predict when the
+cores are saturated.
 Client, servers and shadows share this machine's cores: compare rows of the same round, not
 runs of different days.
 """
@@ -38,16 +40,17 @@ class TreeServer(E.Server):
     """evaluate.Server, run from ``tree``'s sources."""
 
     def __init__(self, kind: str, workdir: str, diskdir: str, tree: str,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         super().__init__(kind, workdir, diskdir)
         self.tree = tree
         self.extra = list(extra)
+        self.env = env or {}
 
     def cmd(self, rdb: bool = False) -> list[str]:
         return super().cmd(rdb) + self.extra
 
     def start(self) -> float:
-        env = dict(os.environ, PYTHONPATH=os.path.join(self.tree, "src"))
+        env = dict(os.environ, PYTHONPATH=os.path.join(self.tree, "src"), **self.env)
         self.proc = subprocess.Popen(self.cmd(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=env)
         return E.wait_ready(self.port)
@@ -65,6 +68,10 @@ def main() -> None:
     ap.add_argument("--overlap", nargs="?", const="yes", default="",
                     help="also run this tree's server with --commit-overlap set to each of "
                          "these values (comma-separated; no value: yes)")
+    ap.add_argument("--writeback", default="",
+                    help="also run this tree's server with its shadow's write-backs paced "
+                         "at each of these seconds (comma-separated; "
+                         "PERSIMMON_DISK_WRITEBACK_SECONDS)")
     ap.add_argument("--no-everysec", action="store_true",
                     help="leave out redis-server appendfsync everysec (shorter runs)")
     args = ap.parse_args()
@@ -77,6 +84,10 @@ def main() -> None:
         name = "persimmon-disk+overlap" + ("" if value == "yes" else f"-{value}")
         servers[name] = TreeServer("persimmon-disk", diskdir, diskdir, E.ROOT,
                                    ("--commit-overlap", value))
+    for value in filter(None, args.writeback.split(",")):
+        servers[f"persimmon-disk+wb{value}"] = TreeServer(
+            "persimmon-disk", diskdir, diskdir, E.ROOT,
+            env={"PERSIMMON_DISK_WRITEBACK_SECONDS": value})
     if args.baseline_tree:
         servers["persimmon-disk@baseline"] = TreeServer("persimmon-disk", diskdir, diskdir,
                                                         args.baseline_tree)

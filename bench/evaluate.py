@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import glob
 import json
 import os
 import re
@@ -145,11 +146,15 @@ class Server:
     def kids(self) -> list[int]:
         if self.proc is None:
             return []
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                return [int(x) for x in f.read().split()]
-        except OSError:
-            return []
+        # (every thread's: a shadow restarted by the supervisor thread is that thread's)
+        pids = []
+        for task in glob.glob(f"/proc/{self.proc.pid}/task/*/children"):
+            try:
+                with open(task) as f:
+                    pids += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+        return pids
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -114,6 +114,10 @@ class Device:
         """A commit record of the PM copy was just persisted (a disk device may write back
         then; see persimmon.filedevice)."""
 
+    def hurry_writeback(self) -> None:
+        """The log space the shadow has applied waits for a write-back: a device that paces
+        its write-backs writes back at the next commit point (see persimmon.filedevice)."""
+
     def settle(self) -> None:
         """Make durable anything a device deferred (the shadow before it sleeps or exits)."""
 

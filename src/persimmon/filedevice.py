@@ -446,6 +446,7 @@ class DeferredFileDevice(FileDevice):
         self._pending_bytes = 0  # (their lengths added: overlaps counted twice)
         self._after: list[tuple[int, bytes]] = []
         self._last = 0.0
+        self._hurry = False  # (the next commit point writes back, paced or not)
         self._seq = 0
         self._written: set[int] = set()  # pages written back since the last release
         self.interval = writeback_seconds() if interval is None else interval
@@ -488,10 +489,14 @@ class DeferredFileDevice(FileDevice):
             self.io.pwrite(data, off)
 
     def commit_point(self) -> None:
-        """A commit record was persisted: write back now if the pacing allows."""
-        if (self._pending_bytes >= WRITEBACK_BYTES
+        """A commit record was persisted: write back now if the pacing allows (or the log
+        space it would free is wanted: :meth:`hurry_writeback`)."""
+        if (self._pending_bytes >= WRITEBACK_BYTES or self._hurry
                 or time.monotonic() - self._last >= self.interval):
             self.writeback(committed=True)
+
+    def hurry_writeback(self) -> None:
+        self._hurry = True
 
     def settle(self) -> None:
         """Write back whatever waits, then release the pages written back (the shadow is
@@ -517,6 +522,7 @@ class DeferredFileDevice(FileDevice):
         self._pending = []
         self._pending_bytes = 0
         self._last = time.monotonic()
+        self._hurry = False
         if ranges:
             buf = self.buf  # (read only here: no store can come between journal and place)
             j = self._journal_file(create=True)

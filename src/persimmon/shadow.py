@@ -401,6 +401,10 @@ def _loop(heap: Heap, parent_pid: int, c: Counters, message: Any, verify: bool, 
             if os.getppid() != parent_pid:
                 return
             prio.update(log.head - ap.pos, cap)
+            if ap.pos - log.tail > cap // 4:
+                # a quarter of the log is applied but not yet free (a disk pool's tail
+                # waits for the paced write-back): write back at the next commit point
+                heap.dev.hurry_writeback()
             ap.publish()
             if n >= 256:  # behind the head: keep going
                 continue

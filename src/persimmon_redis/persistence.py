@@ -2,10 +2,10 @@
 
 The server talks to a persistence object only: ``execute_rw(op)`` for every write (an
 operation of the state machine; ``log_write(op)`` logs a plain SET that the server then
-applies itself, docs/redis.md "Reading requests"), ``sync()`` once before the replies of a batch are written
-(group commit; on a disk pool ``commit_begin/commit_write/commit_end`` instead, so that the
-synced write overlaps the next requests), ``checkpoint()`` for SAVE/BGSAVE, ``stats()``
-for INFO, ``close()``.
+applies itself, docs/redis.md "Reading requests"), ``sync()`` once before the replies of a
+batch are written (group commit; on a disk pool ``commit_begin/commit_write/commit_end``
+instead, so that the synced write overlaps the next requests), ``checkpoint()`` for
+SAVE/BGSAVE, ``stats()`` for INFO, ``close()``.
 ``--persistence none`` runs the same server on a plain in-memory state.
 """
 
