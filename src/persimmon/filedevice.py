@@ -28,8 +28,9 @@ devices share such a pool file:
   not flush and fence each entry before its store (``atomic_writeback``): every write-back
   adds the entries of the batch in progress (``flushed_late``, which the undo log sets), so
   whatever stores of that batch it carries, their old contents go with them. Write-backs are
-  paced: at most one per ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (default 0.5 s) unless 32 MiB
-  are waiting, and one whenever the shadow goes idle (:meth:`settle`). A write that must
+  paced: at most one per ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (default 5 s) unless 32 MiB
+  are waiting or the log space it frees is wanted (:meth:`hurry_writeback`), and one
+  whenever the shadow goes idle (:meth:`settle`). A write that must
   follow the PM copy's durability (the log tail, which lets the foreground reuse log space)
   goes through :meth:`write_ordered` and waits for the write-back. Pages written back whose
   private copy equals the file are given back (``MADV_DONTNEED``), so the shadow does not keep
@@ -72,14 +73,16 @@ _ZERO_CHUNK = 1 << 20
 # whatever its size up to 1 KiB here, 512 more bytes about 0.1 us: docs/device.md.
 MERGE_GAP = 512
 WRITEBACK_BYTES = 32 << 20
+WRITEBACK_SECONDS = 5.0  # (0.5 until 2026-12-07)
 RELEASE_BYTES = 64 << 20  # pages written back and kept private until a release
 
 
 def writeback_seconds() -> float:
-    """Pacing of the shadow's write-backs: ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (0.5 s)."""
+    """Pacing of the shadow's write-backs: ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (5 s;
+    docs/device.md, "Write-backs paced at 5 s")."""
     v = os.environ.get("PERSIMMON_DISK_WRITEBACK_SECONDS", "")
     try:
-        return max(0.0, float(v)) if v else 0.5
+        return max(0.0, float(v)) if v else WRITEBACK_SECONDS
     except ValueError:
         raise DeviceError(f"PERSIMMON_DISK_WRITEBACK_SECONDS={v!r} is not a number") from None
 
