@@ -291,7 +291,7 @@ def test_the_shadow_pacing_settings_are_read_from_the_environment(monkeypatch):
     assert SimDeferredDevice(SimFile(4 * PAGE), SimFile(0)).release_bytes == 64 << 20
     from persimmon.filedevice import writeback_seconds
 
-    assert writeback_seconds() == 5.0  # (docs/device.md, "Write-backs paced at 5 s")
+    assert writeback_seconds() == 5.0  # (docs/device.md, "... and write-backs paced at 5 s")
 
 
 def test_a_paced_write_back_is_hurried_when_the_log_space_it_frees_is_wanted():

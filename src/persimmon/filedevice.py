@@ -79,7 +79,7 @@ RELEASE_BYTES = 64 << 20  # pages written back and kept private until a release
 
 def writeback_seconds() -> float:
     """Pacing of the shadow's write-backs: ``PERSIMMON_DISK_WRITEBACK_SECONDS`` (5 s;
-    docs/device.md, "Write-backs paced at 5 s")."""
+    docs/device.md, "... and write-backs paced at 5 s")."""
     v = os.environ.get("PERSIMMON_DISK_WRITEBACK_SECONDS", "")
     try:
         return max(0.0, float(v)) if v else WRITEBACK_SECONDS
