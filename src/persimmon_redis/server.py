@@ -385,9 +385,14 @@ class Client(asyncio.Protocol):
                 m = _BULK_HEADER.search(self.crhead)
                 if m is not None:  # a bulk string arriving: big ones are read whole
                     n = int(self.crhead[m.start() + 1 :]) + 2
-                    if RESIZE_THRESHOLD <= n <= self.server.cfg.proto_max_bulk_len + 2 \
-                            and n > self.qbuf_size:
-                        self.qbuf_size = n
+                    if RESIZE_THRESHOLD <= n <= self.server.cfg.proto_max_bulk_len + 2:
+                        # Redis reads such a bulk whole into a buffer of its size, and
+                        # counts that size as the read's (querybuf_peak): the cron does not
+                        # cut the buffer before the next read
+                        if n > self.qbuf_size:
+                            self.qbuf_size = n
+                        if n > self.qb_peak:
+                            self.qb_peak = n
         else:
             self.nocr += len(data)
             if self.nocr > INLINE_MAX and reader.len() > INLINE_MAX \

@@ -566,3 +566,20 @@ def test_plain_sets_applied_at_once_are_what_the_pool_recovers(where):
             again.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_big_bulk_read_in_small_chunks_keeps_its_query_buffer_past_the_next_cron():
+    # Redis reads an argument of 32 KiB or more whole into a buffer of its size and counts
+    # that as the read's peak, so the cron tick right after the command leaves the buffer
+    # (Redis's unit/querybuf, "query buffer resized correctly when not idle", reads
+    # CLIENT LIST right after such a SET). Chunks of 8 KiB, as a slow sender's arrive.
+    server, c, t = _client()
+    data = encode([[b"SET", b"x", b"A" * 400_000]])
+    for at in range(0, len(data), 8192):
+        c.data_received(data[at : at + 8192])
+    while server.loop.callbacks:
+        server.loop.callbacks.pop(0)()
+    assert b"".join(t.sent) == b"+OK\r\n"
+    assert c.query_buffer()[1] >= 400_002
+    c.resize_query_buffer(c.last_io + 0.1)  # the next cron tick, the client not idle
+    assert c.query_buffer()[1] > 32768
