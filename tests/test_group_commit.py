@@ -162,16 +162,28 @@ def test_invoke_rw_grouped_is_invoke_rw_without_commit(shm_path):
         assert psm.state.data["c"] == 6
 
 
-def _grouped_run(path: str, ops: list) -> tuple[list, list[bytes]]:
+def _grouped_run(path: str, ops: list, taken: list | None = None) -> tuple[list, list[bytes]]:
     """Results (or exception types) of ``ops`` through invoke_rw_grouped, with a commit
-    after every seventh, and the log entries they made."""
+    after every seventh, and the log entries they made.  With ``taken`` (a list), each
+    operation is offered to log_rw_grouped first and applied by hand when it was logged
+    (what its caller must do), invoke_rw_grouped only when it was not; ``taken`` gets
+    which ones log_rw_grouped took."""
     psm = PSM(KV, path, log_size=64 << 10)  # groups of at most 16 KB
     psm._stop_shadow()
     h0 = psm._log.head
     out = []
     for i, op in enumerate(ops):
         try:
-            out.append(psm.invoke_rw_grouped(op))
+            if taken is None:
+                out.append(psm.invoke_rw_grouped(op))
+            else:
+                before = psm._grouper.bytes
+                taken.append(psm.log_rw_grouped(op))
+                if taken[-1]:
+                    out.append(psm.state.apply(op))
+                else:
+                    assert psm._grouper.bytes == before  # (nothing logged)
+                    out.append(psm.invoke_rw_grouped(op))
         except Exception as e:  # noqa: BLE001 (the type is what is compared)
             out.append(type(e))
         if i % 7 == 6:
@@ -179,6 +191,10 @@ def _grouped_run(path: str, ops: list) -> tuple[list, list[bytes]]:
     psm.commit()
     ents = _entries(psm, h0)
     psm.close(drain=False)
+    if taken is not None:
+        with pytest.raises(PersimmonError, match="closed"):
+            psm.invoke_rw_grouped((b"set", b"x", b"1"))
+        assert psm.log_rw_grouped((b"set", b"x", b"1")) is False  # closed: nothing logged
     return out, ents
 
 
@@ -238,37 +254,6 @@ def test_a_psm_s_grouped_call_is_the_compiled_grouper_until_it_closes(shm_path):
         assert again.state.data == {b"a": b"1"}
 
 
-def _logged_run(path: str, ops: list) -> tuple[list, list[bytes], list[bool]]:
-    """:func:`_grouped_run` with each operation offered to log_rw_grouped first, and applied
-    by hand when it was logged (what its caller must do); invoke_rw_grouped when it was not.
-    Also returns which operations log_rw_grouped took."""
-    psm = PSM(KV, path, log_size=64 << 10)
-    psm._stop_shadow()
-    h0 = psm._log.head
-    out, taken = [], []
-    for i, op in enumerate(ops):
-        try:
-            before = psm._grouper.bytes
-            if psm.log_rw_grouped(op):
-                taken.append(True)
-                out.append(psm.state.apply(op))
-            else:
-                assert psm._grouper.bytes == before  # (nothing logged)
-                taken.append(False)
-                out.append(psm.invoke_rw_grouped(op))
-        except Exception as e:  # noqa: BLE001 (the type is what is compared)
-            out.append(type(e))
-        if i % 7 == 6:
-            psm.commit()
-    psm.commit()
-    ents = _entries(psm, h0)
-    psm.close(drain=False)
-    with pytest.raises(PersimmonError, match="closed"):
-        psm.invoke_rw_grouped((b"set", b"x", b"1"))
-    assert psm.log_rw_grouped((b"set", b"x", b"1")) is False  # closed: nothing logged
-    return out, ents, taken
-
-
 @pytest.mark.parametrize("compiled", [
     pytest.param(True, marks=pytest.mark.skipif(
         FAST is None, reason="the fast path is not built (PERSIMMON_PURE_PYTHON)")),
@@ -282,7 +267,8 @@ def test_log_rw_grouped_logs_what_invoke_rw_grouped_logs_without_applying(
     os.unlink(shm_path + ".ref")
     if not compiled:
         monkeypatch.setattr(psm_mod, "FAST", None)  # the pure-Python twin
-    results, ents, taken = _logged_run(shm_path, ops)
+    taken: list[bool] = []
+    results, ents = _grouped_run(shm_path, ops, taken)
     assert (results, ents) == expected  # the same entries, byte for byte, and results
     # the T form only, as the compiled grouper's common case: not a str operation (pickled),
     # a bytes one, a 4-tuple, a big int, one that cannot be logged at all

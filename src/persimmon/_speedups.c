@@ -1359,6 +1359,25 @@ typedef struct {
     char on;
 } Grouper;
 
+/* The common case's logging: op packed and appended to the group (1), or nothing done
+ * because op is not the common case (0: grouper(op) hands it to slow), or an error (-1). */
+static int grouper_take(Grouper *g, PyObject *op) {
+    if (!g->on || g->apply == Py_None || PyBytes_CheckExact(op) ||
+        (PyTuple_CheckExact(op) && PyTuple_GET_SIZE(op) == 4))
+        return 0;
+    Py_ssize_t n = opc_size(op, 0);
+    if (n == -2) return -1;
+    Py_ssize_t size = g->bytes + n + 1 + 4;
+    if (n < 0 || size > g->max) return 0;
+    PyObject *payload = opc_payload(op, n);
+    if (!payload) return -1;
+    int err = PyList_Append(g->group, payload);
+    Py_DECREF(payload);
+    if (err < 0) return -1;
+    g->bytes = size;
+    return 1;
+}
+
 static PyObject *grouper_call(PyObject *self, PyObject *const *args, size_t nargsf,
                               PyObject *kwnames) {
     Grouper *g = (Grouper *)self;
@@ -1368,19 +1387,9 @@ static PyObject *grouper_call(PyObject *self, PyObject *const *args, size_t narg
         return NULL;
     }
     PyObject *op = args[0];
-    if (!g->on || g->apply == Py_None || PyBytes_CheckExact(op) ||
-        (PyTuple_CheckExact(op) && PyTuple_GET_SIZE(op) == 4))
-        return PyObject_CallOneArg(g->slow, op);
-    Py_ssize_t n = opc_size(op, 0);
-    if (n == -2) return NULL;
-    Py_ssize_t size = g->bytes + n + 1 + 4;
-    if (n < 0 || size > g->max) return PyObject_CallOneArg(g->slow, op);
-    PyObject *payload = opc_payload(op, n);
-    if (!payload) return NULL;
-    int err = PyList_Append(g->group, payload);
-    Py_DECREF(payload);
-    if (err < 0) return NULL;
-    g->bytes = size;
+    int taken = grouper_take(g, op);
+    if (taken < 0) return NULL;
+    if (!taken) return PyObject_CallOneArg(g->slow, op);
     if (g->func) { /* apply(op) without a bound-method call's argument copy */
         PyObject *a[3] = {NULL, g->obj, op};
         return PyObject_Vectorcall(g->func, a + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -1443,23 +1452,13 @@ static void grouper_dealloc(PyObject *self) {
 
 /* grouper.log(op) -> bool: grouper(op) without the apply, for a caller that applies op to
  * the state itself (PSM.log_rw_grouped).  True: op's payload is in the group.  False:
- * nothing was done, because grouper(op) would have handed op to slow (every case above);
- * the caller then calls grouper(op). */
+ * nothing was done, because op is not a tuple or grouper(op) would have handed it to slow
+ * (grouper_take); the caller then calls grouper(op). */
 static PyObject *grouper_log(PyObject *self, PyObject *op) {
-    Grouper *g = (Grouper *)self;
-    if (!g->on || g->apply == Py_None || !PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) == 4)
-        Py_RETURN_FALSE;
-    Py_ssize_t n = opc_size(op, 0);
-    if (n == -2) return NULL;
-    Py_ssize_t size = g->bytes + n + 1 + 4;
-    if (n < 0 || size > g->max) Py_RETURN_FALSE;
-    PyObject *payload = opc_payload(op, n);
-    if (!payload) return NULL;
-    int err = PyList_Append(g->group, payload);
-    Py_DECREF(payload);
-    if (err < 0) return NULL;
-    g->bytes = size;
-    Py_RETURN_TRUE;
+    if (!PyTuple_CheckExact(op)) Py_RETURN_FALSE;
+    int taken = grouper_take((Grouper *)self, op);
+    if (taken < 0) return NULL;
+    return PyBool_FromLong(taken);
 }
 
 static PyMethodDef grouper_methods[] = {
