@@ -25,6 +25,8 @@ from .server import run_server
 
 
 def _size(text: str) -> int:
+    """A size in bytes: digits with an optional suffix (kb, mb, gb: powers of 1024; k, m,
+    g: of 1000; b); ValueError for anything else, or for less than one byte."""
     t = text.strip().lower()
     mult = 1
     for suffix, m in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 10**9),
@@ -32,7 +34,18 @@ def _size(text: str) -> int:
         if t.endswith(suffix):
             t, mult = t[: -len(suffix)], m
             break
+    if not t.isdigit() or int(t) < 1:
+        raise ValueError(text)
     return int(t) * mult
+
+
+def _size_arg(text: str) -> int:
+    try:
+        return _size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: a positive number of bytes, optionally followed by "
+            "kb, mb or gb (or k, m, g: powers of 1000)") from None
 
 
 def _one_of(value: str, choices: tuple[str, ...]) -> str:
@@ -109,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="yes (default): refuse clients from addresses other than 127.0.0.1 "
                     "and ::1 while no password is set, as Redis does")
     ap.add_argument("--databases", type=int)
-    ap.add_argument("--log-size", type=_size, help="operation log size, e.g. 64mb")
+    ap.add_argument("--log-size", type=_size_arg, help="operation log size, e.g. 64mb")
     ap.add_argument("--device", choices=["auto", "libpmem", "msync"])
     ap.add_argument("--shadow-priority", choices=["idle", "normal"],
                     help="idle (default): the shadow runs on CPU time nothing else wants "
@@ -133,8 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         read_conf(args.config, cfg)
         cfg.config_file = os.path.abspath(args.config)
-    for name in ("port", "bind", "dir", "persistence", "requirepass", "maxclients",
-                 "databases", "log_size", "device", "shadow_priority"):
+    for name in ("port", "maxclients", "databases"):
+        # (checked as redis.conf and CONFIG SET check them: Redis's ranges and messages)
+        v = getattr(args, name)
+        if v is not None:
+            try:
+                cfg.set_many([(name, str(v))], running=False)
+            except ConfigError as e:
+                ap.error(f"argument --{name}: {e.args[-1]}")
+    for name in ("bind", "dir", "persistence", "requirepass", "log_size", "device",
+                 "shadow_priority"):
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)

@@ -346,6 +346,13 @@ def canonical_keyspace_events(value: str) -> str:
     return out + "".join(c for c in "KEm" if c in flags)
 
 
+# The pool's directory when none is given: tmpfs (emulated PM), which survives process
+# crashes only; a directory on a disk survives power loss too (docs/device.md: the default
+# moves to disk when a disk pool is ahead of redis-server's AOF at 100 % writes as well).
+DEFAULT_DIR = "/dev/shm/persimmon-redis"
+POOL_NAME = "persimmon-redis.pool"
+
+
 class Config:
     """All settings.  The ones the server reads often are attributes; every value of the
     table is in ``values`` (typed), shown by CONFIG GET."""
@@ -354,7 +361,7 @@ class Config:
         self.values: dict[str, Any] = {}
         for p in {id(p): p for p in PARAMS.values()}.values():
             self.values[p.name] = p.default if p.kind != "bool" else p.default == "yes"
-        self.values["dir"] = "/dev/shm/persimmon-redis"
+        self.values["dir"] = DEFAULT_DIR
         # persimmon-redis's own settings (command line / redis.conf only)
         self.persistence = "persimmon"
         self.log_size = 64 << 20

@@ -1439,11 +1439,15 @@ def run_server(cfg: Config) -> int:
         p: Any = NoPersistence(cfg.databases)
     else:
         try:
-            p = PersimmonPersistence(cfg.databases, cfg.dir, cfg.log_size, cfg.device,
-                                     cfg.verify, cfg.shadow_priority == "idle",
+            p = PersimmonPersistence(cfg.databases, os.path.abspath(cfg.dir), cfg.log_size,
+                                     cfg.device, cfg.verify, cfg.shadow_priority == "idle",
                                      cfg.commit_overlap)
         except PersistenceError as e:
             log.error("cannot open the persistent pool: %s", e)
+            return 1
+        except OSError as e:  # (the directory cannot be made, or the pool file written)
+            log.error("cannot open the persistent pool in %s: %s (choose a writable "
+                      "directory with --dir)", os.path.abspath(cfg.dir), e.strerror or e)
             return 1
     keys = sum(len(db.data) for db in p.state.dbs)
     log.info("persimmon-redis %s (pid %d), mode %s, event loop %s", VERSION, os.getpid(),
@@ -1459,7 +1463,8 @@ def run_server(cfg: Config) -> int:
     try:
         asyncio.run(server.serve())
     except OSError as e:
-        log.error("cannot listen on port %d: %s", cfg.port, e)
+        log.error("cannot listen on %s port %d: %s", " ".join(cfg.bind), cfg.port,
+                  e.strerror or e)
         p.close()
         return 1
     return server.exit_status

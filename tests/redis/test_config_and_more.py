@@ -55,6 +55,56 @@ def test_redis_conf_and_requirepass(tmp_path):
         subprocess.run(["rm", "-rf", pool])
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "argument --port: argument must be between 0 and 65535 inclusive"),
+    (["--databases", "0"], "argument --databases: argument must be between 1 and"),
+    (["--maxclients", "-1"], "argument --maxclients: argument must be between 1 and"),
+    (["--log-size", "0"], "argument --log-size: '0' is not a size"),
+    (["--log-size", "64tb"], "argument --log-size: '64tb' is not a size"),
+    (["--commit-overlap", "maybe"], "argument --commit-overlap: no, yes or a number"),
+    (["--dir", "/etc/hostname/pool"],
+     "cannot open the persistent pool in /etc/hostname/pool: Not a directory"),
+])
+def test_bad_command_line_values_are_refused_with_a_clear_error(args, message, tmp_path):
+    """Out of Redis's ranges, or not a size, or a --dir that cannot hold a pool: the
+    server says which and exits (status 2 for the arguments, as argparse does; 1 for the
+    directory), without a traceback and without serving."""
+    p = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", str(free_port()),
+                        *(["--dir", str(tmp_path / "pool")] if "--dir" not in args else []),
+                        *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == (1 if "--dir" in args else 2)
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "pool").exists()
+
+
+def test_a_port_in_use_is_a_clear_error_and_the_pool_is_closed(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", str(port),
+                            "--dir", str(tmp_path / "pool")],
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert f"cannot listen on 127.0.0.1 port {port}: " in p.stderr
+    assert "address already in use" in p.stderr.lower()
+    # (closed: a second server opens the same pool at once)
+    s = ServerProc(pool_dir=str(tmp_path / "pool")).start()
+    try:
+        assert s.client().ping()
+    finally:
+        s.stop()
+
+
+def test_bad_values_in_a_redis_conf_are_refused_the_same_way(tmp_path):
+    conf = tmp_path / "redis.conf"
+    conf.write_text("port 6390\ndatabases 0\n")
+    p = subprocess.run([sys.executable, "-m", "persimmon_redis", str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert f"{conf}:2: bad value for 'databases': argument must be between 1 and" in p.stderr
+
+
 def test_scans_visit_every_key(r):
     for i in range(237):
         r.set(f"k{i}", i)
