@@ -112,23 +112,24 @@ def main() -> None:
                     r = E.measured(servers[k], args.keys, share, args.pipeline, args.seconds)
                     rows.setdefault((k, share), []).append(
                         (r["rps"], r["server_us"], r["shadow_us"], r["client_us"],
-                         r["busy"]))
+                         r["busy"], r["queued"]))
                     line.append(f"{k} {r['rps']:,.0f}/s srv {r['server_us']:.1f} "
                                 f"shadow {r['shadow_us']:.1f} client {r['client_us']:.1f} "
-                                f"us/req, busy {r['busy']:.0%}")
+                                f"us/req, busy {r['busy']:.0%}, queued {r['queued']:.0%}")
                 print(f"{share:3d} % writes, round {step}: " + "; ".join(line), flush=True)
     finally:
         for s in servers.values():
             s.remove()
         shutil.rmtree(diskdir, ignore_errors=True)
     print("\nmedians (requests/s; CPU us/req of the server, its shadow, the load generator and"
-          " their sum; the cores' busy share) and ratios by round")
+          " their sum; the cores' busy share; the share of the time the server's event loop"
+          " waited for a core) and ratios by round")
     for share in [int(x) for x in args.shares.split(",")]:
         for k in servers:
             rs = rows.get((k, share), [])
-            med = [sorted(x[i] for x in rs)[len(rs) // 2] for i in range(5)] if rs else [0] * 5
+            med = [sorted(x[i] for x in rs)[len(rs) // 2] for i in range(6)] if rs else [0] * 6
             print(f"  {share:3d} % {k:26s} {med[0]:9,.0f} {med[1]:6.1f} {med[2]:6.1f} "
-                  f"{med[3]:6.1f} {med[1] + med[2] + med[3]:6.1f} {med[4]:5.0%}")
+                  f"{med[3]:6.1f} {med[1] + med[2] + med[3]:6.1f} {med[4]:5.0%} {med[5]:5.0%}")
         mine = rows.get(("persimmon-disk", share), [])
         for other in [k for k in servers if k != "persimmon-disk"]:
             theirs = rows.get((other, share), [])

@@ -45,7 +45,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from machine import busy_jiffies, calibration_line, cpu_seconds  # noqa: E402
+from machine import busy_jiffies, calibration_line, cpu_seconds, queued_ns  # noqa: E402
 
 SHARES = (0, 10, 25, 50, 75, 100)
 SERVERS = ("persimmon", "persimmon-disk", "none", "redis", "redis-aof-always",
@@ -230,11 +230,15 @@ def rss_kb(pid: int) -> dict[str, int]:
 
 def measured(s: Server, keys: int, share: int, pipeline: int, seconds: int) -> dict:
     """:func:`bench`, with the CPU the server and its shadow spent per request (the shadow
-    counted until it has caught up: SAVE) and how busy the machine's cores were."""
+    counted until it has caught up: SAVE), how busy the machine's cores were, and the share
+    of the run the server's event loop spent waiting for a core (``queued``: runnable, not
+    running; the client, the server and its shadow share the cores)."""
     pid, kids = s.proc.pid, s.kids()  # type: ignore[union-attr]
     c0, k0, b0 = cpu_seconds(pid), sum(cpu_seconds(x) for x in kids), busy_jiffies()
+    q0, t0 = queued_ns(pid)[1], time.monotonic_ns()
     r = bench(s.port, keys, share, pipeline, seconds)
     c1, b1 = cpu_seconds(pid), busy_jiffies()
+    queued = (queued_ns(pid)[1] - q0) / max(1, time.monotonic_ns() - t0)
     if s.kind.startswith("persimmon"):
         command(s.port, "SAVE")  # (the shadow catches up: its work for these requests)
     k1 = sum(cpu_seconds(x) for x in kids)
@@ -242,7 +246,7 @@ def measured(s: Server, keys: int, share: int, pipeline: int, seconds: int) -> d
     return r | {"server_us": (c1 - c0) / n * 1e6 if n else 0.0,
                 "shadow_us": (k1 - k0) / n * 1e6 if n else 0.0,
                 "client_us": r["client_s"] / n * 1e6 if n else 0.0,
-                "busy": (b1[0] - b0[0]) / max(1, b1[1] - b0[1])}
+                "busy": (b1[0] - b0[0]) / max(1, b1[1] - b0[1]), "queued": queued}
 
 
 # ---------------------------------------------------------------------- 1 + 6: the sweep

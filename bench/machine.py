@@ -47,3 +47,14 @@ def busy_jiffies() -> tuple[int, int]:
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + (v[4] if len(v) > 4 else 0)
     return sum(v) - idle, sum(v)
+
+
+def queued_ns(pid: int) -> tuple[int, int]:
+    """(ns the main thread of ``pid`` has run, ns it has waited on a run queue: runnable
+    but not running) since it started, from /proc's schedstat; zeros where it is absent."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+        return int(ran), int(waited)
+    except (OSError, ValueError):
+        return 0, 0
