@@ -31,6 +31,7 @@ from .replies import (
     RDouble,
     RError,
     RMap,
+    RPairMap,
     RPairs,
     RSet,
     RVerbatim,
@@ -503,6 +504,12 @@ class LuaVM:
             for a, b in v:
                 flat += [self.to_lua(a, resp), self.to_lua(b, resp)]
             return self.table_from(flat)
+        if t is RPairMap:  # (XREAD, XREADGROUP: a map in RESP3, pairs in RESP2)
+            if resp == 3:
+                return self.table_from({b"map": self.table_from(
+                    {self._key(a, resp): self.to_lua(b, resp) for a, b in v})})
+            return self.table_from([self.table_from([self.to_lua(a, resp),
+                                                     self.to_lua(b, resp)]) for a, b in v])
         if t is bool:
             return v if resp == 3 else int(v)
         if t is RBool:

@@ -330,6 +330,12 @@ def _table() -> dict:
                 _TABLE[name] = (cmd.fn, cmd.arity, cmd.write, cmd)
         for name, (fn, arity, write) in _EXTRA.items():
             _TABLE[name] = (fn, arity, write, None)
+        # XREAD and XREADGROUP, which the server serves itself (they may block): in a
+        # script, where BLOCK is refused, they are served at once on the script's state, as
+        # inside MULTI (XREADGROUP a write: it moves the group and its pending entries)
+        served_now = COMMANDS[b"\x00xread"]
+        for name, write in ((b"xread", False), (b"xreadgroup", True)):
+            _TABLE[name] = (served_now.fn, COMMANDS[name].arity, write, served_now)
     return _TABLE
 
 

@@ -65,6 +65,35 @@ def test_eval_replies_and_conversions(r):
     assert r.eval("return struct.unpack('>I2', struct.pack('>I2', 258))", 0) == 258
 
 
+def test_scripts_read_streams_without_blocking(r):
+    """XREAD and XREADGROUP from a script: served at once on the script's state (the
+    server serves them itself outside scripts), their replies converted as Redis converts
+    them (RESP2 pairs, a RESP3 map); BLOCK refused with Redis's error; XREADGROUP is a
+    write (refused in read-only scripts) whose delivery the group keeps."""
+    r.xgroup_create("s", "g", "$", mkstream=True)
+    assert r.eval("return redis.call('xread', 'STREAMS', KEYS[1], '$')", 1, "s") is None
+    for name, args in (("xread", "'STREAMS', KEYS[1], '$'"),
+                       ("xreadgroup", "'GROUP', 'g', 'c', 'STREAMS', KEYS[1], '>'")):
+        with pytest.raises(redis.ResponseError,
+                           match=f"^{name} command is not allowed with BLOCK option from "
+                                 "scripts"):
+            r.eval(f"return redis.call('{name}', 'BLOCK', 0, {args})", 1, "s")
+    r.xadd("s", {"a": "1"}, id="1-1")
+    r.xadd("s", {"b": "2"}, id="2-1")
+    assert r.eval("return redis.call('xread', 'COUNT', 1, 'STREAMS', KEYS[1], '0')", 1,
+                  "s") == [[b"s", [[b"1-1", [b"a", b"1"]]]]]
+    assert r.eval("redis.setresp(3) local m = redis.call('xread', 'STREAMS', KEYS[1], '1-1')"
+                  "['map'] return m[KEYS[1]][1]", 1, "s") == [b"2-1", [b"b", b"2"]]
+    with pytest.raises(redis.ResponseError, match="not allowed from read-only scripts"):
+        r.eval_ro("return redis.call('xreadgroup', 'GROUP', 'g', 'c', 'STREAMS', KEYS[1], "
+                  "'>')", 1, "s")
+    assert r.eval("return redis.call('xreadgroup', 'GROUP', 'g', 'c', 'STREAMS', KEYS[1], "
+                  "'>')", 1, "s") == [[b"s", [[b"1-1", [b"a", b"1"]], [b"2-1", [b"b", b"2"]]]]]
+    assert r.xpending("s", "g")["pending"] == 2
+    assert r.eval_ro("return redis.call('xread', 'STREAMS', KEYS[1], '0')", 1, "s")[0][0] \
+        == b"s"
+
+
 def test_evalsha_script_cache_and_shebang(r):
     sha = r.script_load("return 'loaded'")
     assert sha == "b534286061d4b9e4026607613b95c06c06015ae8"
@@ -250,6 +279,7 @@ def test_verify_mode_pm_copy_equals_dram_with_writing_scripts():
     try:
         c = srv.client()
         c.function_load(LIB)
+        c.xgroup_create("st", "g", "$", mkstream=True)
         for i in range(50):
             c.eval("redis.call('sadd', KEYS[1], ARGV[1]) "
                    "redis.call('set', KEYS[2], math.random(1000000)) "
@@ -257,6 +287,9 @@ def test_verify_mode_pm_copy_equals_dram_with_writing_scripts():
                    "redis.call('time')[1]) return redis.call('incr', 'n')",
                    2, "s", "r", str(i))
             c.fcall("bump", 1, "cnt", 2)
+            c.xadd("st", {"i": str(i)})
+            c.eval("return redis.call('xreadgroup', 'GROUP', 'g', 'c', 'COUNT', 1, "
+                   "'STREAMS', KEYS[1], '>')", 1, "st")
             with pytest.raises(redis.ResponseError):  # writes, then fails: writes kept
                 c.eval("redis.call('rpush', 'l', ARGV[1]) error('boom')", 0, str(i))
         assert c.llen("l") == 50
@@ -268,6 +301,7 @@ def test_verify_mode_pm_copy_equals_dram_with_writing_scripts():
         srv.start()  # and the recovered state is the acknowledged one
         c = srv.client()
         assert int(c.get("n")) == 50 and int(c.get("cnt")) == 100 and c.llen("l") == 50
+        assert c.xpending("st", "g")["pending"] == 50
         c.close()
     finally:
         srv.cleanup()
