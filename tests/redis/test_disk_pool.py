@@ -124,7 +124,7 @@ def test_a_tmpfs_pool_copied_to_a_disk_directory_is_served_there():
         c.set("a", "1")
         c.rpush("l", *range(100))
         c.hset("h", mapping={"f": "v"})
-        s.kill()  # (a crash: the copy is recovered where it lands)
+        s.stop()  # (SIGTERM: the server and its shadow have closed the pool and exited)
         shutil.copyfile(os.path.join(s.dir, "persimmon-redis.pool"),
                         os.path.join(disk, "persimmon-redis.pool"))
         proc, port, _ = _serve(disk)
