@@ -1,21 +1,21 @@
 """Disk pools against redis-server's AOF on the same disk, with CPU per request.
 
     python bench/bench_disk.py [--baseline-tree DIR] [--shares 10,100] [--rounds 3]
-                               [--overlap no,yes] [--writeback 0.5,5]
+                               [--overlap no,yes] [--writeback 0.5,5] [--env NAME=VALUE]
 
-Servers, all in one directory of a disk file system (``--diskdir``, /var/tmp): persimmon-redis
-with its pool there (``--dir``, its default ``--commit-overlap``), the same with each
-``--overlap`` value of ``--commit-overlap`` and with each ``--writeback`` pacing of its
-shadow's write-backs (``PERSIMMON_DISK_WRITEBACK_SECONDS``), the same server from another
-checkout (``--baseline-tree``, its extension built in place: ``python setup.py build_ext
--i``), and redis-server with ``appendonly yes`` and ``appendfsync always`` and
-``everysec``.  Each is loaded with ``--keys`` keys, then every round visits the servers in
-turn (every other round in the reverse order): resp-benchmark, 50 clients, unpipelined
-(``-P``), Zipf keys, 100-byte values, the given write shares.  Besides requests/s it reads
-the CPU time (``/proc/PID/stat``) of the server process and of its children
-(persimmon-redis's shadow), and the load generator's (its rusage), over each run, and prints
-microseconds of CPU per request, and the ratio of requests/s that those predict when the
-cores are saturated.
+Servers, all in one directory of a disk file system (``--diskdir``, /var/tmp):
+persimmon-redis with its pool there (``--dir``, its default ``--commit-overlap``), the same
+with each ``--overlap`` value of ``--commit-overlap``, with each ``--writeback`` pacing of
+its shadow's write-backs (``PERSIMMON_DISK_WRITEBACK_SECONDS``) and with each ``--env``
+setting of its environment, the same server from another checkout (``--baseline-tree``, its
+extension built in place: ``python setup.py build_ext -i``), and redis-server with
+``appendonly yes`` and ``appendfsync always`` and ``everysec``. Each is loaded with
+``--keys`` keys, then every round visits the servers in turn (every other round in the
+reverse order): resp-benchmark, 50 clients, unpipelined (``-P``), Zipf keys, 100-byte
+values, the given write shares. Besides requests/s it reads the CPU time
+(``/proc/PID/stat``) of the server process and of its children (persimmon-redis's shadow),
+and the load generator's (its rusage), over each run, and prints microseconds of CPU per
+request, and the ratio of requests/s that those predict when the cores are saturated.
 Client, servers and shadows share this machine's cores: compare rows of the same round, not
 runs of different days.
 """
@@ -72,6 +72,9 @@ def main() -> None:
                     help="also run this tree's server with its shadow's write-backs paced "
                          "at each of these seconds (comma-separated; "
                          "PERSIMMON_DISK_WRITEBACK_SECONDS)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                    help="also run this tree's server with these environment settings (the "
+                         "option once per variant)")
     ap.add_argument("--no-everysec", action="store_true",
                     help="leave out redis-server appendfsync everysec (shorter runs)")
     args = ap.parse_args()
@@ -88,6 +91,10 @@ def main() -> None:
         servers[f"persimmon-disk+wb{value}"] = TreeServer(
             "persimmon-disk", diskdir, diskdir, E.ROOT,
             env={"PERSIMMON_DISK_WRITEBACK_SECONDS": value})
+    for spec in args.env:
+        env = dict(kv.split("=", 1) for kv in spec.split(","))
+        servers[f"persimmon-disk+{spec}"] = TreeServer("persimmon-disk", diskdir, diskdir,
+                                                       E.ROOT, env=env)
     if args.baseline_tree:
         servers["persimmon-disk@baseline"] = TreeServer("persimmon-disk", diskdir, diskdir,
                                                         args.baseline_tree)

@@ -350,7 +350,6 @@ def canonical_keyspace_events(value: str) -> str:
 # crashes only; a directory on a disk survives power loss too (docs/device.md: the default
 # moves to disk when a disk pool is ahead of redis-server's AOF at 100 % writes as well).
 DEFAULT_DIR = "/dev/shm/persimmon-redis"
-POOL_NAME = "persimmon-redis.pool"
 
 
 class Config:

@@ -16,7 +16,6 @@ import os
 from persimmon.errors import PersimmonError as PersistenceError
 from persimmon.errors import ShadowError
 
-from .config import POOL_NAME
 from .state import RedisState
 
 __all__ = ["NoPersistence", "PersimmonPersistence", "PersistenceError", "ShadowError"]
@@ -65,7 +64,7 @@ class PersimmonPersistence:
         from persimmon import PSM
 
         os.makedirs(directory, exist_ok=True)
-        self.pool_path = os.path.join(directory, POOL_NAME)
+        self.pool_path = os.path.join(directory, "persimmon-redis.pool")
         self.psm = PSM(lambda: RedisState(databases), self.pool_path, log_size=log_size,
                        device=device, verify=verify, shadow_idle=shadow_idle)
         self.state = self.psm.state
