@@ -1427,6 +1427,9 @@ def run_server(cfg: Config) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(process)d:M %(asctime)s %(message)s",
                         datefmt="%d %b %Y %H:%M:%S", stream=sys.stderr)
+    if cfg.port == 0:  # (Redis: no TCP listener; and there is no unix socket to serve)
+        log.error("Configured to not listen anywhere, exiting.")
+        return 1
     try:
         import uvloop
 

@@ -77,6 +77,13 @@ def test_bad_command_line_values_are_refused_with_a_clear_error(args, message, t
     assert not (tmp_path / "pool").exists()
 
 
+def test_port_0_is_refused_as_redis_refuses_it_without_a_unix_socket(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", "0", "--dir",
+                        str(tmp_path / "pool")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Configured to not listen anywhere, exiting." in p.stderr
+    assert not (tmp_path / "pool").exists()
+
+
 def test_a_port_in_use_is_a_clear_error_and_the_pool_is_closed(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
