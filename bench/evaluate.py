@@ -235,10 +235,10 @@ def measured(s: Server, keys: int, share: int, pipeline: int, seconds: int) -> d
     running; the client, the server and its shadow share the cores)."""
     pid, kids = s.proc.pid, s.kids()  # type: ignore[union-attr]
     c0, k0, b0 = cpu_seconds(pid), sum(cpu_seconds(x) for x in kids), busy_jiffies()
-    q0, t0 = queued_ns(pid)[1], time.monotonic_ns()
+    q0, t0 = queued_ns(pid), time.monotonic_ns()
     r = bench(s.port, keys, share, pipeline, seconds)
     c1, b1 = cpu_seconds(pid), busy_jiffies()
-    queued = (queued_ns(pid)[1] - q0) / max(1, time.monotonic_ns() - t0)
+    queued = (queued_ns(pid) - q0) / max(1, time.monotonic_ns() - t0)
     if s.kind.startswith("persimmon"):
         command(s.port, "SAVE")  # (the shadow catches up: its work for these requests)
     k1 = sum(cpu_seconds(x) for x in kids)

@@ -49,12 +49,11 @@ def busy_jiffies() -> tuple[int, int]:
     return sum(v) - idle, sum(v)
 
 
-def queued_ns(pid: int) -> tuple[int, int]:
-    """(ns the main thread of ``pid`` has run, ns it has waited on a run queue: runnable
-    but not running) since it started, from /proc's schedstat; zeros where it is absent."""
+def queued_ns(pid: int) -> int:
+    """Nanoseconds the main thread of ``pid`` has waited on a run queue (runnable but not
+    running) since it started, from /proc's schedstat; 0 where it is absent."""
     try:
         with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
-            ran, waited = f.read().split()[:2]
-        return int(ran), int(waited)
-    except (OSError, ValueError):
-        return 0, 0
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -484,32 +484,16 @@ class LuaVM:
                 return self.table_from({b"double": float(v)})
             return fmt_double(v)
         if t is RMap:
-            if resp == 3:
-                return self.table_from({b"map": self.table_from(
-                    {self._key(a, resp): self.to_lua(b, resp) for a, b in v})})
-            flat: list = []
-            for a, b in v:
-                flat += [self.to_lua(a, resp), self.to_lua(b, resp)]
-            return self.table_from(flat)
+            return self._map(v, resp) if resp == 3 else self._flat_pairs(v, resp)
         if t is RSet:
             if resp == 3:
                 return self.table_from({b"set": self.table_from(
                     {self._key(a, resp): True for a in v})})
             return self.table_from([self.to_lua(x, resp) for x in v])
         if t is RPairs:
-            if resp == 3:
-                return self.table_from([self.table_from([self.to_lua(a, resp),
-                                                         self.to_lua(b, resp)]) for a, b in v])
-            flat = []
-            for a, b in v:
-                flat += [self.to_lua(a, resp), self.to_lua(b, resp)]
-            return self.table_from(flat)
+            return self._pairs(v, resp) if resp == 3 else self._flat_pairs(v, resp)
         if t is RPairMap:  # (XREAD, XREADGROUP: a map in RESP3, pairs in RESP2)
-            if resp == 3:
-                return self.table_from({b"map": self.table_from(
-                    {self._key(a, resp): self.to_lua(b, resp) for a, b in v})})
-            return self.table_from([self.table_from([self.to_lua(a, resp),
-                                                     self.to_lua(b, resp)]) for a, b in v])
+            return self._map(v, resp) if resp == 3 else self._pairs(v, resp)
         if t is bool:
             return v if resp == 3 else int(v)
         if t is RBool:
@@ -523,6 +507,21 @@ class LuaVM:
         if isinstance(v, int):
             return int(v)
         return None
+
+    # (key, value) replies as Lua tables: a RESP3 map, 2-element arrays, or one flat array
+    def _map(self, v: Any, resp: int) -> Any:
+        return self.table_from({b"map": self.table_from(
+            {self._key(a, resp): self.to_lua(b, resp) for a, b in v})})
+
+    def _pairs(self, v: Any, resp: int) -> Any:
+        return self.table_from([self.table_from([self.to_lua(a, resp), self.to_lua(b, resp)])
+                                for a, b in v])
+
+    def _flat_pairs(self, v: Any, resp: int) -> Any:
+        flat: list = []
+        for a, b in v:
+            flat += [self.to_lua(a, resp), self.to_lua(b, resp)]
+        return self.table_from(flat)
 
     def _key(self, a: Any, resp: int) -> Any:
         k = self.to_lua(a, resp)

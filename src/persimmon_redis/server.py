@@ -1441,16 +1441,17 @@ def run_server(cfg: Config) -> int:
     if cfg.persistence == "none":
         p: Any = NoPersistence(cfg.databases)
     else:
+        pool_dir = cfg.dir_abs()
         try:
-            p = PersimmonPersistence(cfg.databases, os.path.abspath(cfg.dir), cfg.log_size,
-                                     cfg.device, cfg.verify, cfg.shadow_priority == "idle",
+            p = PersimmonPersistence(cfg.databases, pool_dir, cfg.log_size, cfg.device,
+                                     cfg.verify, cfg.shadow_priority == "idle",
                                      cfg.commit_overlap)
         except PersistenceError as e:
             log.error("cannot open the persistent pool: %s", e)
             return 1
         except OSError as e:  # (the directory cannot be made, or the pool file written)
             log.error("cannot open the persistent pool in %s: %s (choose a writable "
-                      "directory with --dir)", os.path.abspath(cfg.dir), e.strerror or e)
+                      "directory with --dir)", pool_dir, e.strerror or e)
             return 1
     keys = sum(len(db.data) for db in p.state.dbs)
     log.info("persimmon-redis %s (pid %d), mode %s, event loop %s", VERSION, os.getpid(),

@@ -55,6 +55,12 @@ def test_redis_conf_and_requirepass(tmp_path):
         subprocess.run(["rm", "-rf", pool])
 
 
+def _started(*args: str) -> subprocess.CompletedProcess:
+    """persimmon-redis run with ``args`` until it exits (these tests expect it to refuse)."""
+    return subprocess.run([sys.executable, "-m", "persimmon_redis", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--port", "70000"], "argument --port: argument must be between 0 and 65535 inclusive"),
     (["--databases", "0"], "argument --databases: argument must be between 1 and"),
@@ -69,17 +75,15 @@ def test_bad_command_line_values_are_refused_with_a_clear_error(args, message, t
     """Out of Redis's ranges, or not a size, or a --dir that cannot hold a pool: the
     server says which and exits (status 2 for the arguments, as argparse does; 1 for the
     directory), without a traceback and without serving."""
-    p = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", str(free_port()),
-                        *(["--dir", str(tmp_path / "pool")] if "--dir" not in args else []),
-                        *args], capture_output=True, text=True, timeout=60)
+    p = _started("--port", str(free_port()),
+                 *(["--dir", str(tmp_path / "pool")] if "--dir" not in args else []), *args)
     assert p.returncode == (1 if "--dir" in args else 2)
     assert message in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "pool").exists()
 
 
 def test_port_0_is_refused_as_redis_refuses_it_without_a_unix_socket(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", "0", "--dir",
-                        str(tmp_path / "pool")], capture_output=True, text=True, timeout=60)
+    p = _started("--port", "0", "--dir", str(tmp_path / "pool"))
     assert p.returncode == 1 and "Configured to not listen anywhere, exiting." in p.stderr
     assert not (tmp_path / "pool").exists()
 
@@ -89,9 +93,7 @@ def test_a_port_in_use_is_a_clear_error_and_the_pool_is_closed(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        p = subprocess.run([sys.executable, "-m", "persimmon_redis", "--port", str(port),
-                            "--dir", str(tmp_path / "pool")],
-                           capture_output=True, text=True, timeout=60)
+        p = _started("--port", str(port), "--dir", str(tmp_path / "pool"))
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert f"cannot listen on 127.0.0.1 port {port}: " in p.stderr
     assert "address already in use" in p.stderr.lower()
@@ -106,8 +108,7 @@ def test_a_port_in_use_is_a_clear_error_and_the_pool_is_closed(tmp_path):
 def test_bad_values_in_a_redis_conf_are_refused_the_same_way(tmp_path):
     conf = tmp_path / "redis.conf"
     conf.write_text("port 6390\ndatabases 0\n")
-    p = subprocess.run([sys.executable, "-m", "persimmon_redis", str(conf)],
-                       capture_output=True, text=True, timeout=60)
+    p = _started(str(conf))
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert f"{conf}:2: bad value for 'databases': argument must be between 1 and" in p.stderr
 

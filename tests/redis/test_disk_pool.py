@@ -94,31 +94,13 @@ def test_tmpfs_pool_says_it_is_lost_at_reboot():
         s.cleanup()
 
 
-def _serve(cwd: str, *args: str) -> tuple[subprocess.Popen, int, str]:
-    """persimmon-redis started in ``cwd`` with its pool there (--dir), and ``args``: the
-    process, its port and its log's path."""
-    port = free_port()
-    log_path = os.path.join(cwd, "server.log")
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "persimmon_redis", "--port", str(port),
-                                 "--dir", cwd, *args], cwd=cwd, stdout=logf,
-                                stderr=subprocess.STDOUT)
-    wait_port(port, proc)
-    return proc, port, log_path
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        proc.wait(30)
-
-
 def test_a_tmpfs_pool_copied_to_a_disk_directory_is_served_there():
     """Moving a pool from tmpfs (the default location) to a disk, as README says: the pool
     file, copied into a directory on disk while no server runs, is served there with its
     data, and what is written then survives a SIGKILL (and now power loss)."""
     s = ServerProc().start()
-    disk = tempfile.mkdtemp(prefix="persimmon-redis-moved-", dir=_disk_dir())
+    moved = ServerProc(pool_dir=tempfile.mkdtemp(prefix="persimmon-redis-moved-",
+                                                 dir=_disk_dir()))
     try:
         c = s.client()
         c.set("a", "1")
@@ -126,24 +108,19 @@ def test_a_tmpfs_pool_copied_to_a_disk_directory_is_served_there():
         c.hset("h", mapping={"f": "v"})
         s.stop()  # (SIGTERM: the server and its shadow have closed the pool and exited)
         shutil.copyfile(os.path.join(s.dir, "persimmon-redis.pool"),
-                        os.path.join(disk, "persimmon-redis.pool"))
-        proc, port, _ = _serve(disk)
-        try:
-            c = redis.Redis(port=port)
-            assert c.info("persimmon")["survives"] == "power loss"
-            assert c.get("a") == b"1" and c.llen("l") == 100 and c.hget("h", "f") == b"v"
-            c.set("b", "2")
-        finally:
-            _stop(proc, signal.SIGKILL)
-        proc, port, _ = _serve(disk)
-        try:
-            c = redis.Redis(port=port)
-            assert c.get("b") == b"2" and c.lrange("l", -1, -1) == [b"99"]
-        finally:
-            _stop(proc)
+                        os.path.join(moved.dir, "persimmon-redis.pool"))
+        c = moved.start().client()
+        assert c.info("persimmon")["survives"] == "power loss"
+        assert c.get("a") == b"1" and c.llen("l") == 100 and c.hget("h", "f") == b"v"
+        c.set("b", "2")
+        moved.kill()
+        c = moved.start().client()
+        assert c.get("b") == b"2" and c.lrange("l", -1, -1) == [b"99"]
     finally:
         s.cleanup()
-        shutil.rmtree(disk, ignore_errors=True)
+        if moved.proc is not None:  # (cleanup stops it first: only once it was started)
+            moved.cleanup()
+        shutil.rmtree(moved.dir, ignore_errors=True)
 
 
 KILLS = int(os.environ.get("PERSIMMON_DISK_KILLS", "5"))
