@@ -1,6 +1,6 @@
 """``persimmon-redis``: the Redis-compatible server made persistent by Persimmon.
 
-    persimmon-redis [--port 6379] [--bind 127.0.0.1] [--dir /dev/shm/persimmon-redis]
+    persimmon-redis [--port 6379] [--bind 127.0.0.1] [--dir ~/.local/share/persimmon-redis]
                     [--persistence persimmon|none] [--requirepass PW] [--maxclients N]
                     [--databases 16] [--log-size BYTES] [--shadow-priority idle]
                     [--commit-overlap no|yes|N]
@@ -84,6 +84,7 @@ def read_conf(path: str, cfg: Config) -> None:
                     cfg.requirepass = args[0] or None
                 elif key == "dir":
                     cfg.dir = args[0]
+                    cfg.dir_given = True
                 elif key in ("persimmon-persistence", "persistence"):
                     cfg.persistence = args[0]
                 elif key in ("persimmon-log-size",):
@@ -113,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config", nargs="?", help="a redis.conf file")
     ap.add_argument("--port", type=int)
     ap.add_argument("--bind", nargs="+")
-    ap.add_argument("--dir", help="pool directory (default /dev/shm/persimmon-redis: tmpfs, "
-                    "lost at a reboot; a directory on a disk survives power loss)")
+    ap.add_argument("--dir", help="pool directory (default $XDG_DATA_HOME/persimmon-redis, "
+                    "else ~/.local/share/persimmon-redis: on a disk, survives power loss; "
+                    "a tmpfs such as /dev/shm is faster and lost at a reboot)")
     ap.add_argument("--persistence", choices=["persimmon", "none"])
     ap.add_argument("--requirepass")
     ap.add_argument("--maxclients", type=int)
@@ -159,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
+    if args.dir is not None:
+        cfg.dir_given = True
     if args.commit_overlap is not None:
         cfg.commit_overlap = args.commit_overlap
     for name in ("protected_mode",):  # (yes/no options: booleans)

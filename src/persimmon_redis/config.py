@@ -346,10 +346,34 @@ def canonical_keyspace_events(value: str) -> str:
     return out + "".join(c for c in "KEm" if c in flags)
 
 
-# The pool's directory when none is given: tmpfs (emulated PM), which survives process
-# crashes only; a directory on a disk survives power loss too (docs/device.md: the default
-# moves to disk when a disk pool is ahead of redis-server's AOF at 100 % writes as well).
-DEFAULT_DIR = "/dev/shm/persimmon-redis"
+def default_dir() -> str:
+    """The pool's directory when none is given: ``persimmon-redis`` in the user's data
+    directory (``$XDG_DATA_HOME``, else ``~/.local/share``), on a disk, so the pool
+    survives power loss (docs/device.md, "The decision run repeated").  Read when a Config
+    is made, so the environment of the process decides.  ``/dev/shm/...`` (tmpfs: process
+    crashes only, lost at a reboot) is an explicit ``--dir``."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):  # (unset, empty or relative: the spec says ignore it)
+        base = os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "persimmon-redis")
+
+
+# Where the pool was when no directory was given, until 2026-12-07 (tmpfs)
+FORMER_DEFAULT_DIR = "/dev/shm/persimmon-redis"
+
+
+def pool_dir_to_open(cfg: Config, former: str = FORMER_DEFAULT_DIR) -> tuple[str, bool]:
+    """(the pool directory a server should open, whether it is the former default's): the
+    configured one, except that a server given no directory (``cfg.dir_given`` False) whose
+    default directory holds no pool keeps serving a pool left at the former default
+    (``former``), so that an upgraded install does not start empty; the caller says so, and
+    how to move it."""
+    chosen = cfg.dir_abs()
+    name = "persimmon-redis.pool"
+    if not cfg.dir_given and not os.path.exists(os.path.join(chosen, name)) \
+            and os.path.exists(os.path.join(former, name)):
+        return former, True
+    return chosen, False
 
 
 class Config:
@@ -360,7 +384,8 @@ class Config:
         self.values: dict[str, Any] = {}
         for p in {id(p): p for p in PARAMS.values()}.values():
             self.values[p.name] = p.default if p.kind != "bool" else p.default == "yes"
-        self.values["dir"] = DEFAULT_DIR
+        self.values["dir"] = default_dir()
+        self.dir_given = False  # (set where --dir or a redis.conf's dir is read)
         # persimmon-redis's own settings (command line / redis.conf only)
         self.persistence = "persimmon"
         self.log_size = 64 << 20

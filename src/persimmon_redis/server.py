@@ -28,7 +28,7 @@ import hiredis
 from . import notify, registry
 from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
-from .config import Config
+from .config import Config, pool_dir_to_open
 from .info import VERSION
 from .keyspace import DIRTY, lookup, reused_ctx
 from .patterns import glob_match
@@ -1441,7 +1441,14 @@ def run_server(cfg: Config) -> int:
     if cfg.persistence == "none":
         p: Any = NoPersistence(cfg.databases)
     else:
-        pool_dir = cfg.dir_abs()
+        pool_dir, former = pool_dir_to_open(cfg)
+        if former:
+            log.warning("no --dir given and no pool in the default directory %s: serving the "
+                        "pool at the former default %s, which is on tmpfs and LOST AT REBOOT; "
+                        "to keep it across power loss, stop the server and move %s/"
+                        "persimmon-redis.pool into %s", cfg.dir_abs(), pool_dir, pool_dir,
+                        cfg.dir_abs())
+            cfg.dir = pool_dir  # (CONFIG GET dir: the directory served)
         try:
             p = PersimmonPersistence(cfg.databases, pool_dir, cfg.log_size, cfg.device,
                                      cfg.verify, cfg.shadow_priority == "idle",

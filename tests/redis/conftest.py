@@ -39,7 +39,7 @@ class ServerProc:
     """A persimmon-redis subprocess."""
 
     def __init__(self, mode: str = "persimmon", pool_dir: str | None = None,
-                 extra: tuple = (), env: dict | None = None) -> None:
+                 extra: tuple = (), env: dict | None = None, pass_dir: bool = True) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env} if env else None  # (added to the environment)
         self.dir = pool_dir or f"/dev/shm/persimmon-redis-test-{uuid.uuid4().hex}"
@@ -47,12 +47,14 @@ class ServerProc:
         self.extra = extra
         self.proc: subprocess.Popen | None = None
         self.log_path = f"{self.dir}.log"
+        # (pass_dir False: no --dir, the server picks its default, which must be self.dir)
+        self.dir_args = ("--dir", self.dir) if pass_dir else ()
 
     def start(self) -> ServerProc:
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "persimmon_redis", "--port", str(self.port),
-             "--persistence", self.mode, "--dir", self.dir, *self.extra],
+             "--persistence", self.mode, *self.dir_args, *self.extra],
             stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
         )
         wait_port(self.port, self.proc)

@@ -84,6 +84,56 @@ def test_disk_pool_says_power_loss_and_keeps_acknowledged_writes(overlap):
         os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
 
 
+@pytest.mark.parametrize("how", ["XDG_DATA_HOME", "HOME"])
+def test_the_default_pool_is_on_a_disk_and_survives_power_loss(how):
+    """Without --dir the pool is in the user's data directory ($XDG_DATA_HOME, else
+    ~/.local/share), which is on a disk: the server says the pool survives power loss,
+    CONFIG GET dir names it, and an acknowledged write survives a SIGKILL."""
+    root = tempfile.mkdtemp(prefix="persimmon-redis-home-", dir=_disk_dir())
+    if how == "HOME":  # (a relative XDG_DATA_HOME is ignored, as the spec says)
+        env = {"HOME": root, "XDG_DATA_HOME": "relative/data"}
+        expected = os.path.join(root, ".local", "share", "persimmon-redis")
+    else:
+        env = {"XDG_DATA_HOME": root}
+        expected = os.path.join(root, "persimmon-redis")
+    s = ServerProc(pool_dir=expected, env=env, pass_dir=False)
+    s.log_path = os.path.join(root, "server.log")  # (the server makes the directories)
+    s.start()
+    try:
+        assert "the pool survives power loss" in _log(s)
+        c = s.client()
+        assert c.config_get("dir") == {"dir": expected}
+        assert c.info("persimmon")["survives"] == "power loss"
+        assert c.set("kept", "yes")
+        s.kill()
+        assert s.start().client().get("kept") == b"yes"
+        assert os.path.exists(os.path.join(expected, "persimmon-redis.pool"))
+    finally:
+        s.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_pool_at_the_former_default_is_served_until_moved(tmp_path):
+    """An install upgraded from the tmpfs default: given no directory, with no pool in the
+    new default directory but one at the former default, the server opens the former one
+    (and says so); a directory given, or a pool at the new default, wins."""
+    from persimmon_redis.config import Config, pool_dir_to_open
+
+    new, former = tmp_path / "new", tmp_path / "former"
+    former.mkdir()
+    cfg = Config()
+    cfg.dir = str(new)
+    assert pool_dir_to_open(cfg, str(former)) == (str(new), False)  # (no pool anywhere)
+    (former / "persimmon-redis.pool").write_bytes(b"x")
+    assert pool_dir_to_open(cfg, str(former)) == (str(former), True)
+    cfg.dir_given = True
+    assert pool_dir_to_open(cfg, str(former)) == (str(new), False)
+    cfg.dir_given = False
+    new.mkdir()
+    (new / "persimmon-redis.pool").write_bytes(b"x")
+    assert pool_dir_to_open(cfg, str(former)) == (str(new), False)
+
+
 def test_tmpfs_pool_says_it_is_lost_at_reboot():
     s = ServerProc().start()
     try:
@@ -95,7 +145,8 @@ def test_tmpfs_pool_says_it_is_lost_at_reboot():
 
 
 def test_a_tmpfs_pool_copied_to_a_disk_directory_is_served_there():
-    """Moving a pool from tmpfs (the default location) to a disk, as README says: the pool
+    """Moving a pool from tmpfs (the default location until 2026-12-07) to a disk, as
+    README says: the pool
     file, copied into a directory on disk while no server runs, is served there with its
     data, and what is written then survives a SIGKILL (and now power loss)."""
     s = ServerProc().start()
