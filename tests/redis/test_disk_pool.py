@@ -18,7 +18,11 @@ import redis
 
 from conftest import ServerProc, free_port, wait_port
 from persimmon.device import on_tmpfs
-from persimmon_redis.config import COMMITS_IN_FLIGHT, DEFAULT_COMMITS_IN_FLIGHT
+from persimmon_redis.config import (
+    COMMITS_IN_FLIGHT,
+    DEFAULT_COMMITS_IN_FLIGHT,
+    FORMER_DEFAULT_DIR,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -132,6 +136,34 @@ def test_a_pool_at_the_former_default_is_served_until_moved(tmp_path):
     new.mkdir()
     (new / "persimmon-redis.pool").write_bytes(b"x")
     assert pool_dir_to_open(cfg, str(former)) == (str(new), False)
+
+
+def test_a_server_upgraded_from_the_tmpfs_default_keeps_serving_its_data():
+    """The whole upgrade path: data written to a pool at the former default
+    (/dev/shm/persimmon-redis) is served by a server started with no --dir whose new default
+    directory is empty, and the startup log says where the pool is, that it is lost at a
+    reboot, and where to move it.  (A pool really there is someone's data: left alone.)"""
+    if os.path.exists(FORMER_DEFAULT_DIR):
+        pytest.skip(f"{FORMER_DEFAULT_DIR} exists: this test does not touch a real pool")
+    root = tempfile.mkdtemp(prefix="persimmon-redis-home-", dir=_disk_dir())
+    old = ServerProc(pool_dir=FORMER_DEFAULT_DIR)
+    new = ServerProc(pool_dir=FORMER_DEFAULT_DIR, env={"XDG_DATA_HOME": root},
+                     pass_dir=False)
+    new.log_path = os.path.join(root, "server.log")
+    try:
+        old.start().client().set("kept", "from tmpfs")
+        old.stop()
+        c = new.start().client()
+        assert c.get("kept") == b"from tmpfs"
+        assert c.config_get("dir") == {"dir": FORMER_DEFAULT_DIR}
+        text = _log(new)
+        assert "serving the pool at the former default /dev/shm/persimmon-redis" in text
+        assert "LOST AT REBOOT" in text and os.path.join(root, "persimmon-redis") in text
+        assert not os.path.exists(os.path.join(root, "persimmon-redis"))
+    finally:
+        new.cleanup() if new.proc is not None else None
+        old.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_tmpfs_pool_says_it_is_lost_at_reboot():
