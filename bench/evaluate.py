@@ -51,8 +51,8 @@ SHARES = (0, 10, 25, 50, 75, 100)
 SERVERS = ("persimmon", "persimmon-disk", "none", "redis", "redis-aof-always",
            "redis-aof-everysec")
 LABEL = {
-    "persimmon": "persimmon-redis, pool on /dev/shm",
-    "persimmon-disk": "persimmon-redis, pool on disk (--dir)",
+    "persimmon": "persimmon-redis, pool on /dev/shm (--dir)",
+    "persimmon-disk": "persimmon-redis, pool on disk (the default location's kind)",
     "none": "persimmon-redis --persistence none",
     "redis": "redis-server, no persistence",
     "redis-aof-always": "redis-server, AOF always",
@@ -511,7 +511,8 @@ def report(results: dict, figs: list[str], args, path: str) -> None:
            f"{args.rounds} round(s), the servers visited in turn within each (every other "
            "round in the reverse order); the median round is shown.",
            f"* Pools: /dev/shm (tmpfs, survives process crashes) and `{args.diskdir}` "
-           f"({m['disk_fs']}, survives power loss); redis-server's AOF and RDB in the same "
+           f"({m['disk_fs']}, survives power loss: a disk directory, as the default "
+           "`~/.local/share/persimmon-redis` is); redis-server's AOF and RDB in the same "
            "disk directory, `--save ''`.", ""]
     sw = results.get("sweep", {})
     for pl in sorted({int(k.split("|")[1]) for k in sw}):
