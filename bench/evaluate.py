@@ -52,7 +52,7 @@ SERVERS = ("persimmon", "persimmon-disk", "none", "redis", "redis-aof-always",
            "redis-aof-everysec")
 LABEL = {
     "persimmon": "persimmon-redis, pool on /dev/shm (--dir)",
-    "persimmon-disk": "persimmon-redis, pool on disk (the default location's kind)",
+    "persimmon-disk": "persimmon-redis, pool on disk (as the default)",
     "none": "persimmon-redis --persistence none",
     "redis": "redis-server, no persistence",
     "redis-aof-always": "redis-server, AOF always",

@@ -178,9 +178,9 @@ def test_tmpfs_pool_says_it_is_lost_at_reboot():
 
 def test_a_tmpfs_pool_copied_to_a_disk_directory_is_served_there():
     """Moving a pool from tmpfs (the default location until 2026-12-07) to a disk, as
-    README says: the pool
-    file, copied into a directory on disk while no server runs, is served there with its
-    data, and what is written then survives a SIGKILL (and now power loss)."""
+    README says: the pool file, copied into a directory on disk while no server runs, is
+    served there with its data, and what is written then survives a SIGKILL (and now power
+    loss)."""
     s = ServerProc().start()
     moved = ServerProc(pool_dir=tempfile.mkdtemp(prefix="persimmon-redis-moved-",
                                                  dir=_disk_dir()))
