@@ -354,7 +354,10 @@ def default_dir() -> str:
     crashes only, lost at a reboot) is an explicit ``--dir``."""
     base = os.environ.get("XDG_DATA_HOME", "")
     if not os.path.isabs(base):  # (unset, empty or relative: the spec says ignore it)
-        base = os.path.join(os.path.expanduser("~"), ".local", "share")
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):  # (no HOME and no password entry: Redis's "dir ./")
+            return os.path.abspath("persimmon-redis")
+        base = os.path.join(home, ".local", "share")
     return os.path.join(base, "persimmon-redis")
 
 

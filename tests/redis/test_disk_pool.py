@@ -138,6 +138,19 @@ def test_a_pool_at_the_former_default_is_served_until_moved(tmp_path):
     assert pool_dir_to_open(cfg, str(former)) == (str(new), False)
 
 
+def test_the_default_directory_without_a_home(monkeypatch, tmp_path):
+    """With no usable $XDG_DATA_HOME and no home directory to be found, the default is
+    ``persimmon-redis`` in the current directory (as Redis's ``dir ./``), an absolute path."""
+    from persimmon_redis.config import default_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", "relative")
+    monkeypatch.setattr(os.path, "expanduser", lambda p: p)  # (nothing expands "~")
+    assert default_dir() == os.path.join(str(tmp_path), "persimmon-redis")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_dir() == str(tmp_path / "data" / "persimmon-redis")
+
+
 def test_a_server_upgraded_from_the_tmpfs_default_keeps_serving_its_data():
     """The whole upgrade path: data written to a pool at the former default
     (/dev/shm/persimmon-redis) is served by a server started with no --dir whose new default
