@@ -363,6 +363,9 @@ def default_dir() -> str:
 
 # Where the pool was when no directory was given, until 2026-12-07 (tmpfs)
 FORMER_DEFAULT_DIR = "/dev/shm/persimmon-redis"
+# The pool file's name in its directory (persistence.py names it too: its lines are the
+# port's published count)
+POOL_FILE = "persimmon-redis.pool"
 
 
 def pool_dir_to_open(cfg: Config, former: str = FORMER_DEFAULT_DIR) -> tuple[str, bool]:
@@ -372,9 +375,8 @@ def pool_dir_to_open(cfg: Config, former: str = FORMER_DEFAULT_DIR) -> tuple[str
     (``former``), so that an upgraded install does not start empty; the caller says so, and
     how to move it."""
     chosen = cfg.dir_abs()
-    name = "persimmon-redis.pool"
-    if not cfg.dir_given and not os.path.exists(os.path.join(chosen, name)) \
-            and os.path.exists(os.path.join(former, name)):
+    if not cfg.dir_given and not os.path.exists(os.path.join(chosen, POOL_FILE)) \
+            and os.path.exists(os.path.join(former, POOL_FILE)):
         return former, True
     return chosen, False
 

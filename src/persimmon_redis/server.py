@@ -28,7 +28,7 @@ import hiredis
 from . import notify, registry
 from .cmds.transactions import NOT_QUEUED
 from .commands import COMMANDS, Cmd, Ctx, execute_op
-from .config import Config, pool_dir_to_open
+from .config import POOL_FILE, Config, pool_dir_to_open
 from .info import VERSION
 from .keyspace import DIRTY, lookup, reused_ctx
 from .patterns import glob_match
@@ -1443,11 +1443,11 @@ def run_server(cfg: Config) -> int:
     else:
         pool_dir, former = pool_dir_to_open(cfg)
         if former:
+            default = cfg.dir_abs()
             log.warning("no --dir given and no pool in the default directory %s: serving the "
                         "pool at the former default %s, which is on tmpfs and LOST AT REBOOT; "
-                        "to keep it across power loss, stop the server and move %s/"
-                        "persimmon-redis.pool into %s", cfg.dir_abs(), pool_dir, pool_dir,
-                        cfg.dir_abs())
+                        "to keep it across power loss, stop the server and move %s into %s",
+                        default, pool_dir, os.path.join(pool_dir, POOL_FILE), default)
             cfg.dir = pool_dir  # (CONFIG GET dir: the directory served)
         try:
             p = PersimmonPersistence(cfg.databases, pool_dir, cfg.log_size, cfg.device,
